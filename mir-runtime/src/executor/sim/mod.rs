@@ -1,0 +1,510 @@
+//! The deterministic simulation executor: many nodes, one thread, one seed.
+//!
+//! A [`Simulation`] runs whole clusters of nodes built from the same [`NodeBuilder`]s as
+//! production nodes, with the same module code. Everything that can vary between runs is decided
+//! by one seeded generator ([`SimRng`]):
+//!
+//! 1. **Which module runs next.** At each step the simulator collects every (node, module) that
+//!    has queued events and picks one at random; that module gets one batch. This explores
+//!    interleavings that a real executor produces only by chance.
+//! 2. **Time.** The clock is simulated ([`Time`] starts at zero). It does not move while modules
+//!    have work (unless [`SimConfig::step_cost`] charges time per batch); when all queues are empty
+//!    it jumps to the next timeline item: an alarm of an active module (so the
+//!    [timer](crate::stdmodules::Timer) works unchanged) or a network delivery.
+//! 3. **The network.** Every node gets a simulated transport module, [`SimConfig::transport_id`]
+//!    (`net` by default). A [`SendMessage`] to it is encoded once and delivered to each destination
+//!    as a [`MessageReceived`] after a latency drawn uniformly from [`SimConfig::latency`] — the
+//!    payload arrives in encoded form, exactly as over a real network. A message for a node or a
+//!    module that does not exist is dropped and counted, never a crash. (Faults — drop, duplicate,
+//!    partition, crash — are a later layer.)
+//! 4. **Ties.** Timeline items at equal times run in the order they were scheduled.
+//!
+//! The simulator keeps a SHA-256 **digest** of everything that happened: every batch handed to
+//! every module (time, node, module, each event's canonical encoding), every alarm and every
+//! delivery. Same seed, same digest, bit for bit; see [`Simulation::digest`].
+//!
+//! Modules must not read clocks, use unseeded randomness, iterate hash maps into their output, or
+//! talk to threads: the simulator cannot see those, and the digest check is there to catch them.
+//! Active modules get no [`EventSink`](crate::EventSink) here ([`Context::sink`](crate::Context::sink)
+//! is `None`).
+
+mod rng;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+pub use rng::SimRng;
+
+use crate::error::{Activity, BuildError, NodeError};
+use crate::event::{Event, Payload};
+use crate::id::{ModuleId, NodeId};
+use crate::module::{AlarmId, ModuleError};
+use crate::node::{Dispatch, NodeBuilder, NodeCore};
+use crate::stats::NodeStats;
+use crate::stdevents::{Init, Message, MessageReceived, SendMessage};
+use crate::time::Time;
+
+/// Settings of a simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// The seed: the same seed (and the same nodes) gives the same run.
+    pub seed: u64,
+    /// Network latency, uniform in `[min, max]`. Default 1–10 ms.
+    pub latency: (Duration, Duration),
+    /// Simulated time charged per batch handed to a module. Default zero: time moves only when
+    /// every queue is empty.
+    pub step_cost: Duration,
+    /// The ID of the simulated transport module added to every node. Default `net`.
+    pub transport_id: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 0,
+            latency: (Duration::from_millis(1), Duration::from_millis(10)),
+            step_cost: Duration::ZERO,
+            transport_id: "net".to_owned(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// The default settings with the given seed.
+    pub fn with_seed(seed: u64) -> Self {
+        SimConfig { seed, ..SimConfig::default() }
+    }
+}
+
+/// Why a simulation stopped with an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// A node failed (a module error or panic, an event for a missing module).
+    #[error("at {time} (step {step}): {error}")]
+    Node {
+        /// Simulated time.
+        time: Time,
+        /// Steps taken before the failure.
+        step: u64,
+        /// The node's error.
+        error: NodeError,
+    },
+    /// No node has this ID.
+    #[error("no node {0} in the simulation")]
+    UnknownNode(NodeId),
+    /// Two nodes were given one ID.
+    #[error("node {0} is added twice")]
+    DuplicateNode(NodeId),
+    /// An injected event names a module the node does not have.
+    #[error("cannot inject {type_name} into node {node}: it has no module {dest}")]
+    UnknownDestination {
+        /// The node.
+        node: NodeId,
+        /// The destination given.
+        dest: ModuleId,
+        /// The event type.
+        type_name: String,
+    },
+    /// A node could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// A SHA-256 digest of a run.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest(pub [u8; 32]);
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
+    }
+}
+
+/// Figures about a run so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Steps taken (batches dispatched, alarms fired, messages delivered).
+    pub steps: u64,
+    /// Events handed to modules.
+    pub events: u64,
+    /// Messages delivered by the simulated network.
+    pub messages_delivered: u64,
+    /// Messages dropped because their destination node or module does not exist.
+    pub messages_dropped: u64,
+    /// Simulated time now.
+    pub time: Time,
+}
+
+enum Item {
+    Alarm { node: usize, module: usize, alarm: u64 },
+    Deliver { node: usize, event: Event },
+}
+
+struct Scheduled {
+    at: Time,
+    seq: u64,
+    item: Item,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and the earliest item must come out first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct SimNode {
+    core: NodeCore,
+    port: usize,
+}
+
+/// A deterministic simulation of a cluster. See the [module docs](self).
+///
+/// ```
+/// use mir_runtime::sim::{Simulation, SimConfig};
+/// use mir_runtime::{Node, stdmodules::NullModule};
+/// let mut sim = Simulation::new(SimConfig::with_seed(7));
+/// sim.add_node(Node::builder("0").passive("app", NullModule)).unwrap();
+/// sim.add_node(Node::builder("1").passive("app", NullModule)).unwrap();
+/// let summary = sim.run_until_idle(std::time::Duration::from_secs(1)).unwrap();
+/// assert_eq!(summary.events, 4); // one Init per module: app and net on two nodes
+/// println!("digest {}", sim.digest());
+/// ```
+pub struct Simulation {
+    cfg: SimConfig,
+    rng: SimRng,
+    now: Time,
+    nodes: Vec<SimNode>,
+    by_id: BTreeMap<NodeId, usize>,
+    timeline: BinaryHeap<Scheduled>,
+    pending_alarms: HashSet<(usize, u64)>,
+    seq: u64,
+    hasher: Sha256,
+    started: bool,
+    ready: Vec<(usize, usize)>,
+    summary: RunSummary,
+}
+
+impl Simulation {
+    /// An empty simulation.
+    pub fn new(cfg: SimConfig) -> Self {
+        Simulation {
+            rng: SimRng::new(cfg.seed),
+            cfg,
+            now: Time::ZERO,
+            nodes: Vec::new(),
+            by_id: BTreeMap::new(),
+            timeline: BinaryHeap::new(),
+            pending_alarms: HashSet::new(),
+            seq: 0,
+            hasher: Sha256::new(),
+            started: false,
+            ready: Vec::new(),
+            summary: RunSummary { steps: 0, events: 0, messages_delivered: 0, messages_dropped: 0, time: Time::ZERO },
+        }
+    }
+
+    /// Adds a node (before the first step). The simulator adds the transport module
+    /// ([`SimConfig::transport_id`]) to it; a module of that name in `builder` is an error.
+    pub fn add_node(&mut self, builder: NodeBuilder) -> Result<NodeId, SimError> {
+        let id = builder.node.clone();
+        if self.by_id.contains_key(&id) {
+            return Err(SimError::DuplicateNode(id));
+        }
+        assert!(!self.started, "Simulation::add_node after the simulation started");
+        let core = builder.port(&self.cfg.transport_id.clone()).build_core()?;
+        let port = core.ids.len() - 1;
+        self.by_id.insert(id.clone(), self.nodes.len());
+        self.nodes.push(SimNode { core, port });
+        Ok(id)
+    }
+
+    /// The simulated time.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// The nodes, in the order they were added.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.core.node.clone()).collect()
+    }
+
+    /// Statistics of a node.
+    pub fn stats(&self, node: &NodeId) -> Option<NodeStats> {
+        let n = self.by_id.get(node)?;
+        self.nodes[*n].core.publish_stats(false);
+        Some(self.nodes[*n].core.stats.snapshot())
+    }
+
+    /// Figures about the run so far.
+    pub fn summary(&self) -> RunSummary {
+        RunSummary { time: self.now, ..self.summary.clone() }
+    }
+
+    /// The digest of everything that happened so far.
+    pub fn digest(&self) -> Digest {
+        Digest(self.hasher.clone().finalize().into())
+    }
+
+    fn start(&mut self) -> Result<(), SimError> {
+        if !self.started {
+            self.started = true;
+            for n in 0..self.nodes.len() {
+                self.nodes[n].core.enqueue_init().map_err(|e| self.node_error(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn node_error(&self, error: NodeError) -> SimError {
+        SimError::Node { time: self.now, step: self.summary.steps, error }
+    }
+
+    /// Puts events into a node's queues now (as if injected from outside).
+    pub fn inject(&mut self, node: &NodeId, events: Vec<Event>) -> Result<(), SimError> {
+        self.start()?;
+        let n = *self.by_id.get(node).ok_or_else(|| SimError::UnknownNode(node.clone()))?;
+        let core = &mut self.nodes[n].core;
+        if let Some(ev) = events.iter().find(|ev| core.index_of(ev.dest.top()).is_none()) {
+            return Err(SimError::UnknownDestination { node: node.clone(), dest: ev.dest.clone(), type_name: ev.name().to_owned() });
+        }
+        self.hasher.update(b"I");
+        self.hasher.update((n as u64).to_le_bytes());
+        for ev in events {
+            hash_event(&mut self.hasher, &ev);
+            core.route(ev).map_err(|e| SimError::Node { time: self.now, step: self.summary.steps, error: e })?;
+        }
+        Ok(())
+    }
+
+    fn schedule(&mut self, at: Time, item: Item) {
+        self.seq += 1;
+        self.timeline.push(Scheduled { at, seq: self.seq, item });
+    }
+
+    fn collect_alarms(&mut self, n: usize) {
+        let req = &mut self.nodes[n].core.alarms;
+        let set: Vec<_> = req.set.drain(..).collect();
+        let cancel: Vec<_> = req.cancel.drain(..).collect();
+        for (id, at, module) in set {
+            self.pending_alarms.insert((n, id.0));
+            self.schedule(at.max(self.now), Item::Alarm { node: n, module, alarm: id.0 });
+        }
+        for id in cancel {
+            self.pending_alarms.remove(&(n, id.0));
+        }
+    }
+
+    /// Takes one step: one batch to one module chosen by the seed, or, when no module has work,
+    /// the next timeline item (moving the clock). Returns `false` when there is nothing left to
+    /// do.
+    pub fn step(&mut self) -> Result<bool, SimError> {
+        self.step_until(None)
+    }
+
+    fn step_until(&mut self, deadline: Option<Time>) -> Result<bool, SimError> {
+        self.start()?;
+        self.ready.clear();
+        for (n, node) in self.nodes.iter().enumerate() {
+            for i in 0..node.core.ids.len() {
+                if node.core.ready(i) {
+                    self.ready.push((n, i));
+                }
+            }
+        }
+        if !self.ready.is_empty() {
+            let (n, i) = self.ready[self.rng.below(self.ready.len() as u64) as usize];
+            self.dispatch(n, i)?;
+            self.summary.steps += 1;
+            if !self.cfg.step_cost.is_zero() {
+                self.now = self.now + self.cfg.step_cost;
+            }
+            // Items that fell due while time was charged for work.
+            self.fire_due()?;
+            return Ok(true);
+        }
+        let Some(next) = self.timeline.peek() else { return Ok(false) };
+        if deadline.is_some_and(|d| next.at > d) {
+            return Ok(false);
+        }
+        self.now = self.now.max(next.at);
+        let item = self.timeline.pop().expect("peeked");
+        self.fire(item.item)?;
+        self.summary.steps += 1;
+        Ok(true)
+    }
+
+    fn fire_due(&mut self) -> Result<(), SimError> {
+        while self.timeline.peek().is_some_and(|s| s.at <= self.now) {
+            let item = self.timeline.pop().expect("peeked");
+            self.fire(item.item)?;
+        }
+        Ok(())
+    }
+
+    fn fire(&mut self, item: Item) -> Result<(), SimError> {
+        match item {
+            Item::Alarm { node, module, alarm } => {
+                if !self.pending_alarms.remove(&(node, alarm)) {
+                    return Ok(()); // cancelled
+                }
+                self.hasher.update(b"A");
+                self.hasher.update(self.now.since_start().as_nanos().to_le_bytes());
+                self.hasher.update((node as u64).to_le_bytes());
+                self.hasher.update((module as u64).to_le_bytes());
+                self.hasher.update(alarm.to_le_bytes());
+                let now = self.now;
+                let res = self.nodes[node].core.fire_alarm(module, AlarmId(alarm), now);
+                res.map_err(|e| self.node_error(e))?;
+                self.collect_alarms(node);
+            }
+            Item::Deliver { node, event } => {
+                let core = &mut self.nodes[node].core;
+                if core.index_of(event.dest.top()).is_none() {
+                    self.summary.messages_dropped += 1;
+                    tracing::warn!(node = %core.node, dest = %event.dest, "simulated network: message for a module this node does not have; dropped");
+                    return Ok(());
+                }
+                self.hasher.update(b"M");
+                self.hasher.update(self.now.since_start().as_nanos().to_le_bytes());
+                self.hasher.update((node as u64).to_le_bytes());
+                hash_event(&mut self.hasher, &event);
+                self.summary.messages_delivered += 1;
+                let res = core.route(event);
+                res.map_err(|e| self.node_error(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, n: usize, i: usize) -> Result<(), SimError> {
+        let now = self.now;
+        {
+            let core = &self.nodes[n].core;
+            let len = core.queues[i].len().min(core.cfg.max_batch_size);
+            self.summary.events += len as u64;
+            self.hasher.update(b"B");
+            self.hasher.update(now.since_start().as_nanos().to_le_bytes());
+            self.hasher.update((n as u64).to_le_bytes());
+            self.hasher.update((i as u64).to_le_bytes());
+            self.hasher.update((len as u64).to_le_bytes());
+            for ev in core.queues[i].iter().take(len) {
+                hash_event(&mut self.hasher, ev);
+            }
+        }
+        let res = self.nodes[n].core.dispatch(i, now);
+        match res.map_err(|e| self.node_error(e))? {
+            Dispatch::Handled => {}
+            // No worker threads in the simulator: worker modules run inline.
+            Dispatch::Offload(_) => unreachable!("the simulator never moves modules to workers"),
+            Dispatch::Port(batch) => {
+                debug_assert_eq!(i, self.nodes[n].port);
+                self.transport(n, batch)?;
+            }
+        }
+        self.collect_alarms(n);
+        Ok(())
+    }
+
+    /// The simulated transport of node `n` handles a batch.
+    fn transport(&mut self, n: usize, mut batch: Vec<Event>) -> Result<(), SimError> {
+        let from = self.nodes[n].core.node.clone();
+        let me = self.nodes[n].core.ids[self.nodes[n].port].clone();
+        for ev in batch.drain(..) {
+            if ev.is::<Init>() {
+                continue;
+            }
+            let send = match ev.into_payload::<SendMessage>() {
+                Ok(s) => s,
+                Err(e) => {
+                    let error = ModuleError::new(format!("the simulated transport only handles {} (got {e})", "mir.SendMessage"));
+                    return Err(self.node_error(NodeError::ModuleFailed {
+                        node: from,
+                        module: me,
+                        activity: Activity::Batch { batch_len: 1 },
+                        error,
+                    }));
+                }
+            };
+            let encoded = Message {
+                dest_module: send.message.dest_module.clone(),
+                payload: Payload::encoded(send.message.payload.name(), send.message.payload.encode_value()),
+            };
+            for dest in &send.destinations {
+                let Some(&d) = self.by_id.get(dest) else {
+                    self.summary.messages_dropped += 1;
+                    tracing::warn!(node = %from, dest = %dest, "simulated network: message to an unknown node; dropped");
+                    continue;
+                };
+                let (lo, hi) = self.cfg.latency;
+                let latency = Duration::from_nanos(self.rng.between(lo.as_nanos() as u64, hi.as_nanos() as u64));
+                let received = MessageReceived { from: from.clone(), message: encoded.clone() };
+                let event = Event::new(me.clone(), encoded.dest_module.clone(), received);
+                self.schedule(self.now + latency, Item::Deliver { node: d, event });
+            }
+        }
+        self.nodes[n].core.recycle(batch);
+        Ok(())
+    }
+
+    /// Runs for `d` of simulated time (or until nothing is left to do). Items due exactly at the
+    /// end run.
+    pub fn run_for(&mut self, d: Duration) -> Result<RunSummary, SimError> {
+        let deadline = self.now + d;
+        while self.step_until(Some(deadline))? {}
+        self.now = self.now.max(deadline);
+        Ok(self.summary())
+    }
+
+    /// Runs until nothing is left to do, or until `limit` of simulated time has passed (a repeating
+    /// timer never lets a simulation go idle).
+    pub fn run_until_idle(&mut self, limit: Duration) -> Result<RunSummary, SimError> {
+        let deadline = self.now + limit;
+        while self.step_until(Some(deadline))? {}
+        Ok(self.summary())
+    }
+
+    /// Runs until `done` returns true (checked after every step), nothing is left to do, or `limit`
+    /// of simulated time has passed. Returns whether `done` became true.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Simulation) -> bool) -> Result<bool, SimError> {
+        let deadline = self.now + limit;
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            if !self.step_until(Some(deadline))? {
+                return Ok(done(self));
+            }
+        }
+    }
+}
+
+fn hash_event(h: &mut Sha256, ev: &Event) {
+    let bytes = ev.encode();
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(&bytes);
+}

@@ -1,0 +1,457 @@
+//! The node: its modules, their queues, routing and dispatch — everything the two executors share.
+//!
+//! [`NodeBuilder`] collects modules and configuration; [`NodeBuilder::build`] makes a production
+//! [`Node`](crate::Node), and [`Simulation::add_node`](crate::sim::Simulation::add_node) puts the
+//! same description into the deterministic simulator. Both drive the same `NodeCore`, so the
+//! routing, batching, ordering and failure rules below hold in both:
+//!
+//! 1. Each top-level module has one FIFO queue. Events are routed on the first segment of their
+//!    destination; an event for a module the node does not have stops the node with
+//!    [`NodeError::UnknownDestination`].
+//! 2. A module receives at most [`NodeConfig::max_batch_size`] events per call, in queue order,
+//!    and is never called while another call of it is in progress.
+//! 3. The events a module emits in one call are routed in the order it emitted them, so events
+//!    from one module to another arrive in emission order.
+//! 4. At start every module gets one [`Init`] event, in registration order, before anything else.
+//! 5. A module error or panic stops the node with an error naming the node, the module and the
+//!    event (type, position in the batch).
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::NodeConfig;
+use crate::error::{Activity, BuildError, EventRef, NodeError};
+use crate::event::Event;
+use crate::executor::tokio::EventSink;
+use crate::id::{ModuleId, NodeId};
+use crate::module::{ActiveModule, AlarmId, AlarmRequests, Batch, Context, Cursor, ModuleError, Outbox, PassiveModule};
+use crate::stats::SharedStats;
+use crate::stdevents::Init;
+use crate::time::Time;
+
+/// How a module is hosted.
+pub(crate) enum ModuleKind {
+    Passive(Box<dyn PassiveModule>),
+    /// A passive module that the production executor runs on its own thread.
+    Worker(Box<dyn PassiveModule>),
+    Active(Box<dyn ActiveModule>),
+    /// Events for this module leave the node and are handled by the executor (the simulator's
+    /// network).
+    Port,
+}
+
+/// Describes a node: its ID, configuration and modules. Build it into a production
+/// [`Node`](crate::Node) with [`NodeBuilder::build`] or hand it to the simulator with
+/// [`Simulation::add_node`](crate::sim::Simulation::add_node).
+///
+/// ```
+/// use mir_runtime::{Node, NodeConfig, stdmodules::{NullModule, Timer}};
+/// let node = Node::builder("n0")
+///     .config(NodeConfig { max_batch_size: 64, ..NodeConfig::default() })
+///     .passive("null", NullModule)
+///     .active("timer", Timer::new())
+///     .build()
+///     .unwrap();
+/// assert_eq!(node.handle().modules().len(), 2);
+///
+/// let err = Node::builder("n0").passive("a", NullModule).passive("a", NullModule).build().unwrap_err();
+/// assert_eq!(err.to_string(), "module a is registered twice");
+/// ```
+pub struct NodeBuilder {
+    pub(crate) node: NodeId,
+    pub(crate) config: NodeConfig,
+    pub(crate) modules: Vec<(ModuleId, ModuleKind)>,
+    pub(crate) error: Option<BuildError>,
+}
+
+impl NodeBuilder {
+    /// A node with the given ID, the default configuration and no modules.
+    pub fn new(node: impl Into<NodeId>) -> Self {
+        NodeBuilder { node: node.into(), config: NodeConfig::default(), modules: Vec::new(), error: None }
+    }
+
+    /// Sets the configuration (validated by `build`).
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    fn add(mut self, id: &str, kind: ModuleKind) -> Self {
+        if self.error.is_some() {
+            return self;
+        }
+        match ModuleId::try_new(id) {
+            Err(e) => self.error = Some(e.into()),
+            Ok(id) if id.sub().is_some() => self.error = Some(BuildError::NotTopLevel(id)),
+            Ok(id) if self.modules.iter().any(|(m, _)| *m == id) => self.error = Some(BuildError::DuplicateModule(id)),
+            Ok(id) => self.modules.push((id, kind)),
+        }
+        self
+    }
+
+    /// Adds a passive module, run on the event loop's thread.
+    pub fn passive(self, id: &str, module: impl PassiveModule) -> Self {
+        self.add(id, ModuleKind::Passive(Box::new(module)))
+    }
+
+    /// Adds a passive module that the production executor runs on a thread of its own, for heavy
+    /// work (signature checks, hashing) that must not stall the other modules. Batches are handed
+    /// over whole, one at a time. In the simulator it runs like any passive module.
+    pub fn passive_on_worker(self, id: &str, module: impl PassiveModule) -> Self {
+        self.add(id, ModuleKind::Worker(Box::new(module)))
+    }
+
+    /// Adds an active module.
+    pub fn active(self, id: &str, module: impl ActiveModule) -> Self {
+        self.add(id, ModuleKind::Active(Box::new(module)))
+    }
+
+    pub(crate) fn port(self, id: &str) -> Self {
+        self.add(id, ModuleKind::Port)
+    }
+
+    /// The IDs registered so far.
+    pub fn module_ids(&self) -> Vec<ModuleId> {
+        self.modules.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    pub(crate) fn build_core(self) -> Result<NodeCore, BuildError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.config.validate()?;
+        if self.modules.is_empty() {
+            return Err(BuildError::NoModules);
+        }
+        let ids: Vec<ModuleId> = self.modules.iter().map(|(id, _)| id.clone()).collect();
+        let n = ids.len();
+        let slots = self
+            .modules
+            .into_iter()
+            .map(|(_, k)| match k {
+                ModuleKind::Passive(m) => Slot::Passive(m, false),
+                ModuleKind::Worker(m) => Slot::Passive(m, true),
+                ModuleKind::Active(m) => Slot::Active(m),
+                ModuleKind::Port => Slot::Port,
+            })
+            .collect();
+        Ok(NodeCore {
+            stats: SharedStats::new(self.node.clone(), ids.clone()),
+            node: self.node,
+            cfg: self.config,
+            outbox: Outbox::new(ids[0].clone()),
+            ids,
+            slots,
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
+            max_queued: vec![0; n],
+            buffered: 0,
+            scratch: Vec::new(),
+            spare: Vec::new(),
+            cursor: Cursor::default(),
+            alarms: AlarmRequests::default(),
+            sink: None,
+        })
+    }
+}
+
+pub(crate) enum Slot {
+    /// The flag says whether the module asked for a worker thread.
+    Passive(Box<dyn PassiveModule>, bool),
+    Active(Box<dyn ActiveModule>),
+    /// A passive module running on a worker thread; `true` while it has a batch.
+    Remote(bool),
+    Port,
+}
+
+/// What [`NodeCore::dispatch`] did.
+pub(crate) enum Dispatch {
+    /// A module handled a batch.
+    Handled,
+    /// A batch for a remote module: send it to its worker.
+    Offload(Vec<Event>),
+    /// A batch for a port: the executor handles it.
+    Port(Vec<Event>),
+}
+
+pub(crate) struct NodeCore {
+    pub(crate) node: NodeId,
+    pub(crate) cfg: NodeConfig,
+    pub(crate) ids: Vec<ModuleId>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) queues: Vec<VecDeque<Event>>,
+    max_queued: Vec<usize>,
+    /// Events in all queues.
+    pub(crate) buffered: usize,
+    pub(crate) stats: Arc<SharedStats>,
+    scratch: Vec<Event>,
+    spare: Vec<Event>,
+    outbox: Outbox,
+    cursor: Cursor,
+    pub(crate) alarms: AlarmRequests,
+    pub(crate) sink: Option<EventSink>,
+}
+
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}
+
+fn activity(cursor: &Cursor, batch_len: usize) -> Activity {
+    if cursor.taken == 0 {
+        Activity::Batch { batch_len }
+    } else {
+        Activity::Event(EventRef { type_name: cursor.name.to_string(), index: cursor.taken - 1, batch_len })
+    }
+}
+
+/// Runs one batch through a passive module, turning an error or panic into a [`NodeError`].
+/// `batch` is left empty; output is appended to `out`.
+pub(crate) fn run_passive(
+    node: &NodeId,
+    id: &ModuleId,
+    module: &mut dyn PassiveModule,
+    batch: &mut Vec<Event>,
+    cursor: &mut Cursor,
+    out: &mut Outbox,
+) -> Result<(), NodeError> {
+    let len = batch.len();
+    out.set_me(id);
+    let res = catch_unwind(AssertUnwindSafe(|| module.apply_events(Batch::new(batch, cursor), out)));
+    batch.clear();
+    fail(node, id, res, || activity(cursor, len))
+}
+
+fn fail(
+    node: &NodeId,
+    id: &ModuleId,
+    res: std::thread::Result<Result<(), ModuleError>>,
+    activity: impl FnOnce() -> Activity,
+) -> Result<(), NodeError> {
+    match res {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(NodeError::ModuleFailed { node: node.clone(), module: id.clone(), activity: activity(), error }),
+        Err(p) => Err(NodeError::ModulePanicked {
+            node: node.clone(),
+            module: id.clone(),
+            activity: activity(),
+            message: panic_message(&*p),
+        }),
+    }
+}
+
+impl NodeCore {
+    /// The index of the top-level module `top`.
+    #[inline]
+    pub(crate) fn index_of(&self, top: &str) -> Option<usize> {
+        self.ids.iter().position(|id| id.as_str() == top)
+    }
+
+    /// Puts an event in its destination's queue.
+    #[inline]
+    pub(crate) fn route(&mut self, ev: Event) -> Result<(), NodeError> {
+        let Some(i) = self.index_of(ev.dest.top()) else {
+            return Err(self.unknown_destination(&ev));
+        };
+        let q = &mut self.queues[i];
+        q.push_back(ev);
+        if q.len() > self.max_queued[i] {
+            self.max_queued[i] = q.len();
+        }
+        self.buffered += 1;
+        Ok(())
+    }
+
+    pub(crate) fn unknown_destination(&self, ev: &Event) -> NodeError {
+        NodeError::UnknownDestination {
+            node: self.node.clone(),
+            src: ev.src.clone(),
+            dest: ev.dest.clone(),
+            top: ev.dest.top().to_owned(),
+            type_name: ev.name().to_owned(),
+            known: self.ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
+        }
+    }
+
+    /// Routes everything in the outbox, keeping its allocation.
+    fn route_outbox(&mut self) -> Result<(), NodeError> {
+        let mut evs = std::mem::take(self.outbox.events_mut());
+        let mut res = Ok(());
+        for ev in evs.drain(..) {
+            if let Err(e) = self.route(ev) {
+                res = Err(e);
+                break;
+            }
+        }
+        evs.clear();
+        *self.outbox.events_mut() = evs;
+        res
+    }
+
+    /// Routes a list of events, e.g. a remote module's output.
+    pub(crate) fn route_all(&mut self, evs: impl IntoIterator<Item = Event>) -> Result<(), NodeError> {
+        for ev in evs {
+            self.route(ev)?;
+        }
+        Ok(())
+    }
+
+    /// Queues one `Init` per module, in registration order.
+    pub(crate) fn enqueue_init(&mut self) -> Result<(), NodeError> {
+        for i in 0..self.ids.len() {
+            let ev = Event::new(ModuleId::node(), self.ids[i].clone(), Init);
+            self.route(ev)?;
+        }
+        Ok(())
+    }
+
+    /// Whether module `i` has events and can take a batch now.
+    #[inline]
+    pub(crate) fn ready(&self, i: usize) -> bool {
+        !self.queues[i].is_empty() && !matches!(self.slots[i], Slot::Remote(true))
+    }
+
+    /// Hands module `i` its next batch (the caller checked [`NodeCore::ready`]).
+    pub(crate) fn dispatch(&mut self, i: usize, now: Time) -> Result<Dispatch, NodeError> {
+        let n = self.queues[i].len().min(self.cfg.max_batch_size);
+        self.buffered -= n;
+        let counters = &self.stats.modules[i];
+        counters.events.fetch_add(n as u64, Relaxed);
+        counters.batches.fetch_add(1, Relaxed);
+        let mut batch = std::mem::take(&mut self.scratch);
+        batch.extend(self.queues[i].drain(..n));
+        let t0 = Instant::now();
+        let id = &self.ids[i];
+        let res = match &mut self.slots[i] {
+            Slot::Passive(m, _) => run_passive(&self.node, id, &mut **m, &mut batch, &mut self.cursor, &mut self.outbox),
+            Slot::Active(m) => {
+                self.outbox.set_me(id);
+                self.alarms.current = i;
+                let mut cx = Context { out: &mut self.outbox, now, alarms: &mut self.alarms, sink: self.sink.as_ref() };
+                let cursor = &mut self.cursor;
+                let res = catch_unwind(AssertUnwindSafe(|| m.apply_events(Batch::new(&mut batch, cursor), &mut cx)));
+                batch.clear();
+                fail(&self.node, id, res, || activity(&self.cursor, n))
+            }
+            Slot::Remote(busy) => {
+                *busy = true;
+                let out = std::mem::replace(&mut batch, std::mem::take(&mut self.spare));
+                self.scratch = batch;
+                return Ok(Dispatch::Offload(out));
+            }
+            Slot::Port => {
+                let out = std::mem::replace(&mut batch, std::mem::take(&mut self.spare));
+                self.scratch = batch;
+                return Ok(Dispatch::Port(out));
+            }
+        };
+        self.scratch = batch;
+        self.stats.modules[i].busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+        res?;
+        self.route_outbox()?;
+        Ok(Dispatch::Handled)
+    }
+
+    /// Calls module `i`'s alarm handler.
+    pub(crate) fn fire_alarm(&mut self, i: usize, alarm: AlarmId, now: Time) -> Result<(), NodeError> {
+        let id = &self.ids[i];
+        let Slot::Active(m) = &mut self.slots[i] else {
+            return Ok(());
+        };
+        self.outbox.set_me(id);
+        self.alarms.current = i;
+        let t0 = Instant::now();
+        let mut cx = Context { out: &mut self.outbox, now, alarms: &mut self.alarms, sink: self.sink.as_ref() };
+        let res = catch_unwind(AssertUnwindSafe(|| m.on_alarm(alarm, &mut cx)));
+        self.stats.modules[i].busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+        fail(&self.node, id, res, || Activity::Alarm(alarm.0))?;
+        self.route_outbox()
+    }
+
+    /// A remote module finished its batch; `out` is its output.
+    pub(crate) fn complete_remote(&mut self, i: usize, out: Vec<Event>, busy_ns: u64) -> Result<(), NodeError> {
+        if let Slot::Remote(busy) = &mut self.slots[i] {
+            *busy = false;
+        }
+        self.stats.modules[i].busy_ns.fetch_add(busy_ns, Relaxed);
+        self.route_all(out)
+    }
+
+    /// Gives back a batch vector for reuse.
+    pub(crate) fn recycle(&mut self, mut v: Vec<Event>) {
+        v.clear();
+        if v.capacity() > self.spare.capacity() {
+            self.spare = v;
+        }
+    }
+
+    /// Writes queue lengths to the shared statistics.
+    pub(crate) fn publish_stats(&self, paused: bool) {
+        for (i, c) in self.stats.modules.iter().enumerate() {
+            c.queued.store(self.queues[i].len() as u64, Relaxed);
+            c.max_queued.store(self.max_queued[i] as u64, Relaxed);
+        }
+        self.stats.buffered.store(self.buffered as u64, Relaxed);
+        self.stats.paused.store(paused, Relaxed);
+    }
+}
+
+/// A node's pending alarms, ordered by time and then by the order they were set.
+#[derive(Default)]
+pub(crate) struct AlarmQueue {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(Time, u64, usize)>>,
+    /// Alarms set and neither fired nor cancelled (membership only; never iterated).
+    pending: std::collections::HashSet<u64>,
+}
+
+impl AlarmQueue {
+    /// Takes the alarm requests and cancellations modules made since the last call.
+    pub(crate) fn collect(&mut self, req: &mut AlarmRequests) {
+        for (id, at, module) in req.set.drain(..) {
+            self.heap.push(std::cmp::Reverse((at, id.0, module)));
+            self.pending.insert(id.0);
+        }
+        for id in req.cancel.drain(..) {
+            self.pending.remove(&id.0);
+        }
+    }
+
+    /// The time of the earliest live alarm.
+    pub(crate) fn next_time(&mut self) -> Option<Time> {
+        while let Some(std::cmp::Reverse((at, id, _))) = self.heap.peek() {
+            if self.pending.contains(id) {
+                return Some(*at);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Removes and returns the earliest live alarm if it is due at `now`: (module index, alarm).
+    pub(crate) fn pop_due(&mut self, now: Time) -> Option<(usize, AlarmId)> {
+        let at = self.next_time()?;
+        if at > now {
+            return None;
+        }
+        let std::cmp::Reverse((_, id, module)) = self.heap.pop().expect("peeked");
+        self.pending.remove(&id);
+        Some((module, AlarmId(id)))
+    }
+}
+
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("node", &self.node)
+            .field("config", &self.config)
+            .field("modules", &self.module_ids())
+            .finish_non_exhaustive()
+    }
+}

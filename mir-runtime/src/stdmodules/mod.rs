@@ -1,0 +1,20 @@
+//! Standard modules: the [timer](timer), the [factory](factory) and the [null module](NullModule).
+
+pub mod factory;
+pub mod timer;
+
+pub use factory::{Factory, FactoryStats};
+pub use timer::{Timer, TimerHandle};
+
+use crate::module::{Batch, ModuleResult, Outbox, PassiveModule};
+
+/// A passive module that ignores every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullModule;
+
+impl PassiveModule for NullModule {
+    fn apply_events(&mut self, events: Batch<'_>, _out: &mut Outbox) -> ModuleResult {
+        events.for_each(drop);
+        Ok(())
+    }
+}
