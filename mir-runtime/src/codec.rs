@@ -29,7 +29,9 @@ pub struct DecodeError {
 /// data never happens; a custom implementation that fails is a bug in that type.
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) {
     let taken = std::mem::take(buf);
-    *buf = postcard::to_extend(value, taken).expect("serialising an event payload failed: the type's Serialize implementation is broken");
+    *buf = postcard::to_extend(value, taken).expect(
+        "serialising an event payload failed: the type's Serialize implementation is broken",
+    );
 }
 
 /// Encodes `value` canonically into a new buffer.
@@ -48,6 +50,9 @@ pub fn decode<T: DeserializeOwned>(type_name: &str, bytes: &[u8]) -> Result<T, D
             type_name: type_name.to_owned(),
             reason: format!("{} trailing bytes", rest.len()),
         }),
-        Err(e) => Err(DecodeError { type_name: type_name.to_owned(), reason: e.to_string() }),
+        Err(e) => Err(DecodeError {
+            type_name: type_name.to_owned(),
+            reason: e.to_string(),
+        }),
     }
 }

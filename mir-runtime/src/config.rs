@@ -52,7 +52,9 @@ impl Default for NodeConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// `max_batch_size` is 0.
-    #[error("max_batch_size must be at least 1 (it is the most events a module gets per call); got 0")]
+    #[error(
+        "max_batch_size must be at least 1 (it is the most events a module gets per call); got 0"
+    )]
     ZeroBatchSize,
     /// `pause_threshold` is 0.
     #[error("pause_threshold must be at least 1; got 0")]
@@ -122,18 +124,50 @@ mod tests {
     #[test]
     fn validation() {
         assert_eq!(NodeConfig::default().validate(), Ok(()));
-        let c = NodeConfig { max_batch_size: 0, ..Default::default() };
+        let c = NodeConfig {
+            max_batch_size: 0,
+            ..Default::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::ZeroBatchSize));
-        let c = NodeConfig { pause_threshold: 5, resume_threshold: 10, ..Default::default() };
-        assert_eq!(c.validate(), Err(ConfigError::ResumeAbovePause { pause: 5, resume: 10 }));
-        let c = NodeConfig { pause_threshold: 0, resume_threshold: 0, ..Default::default() };
+        let c = NodeConfig {
+            pause_threshold: 5,
+            resume_threshold: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ResumeAbovePause {
+                pause: 5,
+                resume: 10
+            })
+        );
+        let c = NodeConfig {
+            pause_threshold: 0,
+            resume_threshold: 0,
+            ..Default::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::ZeroPauseThreshold));
-        let c = NodeConfig { inject_capacity: 0, ..Default::default() };
+        let c = NodeConfig {
+            inject_capacity: 0,
+            ..Default::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::ZeroInjectCapacity));
-        let c = NodeConfig { stats_period: Some(Duration::ZERO), ..Default::default() };
+        let c = NodeConfig {
+            stats_period: Some(Duration::ZERO),
+            ..Default::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::ZeroStatsPeriod));
-        let c = NodeConfig { pause_threshold: 7, resume_threshold: 7, ..Default::default() };
+        let c = NodeConfig {
+            pause_threshold: 7,
+            resume_threshold: 7,
+            ..Default::default()
+        };
         assert_eq!(c.validate(), Ok(()));
-        assert!(ConfigError::ResumeAbovePause { pause: 5, resume: 10 }.to_string().contains("resume_threshold (10)"));
+        assert!(ConfigError::ResumeAbovePause {
+            pause: 5,
+            resume: 10
+        }
+        .to_string()
+        .contains("resume_threshold (10)"));
     }
 }

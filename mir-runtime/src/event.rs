@@ -165,7 +165,10 @@ impl Payload {
 
     /// Wraps an encoded value (type name and canonical bytes).
     pub fn encoded(name: impl Into<String>, bytes: Vec<u8>) -> Self {
-        Payload(Box::new(EncodedBox(Encoded { name: name.into(), bytes })))
+        Payload(Box::new(EncodedBox(Encoded {
+            name: name.into(),
+            bytes,
+        })))
     }
 
     /// The stable type name.
@@ -188,7 +191,8 @@ impl Payload {
 
     /// Whether the payload is a `T`, typed or encoded.
     pub fn is<T: EventPayload>(&self) -> bool {
-        self.0.as_any().type_id() == TypeId::of::<T>() || (self.is_encoded() && self.name() == T::NAME)
+        self.0.as_any().type_id() == TypeId::of::<T>()
+            || (self.is_encoded() && self.name() == T::NAME)
     }
 
     /// A reference to the value if the payload is a typed `T` (encoded payloads give `None`:
@@ -218,7 +222,9 @@ impl Payload {
             return Ok(Some(v.clone()));
         }
         match self.0.as_any().downcast_ref::<EncodedBox>() {
-            Some(enc) if enc.0.name == T::NAME => codec::decode::<T>(T::NAME, &enc.0.bytes).map(Some),
+            Some(enc) if enc.0.name == T::NAME => {
+                codec::decode::<T>(T::NAME, &enc.0.bytes).map(Some)
+            }
             _ => Ok(None),
         }
     }
@@ -237,7 +243,10 @@ impl Payload {
 
     /// The payload in encoded form (a typed payload is encoded; an encoded one is copied).
     pub fn to_encoded(&self) -> Encoded {
-        Encoded { name: self.name().to_owned(), bytes: self.encode_value() }
+        Encoded {
+            name: self.name().to_owned(),
+            bytes: self.encode_value(),
+        }
     }
 }
 
@@ -294,8 +303,16 @@ pub struct Event {
 
 impl Event {
     /// A new event with a typed payload.
-    pub fn new(src: impl Into<ModuleId>, dest: impl Into<ModuleId>, payload: impl Into<Payload>) -> Self {
-        Event { src: src.into(), dest: dest.into(), payload: payload.into() }
+    pub fn new(
+        src: impl Into<ModuleId>,
+        dest: impl Into<ModuleId>,
+        payload: impl Into<Payload>,
+    ) -> Self {
+        Event {
+            src: src.into(),
+            dest: dest.into(),
+            payload: payload.into(),
+        }
     }
 
     /// The payload's stable type name.
@@ -344,7 +361,14 @@ impl Event {
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{} -> {}] {}: {:?}", self.src, self.dest, self.payload.name(), self.payload)
+        write!(
+            f,
+            "[{} -> {}] {}: {:?}",
+            self.src,
+            self.dest,
+            self.payload.name(),
+            self.payload
+        )
     }
 }
 

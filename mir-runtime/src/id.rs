@@ -48,7 +48,10 @@ fn check_module_id(s: &str) -> Result<(), IdError> {
             return Err(IdError::Empty(s.to_owned()));
         }
         if let Some(ch) = seg.chars().find(|c| !valid_segment_char(*c)) {
-            return Err(IdError::BadChar { id: s.to_owned(), ch });
+            return Err(IdError::BadChar {
+                id: s.to_owned(),
+                ch,
+            });
         }
     }
     Ok(())
@@ -223,7 +226,10 @@ impl NodeId {
             return Err(IdError::Empty(s.to_owned()));
         }
         if let Some(ch) = s.chars().find(|c| !valid_segment_char(*c)) {
-            return Err(IdError::BadChar { id: s.to_owned(), ch });
+            return Err(IdError::BadChar {
+                id: s.to_owned(),
+                ch,
+            });
         }
         Ok(NodeId(Arc::from(s)))
     }
@@ -304,6 +310,9 @@ mod tests {
         let bytes = postcard::to_allocvec(&"bad id").unwrap();
         assert!(postcard::from_bytes::<ModuleId>(&bytes).is_err());
         let good = postcard::to_allocvec(&ModuleId::new("x/y")).unwrap();
-        assert_eq!(postcard::from_bytes::<ModuleId>(&good).unwrap(), ModuleId::new("x/y"));
+        assert_eq!(
+            postcard::from_bytes::<ModuleId>(&good).unwrap(),
+            ModuleId::new("x/y")
+        );
     }
 }

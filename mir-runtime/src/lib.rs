@@ -115,7 +115,9 @@ pub use event::{DynPayload, Encoded, Event, EventPayload, Payload, PayloadError}
 pub use executor::sim;
 pub use executor::tokio::{EventSink, InjectError, Node, NodeHandle};
 pub use id::{IdError, ModuleId, NodeId, SEPARATOR};
-pub use module::{ActiveModule, AlarmId, Batch, Context, ModuleError, ModuleResult, Outbox, PassiveModule};
+pub use module::{
+    ActiveModule, AlarmId, Batch, Context, ModuleError, ModuleResult, Outbox, PassiveModule,
+};
 pub use node::NodeBuilder;
 pub use stats::{ModuleStats, NodeStats};
 pub use time::Time;

@@ -36,7 +36,11 @@ impl ModuleError {
 
     /// The standard error for an event type a module does not handle.
     pub fn unexpected_event(ev: &Event) -> Self {
-        ModuleError(format!("unexpected event type {} from {}", ev.name(), ev.src))
+        ModuleError(format!(
+            "unexpected event type {} from {}",
+            ev.name(),
+            ev.src
+        ))
     }
 }
 
@@ -63,7 +67,10 @@ impl<'a> Batch<'a> {
     pub(crate) fn new(events: &'a mut Vec<Event>, cursor: &'a mut Cursor) -> Self {
         cursor.taken = 0;
         cursor.name = Cow::Borrowed("");
-        Batch { drain: events.drain(..), cursor }
+        Batch {
+            drain: events.drain(..),
+            cursor,
+        }
     }
 }
 
@@ -104,7 +111,10 @@ pub struct Outbox {
 impl Outbox {
     /// An empty outbox for module `me` (useful to call a module directly in tests).
     pub fn new(me: ModuleId) -> Self {
-        Outbox { me, events: Vec::new() }
+        Outbox {
+            me,
+            events: Vec::new(),
+        }
     }
 
     /// The ID of the module writing to this outbox (the source of [`Outbox::send`]).
@@ -121,7 +131,11 @@ impl Outbox {
     /// Emits `payload` from this module to `dest`.
     #[inline]
     pub fn send(&mut self, dest: &ModuleId, payload: impl Into<Payload>) {
-        self.events.push(Event { src: self.me.clone(), dest: dest.clone(), payload: payload.into() });
+        self.events.push(Event {
+            src: self.me.clone(),
+            dest: dest.clone(),
+            payload: payload.into(),
+        });
     }
 
     /// Number of events emitted so far.

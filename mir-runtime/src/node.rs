@@ -27,7 +27,10 @@ use crate::error::{Activity, BuildError, EventRef, NodeError};
 use crate::event::Event;
 use crate::executor::tokio::EventSink;
 use crate::id::{ModuleId, NodeId};
-use crate::module::{ActiveModule, AlarmId, AlarmRequests, Batch, Context, Cursor, ModuleError, Outbox, PassiveModule};
+use crate::module::{
+    ActiveModule, AlarmId, AlarmRequests, Batch, Context, Cursor, ModuleError, Outbox,
+    PassiveModule,
+};
 use crate::stats::SharedStats;
 use crate::stdevents::Init;
 use crate::time::Time;
@@ -70,7 +73,12 @@ pub struct NodeBuilder {
 impl NodeBuilder {
     /// A node with the given ID, the default configuration and no modules.
     pub fn new(node: impl Into<NodeId>) -> Self {
-        NodeBuilder { node: node.into(), config: NodeConfig::default(), modules: Vec::new(), error: None }
+        NodeBuilder {
+            node: node.into(),
+            config: NodeConfig::default(),
+            modules: Vec::new(),
+            error: None,
+        }
     }
 
     /// Sets the configuration (validated by `build`).
@@ -86,7 +94,9 @@ impl NodeBuilder {
         match ModuleId::try_new(id) {
             Err(e) => self.error = Some(e.into()),
             Ok(id) if id.sub().is_some() => self.error = Some(BuildError::NotTopLevel(id)),
-            Ok(id) if self.modules.iter().any(|(m, _)| *m == id) => self.error = Some(BuildError::DuplicateModule(id)),
+            Ok(id) if self.modules.iter().any(|(m, _)| *m == id) => {
+                self.error = Some(BuildError::DuplicateModule(id))
+            }
             Ok(id) => self.modules.push((id, kind)),
         }
         self
@@ -208,7 +218,11 @@ fn activity(cursor: &Cursor, batch_len: usize) -> Activity {
     if cursor.taken == 0 {
         Activity::Batch { batch_len }
     } else {
-        Activity::Event(EventRef { type_name: cursor.name.to_string(), index: cursor.taken - 1, batch_len })
+        Activity::Event(EventRef {
+            type_name: cursor.name.to_string(),
+            index: cursor.taken - 1,
+            batch_len,
+        })
     }
 }
 
@@ -224,7 +238,9 @@ pub(crate) fn run_passive(
 ) -> Result<(), NodeError> {
     let len = batch.len();
     out.set_me(id);
-    let res = catch_unwind(AssertUnwindSafe(|| module.apply_events(Batch::new(batch, cursor), out)));
+    let res = catch_unwind(AssertUnwindSafe(|| {
+        module.apply_events(Batch::new(batch, cursor), out)
+    }));
     batch.clear();
     fail(node, id, res, || activity(cursor, len))
 }
@@ -237,7 +253,12 @@ fn fail(
 ) -> Result<(), NodeError> {
     match res {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(NodeError::ModuleFailed { node: node.clone(), module: id.clone(), activity: activity(), error }),
+        Ok(Err(error)) => Err(NodeError::ModuleFailed {
+            node: node.clone(),
+            module: id.clone(),
+            activity: activity(),
+            error,
+        }),
         Err(p) => Err(NodeError::ModulePanicked {
             node: node.clone(),
             module: id.clone(),
@@ -276,7 +297,12 @@ impl NodeCore {
             dest: ev.dest.clone(),
             top: ev.dest.top().to_owned(),
             type_name: ev.name().to_owned(),
-            known: self.ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
+            known: self
+                .ids
+                .iter()
+                .map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 
@@ -296,7 +322,10 @@ impl NodeCore {
     }
 
     /// Routes a list of events, e.g. a remote module's output.
-    pub(crate) fn route_all(&mut self, evs: impl IntoIterator<Item = Event>) -> Result<(), NodeError> {
+    pub(crate) fn route_all(
+        &mut self,
+        evs: impl IntoIterator<Item = Event>,
+    ) -> Result<(), NodeError> {
         for ev in evs {
             self.route(ev)?;
         }
@@ -330,13 +359,27 @@ impl NodeCore {
         let t0 = Instant::now();
         let id = &self.ids[i];
         let res = match &mut self.slots[i] {
-            Slot::Passive(m, _) => run_passive(&self.node, id, &mut **m, &mut batch, &mut self.cursor, &mut self.outbox),
+            Slot::Passive(m, _) => run_passive(
+                &self.node,
+                id,
+                &mut **m,
+                &mut batch,
+                &mut self.cursor,
+                &mut self.outbox,
+            ),
             Slot::Active(m) => {
                 self.outbox.set_me(id);
                 self.alarms.current = i;
-                let mut cx = Context { out: &mut self.outbox, now, alarms: &mut self.alarms, sink: self.sink.as_ref() };
+                let mut cx = Context {
+                    out: &mut self.outbox,
+                    now,
+                    alarms: &mut self.alarms,
+                    sink: self.sink.as_ref(),
+                };
                 let cursor = &mut self.cursor;
-                let res = catch_unwind(AssertUnwindSafe(|| m.apply_events(Batch::new(&mut batch, cursor), &mut cx)));
+                let res = catch_unwind(AssertUnwindSafe(|| {
+                    m.apply_events(Batch::new(&mut batch, cursor), &mut cx)
+                }));
                 batch.clear();
                 fail(&self.node, id, res, || activity(&self.cursor, n))
             }
@@ -353,14 +396,21 @@ impl NodeCore {
             }
         };
         self.scratch = batch;
-        self.stats.modules[i].busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+        self.stats.modules[i]
+            .busy_ns
+            .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
         res?;
         self.route_outbox()?;
         Ok(Dispatch::Handled)
     }
 
     /// Calls module `i`'s alarm handler.
-    pub(crate) fn fire_alarm(&mut self, i: usize, alarm: AlarmId, now: Time) -> Result<(), NodeError> {
+    pub(crate) fn fire_alarm(
+        &mut self,
+        i: usize,
+        alarm: AlarmId,
+        now: Time,
+    ) -> Result<(), NodeError> {
         let id = &self.ids[i];
         let Slot::Active(m) = &mut self.slots[i] else {
             return Ok(());
@@ -368,15 +418,27 @@ impl NodeCore {
         self.outbox.set_me(id);
         self.alarms.current = i;
         let t0 = Instant::now();
-        let mut cx = Context { out: &mut self.outbox, now, alarms: &mut self.alarms, sink: self.sink.as_ref() };
+        let mut cx = Context {
+            out: &mut self.outbox,
+            now,
+            alarms: &mut self.alarms,
+            sink: self.sink.as_ref(),
+        };
         let res = catch_unwind(AssertUnwindSafe(|| m.on_alarm(alarm, &mut cx)));
-        self.stats.modules[i].busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+        self.stats.modules[i]
+            .busy_ns
+            .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
         fail(&self.node, id, res, || Activity::Alarm(alarm.0))?;
         self.route_outbox()
     }
 
     /// A remote module finished its batch; `out` is its output.
-    pub(crate) fn complete_remote(&mut self, i: usize, out: Vec<Event>, busy_ns: u64) -> Result<(), NodeError> {
+    pub(crate) fn complete_remote(
+        &mut self,
+        i: usize,
+        out: Vec<Event>,
+        busy_ns: u64,
+    ) -> Result<(), NodeError> {
         if let Slot::Remote(busy) = &mut self.slots[i] {
             *busy = false;
         }

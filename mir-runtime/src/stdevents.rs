@@ -35,7 +35,10 @@ pub struct Message {
 impl Message {
     /// A message for `dest_module` with a typed payload.
     pub fn new(dest_module: impl Into<ModuleId>, payload: impl Into<Payload>) -> Self {
-        Message { dest_module: dest_module.into(), payload: payload.into() }
+        Message {
+            dest_module: dest_module.into(),
+            payload: payload.into(),
+        }
     }
 }
 
@@ -165,8 +168,16 @@ mod tests {
 
     fn inner() -> Vec<Event> {
         vec![
-            Event::new(ModuleId::new("a"), ModuleId::new("b"), TestString("x".into())),
-            Event::new(ModuleId::new("a"), ModuleId::new("c/2"), TestUint64(u64::MAX)),
+            Event::new(
+                ModuleId::new("a"),
+                ModuleId::new("b"),
+                TestString("x".into()),
+            ),
+            Event::new(
+                ModuleId::new("a"),
+                ModuleId::new("c/2"),
+                TestUint64(u64::MAX),
+            ),
         ]
     }
 
@@ -174,13 +185,35 @@ mod tests {
     fn every_standard_event_round_trips() {
         round_trip(Init);
         let msg = Message::new("bcb", TestString("payload".into()));
-        round_trip(SendMessage { destinations: vec![NodeId::new("0"), NodeId::new("1")], message: msg.clone() });
-        round_trip(MessageReceived { from: NodeId::new("3"), message: msg });
-        round_trip(TimerDelay { id: Some(TimerId(4)), delay: Duration::from_millis(1500), retention_index: 2, events: inner() });
-        round_trip(TimerRepeat { id: None, period: Duration::from_nanos(7), retention_index: 0, events: inner() });
+        round_trip(SendMessage {
+            destinations: vec![NodeId::new("0"), NodeId::new("1")],
+            message: msg.clone(),
+        });
+        round_trip(MessageReceived {
+            from: NodeId::new("3"),
+            message: msg,
+        });
+        round_trip(TimerDelay {
+            id: Some(TimerId(4)),
+            delay: Duration::from_millis(1500),
+            retention_index: 2,
+            events: inner(),
+        });
+        round_trip(TimerRepeat {
+            id: None,
+            period: Duration::from_nanos(7),
+            retention_index: 0,
+            events: inner(),
+        });
         round_trip(TimerCancel { id: TimerId(9) });
-        round_trip(TimerGarbageCollect { retention_index: 12 });
-        round_trip(NewSubmodule { id: ModuleId::new("f/3"), params: Payload::new(TestUint64(3)), retention_index: 3 });
+        round_trip(TimerGarbageCollect {
+            retention_index: 12,
+        });
+        round_trip(NewSubmodule {
+            id: ModuleId::new("f/3"),
+            params: Payload::new(TestUint64(3)),
+            retention_index: 3,
+        });
         round_trip(GarbageCollect { retention_index: 5 });
         round_trip(TestString("héllo".into()));
         round_trip(TestUint64(0));
@@ -188,12 +221,27 @@ mod tests {
 
     #[test]
     fn nested_events_decode_lazily() {
-        let ev = Event::new("a", "timer", TimerDelay { id: None, delay: Duration::ZERO, retention_index: 0, events: inner() });
+        let ev = Event::new(
+            "a",
+            "timer",
+            TimerDelay {
+                id: None,
+                delay: Duration::ZERO,
+                retention_index: 0,
+                events: inner(),
+            },
+        );
         let back = Event::decode(&ev.encode()).unwrap();
         let delay = back.into_payload::<TimerDelay>().unwrap();
         assert!(delay.events[0].payload.is_encoded());
-        assert_eq!(delay.events[0].payload.decode::<TestString>().unwrap(), Some(TestString("x".into())));
-        assert_eq!(delay.events[1].payload.decode::<TestString>().unwrap(), None);
+        assert_eq!(
+            delay.events[0].payload.decode::<TestString>().unwrap(),
+            Some(TestString("x".into()))
+        );
+        assert_eq!(
+            delay.events[1].payload.decode::<TestString>().unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -208,10 +256,16 @@ mod tests {
         assert!(Event::decode(&extra).is_err(), "trailing byte");
         // A payload with the right name but wrong bytes: Malformed, not a panic.
         let bad = Payload::encoded(TestUint64::NAME, vec![0xff, 0xff]);
-        assert!(matches!(bad.into_typed::<TestUint64>(), Err(crate::event::PayloadError::Malformed(_))));
+        assert!(matches!(
+            bad.into_typed::<TestUint64>(),
+            Err(crate::event::PayloadError::Malformed(_))
+        ));
         // Another type's name: handed back.
         let other = Payload::encoded("x.Other", vec![]);
-        assert!(matches!(other.into_typed::<TestUint64>(), Err(crate::event::PayloadError::OtherType(_))));
+        assert!(matches!(
+            other.into_typed::<TestUint64>(),
+            Err(crate::event::PayloadError::OtherType(_))
+        ));
     }
 
     #[test]

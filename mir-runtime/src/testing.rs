@@ -11,7 +11,11 @@ use crate::module::{Batch, Cursor, ModuleError, Outbox, PassiveModule};
 /// let out = apply(&mut NullModule, ModuleId::new("null"), vec![Event::new("a", "null", TestString("x".into()))]);
 /// assert!(out.unwrap().is_empty());
 /// ```
-pub fn apply(module: &mut dyn PassiveModule, me: ModuleId, mut events: Vec<Event>) -> Result<Vec<Event>, ModuleError> {
+pub fn apply(
+    module: &mut dyn PassiveModule,
+    me: ModuleId,
+    mut events: Vec<Event>,
+) -> Result<Vec<Event>, ModuleError> {
     let mut cursor = Cursor::default();
     let mut out = Outbox::new(me);
     module.apply_events(Batch::new(&mut events, &mut cursor), &mut out)?;

@@ -9,7 +9,9 @@ use std::time::Duration;
 /// In the production executor it follows the monotonic clock; in the simulator it is simulated
 /// time, advanced by the simulator only. Modules get it from their context and never read a clock
 /// themselves.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Time(Duration);
 
 impl Time {

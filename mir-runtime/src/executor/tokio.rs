@@ -110,7 +110,10 @@ impl EventSink {
     pub async fn inject(&self, events: Vec<Event>) -> Result<(), InjectError> {
         self.check(&events)?;
         for chunk in self.chunks(events) {
-            self.tx.send(chunk).await.map_err(|_| InjectError::NodeStopped(self.node.clone()))?;
+            self.tx
+                .send(chunk)
+                .await
+                .map_err(|_| InjectError::NodeStopped(self.node.clone()))?;
         }
         Ok(())
     }
@@ -124,7 +127,9 @@ impl EventSink {
     pub fn blocking_inject(&self, events: Vec<Event>) -> Result<(), InjectError> {
         self.check(&events)?;
         for chunk in self.chunks(events) {
-            self.tx.blocking_send(chunk).map_err(|_| InjectError::NodeStopped(self.node.clone()))?;
+            self.tx
+                .blocking_send(chunk)
+                .map_err(|_| InjectError::NodeStopped(self.node.clone()))?;
         }
         Ok(())
     }
@@ -240,24 +245,49 @@ impl Node {
             max_batch: core.cfg.max_batch_size,
         };
         core.sink = Some(sink.clone());
-        let handle = NodeHandle { sink, stop: Arc::new(stop), stats: core.stats.clone() };
-        Node { core, inject_rx, stop_rx, handle }
+        let handle = NodeHandle {
+            sink,
+            stop: Arc::new(stop),
+            stats: core.stats.clone(),
+        };
+        Node {
+            core,
+            inject_rx,
+            stop_rx,
+            handle,
+        }
     }
 
     /// Runs the event loop until the node is stopped (`Ok(Exit::Stopped)`) or fails.
     pub async fn run(self) -> Result<Exit, NodeError> {
-        let Node { mut core, mut inject_rx, mut stop_rx, handle } = self;
+        let Node {
+            mut core,
+            mut inject_rx,
+            mut stop_rx,
+            handle,
+        } = self;
         drop(handle);
         let start = Instant::now();
         let n = core.ids.len();
 
         // Move worker modules to their threads.
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<WorkerDone>();
-        let mut workers: Vec<Option<std::sync::mpsc::SyncSender<Vec<Event>>>> = (0..n).map(|_| None).collect();
+        let mut workers: Vec<Option<std::sync::mpsc::SyncSender<Vec<Event>>>> =
+            (0..n).map(|_| None).collect();
         for (i, worker) in workers.iter_mut().enumerate() {
             if let Slot::Passive(_, true) = core.slots[i] {
-                let Slot::Passive(m, _) = std::mem::replace(&mut core.slots[i], Slot::Remote(false)) else { unreachable!() };
-                *worker = Some(spawn_worker(core.node.clone(), core.ids[i].clone(), i, m, done_tx.clone()));
+                let Slot::Passive(m, _) =
+                    std::mem::replace(&mut core.slots[i], Slot::Remote(false))
+                else {
+                    unreachable!()
+                };
+                *worker = Some(spawn_worker(
+                    core.node.clone(),
+                    core.ids[i].clone(),
+                    i,
+                    m,
+                    done_tx.clone(),
+                ));
             }
         }
         drop(done_tx);
@@ -288,19 +318,27 @@ impl Node {
             }
             if !paused && core.buffered > core.cfg.pause_threshold {
                 paused = true;
-                core.stats.pauses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                core.stats
+                    .pauses
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
 
             if !paused {
                 while let Ok(batch) = inject_rx.try_recv() {
                     core.route_all(batch)?;
                     if core.buffered > core.cfg.pause_threshold {
+                        paused = true;
+                        core.stats
+                            .pauses
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         break;
                     }
                 }
                 let now = now_time();
                 while core.buffered <= core.cfg.pause_threshold {
-                    let Some((i, id)) = alarms.pop_due(now) else { break };
+                    let Some((i, id)) = alarms.pop_due(now) else {
+                        break;
+                    };
                     core.fire_alarm(i, id, now)?;
                     alarms.collect(&mut core.alarms);
                 }
@@ -319,7 +357,10 @@ impl Node {
                     Dispatch::Offload(batch) => {
                         let tx = workers[i].as_ref().expect("remote module has a worker");
                         if tx.send(batch).is_err() {
-                            return Err(NodeError::WorkerLost { node: core.node.clone(), module: core.ids[i].clone() });
+                            return Err(NodeError::WorkerLost {
+                                node: core.node.clone(),
+                                module: core.ids[i].clone(),
+                            });
                         }
                     }
                     Dispatch::Port(batch) => {
@@ -349,7 +390,11 @@ impl Node {
             busy_rounds = 0;
 
             // Nothing ready: wait for something to happen.
-            let next_alarm = if paused { None } else { alarms.next_time().map(|at| start + at.since_start()) };
+            let next_alarm = if paused {
+                None
+            } else {
+                alarms.next_time().map(|at| start + at.since_start())
+            };
             let wake = match (next_alarm, next_stats) {
                 (Some(a), Some(s)) => Some(a.min(s)),
                 (a, s) => a.or(s),
@@ -403,7 +448,15 @@ fn spawn_worker(
                 let busy_ns = t0.elapsed().as_nanos() as u64;
                 let failed = res.is_err();
                 let result = res.map(|()| out.take());
-                if done.send(WorkerDone { module: index, result, busy_ns }).is_err() || failed {
+                if done
+                    .send(WorkerDone {
+                        module: index,
+                        result,
+                        busy_ns,
+                    })
+                    .is_err()
+                    || failed
+                {
                     break;
                 }
             }
@@ -422,18 +475,26 @@ impl NodeBuilder {
 
 impl std::fmt::Debug for EventSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventSink").field("node", &self.node).finish_non_exhaustive()
+        f.debug_struct("EventSink")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
     }
 }
 
 impl std::fmt::Debug for NodeHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeHandle").field("node", &self.sink.node).field("modules", &self.sink.ids).finish_non_exhaustive()
+        f.debug_struct("NodeHandle")
+            .field("node", &self.sink.node)
+            .field("modules", &self.sink.ids)
+            .finish_non_exhaustive()
     }
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("node", &self.core.node).field("modules", &self.core.ids).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("node", &self.core.node)
+            .field("modules", &self.core.ids)
+            .finish_non_exhaustive()
     }
 }

@@ -31,7 +31,8 @@ use crate::node::panic_message;
 use crate::stdevents::{GarbageCollect, Init, MessageReceived, NewSubmodule};
 
 /// Makes a submodule from its ID and the parameters of its [`NewSubmodule`] request.
-pub type Generator = Box<dyn FnMut(&ModuleId, &Payload) -> Result<Box<dyn PassiveModule>, ModuleError> + Send>;
+pub type Generator =
+    Box<dyn FnMut(&ModuleId, &Payload) -> Result<Box<dyn PassiveModule>, ModuleError> + Send>;
 
 /// Counters of a factory, readable while it runs (see [`Factory::stats`]).
 #[derive(Debug, Default)]
@@ -79,7 +80,9 @@ impl Factory {
     /// A factory whose submodules `generator` makes. Keeps up to 1024 early messages per sender.
     pub fn new<F>(generator: F) -> Self
     where
-        F: FnMut(&ModuleId, &Payload) -> Result<Box<dyn PassiveModule>, ModuleError> + Send + 'static,
+        F: FnMut(&ModuleId, &Payload) -> Result<Box<dyn PassiveModule>, ModuleError>
+            + Send
+            + 'static,
     {
         Factory {
             me: None,
@@ -117,29 +120,59 @@ impl Factory {
             return None;
         }
         let rest = &s[me.as_str().len() + 1..];
-        let end = rest.find('/').map_or(s.len(), |i| me.as_str().len() + 1 + i);
+        let end = rest
+            .find('/')
+            .map_or(s.len(), |i| me.as_str().len() + 1 + i);
         Some(&s[..end])
     }
 
     fn run_sub(&mut self, key: &str, batch: &mut Vec<Event>, out: &mut Outbox) -> ModuleResult {
-        let (id, sub) = self.subs.iter_mut().find(|(k, _)| k.as_str() == key).expect("caller checked");
+        let (id, sub) = self
+            .subs
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == key)
+            .expect("caller checked");
         let id = id.clone();
         let saved = out.me().clone();
         out.set_me(&id);
         let cursor = &mut self.cursor;
         let len = batch.len();
-        let res = catch_unwind(AssertUnwindSafe(|| sub.module.apply_events(Batch::new(batch, cursor), out)));
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            sub.module.apply_events(Batch::new(batch, cursor), out)
+        }));
         batch.clear();
         out.set_me(&saved);
-        let what = || if self.cursor.taken == 0 { format!("a batch of {len}") } else { format!("event {} (#{} of {len})", self.cursor.name, self.cursor.taken - 1) };
+        let what = || {
+            if self.cursor.taken == 0 {
+                format!("a batch of {len}")
+            } else {
+                format!(
+                    "event {} (#{} of {len})",
+                    self.cursor.name,
+                    self.cursor.taken - 1
+                )
+            }
+        };
         match res {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ModuleError::new(format!("submodule {id} failed while handling {}: {e}", what()))),
-            Err(p) => Err(ModuleError::new(format!("submodule {id} panicked while handling {}: {}", what(), panic_message(&*p)))),
+            Ok(Err(e)) => Err(ModuleError::new(format!(
+                "submodule {id} failed while handling {}: {e}",
+                what()
+            ))),
+            Err(p) => Err(ModuleError::new(format!(
+                "submodule {id} panicked while handling {}: {}",
+                what(),
+                panic_message(&*p)
+            ))),
         }
     }
 
-    fn flush(&mut self, pending: &mut Vec<Event>, key: &mut Option<ModuleId>, out: &mut Outbox) -> ModuleResult {
+    fn flush(
+        &mut self,
+        pending: &mut Vec<Event>,
+        key: &mut Option<ModuleId>,
+        out: &mut Outbox,
+    ) -> ModuleResult {
         if let Some(k) = key.take() {
             self.run_sub(k.as_str(), pending, out)?;
         }
@@ -149,10 +182,14 @@ impl Factory {
     fn create(&mut self, me: &ModuleId, req: NewSubmodule, out: &mut Outbox) -> ModuleResult {
         let id = req.id;
         if id.top_id() != *me || Self::sub_key(me, &id) != Some(id.as_str()) {
-            return Err(ModuleError::new(format!("NewSubmodule {id}: a submodule of factory {me} must be {me}/<one segment>")));
+            return Err(ModuleError::new(format!(
+                "NewSubmodule {id}: a submodule of factory {me} must be {me}/<one segment>"
+            )));
         }
         if self.subs.contains_key(id.as_str()) {
-            return Err(ModuleError::new(format!("NewSubmodule {id}: the submodule already exists")));
+            return Err(ModuleError::new(format!(
+                "NewSubmodule {id}: the submodule already exists"
+            )));
         }
         if req.retention_index < self.gc_index {
             self.stats.stale_requests.fetch_add(1, Relaxed);
@@ -160,7 +197,13 @@ impl Factory {
             return Ok(());
         }
         let module = (self.generator)(&id, &req.params)?;
-        self.subs.insert(id.clone(), Sub { module, retention: req.retention_index });
+        self.subs.insert(
+            id.clone(),
+            Sub {
+                module,
+                retention: req.retention_index,
+            },
+        );
         self.stats.created.fetch_add(1, Relaxed);
         // Init first, then the early messages for it, in arrival order.
         let mut batch = vec![Event::new(me.clone(), id.clone(), Init)];
@@ -227,14 +270,20 @@ impl PassiveModule for Factory {
                     let before = self.subs.len();
                     let gc_index = self.gc_index;
                     self.subs.retain(|_, s| s.retention >= gc_index);
-                    self.stats.collected.fetch_add((before - self.subs.len()) as u64, Relaxed);
+                    self.stats
+                        .collected
+                        .fetch_add((before - self.subs.len()) as u64, Relaxed);
                 } else {
                     return Err(ModuleError::unexpected_event(&ev));
                 }
                 continue;
             }
             let Some(k) = Self::sub_key(&me, &ev.dest) else {
-                return Err(ModuleError::new(format!("event {} for {} reached factory {me}", ev.name(), ev.dest)));
+                return Err(ModuleError::new(format!(
+                    "event {} for {} reached factory {me}",
+                    ev.name(),
+                    ev.dest
+                )));
             };
             if !self.subs.contains_key(k) {
                 self.flush(&mut pending, &mut key, out)?;

@@ -80,20 +80,47 @@ impl ActiveModule for Timer {
             if ev.is::<TimerDelay>() {
                 let d: TimerDelay = ev.into_payload().map_err(|e| ModuleError::new(e))?;
                 let due = cx.now() + d.delay;
-                self.add(Entry { owner, id: d.id, period: None, due, retention: d.retention_index, events: d.events }, cx);
+                self.add(
+                    Entry {
+                        owner,
+                        id: d.id,
+                        period: None,
+                        due,
+                        retention: d.retention_index,
+                        events: d.events,
+                    },
+                    cx,
+                );
             } else if ev.is::<TimerRepeat>() {
                 let r: TimerRepeat = ev.into_payload().map_err(|e| ModuleError::new(e))?;
                 if r.period.is_zero() {
-                    return Err(ModuleError::new(format!("TimerRepeat from {owner} with a zero period")));
+                    return Err(ModuleError::new(format!(
+                        "TimerRepeat from {owner} with a zero period"
+                    )));
                 }
                 let due = cx.now() + r.period;
-                self.add(Entry { owner, id: r.id, period: Some(r.period), due, retention: r.retention_index, events: r.events }, cx);
+                self.add(
+                    Entry {
+                        owner,
+                        id: r.id,
+                        period: Some(r.period),
+                        due,
+                        retention: r.retention_index,
+                        events: r.events,
+                    },
+                    cx,
+                );
             } else if let Some(c) = ev.get::<TimerCancel>() {
                 self.cancel_named(&owner, c.id, cx);
             } else if let Some(gc) = ev.get::<TimerGarbageCollect>() {
                 self.gc_index = self.gc_index.max(gc.retention_index);
                 let gc_index = self.gc_index;
-                let dead: Vec<AlarmId> = self.timers.iter().filter(|(_, e)| e.retention < gc_index).map(|(a, _)| *a).collect();
+                let dead: Vec<AlarmId> = self
+                    .timers
+                    .iter()
+                    .filter(|(_, e)| e.retention < gc_index)
+                    .map(|(a, _)| *a)
+                    .collect();
                 for alarm in dead {
                     let e = self.timers.remove(&alarm).expect("listed");
                     if let Some(id) = e.id {
@@ -109,7 +136,9 @@ impl ActiveModule for Timer {
     }
 
     fn on_alarm(&mut self, alarm: AlarmId, cx: &mut Context<'_>) -> ModuleResult {
-        let Some(mut entry) = self.timers.remove(&alarm) else { return Ok(()) };
+        let Some(mut entry) = self.timers.remove(&alarm) else {
+            return Ok(());
+        };
         match entry.period {
             None => {
                 if let Some(id) = entry.id {
@@ -164,13 +193,43 @@ impl TimerHandle {
     }
 
     /// Asks for `events` to be emitted once after `delay`.
-    pub fn delay(&self, out: &mut Outbox, id: Option<TimerId>, delay: Duration, retention_index: u64, events: Vec<Event>) {
-        out.send(&self.0, TimerDelay { id, delay, retention_index, events });
+    pub fn delay(
+        &self,
+        out: &mut Outbox,
+        id: Option<TimerId>,
+        delay: Duration,
+        retention_index: u64,
+        events: Vec<Event>,
+    ) {
+        out.send(
+            &self.0,
+            TimerDelay {
+                id,
+                delay,
+                retention_index,
+                events,
+            },
+        );
     }
 
     /// Asks for `events` to be emitted every `period`, first after one period.
-    pub fn repeat(&self, out: &mut Outbox, id: Option<TimerId>, period: Duration, retention_index: u64, events: Vec<Event>) {
-        out.send(&self.0, TimerRepeat { id, period, retention_index, events });
+    pub fn repeat(
+        &self,
+        out: &mut Outbox,
+        id: Option<TimerId>,
+        period: Duration,
+        retention_index: u64,
+        events: Vec<Event>,
+    ) {
+        out.send(
+            &self.0,
+            TimerRepeat {
+                id,
+                period,
+                retention_index,
+                events,
+            },
+        );
     }
 
     /// Cancels this module's timer `id`.

@@ -76,7 +76,10 @@ impl Default for SimConfig {
 impl SimConfig {
     /// The default settings with the given seed.
     pub fn with_seed(seed: u64) -> Self {
-        SimConfig { seed, ..SimConfig::default() }
+        SimConfig {
+            seed,
+            ..SimConfig::default()
+        }
     }
 }
 
@@ -149,8 +152,15 @@ pub struct RunSummary {
 }
 
 enum Item {
-    Alarm { node: usize, module: usize, alarm: u64 },
-    Deliver { node: usize, event: Event },
+    Alarm {
+        node: usize,
+        module: usize,
+        alarm: u64,
+    },
+    Deliver {
+        node: usize,
+        event: Event,
+    },
 }
 
 struct Scheduled {
@@ -224,7 +234,13 @@ impl Simulation {
             hasher: Sha256::new(),
             started: false,
             ready: Vec::new(),
-            summary: RunSummary { steps: 0, events: 0, messages_delivered: 0, messages_dropped: 0, time: Time::ZERO },
+            summary: RunSummary {
+                steps: 0,
+                events: 0,
+                messages_delivered: 0,
+                messages_dropped: 0,
+                time: Time::ZERO,
+            },
         }
     }
 
@@ -235,7 +251,10 @@ impl Simulation {
         if self.by_id.contains_key(&id) {
             return Err(SimError::DuplicateNode(id));
         }
-        assert!(!self.started, "Simulation::add_node after the simulation started");
+        assert!(
+            !self.started,
+            "Simulation::add_node after the simulation started"
+        );
         let core = builder.port(&self.cfg.transport_id.clone()).build_core()?;
         let port = core.ids.len() - 1;
         self.by_id.insert(id.clone(), self.nodes.len());
@@ -262,7 +281,10 @@ impl Simulation {
 
     /// Figures about the run so far.
     pub fn summary(&self) -> RunSummary {
-        RunSummary { time: self.now, ..self.summary.clone() }
+        RunSummary {
+            time: self.now,
+            ..self.summary.clone()
+        }
     }
 
     /// The digest of everything that happened so far.
@@ -274,36 +296,61 @@ impl Simulation {
         if !self.started {
             self.started = true;
             for n in 0..self.nodes.len() {
-                self.nodes[n].core.enqueue_init().map_err(|e| self.node_error(e))?;
+                self.nodes[n]
+                    .core
+                    .enqueue_init()
+                    .map_err(|e| self.node_error(e))?;
             }
         }
         Ok(())
     }
 
     fn node_error(&self, error: NodeError) -> SimError {
-        SimError::Node { time: self.now, step: self.summary.steps, error }
+        SimError::Node {
+            time: self.now,
+            step: self.summary.steps,
+            error,
+        }
     }
 
     /// Puts events into a node's queues now (as if injected from outside).
     pub fn inject(&mut self, node: &NodeId, events: Vec<Event>) -> Result<(), SimError> {
         self.start()?;
-        let n = *self.by_id.get(node).ok_or_else(|| SimError::UnknownNode(node.clone()))?;
+        let n = *self
+            .by_id
+            .get(node)
+            .ok_or_else(|| SimError::UnknownNode(node.clone()))?;
         let core = &mut self.nodes[n].core;
-        if let Some(ev) = events.iter().find(|ev| core.index_of(ev.dest.top()).is_none()) {
-            return Err(SimError::UnknownDestination { node: node.clone(), dest: ev.dest.clone(), type_name: ev.name().to_owned() });
+        if let Some(ev) = events
+            .iter()
+            .find(|ev| core.index_of(ev.dest.top()).is_none())
+        {
+            return Err(SimError::UnknownDestination {
+                node: node.clone(),
+                dest: ev.dest.clone(),
+                type_name: ev.name().to_owned(),
+            });
         }
         self.hasher.update(b"I");
         self.hasher.update((n as u64).to_le_bytes());
         for ev in events {
             hash_event(&mut self.hasher, &ev);
-            core.route(ev).map_err(|e| SimError::Node { time: self.now, step: self.summary.steps, error: e })?;
+            core.route(ev).map_err(|e| SimError::Node {
+                time: self.now,
+                step: self.summary.steps,
+                error: e,
+            })?;
         }
         Ok(())
     }
 
     fn schedule(&mut self, at: Time, item: Item) {
         self.seq += 1;
-        self.timeline.push(Scheduled { at, seq: self.seq, item });
+        self.timeline.push(Scheduled {
+            at,
+            seq: self.seq,
+            item,
+        });
     }
 
     fn collect_alarms(&mut self, n: usize) {
@@ -312,7 +359,14 @@ impl Simulation {
         let cancel: Vec<_> = req.cancel.drain(..).collect();
         for (id, at, module) in set {
             self.pending_alarms.insert((n, id.0));
-            self.schedule(at.max(self.now), Item::Alarm { node: n, module, alarm: id.0 });
+            self.schedule(
+                at.max(self.now),
+                Item::Alarm {
+                    node: n,
+                    module,
+                    alarm: id.0,
+                },
+            );
         }
         for id in cancel {
             self.pending_alarms.remove(&(n, id.0));
@@ -347,7 +401,9 @@ impl Simulation {
             self.fire_due()?;
             return Ok(true);
         }
-        let Some(next) = self.timeline.peek() else { return Ok(false) };
+        let Some(next) = self.timeline.peek() else {
+            return Ok(false);
+        };
         if deadline.is_some_and(|d| next.at > d) {
             return Ok(false);
         }
@@ -368,17 +424,24 @@ impl Simulation {
 
     fn fire(&mut self, item: Item) -> Result<(), SimError> {
         match item {
-            Item::Alarm { node, module, alarm } => {
+            Item::Alarm {
+                node,
+                module,
+                alarm,
+            } => {
                 if !self.pending_alarms.remove(&(node, alarm)) {
                     return Ok(()); // cancelled
                 }
                 self.hasher.update(b"A");
-                self.hasher.update(self.now.since_start().as_nanos().to_le_bytes());
+                self.hasher
+                    .update(self.now.since_start().as_nanos().to_le_bytes());
                 self.hasher.update((node as u64).to_le_bytes());
                 self.hasher.update((module as u64).to_le_bytes());
                 self.hasher.update(alarm.to_le_bytes());
                 let now = self.now;
-                let res = self.nodes[node].core.fire_alarm(module, AlarmId(alarm), now);
+                let res = self.nodes[node]
+                    .core
+                    .fire_alarm(module, AlarmId(alarm), now);
                 res.map_err(|e| self.node_error(e))?;
                 self.collect_alarms(node);
             }
@@ -390,7 +453,8 @@ impl Simulation {
                     return Ok(());
                 }
                 self.hasher.update(b"M");
-                self.hasher.update(self.now.since_start().as_nanos().to_le_bytes());
+                self.hasher
+                    .update(self.now.since_start().as_nanos().to_le_bytes());
                 self.hasher.update((node as u64).to_le_bytes());
                 hash_event(&mut self.hasher, &event);
                 self.summary.messages_delivered += 1;
@@ -408,7 +472,8 @@ impl Simulation {
             let len = core.queues[i].len().min(core.cfg.max_batch_size);
             self.summary.events += len as u64;
             self.hasher.update(b"B");
-            self.hasher.update(now.since_start().as_nanos().to_le_bytes());
+            self.hasher
+                .update(now.since_start().as_nanos().to_le_bytes());
             self.hasher.update((n as u64).to_le_bytes());
             self.hasher.update((i as u64).to_le_bytes());
             self.hasher.update((len as u64).to_le_bytes());
@@ -441,7 +506,10 @@ impl Simulation {
             let send = match ev.into_payload::<SendMessage>() {
                 Ok(s) => s,
                 Err(e) => {
-                    let error = ModuleError::new(format!("the simulated transport only handles {} (got {e})", "mir.SendMessage"));
+                    let error = ModuleError::new(format!(
+                        "the simulated transport only handles {} (got {e})",
+                        "mir.SendMessage"
+                    ));
                     return Err(self.node_error(NodeError::ModuleFailed {
                         node: from,
                         module: me,
@@ -452,7 +520,10 @@ impl Simulation {
             };
             let encoded = Message {
                 dest_module: send.message.dest_module.clone(),
-                payload: Payload::encoded(send.message.payload.name(), send.message.payload.encode_value()),
+                payload: Payload::encoded(
+                    send.message.payload.name(),
+                    send.message.payload.encode_value(),
+                ),
             };
             for dest in &send.destinations {
                 let Some(&d) = self.by_id.get(dest) else {
@@ -461,8 +532,13 @@ impl Simulation {
                     continue;
                 };
                 let (lo, hi) = self.cfg.latency;
-                let latency = Duration::from_nanos(self.rng.between(lo.as_nanos() as u64, hi.as_nanos() as u64));
-                let received = MessageReceived { from: from.clone(), message: encoded.clone() };
+                let latency = Duration::from_nanos(
+                    self.rng.between(lo.as_nanos() as u64, hi.as_nanos() as u64),
+                );
+                let received = MessageReceived {
+                    from: from.clone(),
+                    message: encoded.clone(),
+                };
                 let event = Event::new(me.clone(), encoded.dest_module.clone(), received);
                 self.schedule(self.now + latency, Item::Deliver { node: d, event });
             }
@@ -490,7 +566,11 @@ impl Simulation {
 
     /// Runs until `done` returns true (checked after every step), nothing is left to do, or `limit`
     /// of simulated time has passed. Returns whether `done` became true.
-    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Simulation) -> bool) -> Result<bool, SimError> {
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&Simulation) -> bool,
+    ) -> Result<bool, SimError> {
         let deadline = self.now + limit;
         loop {
             if done(self) {
