@@ -184,6 +184,12 @@ impl Payload {
         }
     }
 
+    /// The type name if the payload is typed (a `'static` name, no allocation).
+    #[inline]
+    pub fn static_name(&self) -> Option<&'static str> {
+        self.0.static_name()
+    }
+
     /// Whether the payload is in encoded form.
     pub fn is_encoded(&self) -> bool {
         self.0.static_name().is_none()

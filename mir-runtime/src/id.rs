@@ -59,7 +59,9 @@ fn check_module_id(s: &str) -> Result<(), IdError> {
 
 /// The identifier of a module, hierarchical: `top/sub/sub…`.
 ///
-/// Cheap to clone (a reference-counted string). Ordered and compared as its string.
+/// Cheap to clone: IDs of up to 21 bytes (almost all of them) are stored inline, longer ones in a
+/// shared string, so the hot path of the event loop does no reference counting. Ordered and
+/// compared as its string.
 ///
 /// ```
 /// use mir_runtime::ModuleId;
@@ -70,8 +72,15 @@ fn check_module_id(s: &str) -> Result<(), IdError> {
 /// assert_eq!(id.segments().collect::<Vec<_>>(), ["ordering", "3", "1"]);
 /// assert!(ModuleId::try_new("bad id").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ModuleId(Arc<str>);
+pub struct ModuleId(Repr);
+
+const INLINE: usize = 21;
+
+enum Repr {
+    /// `len` bytes of `buf`; the top-level segment is the first `top` bytes.
+    Inline { len: u8, top: u8, buf: [u8; INLINE] },
+    Heap { top: u32, s: Arc<str> },
+}
 
 impl ModuleId {
     /// Builds an ID from a string written in the program.
@@ -90,39 +99,83 @@ impl ModuleId {
     /// Builds an ID from a string that may be invalid (input from a file or a peer).
     pub fn try_new(s: &str) -> Result<Self, IdError> {
         check_module_id(s)?;
-        Ok(ModuleId(Arc::from(s)))
+        Ok(Self::from_valid(s))
+    }
+
+    fn from_valid(s: &str) -> Self {
+        let top = s.find(SEPARATOR).unwrap_or(s.len());
+        if s.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            ModuleId(Repr::Inline { len: s.len() as u8, top: top as u8, buf })
+        } else {
+            ModuleId(Repr::Heap { top: top as u32, s: Arc::from(s) })
+        }
     }
 
     /// The pseudo-module the node itself uses as the source of the events it creates
     /// (such as `Init`). It cannot collide with a real module: `@` is not allowed in module IDs.
     pub fn node() -> Self {
-        ModuleId(Arc::from(NODE_SOURCE))
+        Self::from_valid(NODE_SOURCE)
     }
 
     /// The whole ID as a string.
+    #[inline]
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // SAFETY: `buf[..len]` was copied from a whole `str` (`from_valid`) and never changes.
+            Repr::Inline { len, buf, .. } => unsafe { std::str::from_utf8_unchecked(&buf[..*len as usize]) },
+            Repr::Heap { s, .. } => s,
+        }
     }
 
     /// The first segment: the top-level module the node routes to.
+    #[inline]
     pub fn top(&self) -> &str {
-        match self.0.find(SEPARATOR) {
-            Some(i) => &self.0[..i],
-            None => &self.0,
+        let top = match &self.0 {
+            Repr::Inline { top, .. } => *top as usize,
+            Repr::Heap { top, .. } => *top as usize,
+        };
+        &self.as_str()[..top]
+    }
+
+    /// A key for fast comparison of top-level segments: the length and the first 8 bytes. Equal
+    /// keys of segments of at most 8 bytes mean equal segments.
+    #[inline(always)]
+    pub(crate) fn top_key(&self) -> (usize, u64) {
+        match &self.0 {
+            Repr::Inline { top, buf, .. } => {
+                // The inline buffer is at least 8 bytes long: read them at once, keep the top's.
+                let first = u64::from_le_bytes([buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]]);
+                let top = *top as u32;
+                // Bytes past the top segment are cleared (a shift by 64 or more clears nothing).
+                let mask = u64::MAX.checked_shr(64u32.saturating_sub(8 * top)).unwrap_or(0);
+                let mask = if top >= 8 { u64::MAX } else { mask };
+                (top as usize, first & mask)
+            }
+            Repr::Heap { .. } => {
+                let top = self.top().as_bytes();
+                let mut first = [0u8; 8];
+                let n = top.len().min(8);
+                first[..n].copy_from_slice(&top[..n]);
+                (top.len(), u64::from_le_bytes(first))
+            }
         }
     }
 
     /// Everything after the first segment, if there is more than one.
     pub fn sub(&self) -> Option<&str> {
-        self.0.find(SEPARATOR).map(|i| &self.0[i + 1..])
+        let s = self.as_str();
+        let top = self.top().len();
+        (top < s.len()).then(|| &s[top + 1..])
     }
 
     /// The ID with only its first segment (a new ID if this one has more).
     pub fn top_id(&self) -> ModuleId {
-        match self.0.find(SEPARATOR) {
-            Some(i) => ModuleId(Arc::from(&self.0[..i])),
-            None => self.clone(),
+        if self.sub().is_none() {
+            return self.clone();
         }
+        Self::from_valid(self.top())
     }
 
     /// This ID with `sub` appended as further segments: `a`.then(`b/c`) is `a/b/c`.
@@ -132,13 +185,13 @@ impl ModuleId {
     /// If `sub` is not itself a valid ID.
     #[track_caller]
     pub fn then(&self, sub: impl fmt::Display) -> ModuleId {
-        let s = format!("{}{SEPARATOR}{sub}", self.0);
+        let s = format!("{}{SEPARATOR}{sub}", self.as_str());
         ModuleId::new(&s)
     }
 
     /// The segments of the ID, in order.
     pub fn segments(&self) -> impl Iterator<Item = &str> {
-        self.0.split(SEPARATOR)
+        self.as_str().split(SEPARATOR)
     }
 
     /// Whether `self` is `prefix` or lies below it (`a/b` is under `a`, `ab` is not).
@@ -148,15 +201,61 @@ impl ModuleId {
     }
 }
 
+impl Clone for ModuleId {
+    #[inline]
+    fn clone(&self) -> Self {
+        match &self.0 {
+            Repr::Inline { .. } => {
+                // SAFETY: an inline ID is plain bytes (no pointer, no destructor), so a bitwise
+                // copy of the whole value is a valid, independent value. Copying it whole (rather
+                // than field by field, as a derived `Clone` does) avoids store-forwarding stalls on
+                // the event loop's hot path.
+                ModuleId(unsafe { std::ptr::read(&self.0) })
+            }
+            Repr::Heap { top, s } => ModuleId(Repr::Heap { top: *top, s: s.clone() }),
+        }
+    }
+}
+
+impl PartialEq for ModuleId {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Inline { len: a, buf: x, .. }, Repr::Inline { len: b, buf: y, .. }) => a == b && x == y,
+            _ => self.as_str() == other.as_str(),
+        }
+    }
+}
+
+impl Eq for ModuleId {}
+
+impl PartialOrd for ModuleId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ModuleId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for ModuleId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
 impl fmt::Debug for ModuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", &*self.0)
+        write!(f, "{:?}", self.as_str())
     }
 }
 
 impl fmt::Display for ModuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -176,19 +275,19 @@ impl From<&ModuleId> for ModuleId {
 /// Lets maps keyed by `ModuleId` be searched with a `&str` (hashing and ordering agree with `str`).
 impl std::borrow::Borrow<str> for ModuleId {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl AsRef<str> for ModuleId {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl Serialize for ModuleId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -293,6 +392,23 @@ mod tests {
         assert!(deep.is_under(&id));
         assert!(!ModuleId::new("ab").is_under(&id));
         assert!(id.is_under(&id));
+    }
+
+    #[test]
+    fn inline_and_heap_ids_behave_alike() {
+        let short = ModuleId::new("ab/c");
+        let long = ModuleId::new("a-rather-long-module-name/with/segments");
+        assert_eq!(std::mem::size_of::<ModuleId>(), 24);
+        assert_eq!(long.top(), "a-rather-long-module-name");
+        assert_eq!(long.sub(), Some("with/segments"));
+        assert_eq!(short.top_key(), ModuleId::new("ab").top_key());
+        assert_ne!(short.top_key(), ModuleId::new("abc").top_key());
+        let exactly = ModuleId::new("123456789012345678901");
+        assert_eq!(exactly.as_str().len(), INLINE);
+        assert_eq!(exactly.clone(), exactly);
+        assert_eq!(ModuleId::new("1234567890123456789012").as_str(), "1234567890123456789012");
+        assert!(long < short && ModuleId::new("a") < long);
+        assert_eq!(ModuleId::node().as_str(), "@node");
     }
 
     #[test]

@@ -13,7 +13,6 @@
 //! that names the module and the event being handled: that is for bugs in the node itself. Bad input
 //! from a peer must be dropped (and counted) by the module, not turned into an error.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -52,7 +51,16 @@ pub type ModuleResult = Result<(), ModuleError>;
 #[derive(Debug, Default)]
 pub(crate) struct Cursor {
     pub(crate) taken: usize,
-    pub(crate) name: Cow<'static, str>,
+    /// The type name of the last event taken, when it is typed (the common case: no allocation).
+    pub(crate) name: Option<&'static str>,
+    /// The type name of the last event taken, when it is encoded.
+    pub(crate) encoded_name: String,
+}
+
+impl Cursor {
+    pub(crate) fn name(&self) -> &str {
+        self.name.unwrap_or(&self.encoded_name)
+    }
 }
 
 /// A batch of events for one module, in the order they were queued. Iterate it to take the events.
@@ -66,7 +74,7 @@ pub struct Batch<'a> {
 impl<'a> Batch<'a> {
     pub(crate) fn new(events: &'a mut Vec<Event>, cursor: &'a mut Cursor) -> Self {
         cursor.taken = 0;
-        cursor.name = Cow::Borrowed("");
+        cursor.name = Some("");
         Batch {
             drain: events.drain(..),
             cursor,
@@ -81,7 +89,11 @@ impl Iterator for Batch<'_> {
     fn next(&mut self) -> Option<Event> {
         let ev = self.drain.next()?;
         self.cursor.taken += 1;
-        self.cursor.name = ev.payload.name_cow();
+        self.cursor.name = ev.payload.static_name();
+        if self.cursor.name.is_none() {
+            self.cursor.encoded_name.clear();
+            self.cursor.encoded_name.push_str(ev.name());
+        }
         Some(ev)
     }
 

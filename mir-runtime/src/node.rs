@@ -153,6 +153,8 @@ impl NodeBuilder {
             node: self.node,
             cfg: self.config,
             outbox: Outbox::new(ids[0].clone()),
+            keys: ids.iter().map(|id| id.top_key()).collect(),
+            hints: vec![0; n],
             ids,
             slots,
             queues: (0..n).map(|_| VecDeque::new()).collect(),
@@ -190,6 +192,10 @@ pub(crate) struct NodeCore {
     pub(crate) node: NodeId,
     pub(crate) cfg: NodeConfig,
     pub(crate) ids: Vec<ModuleId>,
+    /// `ids[i].top_key()`, for routing.
+    keys: Vec<(usize, u64)>,
+    /// Per module: the module its last emitted event went to.
+    hints: Vec<usize>,
     pub(crate) slots: Vec<Slot>,
     pub(crate) queues: Vec<VecDeque<Event>>,
     max_queued: Vec<usize>,
@@ -219,7 +225,7 @@ fn activity(cursor: &Cursor, batch_len: usize) -> Activity {
         Activity::Batch { batch_len }
     } else {
         Activity::Event(EventRef {
-            type_name: cursor.name.to_string(),
+            type_name: cursor.name().to_owned(),
             index: cursor.taken - 1,
             batch_len,
         })
@@ -270,22 +276,38 @@ fn fail(
 
 impl NodeCore {
     /// The index of the top-level module `top`.
-    #[inline]
     pub(crate) fn index_of(&self, top: &str) -> Option<usize> {
         self.ids.iter().position(|id| id.as_str() == top)
     }
 
+    /// The index of the top-level module of `dest`. `hint` is tried first (a module usually
+    /// sends to the same few modules) and updated; otherwise a scan over (length, first 8 bytes)
+    /// keys, with a full comparison only for longer names.
+    #[inline(always)]
+    fn route_index(&self, dest: &ModuleId, hint: &mut usize) -> Option<usize> {
+        let key = dest.top_key();
+        if self.keys[*hint] == key && (key.0 <= 8 || self.ids[*hint].as_str() == dest.top()) {
+            return Some(*hint);
+        }
+        let mut i = self.keys.iter().position(|k| *k == key)?;
+        if key.0 > 8 && self.ids[i].as_str() != dest.top() {
+            i = self.index_of(dest.top())?;
+        }
+        *hint = i;
+        Some(i)
+    }
+
     /// Puts an event in its destination's queue.
-    #[inline]
     pub(crate) fn route(&mut self, ev: Event) -> Result<(), NodeError> {
-        let Some(i) = self.index_of(ev.dest.top()) else {
+        self.route_hinted(ev, &mut 0)
+    }
+
+    #[inline(always)]
+    fn route_hinted(&mut self, ev: Event, hint: &mut usize) -> Result<(), NodeError> {
+        let Some(i) = self.route_index(&ev.dest, hint) else {
             return Err(self.unknown_destination(&ev));
         };
-        let q = &mut self.queues[i];
-        q.push_back(ev);
-        if q.len() > self.max_queued[i] {
-            self.max_queued[i] = q.len();
-        }
+        self.queues[i].push_back(ev);
         self.buffered += 1;
         Ok(())
     }
@@ -306,16 +328,18 @@ impl NodeCore {
         }
     }
 
-    /// Routes everything in the outbox, keeping its allocation.
-    fn route_outbox(&mut self) -> Result<(), NodeError> {
+    /// Routes everything in the outbox of module `src`, keeping its allocation.
+    fn route_outbox(&mut self, src: usize) -> Result<(), NodeError> {
         let mut evs = std::mem::take(self.outbox.events_mut());
+        let mut hint = self.hints[src];
         let mut res = Ok(());
         for ev in evs.drain(..) {
-            if let Err(e) = self.route(ev) {
+            if let Err(e) = self.route_hinted(ev, &mut hint) {
                 res = Err(e);
                 break;
             }
         }
+        self.hints[src] = hint;
         evs.clear();
         *self.outbox.events_mut() = evs;
         res
@@ -349,13 +373,22 @@ impl NodeCore {
 
     /// Hands module `i` its next batch (the caller checked [`NodeCore::ready`]).
     pub(crate) fn dispatch(&mut self, i: usize, now: Time) -> Result<Dispatch, NodeError> {
-        let n = self.queues[i].len().min(self.cfg.max_batch_size);
+        let len = self.queues[i].len();
+        // A queue is longest just before it is served.
+        self.max_queued[i] = self.max_queued[i].max(len);
+        let n = len.min(self.cfg.max_batch_size);
         self.buffered -= n;
         let counters = &self.stats.modules[i];
         counters.events.fetch_add(n as u64, Relaxed);
         counters.batches.fetch_add(1, Relaxed);
         let mut batch = std::mem::take(&mut self.scratch);
-        batch.extend(self.queues[i].drain(..n));
+        if n == self.queues[i].len() {
+            // The whole queue: swap allocations instead of moving events one by one.
+            let queue = std::mem::replace(&mut self.queues[i], VecDeque::from(batch));
+            batch = Vec::from(queue);
+        } else {
+            batch.extend(self.queues[i].drain(..n));
+        }
         let t0 = Instant::now();
         let id = &self.ids[i];
         let res = match &mut self.slots[i] {
@@ -400,7 +433,7 @@ impl NodeCore {
             .busy_ns
             .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
         res?;
-        self.route_outbox()?;
+        self.route_outbox(i)?;
         Ok(Dispatch::Handled)
     }
 
@@ -429,7 +462,7 @@ impl NodeCore {
             .busy_ns
             .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
         fail(&self.node, id, res, || Activity::Alarm(alarm.0))?;
-        self.route_outbox()
+        self.route_outbox(i)
     }
 
     /// A remote module finished its batch; `out` is its output.

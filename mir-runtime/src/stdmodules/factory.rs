@@ -148,7 +148,7 @@ impl Factory {
             } else {
                 format!(
                     "event {} (#{} of {len})",
-                    self.cursor.name,
+                    self.cursor.name(),
                     self.cursor.taken - 1
                 )
             }
