@@ -29,9 +29,11 @@
 //! asks for a concrete type ([`Payload::into_typed`]); the receiver knows which types it expects, so
 //! no global registry of types is needed.
 
-use std::any::{Any, TypeId};
-use std::borrow::Cow;
+use std::any::TypeId;
+use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -48,49 +50,6 @@ pub trait EventPayload: Serialize + DeserializeOwned + Clone + fmt::Debug + Send
     const NAME: &'static str;
 }
 
-/// Object-safe view of an [`EventPayload`] (implemented automatically; not meant to be
-/// implemented by hand).
-pub trait DynPayload: Send + 'static {
-    /// The stable type name.
-    fn name(&self) -> &str;
-    /// Appends the canonical encoding to `buf`.
-    fn encode_into(&self, buf: &mut Vec<u8>);
-    /// `self` as `Any`, for downcasting.
-    fn as_any(&self) -> &dyn Any;
-    /// `self` as a boxed `Any`, for downcasting by value.
-    fn into_any(self: Box<Self>) -> Box<dyn Any>;
-    /// A boxed copy.
-    fn clone_box(&self) -> Box<dyn DynPayload>;
-    /// Debug formatting.
-    fn fmt_debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
-    /// The static name, when the payload is typed (not encoded).
-    fn static_name(&self) -> Option<&'static str>;
-}
-
-impl<T: EventPayload> DynPayload for T {
-    fn name(&self) -> &str {
-        T::NAME
-    }
-    fn encode_into(&self, buf: &mut Vec<u8>) {
-        codec::encode_into(self, buf)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-    fn clone_box(&self) -> Box<dyn DynPayload> {
-        Box::new(self.clone())
-    }
-    fn fmt_debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-    fn static_name(&self) -> Option<&'static str> {
-        Some(T::NAME)
-    }
-}
-
 /// A payload in its encoded form: a type name and the canonical bytes.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Encoded {
@@ -103,33 +62,6 @@ pub struct Encoded {
 impl fmt::Debug for Encoded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Encoded({}, {} bytes)", self.name, self.bytes.len())
-    }
-}
-
-// `Encoded` is a DynPayload of its own (not an EventPayload: it has no static name).
-struct EncodedBox(Encoded);
-
-impl DynPayload for EncodedBox {
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    fn encode_into(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(&self.0.bytes)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-    fn clone_box(&self) -> Box<dyn DynPayload> {
-        Box::new(EncodedBox(self.0.clone()))
-    }
-    fn fmt_debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-    fn static_name(&self) -> Option<&'static str> {
-        None
     }
 }
 
@@ -154,71 +86,201 @@ impl fmt::Display for PayloadError {
 
 impl std::error::Error for PayloadError {}
 
+// ---------------------------------------------------------------------------------------------
+// Type erasure.
+//
+// A payload is a value of some type `T` plus a table of functions for `T` (a hand-made vtable).
+// Values of at most `INLINE_BYTES` bytes (with alignment at most that of `usize`) are stored
+// inside the `Payload` itself; larger ones in a `Box`. Most protocol events are small, so the
+// event loop's hot path allocates nothing for them. This is the only `unsafe` code of the
+// crate; the invariants are:
+//
+// 1. `vt` was made for the type `T` stored in `data` (`Payload::from_value` is the only
+//    constructor), and `vt.inline` says where it is: inside `data`, or behind the pointer in
+//    `data[0]` (from `Box::into_raw`).
+// 2. The value is dropped exactly once: by `Drop`, or moved out by `into_typed` (which then
+//    forgets the payload).
+// ---------------------------------------------------------------------------------------------
+
+const INLINE_WORDS: usize = 3;
+const INLINE_BYTES: usize = INLINE_WORDS * std::mem::size_of::<usize>();
+
+/// Functions for one payload type.
+struct VTable {
+    inline: bool,
+    type_id: fn() -> TypeId,
+    static_name: Option<&'static str>,
+    name: unsafe fn(*const u8) -> *const str,
+    encode_into: unsafe fn(*const u8, &mut Vec<u8>),
+    clone: unsafe fn(*const u8) -> Payload,
+    debug: unsafe fn(*const u8, &mut fmt::Formatter<'_>) -> fmt::Result,
+    drop: unsafe fn(*mut u8),
+}
+
+/// The types a payload can hold: every [`EventPayload`], and [`Encoded`].
+trait Erasable: Clone + fmt::Debug + Send + 'static {
+    const STATIC_NAME: Option<&'static str>;
+    fn name(&self) -> &str;
+    fn encode_into(&self, buf: &mut Vec<u8>);
+}
+
+impl<T: EventPayload> Erasable for T {
+    const STATIC_NAME: Option<&'static str> = Some(T::NAME);
+    fn name(&self) -> &str {
+        T::NAME
+    }
+    fn encode_into(&self, buf: &mut Vec<u8>) {
+        codec::encode_into(self, buf)
+    }
+}
+
+/// `Encoded` is held as a payload of its own: its name is dynamic.
+#[derive(Clone)]
+struct EncodedPayload(Encoded);
+
+impl fmt::Debug for EncodedPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Erasable for EncodedPayload {
+    const STATIC_NAME: Option<&'static str> = None;
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn encode_into(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.0.bytes)
+    }
+}
+
+struct VTableFor<T>(std::marker::PhantomData<T>);
+
+impl<T: Erasable> VTableFor<T> {
+    const INLINE: bool =
+        std::mem::size_of::<T>() <= INLINE_BYTES && std::mem::align_of::<T>() <= std::mem::align_of::<usize>();
+
+    const VT: VTable = VTable {
+        inline: Self::INLINE,
+        type_id: TypeId::of::<T>,
+        static_name: T::STATIC_NAME,
+        // SAFETY (all below): callers pass a pointer to a live `T` (invariant 1).
+        name: |p| unsafe { (*(p as *const T)).name() as *const str },
+        encode_into: |p, buf| unsafe { (*(p as *const T)).encode_into(buf) },
+        clone: |p| Payload::from_value(unsafe { (*(p as *const T)).clone() }),
+        debug: |p, f| unsafe { fmt::Debug::fmt(&*(p as *const T), f) },
+        drop: |p| unsafe {
+            if Self::INLINE {
+                std::ptr::drop_in_place(p as *mut T)
+            } else {
+                drop(Box::from_raw(p as *mut T))
+            }
+        },
+    };
+}
+
 /// A value of some [`EventPayload`] type, typed or encoded. See the [module docs](self).
-pub struct Payload(Box<dyn DynPayload>);
+pub struct Payload {
+    vt: &'static VTable,
+    data: [MaybeUninit<usize>; INLINE_WORDS],
+    /// Send (the value is `Send`) but not Sync (the value need not be `Sync`).
+    _not_sync: PhantomData<Cell<()>>,
+}
 
 impl Payload {
+    fn from_value<T: Erasable>(value: T) -> Self {
+        let mut data = [MaybeUninit::<usize>::uninit(); INLINE_WORDS];
+        if VTableFor::<T>::INLINE {
+            // SAFETY: `T` fits in `data` in size and alignment (checked by `INLINE`).
+            unsafe { std::ptr::write(data.as_mut_ptr() as *mut T, value) };
+        } else {
+            data[0] = MaybeUninit::new(Box::into_raw(Box::new(value)) as usize);
+        }
+        Payload { vt: &VTableFor::<T>::VT, data, _not_sync: PhantomData }
+    }
+
+    #[inline]
+    fn ptr(&self) -> *const u8 {
+        if self.vt.inline {
+            self.data.as_ptr() as *const u8
+        } else {
+            // SAFETY: boxed payloads keep their pointer in `data[0]` (invariant 1).
+            unsafe { self.data[0].assume_init() as *const u8 }
+        }
+    }
+
     /// Wraps a typed value.
     pub fn new<T: EventPayload>(value: T) -> Self {
-        Payload(Box::new(value))
+        Payload::from_value(value)
     }
 
     /// Wraps an encoded value (type name and canonical bytes).
     pub fn encoded(name: impl Into<String>, bytes: Vec<u8>) -> Self {
-        Payload(Box::new(EncodedBox(Encoded {
-            name: name.into(),
-            bytes,
-        })))
+        Payload::from_value(EncodedPayload(Encoded { name: name.into(), bytes }))
     }
 
     /// The stable type name.
     pub fn name(&self) -> &str {
-        self.0.name()
-    }
-
-    /// The type name as a cheap `Cow` (borrowed for typed payloads).
-    pub fn name_cow(&self) -> Cow<'static, str> {
-        match self.0.static_name() {
-            Some(n) => Cow::Borrowed(n),
-            None => Cow::Owned(self.0.name().to_owned()),
+        match self.vt.static_name {
+            Some(n) => n,
+            // SAFETY: the pointer is to the live value (invariant 1); the name borrows from it.
+            None => unsafe { &*(self.vt.name)(self.ptr()) },
         }
     }
 
     /// The type name if the payload is typed (a `'static` name, no allocation).
     #[inline]
     pub fn static_name(&self) -> Option<&'static str> {
-        self.0.static_name()
+        self.vt.static_name
     }
 
     /// Whether the payload is in encoded form.
     pub fn is_encoded(&self) -> bool {
-        self.0.static_name().is_none()
+        self.vt.static_name.is_none()
+    }
+
+    #[inline]
+    fn holds<T: 'static>(&self) -> bool {
+        (self.vt.type_id)() == TypeId::of::<T>()
+    }
+
+    fn as_encoded(&self) -> Option<&Encoded> {
+        // SAFETY: the type check makes the cast valid (invariant 1).
+        self.holds::<EncodedPayload>().then(|| unsafe { &(*(self.ptr() as *const EncodedPayload)).0 })
     }
 
     /// Whether the payload is a `T`, typed or encoded.
     pub fn is<T: EventPayload>(&self) -> bool {
-        self.0.as_any().type_id() == TypeId::of::<T>()
-            || (self.is_encoded() && self.name() == T::NAME)
+        self.holds::<T>() || self.as_encoded().is_some_and(|e| e.name == T::NAME)
     }
 
     /// A reference to the value if the payload is a typed `T` (encoded payloads give `None`:
     /// use [`Payload::into_typed`] or [`Payload::decode`] for those).
+    #[inline]
     pub fn get<T: EventPayload>(&self) -> Option<&T> {
-        self.0.as_any().downcast_ref::<T>()
+        // SAFETY: the type check makes the cast valid (invariant 1).
+        self.holds::<T>().then(|| unsafe { &*(self.ptr() as *const T) })
     }
 
-    /// The value as a `T`: a typed payload is unboxed, an encoded payload of `T`'s name is decoded.
+    /// The value as a `T`: a typed payload is unwrapped, an encoded payload of `T`'s name is
+    /// decoded.
     pub fn into_typed<T: EventPayload>(self) -> Result<T, PayloadError> {
-        if self.0.as_any().type_id() == TypeId::of::<T>() {
-            let any = self.0.into_any();
-            return Ok(*any.downcast::<T>().expect("type id checked"));
-        }
-        if let Some(enc) = self.0.as_any().downcast_ref::<EncodedBox>() {
-            if enc.0.name == T::NAME {
-                return codec::decode::<T>(T::NAME, &enc.0.bytes).map_err(PayloadError::Malformed);
+        if self.holds::<T>() {
+            let p = self.ptr() as *mut T;
+            // SAFETY: the payload holds a `T` at `p` (invariant 1). It is moved out and the
+            // payload forgotten, so it is not dropped twice (invariant 2); a box is freed without
+            // dropping its (moved-out) content.
+            let value = unsafe { std::ptr::read(p) };
+            if !self.vt.inline {
+                drop(unsafe { Box::from_raw(p as *mut MaybeUninit<T>) });
             }
+            std::mem::forget(self);
+            return Ok(value);
         }
-        Err(PayloadError::OtherType(self))
+        match self.as_encoded() {
+            Some(enc) if enc.name == T::NAME => codec::decode::<T>(T::NAME, &enc.bytes).map_err(PayloadError::Malformed),
+            _ => Err(PayloadError::OtherType(self)),
+        }
     }
 
     /// A decoded copy of the value if the payload is a `T` (typed: cloned; encoded: decoded).
@@ -227,44 +289,50 @@ impl Payload {
         if let Some(v) = self.get::<T>() {
             return Ok(Some(v.clone()));
         }
-        match self.0.as_any().downcast_ref::<EncodedBox>() {
-            Some(enc) if enc.0.name == T::NAME => {
-                codec::decode::<T>(T::NAME, &enc.0.bytes).map(Some)
-            }
+        match self.as_encoded() {
+            Some(enc) if enc.name == T::NAME => codec::decode::<T>(T::NAME, &enc.bytes).map(Some),
             _ => Ok(None),
         }
     }
 
     /// Appends the canonical encoding of the value (without its name) to `buf`.
     pub fn encode_value_into(&self, buf: &mut Vec<u8>) {
-        self.0.encode_into(buf)
+        // SAFETY: invariant 1.
+        unsafe { (self.vt.encode_into)(self.ptr(), buf) }
     }
 
     /// The canonical encoding of the value (without its name).
     pub fn encode_value(&self) -> Vec<u8> {
         let mut buf = Vec::new();
-        self.0.encode_into(&mut buf);
+        self.encode_value_into(&mut buf);
         buf
     }
 
     /// The payload in encoded form (a typed payload is encoded; an encoded one is copied).
     pub fn to_encoded(&self) -> Encoded {
-        Encoded {
-            name: self.name().to_owned(),
-            bytes: self.encode_value(),
-        }
+        Encoded { name: self.name().to_owned(), bytes: self.encode_value() }
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        let p = self.ptr() as *mut u8;
+        // SAFETY: invariants 1 and 2: the value is live and dropped only here.
+        unsafe { (self.vt.drop)(p) }
     }
 }
 
 impl Clone for Payload {
     fn clone(&self) -> Self {
-        Payload(self.0.clone_box())
+        // SAFETY: invariant 1.
+        unsafe { (self.vt.clone)(self.ptr()) }
     }
 }
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt_debug(f)
+        // SAFETY: invariant 1.
+        unsafe { (self.vt.debug)(self.ptr(), f) }
     }
 }
 
@@ -392,4 +460,95 @@ macro_rules! payload {
     ($($ty:ty = $name:literal),+ $(,)?) => {
         $(impl $crate::EventPayload for $ty { const NAME: &'static str = $name; })+
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+
+    static LIVE_SMALL: AtomicI64 = AtomicI64::new(0);
+    static LIVE_BIG: AtomicI64 = AtomicI64::new(0);
+
+    macro_rules! tracked {
+        ($name:ident, $live:ident, $($field:ident : $ty:ty),*) => {
+            #[derive(Debug, PartialEq, Serialize, Deserialize)]
+            struct $name { id: u64, $($field: $ty),* }
+            impl $name {
+                fn new(id: u64) -> Self { $live.fetch_add(1, SeqCst); $name { id, $($field: Default::default()),* } }
+            }
+            impl Clone for $name {
+                fn clone(&self) -> Self { $live.fetch_add(1, SeqCst); $name { id: self.id, $($field: self.$field.clone()),* } }
+            }
+            impl Drop for $name {
+                fn drop(&mut self) { $live.fetch_sub(1, SeqCst); }
+            }
+            impl EventPayload for $name { const NAME: &'static str = concat!("test.", stringify!($name)); }
+        };
+    }
+    tracked!(Small, LIVE_SMALL, tag: u8);
+    tracked!(Big, LIVE_BIG, pad: [u64; 6]);
+
+    #[repr(align(32))]
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct OverAligned(u8);
+    impl EventPayload for OverAligned {
+        const NAME: &'static str = "test.OverAligned";
+    }
+
+    #[test]
+    fn small_values_are_inline_big_or_overaligned_ones_boxed() {
+        assert!(VTableFor::<Small>::INLINE);
+        assert!(!VTableFor::<Big>::INLINE);
+        assert!(!VTableFor::<OverAligned>::INLINE);
+        assert!(!VTableFor::<EncodedPayload>::INLINE);
+        assert_eq!(std::mem::size_of::<Payload>(), 32);
+        assert_eq!(std::mem::size_of::<Event>(), 80);
+    }
+
+    #[test]
+    fn every_value_is_dropped_exactly_once() {
+        {
+            let a = Payload::new(Small::new(1));
+            let b = Payload::new(Big::new(2));
+            let (a2, b2) = (a.clone(), b.clone());
+            assert_eq!(LIVE_SMALL.load(SeqCst), 2);
+            assert_eq!(LIVE_BIG.load(SeqCst), 2);
+            assert_eq!(a2.get::<Small>().unwrap().id, 1);
+            assert_eq!(b2.get::<Big>().unwrap().id, 2);
+            assert!(a.get::<Big>().is_none());
+            // Moving out: the value lives on, the payload is gone.
+            let small = a.into_typed::<Small>().unwrap();
+            let big = b.into_typed::<Big>().unwrap();
+            assert_eq!((small.id, big.id), (1, 2));
+            assert_eq!(LIVE_SMALL.load(SeqCst), 2);
+            assert_eq!(LIVE_BIG.load(SeqCst), 2);
+            // A failed downcast hands the payload back intact.
+            let Err(PayloadError::OtherType(back)) = a2.into_typed::<Big>() else { panic!() };
+            assert_eq!(back.get::<Small>().unwrap().id, 1);
+            drop((small, big, back, b2));
+        }
+        assert_eq!(LIVE_SMALL.load(SeqCst), 0);
+        assert_eq!(LIVE_BIG.load(SeqCst), 0);
+    }
+
+    #[test]
+    fn overaligned_values_keep_their_alignment() {
+        let p = Payload::new(OverAligned(7));
+        let r = p.get::<OverAligned>().unwrap();
+        assert_eq!(r as *const OverAligned as usize % 32, 0);
+        assert_eq!(p.clone().into_typed::<OverAligned>().unwrap(), OverAligned(7));
+    }
+
+    #[test]
+    fn encoded_payloads_keep_their_name_and_bytes() {
+        let p = Payload::new(OverAligned(7));
+        let e = Payload::encoded(p.name(), p.encode_value());
+        assert!(e.is_encoded() && e.static_name().is_none());
+        assert_eq!(e.name(), "test.OverAligned");
+        assert_eq!(e, p);
+        assert!(e.is::<OverAligned>() && e.get::<OverAligned>().is_none());
+        assert_eq!(format!("{e:?}"), "Encoded(test.OverAligned, 1 bytes)");
+        assert_eq!(e.into_typed::<OverAligned>().unwrap(), OverAligned(7));
+    }
 }

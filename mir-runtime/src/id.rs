@@ -146,12 +146,10 @@ impl ModuleId {
         match &self.0 {
             Repr::Inline { top, buf, .. } => {
                 // The inline buffer is at least 8 bytes long: read them at once, keep the top's.
+                const MASKS: [u64; 9] = [0, 0xff, 0xffff, 0xff_ffff, 0xffff_ffff, 0xff_ffff_ffff, 0xffff_ffff_ffff, 0xff_ffff_ffff_ffff, u64::MAX];
                 let first = u64::from_le_bytes([buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]]);
-                let top = *top as u32;
-                // Bytes past the top segment are cleared (a shift by 64 or more clears nothing).
-                let mask = u64::MAX.checked_shr(64u32.saturating_sub(8 * top)).unwrap_or(0);
-                let mask = if top >= 8 { u64::MAX } else { mask };
-                (top as usize, first & mask)
+                let top = *top as usize;
+                (top, first & MASKS[top.min(8)])
             }
             Repr::Heap { .. } => {
                 let top = self.top().as_bytes();

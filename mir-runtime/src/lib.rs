@@ -111,7 +111,7 @@ mod time;
 
 pub use config::{ConfigError, NodeConfig};
 pub use error::{Activity, BuildError, EventRef, Exit, NodeError};
-pub use event::{DynPayload, Encoded, Event, EventPayload, Payload, PayloadError};
+pub use event::{Encoded, Event, EventPayload, Payload, PayloadError};
 pub use executor::sim;
 pub use executor::tokio::{EventSink, InjectError, Node, NodeHandle};
 pub use id::{IdError, ModuleId, NodeId, SEPARATOR};

@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::event::{Event, Payload};
 use crate::executor::tokio::EventSink;
 use crate::id::ModuleId;
+use crate::node::Router;
 use crate::time::Time;
 
 /// The error a module returns when it cannot go on: a bug in this node (a broken invariant, an
@@ -114,19 +115,29 @@ impl ExactSizeIterator for Batch<'_> {}
 /// assert_eq!(evs[0].src.as_str(), "me");
 /// assert_eq!(evs[0].dest.as_str(), "other");
 /// ```
-#[derive(Debug)]
 pub struct Outbox {
     me: ModuleId,
+    /// Emitted events, when the outbox is not connected to a node's queues.
     events: Vec<Event>,
+    /// Inside a node: the node's queues, so emitted events go straight to their destination.
+    router: Option<Router>,
+    emitted: usize,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("me", &self.me).field("emitted", &self.emitted).finish_non_exhaustive()
+    }
 }
 
 impl Outbox {
     /// An empty outbox for module `me` (useful to call a module directly in tests).
     pub fn new(me: ModuleId) -> Self {
-        Outbox {
-            me,
-            events: Vec::new(),
-        }
+        Outbox { me, events: Vec::new(), router: None, emitted: 0 }
+    }
+
+    pub(crate) fn with_router(me: ModuleId, router: Router) -> Self {
+        Outbox { me, events: Vec::new(), router: Some(router), emitted: 0 }
     }
 
     /// The ID of the module writing to this outbox (the source of [`Outbox::send`]).
@@ -137,31 +148,34 @@ impl Outbox {
     /// Emits an event as it is.
     #[inline]
     pub fn emit(&mut self, ev: Event) {
-        self.events.push(ev);
+        self.emitted += 1;
+        match &mut self.router {
+            Some(r) => r.route(ev),
+            None => self.events.push(ev),
+        }
     }
 
     /// Emits `payload` from this module to `dest`.
     #[inline]
     pub fn send(&mut self, dest: &ModuleId, payload: impl Into<Payload>) {
-        self.events.push(Event {
-            src: self.me.clone(),
-            dest: dest.clone(),
-            payload: payload.into(),
-        });
+        let ev = Event { src: self.me.clone(), dest: dest.clone(), payload: payload.into() };
+        self.emit(ev);
     }
 
-    /// Number of events emitted so far.
+    /// Number of events emitted since the module was called (or the outbox made).
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.emitted
     }
 
     /// Whether nothing was emitted.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.emitted == 0
     }
 
-    /// The emitted events so far (leaves the outbox empty).
+    /// The emitted events so far (leaves the outbox empty). Inside a node, events go straight to
+    /// their destinations and this is empty.
     pub fn take(&mut self) -> Vec<Event> {
+        self.emitted = 0;
         std::mem::take(&mut self.events)
     }
 
@@ -171,8 +185,21 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn events_mut(&mut self) -> &mut Vec<Event> {
-        &mut self.events
+    pub(crate) fn router(&mut self) -> &mut Router {
+        self.router.as_mut().expect("the node's outbox has a router")
+    }
+
+    pub(crate) fn router_ref(&self) -> &Router {
+        self.router.as_ref().expect("the node's outbox has a router")
+    }
+
+    /// Prepares the node's outbox for a call of module `src`.
+    pub(crate) fn begin(&mut self, me: &ModuleId, src: usize) {
+        self.set_me(me);
+        self.emitted = 0;
+        if let Some(r) = &mut self.router {
+            r.src = src;
+        }
     }
 }
 

@@ -152,14 +152,21 @@ impl NodeBuilder {
             stats: SharedStats::new(self.node.clone(), ids.clone()),
             node: self.node,
             cfg: self.config,
-            outbox: Outbox::new(ids[0].clone()),
-            keys: ids.iter().map(|id| id.top_key()).collect(),
-            hints: vec![0; n],
+            outbox: Outbox::with_router(
+                ids[0].clone(),
+                Router {
+                    ids: ids.clone(),
+                    keys: ids.iter().map(|id| id.top_key()).collect(),
+                    hints: vec![0; n],
+                    src: 0,
+                    queues: (0..n).map(|_| VecDeque::new()).collect(),
+                    buffered: 0,
+                    unknown: None,
+                },
+            ),
             ids,
             slots,
-            queues: (0..n).map(|_| VecDeque::new()).collect(),
             max_queued: vec![0; n],
-            buffered: 0,
             scratch: Vec::new(),
             spare: Vec::new(),
             cursor: Cursor::default(),
@@ -192,18 +199,13 @@ pub(crate) struct NodeCore {
     pub(crate) node: NodeId,
     pub(crate) cfg: NodeConfig,
     pub(crate) ids: Vec<ModuleId>,
-    /// `ids[i].top_key()`, for routing.
-    keys: Vec<(usize, u64)>,
-    /// Per module: the module its last emitted event went to.
-    hints: Vec<usize>,
     pub(crate) slots: Vec<Slot>,
-    pub(crate) queues: Vec<VecDeque<Event>>,
     max_queued: Vec<usize>,
-    /// Events in all queues.
-    pub(crate) buffered: usize,
     pub(crate) stats: Arc<SharedStats>,
     scratch: Vec<Event>,
     spare: Vec<Event>,
+    /// The outbox modules write to; it holds the [`Router`] (the queues), so emitted events go
+    /// straight to their destination queue.
     outbox: Outbox,
     cursor: Cursor,
     pub(crate) alarms: AlarmRequests,
@@ -280,36 +282,28 @@ impl NodeCore {
         self.ids.iter().position(|id| id.as_str() == top)
     }
 
-    /// The index of the top-level module of `dest`. `hint` is tried first (a module usually
-    /// sends to the same few modules) and updated; otherwise a scan over (length, first 8 bytes)
-    /// keys, with a full comparison only for longer names.
-    #[inline(always)]
-    fn route_index(&self, dest: &ModuleId, hint: &mut usize) -> Option<usize> {
-        let key = dest.top_key();
-        if self.keys[*hint] == key && (key.0 <= 8 || self.ids[*hint].as_str() == dest.top()) {
-            return Some(*hint);
-        }
-        let mut i = self.keys.iter().position(|k| *k == key)?;
-        if key.0 > 8 && self.ids[i].as_str() != dest.top() {
-            i = self.index_of(dest.top())?;
-        }
-        *hint = i;
-        Some(i)
-    }
-
     /// Puts an event in its destination's queue.
     pub(crate) fn route(&mut self, ev: Event) -> Result<(), NodeError> {
-        self.route_hinted(ev, &mut 0)
+        self.outbox.router().route(ev);
+        self.check_routed()
     }
 
-    #[inline(always)]
-    fn route_hinted(&mut self, ev: Event, hint: &mut usize) -> Result<(), NodeError> {
-        let Some(i) = self.route_index(&ev.dest, hint) else {
-            return Err(self.unknown_destination(&ev));
-        };
-        self.queues[i].push_back(ev);
-        self.buffered += 1;
-        Ok(())
+    /// Turns an event that could not be routed into the node's error.
+    fn check_routed(&mut self) -> Result<(), NodeError> {
+        match self.outbox.router().unknown.take() {
+            None => Ok(()),
+            Some(ev) => Err(self.unknown_destination(&ev)),
+        }
+    }
+
+    /// Events in all queues.
+    pub(crate) fn buffered(&self) -> usize {
+        self.outbox.router_ref().buffered
+    }
+
+    /// Module `i`'s queue.
+    pub(crate) fn queue(&self, i: usize) -> &VecDeque<Event> {
+        &self.outbox.router_ref().queues[i]
     }
 
     pub(crate) fn unknown_destination(&self, ev: &Event) -> NodeError {
@@ -326,23 +320,6 @@ impl NodeCore {
                 .collect::<Vec<_>>()
                 .join(", "),
         }
-    }
-
-    /// Routes everything in the outbox of module `src`, keeping its allocation.
-    fn route_outbox(&mut self, src: usize) -> Result<(), NodeError> {
-        let mut evs = std::mem::take(self.outbox.events_mut());
-        let mut hint = self.hints[src];
-        let mut res = Ok(());
-        for ev in evs.drain(..) {
-            if let Err(e) = self.route_hinted(ev, &mut hint) {
-                res = Err(e);
-                break;
-            }
-        }
-        self.hints[src] = hint;
-        evs.clear();
-        *self.outbox.events_mut() = evs;
-        res
     }
 
     /// Routes a list of events, e.g. a remote module's output.
@@ -368,27 +345,28 @@ impl NodeCore {
     /// Whether module `i` has events and can take a batch now.
     #[inline]
     pub(crate) fn ready(&self, i: usize) -> bool {
-        !self.queues[i].is_empty() && !matches!(self.slots[i], Slot::Remote(true))
+        !self.queue(i).is_empty() && !matches!(self.slots[i], Slot::Remote(true))
     }
 
     /// Hands module `i` its next batch (the caller checked [`NodeCore::ready`]).
     pub(crate) fn dispatch(&mut self, i: usize, now: Time) -> Result<Dispatch, NodeError> {
-        let len = self.queues[i].len();
+        let router = self.outbox.router();
+        let len = router.queues[i].len();
+        let n = len.min(self.cfg.max_batch_size);
+        router.buffered -= n;
+        let mut batch = std::mem::take(&mut self.scratch);
+        if n == len {
+            // The whole queue: swap allocations instead of moving events one by one.
+            let queue = std::mem::replace(&mut router.queues[i], VecDeque::from(batch));
+            batch = Vec::from(queue);
+        } else {
+            batch.extend(router.queues[i].drain(..n));
+        }
         // A queue is longest just before it is served.
         self.max_queued[i] = self.max_queued[i].max(len);
-        let n = len.min(self.cfg.max_batch_size);
-        self.buffered -= n;
         let counters = &self.stats.modules[i];
         counters.events.fetch_add(n as u64, Relaxed);
         counters.batches.fetch_add(1, Relaxed);
-        let mut batch = std::mem::take(&mut self.scratch);
-        if n == self.queues[i].len() {
-            // The whole queue: swap allocations instead of moving events one by one.
-            let queue = std::mem::replace(&mut self.queues[i], VecDeque::from(batch));
-            batch = Vec::from(queue);
-        } else {
-            batch.extend(self.queues[i].drain(..n));
-        }
         let t0 = Instant::now();
         let id = &self.ids[i];
         let res = match &mut self.slots[i] {
@@ -433,7 +411,7 @@ impl NodeCore {
             .busy_ns
             .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
         res?;
-        self.route_outbox(i)?;
+        self.check_routed()?;
         Ok(Dispatch::Handled)
     }
 
@@ -448,7 +426,7 @@ impl NodeCore {
         let Slot::Active(m) = &mut self.slots[i] else {
             return Ok(());
         };
-        self.outbox.set_me(id);
+        self.outbox.begin(id, i);
         self.alarms.current = i;
         let t0 = Instant::now();
         let mut cx = Context {
@@ -462,7 +440,7 @@ impl NodeCore {
             .busy_ns
             .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
         fail(&self.node, id, res, || Activity::Alarm(alarm.0))?;
-        self.route_outbox(i)
+        self.check_routed()
     }
 
     /// A remote module finished its batch; `out` is its output.
@@ -490,10 +468,10 @@ impl NodeCore {
     /// Writes queue lengths to the shared statistics.
     pub(crate) fn publish_stats(&self, paused: bool) {
         for (i, c) in self.stats.modules.iter().enumerate() {
-            c.queued.store(self.queues[i].len() as u64, Relaxed);
+            c.queued.store(self.queue(i).len() as u64, Relaxed);
             c.max_queued.store(self.max_queued[i] as u64, Relaxed);
         }
-        self.stats.buffered.store(self.buffered as u64, Relaxed);
+        self.stats.buffered.store(self.buffered() as u64, Relaxed);
         self.stats.paused.store(paused, Relaxed);
     }
 }
@@ -548,5 +526,57 @@ impl std::fmt::Debug for NodeBuilder {
             .field("config", &self.config)
             .field("modules", &self.module_ids())
             .finish_non_exhaustive()
+    }
+}
+
+/// The node's queues and how to route into them. It lives inside the node's [`Outbox`] while the
+/// node runs, so a module's output goes straight into the destination queue.
+pub(crate) struct Router {
+    ids: Vec<ModuleId>,
+    /// `ids[i].top_key()`.
+    keys: Vec<(usize, u64)>,
+    /// Per module: the module its last emitted event went to (tried first).
+    hints: Vec<usize>,
+    /// The module being called.
+    pub(crate) src: usize,
+    pub(crate) queues: Vec<VecDeque<Event>>,
+    /// Events in all queues.
+    pub(crate) buffered: usize,
+    /// The first event that named a module the node does not have.
+    pub(crate) unknown: Option<Event>,
+}
+
+impl Router {
+    /// The index of the top-level module of `dest`: the emitter's last destination first, then
+    /// a scan over (length, first 8 bytes) keys, with a full comparison only for longer names.
+    #[inline(always)]
+    fn index(&mut self, dest: &ModuleId) -> Option<usize> {
+        let key = dest.top_key();
+        let hint = self.hints[self.src];
+        if self.keys[hint] == key && (key.0 <= 8 || self.ids[hint].as_str() == dest.top()) {
+            return Some(hint);
+        }
+        let mut i = self.keys.iter().position(|k| *k == key)?;
+        if key.0 > 8 && self.ids[i].as_str() != dest.top() {
+            i = self.ids.iter().position(|id| id.as_str() == dest.top())?;
+        }
+        self.hints[self.src] = i;
+        Some(i)
+    }
+
+    /// Queues `ev`, or keeps it as `unknown` if its destination does not exist.
+    #[inline]
+    pub(crate) fn route(&mut self, ev: Event) {
+        match self.index(&ev.dest) {
+            Some(i) => {
+                self.queues[i].push_back(ev);
+                self.buffered += 1;
+            }
+            None => {
+                if self.unknown.is_none() {
+                    self.unknown = Some(ev);
+                }
+            }
+        }
     }
 }

@@ -313,10 +313,10 @@ impl Node {
             }
 
             // Hysteresis on buffered events.
-            if paused && core.buffered <= core.cfg.resume_threshold {
+            if paused && core.buffered() <= core.cfg.resume_threshold {
                 paused = false;
             }
-            if !paused && core.buffered > core.cfg.pause_threshold {
+            if !paused && core.buffered() > core.cfg.pause_threshold {
                 paused = true;
                 core.stats
                     .pauses
@@ -326,7 +326,7 @@ impl Node {
             if !paused {
                 while let Ok(batch) = inject_rx.try_recv() {
                     core.route_all(batch)?;
-                    if core.buffered > core.cfg.pause_threshold {
+                    if core.buffered() > core.cfg.pause_threshold {
                         paused = true;
                         core.stats
                             .pauses
@@ -335,7 +335,7 @@ impl Node {
                     }
                 }
                 let now = now_time();
-                while core.buffered <= core.cfg.pause_threshold {
+                while core.buffered() <= core.cfg.pause_threshold {
                     let Some((i, id)) = alarms.pop_due(now) else {
                         break;
                     };

@@ -469,7 +469,7 @@ impl Simulation {
         let now = self.now;
         {
             let core = &self.nodes[n].core;
-            let len = core.queues[i].len().min(core.cfg.max_batch_size);
+            let len = core.queue(i).len().min(core.cfg.max_batch_size);
             self.summary.events += len as u64;
             self.hasher.update(b"B");
             self.hasher
@@ -477,7 +477,7 @@ impl Simulation {
             self.hasher.update((n as u64).to_le_bytes());
             self.hasher.update((i as u64).to_le_bytes());
             self.hasher.update((len as u64).to_le_bytes());
-            for ev in core.queues[i].iter().take(len) {
+            for ev in core.queue(i).iter().take(len) {
                 hash_event(&mut self.hasher, ev);
             }
         }
