@@ -108,7 +108,7 @@ const INLINE_BYTES: usize = INLINE_WORDS * std::mem::size_of::<usize>();
 /// Functions for one payload type.
 struct VTable {
     inline: bool,
-    type_id: fn() -> TypeId,
+    type_id: TypeId,
     static_name: Option<&'static str>,
     name: unsafe fn(*const u8) -> *const str,
     encode_into: unsafe fn(*const u8, &mut Vec<u8>),
@@ -162,7 +162,7 @@ impl<T: Erasable> VTableFor<T> {
 
     const VT: VTable = VTable {
         inline: Self::INLINE,
-        type_id: TypeId::of::<T>,
+        type_id: TypeId::of::<T>(),
         static_name: T::STATIC_NAME,
         // SAFETY (all below): callers pass a pointer to a live `T` (invariant 1).
         name: |p| unsafe { (*(p as *const T)).name() as *const str },
@@ -241,7 +241,7 @@ impl Payload {
 
     #[inline]
     fn holds<T: 'static>(&self) -> bool {
-        (self.vt.type_id)() == TypeId::of::<T>()
+        self.vt.type_id == TypeId::of::<T>()
     }
 
     fn as_encoded(&self) -> Option<&Encoded> {
@@ -415,6 +415,20 @@ impl Event {
         codec::encode(self)
     }
 
+    /// Appends the canonical encoding of the event to `out` (the same bytes as
+    /// [`Event::encode`]), using `scratch` for the value so nothing is allocated once the buffers
+    /// have grown.
+    pub(crate) fn encode_with(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        codec::encode_into(&self.src, out);
+        codec::encode_into(&self.dest, out);
+        codec::encode_into(self.payload.name(), out);
+        scratch.clear();
+        self.payload.encode_value_into(scratch);
+        // A byte string in postcard: varint length, then the bytes.
+        codec::encode_into(&scratch.len(), out);
+        out.extend_from_slice(scratch);
+    }
+
     /// Decodes an event from its canonical encoding; the payload comes back encoded.
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         codec::decode("mir.Event", bytes)
@@ -503,7 +517,7 @@ mod tests {
         assert!(!VTableFor::<OverAligned>::INLINE);
         assert!(!VTableFor::<EncodedPayload>::INLINE);
         assert_eq!(std::mem::size_of::<Payload>(), 32);
-        assert_eq!(std::mem::size_of::<Event>(), 80);
+        assert_eq!(std::mem::size_of::<Event>(), 64);
     }
 
     #[test]
@@ -530,6 +544,21 @@ mod tests {
         }
         assert_eq!(LIVE_SMALL.load(SeqCst), 0);
         assert_eq!(LIVE_BIG.load(SeqCst), 0);
+    }
+
+    #[test]
+    fn the_allocation_free_encoding_is_the_canonical_one() {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        let long = vec![7u8; 300];
+        for ev in [
+            Event::new("a", "b/c", Small::new(3)),
+            Event::new("a", "b", Payload::encoded("x.Y", long.clone())),
+            Event::new("a-much-longer-module-name/1", "b", Big::new(9)),
+        ] {
+            out.clear();
+            ev.encode_with(&mut out, &mut scratch);
+            assert_eq!(out, ev.encode());
+        }
     }
 
     #[test]

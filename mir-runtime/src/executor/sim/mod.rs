@@ -214,6 +214,7 @@ pub struct Simulation {
     pending_alarms: HashSet<(usize, u64)>,
     seq: u64,
     hasher: Sha256,
+    hashbuf: HashBuf,
     started: bool,
     ready: Vec<(usize, usize)>,
     summary: RunSummary,
@@ -232,6 +233,7 @@ impl Simulation {
             pending_alarms: HashSet::new(),
             seq: 0,
             hasher: Sha256::new(),
+            hashbuf: HashBuf::default(),
             started: false,
             ready: Vec::new(),
             summary: RunSummary {
@@ -334,7 +336,8 @@ impl Simulation {
         self.hasher.update(b"I");
         self.hasher.update((n as u64).to_le_bytes());
         for ev in events {
-            hash_event(&mut self.hasher, &ev);
+            self.hashbuf.add(&ev);
+            self.hashbuf.flush(&mut self.hasher);
             core.route(ev).map_err(|e| SimError::Node {
                 time: self.now,
                 step: self.summary.steps,
@@ -456,7 +459,8 @@ impl Simulation {
                 self.hasher
                     .update(self.now.since_start().as_nanos().to_le_bytes());
                 self.hasher.update((node as u64).to_le_bytes());
-                hash_event(&mut self.hasher, &event);
+                self.hashbuf.add(&event);
+                self.hashbuf.flush(&mut self.hasher);
                 self.summary.messages_delivered += 1;
                 let res = core.route(event);
                 res.map_err(|e| self.node_error(e))?;
@@ -478,8 +482,9 @@ impl Simulation {
             self.hasher.update((i as u64).to_le_bytes());
             self.hasher.update((len as u64).to_le_bytes());
             for ev in core.queue(i).iter().take(len) {
-                hash_event(&mut self.hasher, ev);
+                self.hashbuf.add(ev);
             }
+            self.hashbuf.flush(&mut self.hasher);
         }
         let res = self.nodes[n].core.dispatch(i, now);
         match res.map_err(|e| self.node_error(e))? {
@@ -583,8 +588,26 @@ impl Simulation {
     }
 }
 
-fn hash_event(h: &mut Sha256, ev: &Event) {
-    let bytes = ev.encode();
-    h.update((bytes.len() as u64).to_le_bytes());
-    h.update(&bytes);
+/// Buffers for hashing events without allocating.
+#[derive(Default)]
+struct HashBuf {
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl HashBuf {
+    /// Appends an event's canonical encoding, length-prefixed.
+    fn add(&mut self, ev: &Event) {
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; 8]);
+        ev.encode_with(&mut self.out, &mut self.scratch);
+        let len = (self.out.len() - start - 8) as u64;
+        self.out[start..start + 8].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// Feeds everything added to the hasher.
+    fn flush(&mut self, h: &mut Sha256) {
+        h.update(&self.out);
+        self.out.clear();
+    }
 }
