@@ -56,3 +56,35 @@ pub fn decode<T: DeserializeOwned>(type_name: &str, bytes: &[u8]) -> Result<T, D
         }),
     }
 }
+
+/// Appends a length as postcard does (unsigned LEB128 varint).
+#[inline]
+pub(crate) fn put_varint(mut n: usize, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Appends a string or byte string as postcard does (varint length, then the bytes).
+#[inline]
+pub(crate) fn put_bytes(b: &[u8], out: &mut Vec<u8>) {
+    put_varint(b.len(), out);
+    out.extend_from_slice(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_written_framing_matches_postcard() {
+        for len in [0usize, 1, 127, 128, 300, 16_384, 70_000] {
+            let s = "x".repeat(len);
+            let mut out = Vec::new();
+            put_bytes(s.as_bytes(), &mut out);
+            assert_eq!(out, encode(&s), "length {len}");
+        }
+    }
+}

@@ -419,14 +419,14 @@ impl Event {
     /// [`Event::encode`]), using `scratch` for the value so nothing is allocated once the buffers
     /// have grown.
     pub(crate) fn encode_with(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
-        codec::encode_into(&self.src, out);
-        codec::encode_into(&self.dest, out);
-        codec::encode_into(self.payload.name(), out);
+        // The same bytes serde + postcard produce for the struct: its fields in order, strings and
+        // byte strings as varint length + bytes.
+        codec::put_bytes(self.src.as_str().as_bytes(), out);
+        codec::put_bytes(self.dest.as_str().as_bytes(), out);
+        codec::put_bytes(self.payload.name().as_bytes(), out);
         scratch.clear();
         self.payload.encode_value_into(scratch);
-        // A byte string in postcard: varint length, then the bytes.
-        codec::encode_into(&scratch.len(), out);
-        out.extend_from_slice(scratch);
+        codec::put_bytes(scratch, out);
     }
 
     /// Decodes an event from its canonical encoding; the payload comes back encoded.
