@@ -2,19 +2,27 @@
 //! through a ring of ten, in both executors, against a baseline in the same run that moves the
 //! same boxed payloads in batches of the same size between tokio tasks over mpsc channels.
 //!
-//! Run: `cargo bench -p mir-runtime --bench event_loop` (options: `-- --events N --runs R`).
+//! Run: `cargo bench -p mir-runtime --bench event_loop` (options: `-- --events N --runs R
+//! --batch B --only tokio|sim|baseline`).
 //! Everything runs on one thread (tokio current_thread), i.e. one core.
 
 use std::any::Any;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use mir_runtime::sim::{SimConfig, Simulation};
 use mir_runtime::stdevents::{Init, TestUint64};
-use mir_runtime::{Batch, ModuleId, ModuleResult, Node, NodeBuilder, NodeConfig, Outbox, PassiveModule};
+use mir_runtime::{
+    Batch, ModuleId, ModuleResult, Node, NodeBuilder, NodeConfig, Outbox, PassiveModule,
+};
 use tokio::sync::mpsc;
 
-const BATCH: usize = 512;
+static BATCH: AtomicUsize = AtomicUsize::new(512);
+
+fn batch() -> usize {
+    BATCH.load(Relaxed)
+}
 
 /// Module 0 of a ring: starts `BATCH` tokens on Init and re-sends every token that comes back
 /// until `total` tokens have completed the ring; then it signals `done`.
@@ -30,7 +38,7 @@ impl PassiveModule for Head {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if ev.is::<Init>() {
-                for _ in 0..BATCH {
+                for _ in 0..batch() {
                     out.send(&self.next, TestUint64(self.sent));
                     self.sent += 1;
                 }
@@ -67,21 +75,48 @@ impl PassiveModule for Hop {
     }
 }
 
-fn ring(builder: NodeBuilder, modules: usize, total: u64, done: std::sync::mpsc::Sender<()>) -> NodeBuilder {
+fn ring(
+    builder: NodeBuilder,
+    modules: usize,
+    total: u64,
+    done: std::sync::mpsc::Sender<()>,
+) -> NodeBuilder {
     let name = |i: usize| format!("m{i}");
-    let mut b = builder.config(NodeConfig { max_batch_size: BATCH, ..NodeConfig::default() });
-    b = b.passive(&name(0), Head { next: ModuleId::new(&name(1)), total, sent: 0, back: 0, done: Some(done) });
+    let mut b = builder.config(NodeConfig {
+        max_batch_size: batch(),
+        ..NodeConfig::default()
+    });
+    b = b.passive(
+        &name(0),
+        Head {
+            next: ModuleId::new(&name(1)),
+            total,
+            sent: 0,
+            back: 0,
+            done: Some(done),
+        },
+    );
     for i in 1..modules {
-        b = b.passive(&name(i), Hop { next: ModuleId::new(&name((i + 1) % modules)) });
+        b = b.passive(
+            &name(i),
+            Hop {
+                next: ModuleId::new(&name((i + 1) % modules)),
+            },
+        );
     }
     b
 }
 
 /// Events handled per second on the tokio executor (current_thread).
 fn tokio_ring(modules: usize, total: u64) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let node = ring(Node::builder("0"), modules, total, tx).build().unwrap();
+    let node = ring(Node::builder("0"), modules, total, tx)
+        .build()
+        .unwrap();
     let h = node.handle();
     rt.block_on(async move {
         let t0 = Instant::now();
@@ -104,10 +139,15 @@ fn tokio_ring(modules: usize, total: u64) -> f64 {
 /// Events handled per second in the simulator.
 fn sim_ring(modules: usize, total: u64, digest: bool) -> f64 {
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut sim = Simulation::new(SimConfig { digest, ..SimConfig::with_seed(1) });
-    sim.add_node(ring(Node::builder("0"), modules, total, tx)).unwrap();
+    let mut sim = Simulation::new(SimConfig {
+        digest,
+        ..SimConfig::with_seed(1)
+    });
+    sim.add_node(ring(Node::builder("0"), modules, total, tx))
+        .unwrap();
     let t0 = Instant::now();
-    sim.run_until(Duration::from_secs(1), |_| rx.try_recv().is_ok()).unwrap();
+    sim.run_until(Duration::from_secs(1), |_| rx.try_recv().is_ok())
+        .unwrap();
     let dt = t0.elapsed();
     sim.summary().events as f64 / dt.as_secs_f64()
 }
@@ -115,9 +155,11 @@ fn sim_ring(modules: usize, total: u64, digest: bool) -> f64 {
 type Boxed = Box<dyn Any + Send>;
 
 /// Baseline: `tasks` tokio tasks in a ring over bounded mpsc channels, passing batches of
-/// `BATCH` boxed payloads; each task allocates a new box per payload (as each event hop does).
+/// `--batch` boxed payloads; each task allocates a new box per payload (as each event hop does).
 fn baseline_ring(tasks: usize, total: u64) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let mut txs = Vec::new();
         let mut rxs = Vec::new();
@@ -128,12 +170,14 @@ fn baseline_ring(tasks: usize, total: u64) -> f64 {
         }
         let t0 = Instant::now();
         let mut handles = Vec::new();
-        let rounds = total / BATCH as u64;
+        let rounds = total / batch() as u64;
         // Task 0 starts the batch and counts completed rounds.
         let mut rx0 = rxs.remove(0);
         let tx1 = txs[1 % tasks].clone();
         handles.push(tokio::spawn(async move {
-            let first: Vec<Boxed> = (0..BATCH as u64).map(|i| Box::new(TestUint64(i)) as Boxed).collect();
+            let first: Vec<Boxed> = (0..batch() as u64)
+                .map(|i| Box::new(TestUint64(i)) as Boxed)
+                .collect();
             tx1.send(first).await.unwrap();
             let mut moved = 0u64;
             for r in 0..rounds {
@@ -141,7 +185,9 @@ fn baseline_ring(tasks: usize, total: u64) -> f64 {
                 moved += batch.len() as u64;
                 let next: Vec<Boxed> = batch
                     .into_iter()
-                    .map(|b| Box::new(TestUint64(b.downcast::<TestUint64>().unwrap().0 + 1)) as Boxed)
+                    .map(|b| {
+                        Box::new(TestUint64(b.downcast::<TestUint64>().unwrap().0 + 1)) as Boxed
+                    })
                     .collect();
                 if r + 1 < rounds {
                     tx1.send(next).await.unwrap();
@@ -160,7 +206,9 @@ fn baseline_ring(tasks: usize, total: u64) -> f64 {
                     moved += batch.len() as u64;
                     let next: Vec<Boxed> = batch
                         .into_iter()
-                        .map(|b| Box::new(TestUint64(b.downcast::<TestUint64>().unwrap().0 + 1)) as Boxed)
+                        .map(|b| {
+                            Box::new(TestUint64(b.downcast::<TestUint64>().unwrap().0 + 1)) as Boxed
+                        })
                         .collect();
                     if tx.send(next).await.is_err() {
                         break;
@@ -192,26 +240,68 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--events" => events = args.next().and_then(|v| v.parse().ok()).expect("--events N"),
+            "--events" => {
+                events = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--events N")
+            }
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs R"),
             "--only" => only = args.next(),
+            "--batch" => BATCH.store(
+                args.next().and_then(|v| v.parse().ok()).expect("--batch N"),
+                Relaxed,
+            ),
             "--bench" => {}
             other => eprintln!("ignoring argument {other}"),
         }
     }
-    println!("event loop throughput, one thread, batches of {BATCH}, median of {runs} runs");
-    println!("{:<52} {:>12} {:>12} {:>6}", "workload", "events/s", "baseline/s", "ratio");
-    for (label, modules) in [("ping-pong (2 modules)", 2usize), ("ring of 10 modules", 10)] {
+    println!(
+        "event loop throughput, one thread, batches of {}, median of {runs} runs",
+        batch()
+    );
+    println!(
+        "{:<52} {:>12} {:>12} {:>6}",
+        "workload", "events/s", "baseline/s", "ratio"
+    );
+    for (label, modules) in [
+        ("ping-pong (2 modules)", 2usize),
+        ("ring of 10 modules", 10),
+    ] {
         // Tokens complete the ring `events / modules` times so every workload handles ~`events`.
         let total = events / modules as u64;
         let want = |w: &str| only.as_deref().is_none_or(|o| o == w);
-        let measure = |w: &str, f: &dyn Fn() -> f64| if want(w) { median((0..runs).map(|_| f()).collect()) } else { f64::NAN };
+        let measure = |w: &str, f: &dyn Fn() -> f64| {
+            if want(w) {
+                median((0..runs).map(|_| f()).collect())
+            } else {
+                f64::NAN
+            }
+        };
         let base = measure("baseline", &|| baseline_ring(modules, total));
         let tok = measure("tokio", &|| tokio_ring(modules, total));
         let sim = measure("sim", &|| sim_ring(modules, total, true));
         let sim_nd = measure("sim", &|| sim_ring(modules, total, false));
-        println!("{:<52} {:>12.0} {:>12.0} {:>6.2}", format!("tokio executor, {label}"), tok, base, tok / base);
-        println!("{:<52} {:>12.0} {:>12.0} {:>6.2}", format!("simulator, {label}"), sim, base, sim / base);
-        println!("{:<52} {:>12.0} {:>12.0} {:>6.2}", format!("simulator without digest, {label}"), sim_nd, base, sim_nd / base);
+        println!(
+            "{:<52} {:>12.0} {:>12.0} {:>6.2}",
+            format!("tokio executor, {label}"),
+            tok,
+            base,
+            tok / base
+        );
+        println!(
+            "{:<52} {:>12.0} {:>12.0} {:>6.2}",
+            format!("simulator, {label}"),
+            sim,
+            base,
+            sim / base
+        );
+        println!(
+            "{:<52} {:>12.0} {:>12.0} {:>6.2}",
+            format!("simulator without digest, {label}"),
+            sim_nd,
+            base,
+            sim_nd / base
+        );
     }
 }

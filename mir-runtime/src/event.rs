@@ -157,8 +157,8 @@ impl Erasable for EncodedPayload {
 struct VTableFor<T>(std::marker::PhantomData<T>);
 
 impl<T: Erasable> VTableFor<T> {
-    const INLINE: bool =
-        std::mem::size_of::<T>() <= INLINE_BYTES && std::mem::align_of::<T>() <= std::mem::align_of::<usize>();
+    const INLINE: bool = std::mem::size_of::<T>() <= INLINE_BYTES
+        && std::mem::align_of::<T>() <= std::mem::align_of::<usize>();
 
     const VT: VTable = VTable {
         inline: Self::INLINE,
@@ -196,7 +196,11 @@ impl Payload {
         } else {
             data[0] = MaybeUninit::new(Box::into_raw(Box::new(value)) as usize);
         }
-        Payload { vt: &VTableFor::<T>::VT, data, _not_sync: PhantomData }
+        Payload {
+            vt: &VTableFor::<T>::VT,
+            data,
+            _not_sync: PhantomData,
+        }
     }
 
     #[inline]
@@ -216,7 +220,10 @@ impl Payload {
 
     /// Wraps an encoded value (type name and canonical bytes).
     pub fn encoded(name: impl Into<String>, bytes: Vec<u8>) -> Self {
-        Payload::from_value(EncodedPayload(Encoded { name: name.into(), bytes }))
+        Payload::from_value(EncodedPayload(Encoded {
+            name: name.into(),
+            bytes,
+        }))
     }
 
     /// The stable type name.
@@ -246,7 +253,8 @@ impl Payload {
 
     fn as_encoded(&self) -> Option<&Encoded> {
         // SAFETY: the type check makes the cast valid (invariant 1).
-        self.holds::<EncodedPayload>().then(|| unsafe { &(*(self.ptr() as *const EncodedPayload)).0 })
+        self.holds::<EncodedPayload>()
+            .then(|| unsafe { &(*(self.ptr() as *const EncodedPayload)).0 })
     }
 
     /// Whether the payload is a `T`, typed or encoded.
@@ -259,7 +267,8 @@ impl Payload {
     #[inline]
     pub fn get<T: EventPayload>(&self) -> Option<&T> {
         // SAFETY: the type check makes the cast valid (invariant 1).
-        self.holds::<T>().then(|| unsafe { &*(self.ptr() as *const T) })
+        self.holds::<T>()
+            .then(|| unsafe { &*(self.ptr() as *const T) })
     }
 
     /// The value as a `T`: a typed payload is unwrapped, an encoded payload of `T`'s name is
@@ -278,7 +287,9 @@ impl Payload {
             return Ok(value);
         }
         match self.as_encoded() {
-            Some(enc) if enc.name == T::NAME => codec::decode::<T>(T::NAME, &enc.bytes).map_err(PayloadError::Malformed),
+            Some(enc) if enc.name == T::NAME => {
+                codec::decode::<T>(T::NAME, &enc.bytes).map_err(PayloadError::Malformed)
+            }
             _ => Err(PayloadError::OtherType(self)),
         }
     }
@@ -310,7 +321,10 @@ impl Payload {
 
     /// The payload in encoded form (a typed payload is encoded; an encoded one is copied).
     pub fn to_encoded(&self) -> Encoded {
-        Encoded { name: self.name().to_owned(), bytes: self.encode_value() }
+        Encoded {
+            name: self.name().to_owned(),
+            bytes: self.encode_value(),
+        }
     }
 }
 
@@ -538,7 +552,9 @@ mod tests {
             assert_eq!(LIVE_SMALL.load(SeqCst), 2);
             assert_eq!(LIVE_BIG.load(SeqCst), 2);
             // A failed downcast hands the payload back intact.
-            let Err(PayloadError::OtherType(back)) = a2.into_typed::<Big>() else { panic!() };
+            let Err(PayloadError::OtherType(back)) = a2.into_typed::<Big>() else {
+                panic!()
+            };
             assert_eq!(back.get::<Small>().unwrap().id, 1);
             drop((small, big, back, b2));
         }
@@ -566,7 +582,10 @@ mod tests {
         let p = Payload::new(OverAligned(7));
         let r = p.get::<OverAligned>().unwrap();
         assert_eq!(r as *const OverAligned as usize % 32, 0);
-        assert_eq!(p.clone().into_typed::<OverAligned>().unwrap(), OverAligned(7));
+        assert_eq!(
+            p.clone().into_typed::<OverAligned>().unwrap(),
+            OverAligned(7)
+        );
     }
 
     #[test]

@@ -108,9 +108,16 @@ impl ModuleId {
         if s.len() <= INLINE {
             let mut buf = [0u8; INLINE];
             buf[..s.len()].copy_from_slice(s.as_bytes());
-            ModuleId(Repr::Inline { len: s.len() as u8, top: top as u8, buf })
+            ModuleId(Repr::Inline {
+                len: s.len() as u8,
+                top: top as u8,
+                buf,
+            })
         } else {
-            ModuleId(Repr::Heap { top: top as u32, s: Arc::new(Box::from(s)) })
+            ModuleId(Repr::Heap {
+                top: top as u32,
+                s: Arc::new(Box::from(s)),
+            })
         }
     }
 
@@ -125,7 +132,9 @@ impl ModuleId {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             // SAFETY: `buf[..len]` was copied from a whole `str` (`from_valid`) and never changes.
-            Repr::Inline { len, buf, .. } => unsafe { std::str::from_utf8_unchecked(&buf[..*len as usize]) },
+            Repr::Inline { len, buf, .. } => unsafe {
+                std::str::from_utf8_unchecked(&buf[..*len as usize])
+            },
             Repr::Heap { s, .. } => s,
         }
     }
@@ -147,8 +156,20 @@ impl ModuleId {
         match &self.0 {
             Repr::Inline { top, buf, .. } => {
                 // The inline buffer is at least 8 bytes long: read them at once, keep the top's.
-                const MASKS: [u64; 9] = [0, 0xff, 0xffff, 0xff_ffff, 0xffff_ffff, 0xff_ffff_ffff, 0xffff_ffff_ffff, 0xff_ffff_ffff_ffff, u64::MAX];
-                let first = u64::from_le_bytes([buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]]);
+                const MASKS: [u64; 9] = [
+                    0,
+                    0xff,
+                    0xffff,
+                    0xff_ffff,
+                    0xffff_ffff,
+                    0xff_ffff_ffff,
+                    0xffff_ffff_ffff,
+                    0xff_ffff_ffff_ffff,
+                    u64::MAX,
+                ];
+                let first = u64::from_le_bytes([
+                    buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7],
+                ]);
                 let top = *top as usize;
                 (top, first & MASKS[top.min(8)])
             }
@@ -211,7 +232,10 @@ impl Clone for ModuleId {
                 // the event loop's hot path.
                 ModuleId(unsafe { std::ptr::read(&self.0) })
             }
-            Repr::Heap { top, s } => ModuleId(Repr::Heap { top: *top, s: s.clone() }),
+            Repr::Heap { top, s } => ModuleId(Repr::Heap {
+                top: *top,
+                s: s.clone(),
+            }),
         }
     }
 }
@@ -220,7 +244,9 @@ impl PartialEq for ModuleId {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
-            (Repr::Inline { len: a, buf: x, .. }, Repr::Inline { len: b, buf: y, .. }) => a == b && x == y,
+            (Repr::Inline { len: a, buf: x, .. }, Repr::Inline { len: b, buf: y, .. }) => {
+                a == b && x == y
+            }
             _ => self.as_str() == other.as_str(),
         }
     }

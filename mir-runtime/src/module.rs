@@ -126,18 +126,31 @@ pub struct Outbox {
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("me", &self.me).field("emitted", &self.emitted).finish_non_exhaustive()
+        f.debug_struct("Outbox")
+            .field("me", &self.me)
+            .field("emitted", &self.emitted)
+            .finish_non_exhaustive()
     }
 }
 
 impl Outbox {
     /// An empty outbox for module `me` (useful to call a module directly in tests).
     pub fn new(me: ModuleId) -> Self {
-        Outbox { me, events: Vec::new(), router: None, emitted: 0 }
+        Outbox {
+            me,
+            events: Vec::new(),
+            router: None,
+            emitted: 0,
+        }
     }
 
     pub(crate) fn with_router(me: ModuleId, router: Router) -> Self {
-        Outbox { me, events: Vec::new(), router: Some(router), emitted: 0 }
+        Outbox {
+            me,
+            events: Vec::new(),
+            router: Some(router),
+            emitted: 0,
+        }
     }
 
     /// The ID of the module writing to this outbox (the source of [`Outbox::send`]).
@@ -158,7 +171,11 @@ impl Outbox {
     /// Emits `payload` from this module to `dest`.
     #[inline]
     pub fn send(&mut self, dest: &ModuleId, payload: impl Into<Payload>) {
-        let ev = Event { src: self.me.clone(), dest: dest.clone(), payload: payload.into() };
+        let ev = Event {
+            src: self.me.clone(),
+            dest: dest.clone(),
+            payload: payload.into(),
+        };
         self.emit(ev);
     }
 
@@ -186,11 +203,15 @@ impl Outbox {
     }
 
     pub(crate) fn router(&mut self) -> &mut Router {
-        self.router.as_mut().expect("the node's outbox has a router")
+        self.router
+            .as_mut()
+            .expect("the node's outbox has a router")
     }
 
     pub(crate) fn router_ref(&self) -> &Router {
-        self.router.as_ref().expect("the node's outbox has a router")
+        self.router
+            .as_ref()
+            .expect("the node's outbox has a router")
     }
 
     /// Prepares the node's outbox for a call of module `src`.

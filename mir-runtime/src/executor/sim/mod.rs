@@ -488,7 +488,8 @@ impl Simulation {
             self.summary.events += len as u64;
             if self.cfg.digest {
                 self.hasher.update(b"B");
-                self.hasher.update(now.since_start().as_nanos().to_le_bytes());
+                self.hasher
+                    .update(now.since_start().as_nanos().to_le_bytes());
                 self.hasher.update((n as u64).to_le_bytes());
                 self.hasher.update((i as u64).to_le_bytes());
                 self.hasher.update((len as u64).to_le_bytes());
