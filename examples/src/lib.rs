@@ -1,1 +1,9 @@
-//! placeholder
+//! # examples: runnable programs built on the Mir runtime
+//!
+//! | binary | what it shows |
+//! |---|---|
+//! | `pingpong` | two modules written by hand (no DSL), run by the production executor on tokio, or as two nodes over the simulated network in the deterministic simulator |
+//!
+//! The modules of each example live in this library so that tests can drive them too.
+
+pub mod pingpong;

@@ -179,7 +179,10 @@ impl<T: Erasable> VTableFor<T> {
     };
 }
 
-/// A value of some [`EventPayload`] type, typed or encoded. See the [module docs](self).
+/// A value of some [`EventPayload`] type, typed or encoded.
+///
+/// Typed payloads are the Rust value (stored inline when it has at most 24 bytes); encoded
+/// payloads are a type name and canonical bytes, decoded lazily by [`Payload::into_typed`].
 pub struct Payload {
     vt: &'static VTable,
     data: [MaybeUninit<usize>; INLINE_WORDS],
@@ -378,7 +381,14 @@ impl<'de> Deserialize<'de> for Payload {
 
 /// An event: a payload travelling from a source module to a destination module of one node.
 ///
-/// The node routes on `dest.top()`. See the [module docs](self) for payloads.
+/// The node routes on `dest.top()`.
+///
+/// ```
+/// use mir_runtime::{Event, stdevents::TestUint64};
+/// let ev = Event::new("a", "b/1", TestUint64(7));
+/// assert_eq!(ev.dest.top(), "b");
+/// assert_eq!(Event::decode(&ev.encode()).unwrap(), ev);
+/// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// The module that emitted the event.
@@ -526,10 +536,12 @@ mod tests {
 
     #[test]
     fn small_values_are_inline_big_or_overaligned_ones_boxed() {
-        assert!(VTableFor::<Small>::INLINE);
-        assert!(!VTableFor::<Big>::INLINE);
-        assert!(!VTableFor::<OverAligned>::INLINE);
-        assert!(!VTableFor::<EncodedPayload>::INLINE);
+        const {
+            assert!(VTableFor::<Small>::INLINE);
+            assert!(!VTableFor::<Big>::INLINE);
+            assert!(!VTableFor::<OverAligned>::INLINE);
+            assert!(!VTableFor::<EncodedPayload>::INLINE);
+        }
         assert_eq!(std::mem::size_of::<Payload>(), 32);
         assert_eq!(std::mem::size_of::<Event>(), 64);
     }

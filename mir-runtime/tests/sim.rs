@@ -196,11 +196,10 @@ fn module_errors_name_node_and_time() {
     ))
     .unwrap();
     let err = sim.run_until_idle(Duration::from_secs(1)).unwrap_err();
-    let SimError::Node {
-        error: NodeError::ModuleFailed { node, module, .. },
-        ..
-    } = &err
-    else {
+    let SimError::Node { error, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let NodeError::ModuleFailed { node, module, .. } = &**error else {
         panic!("{err:?}")
     };
     assert_eq!((node.as_str(), module.as_str()), ("7", "app"));
@@ -248,4 +247,25 @@ fn injected_events_and_stats() {
     let st = sim.stats(&"0".into()).unwrap();
     assert_eq!(st.module("a").unwrap().events_handled, 11);
     assert_eq!(st.module("net").unwrap().events_handled, 1);
+}
+
+/// The long sweep: `MIR_SEEDS` seeds (default 1000), each run twice, digests compared.
+/// `cargo test -p mir-runtime --test sim -- --ignored`
+#[test]
+#[ignore]
+fn determinism_over_many_seeds() {
+    let n: u64 = std::env::var("MIR_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    for seed in 0..n {
+        let (mut a, _) = cluster(seed, 4, 3);
+        let (mut b, _) = cluster(seed, 4, 3);
+        a.run_until_idle(Duration::from_secs(10)).unwrap();
+        b.run_until_idle(Duration::from_secs(10)).unwrap();
+        assert_eq!(a.digest(), b.digest(), "seed {seed} diverged");
+        if seed % 100 == 99 {
+            eprintln!("{} seeds checked", seed + 1);
+        }
+    }
 }

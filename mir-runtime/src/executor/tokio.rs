@@ -355,7 +355,10 @@ impl Node {
                 match core.dispatch(i, now)? {
                     Dispatch::Handled => {}
                     Dispatch::Offload(batch) => {
-                        let tx = workers[i].as_ref().expect("remote module has a worker");
+                        let tx = workers
+                            .get(i)
+                            .and_then(Option::as_ref)
+                            .expect("remote module has a worker");
                         if tx.send(batch).is_err() {
                             return Err(NodeError::WorkerLost {
                                 node: core.node.clone(),

@@ -1,4 +1,4 @@
-//! Standard modules: the [timer](timer), the [factory](factory) and the [null module](NullModule).
+//! Standard modules: the [`timer`], the [`factory`] and the [null module](NullModule).
 
 pub mod factory;
 pub mod timer;

@@ -78,7 +78,7 @@ impl ActiveModule for Timer {
                 continue;
             }
             if ev.is::<TimerDelay>() {
-                let d: TimerDelay = ev.into_payload().map_err(|e| ModuleError::new(e))?;
+                let d: TimerDelay = ev.into_payload().map_err(ModuleError::new)?;
                 let due = cx.now() + d.delay;
                 self.add(
                     Entry {
@@ -92,7 +92,7 @@ impl ActiveModule for Timer {
                     cx,
                 );
             } else if ev.is::<TimerRepeat>() {
-                let r: TimerRepeat = ev.into_payload().map_err(|e| ModuleError::new(e))?;
+                let r: TimerRepeat = ev.into_payload().map_err(ModuleError::new)?;
                 if r.period.is_zero() {
                     return Err(ModuleError::new(format!(
                         "TimerRepeat from {owner} with a zero period"

@@ -99,7 +99,7 @@ pub enum SimError {
         /// Steps taken before the failure.
         step: u64,
         /// The node's error.
-        error: NodeError,
+        error: Box<NodeError>,
     },
     /// No node has this ID.
     #[error("no node {0} in the simulation")]
@@ -318,7 +318,7 @@ impl Simulation {
         SimError::Node {
             time: self.now,
             step: self.summary.steps,
-            error,
+            error: Box::new(error),
         }
     }
 
@@ -352,7 +352,7 @@ impl Simulation {
             core.route(ev).map_err(|e| SimError::Node {
                 time: self.now,
                 step: self.summary.steps,
-                error: e,
+                error: Box::new(e),
             })?;
         }
         Ok(())
