@@ -1,8 +1,11 @@
-//! Standard modules: the [`timer`], the [`factory`] and the [null module](NullModule).
+//! Standard modules: the [`timer`], the [`factory`], the [test crypto](crypto) and the
+//! [null module](NullModule).
 
+pub mod crypto;
 pub mod factory;
 pub mod timer;
 
+pub use crypto::TestCrypto;
 pub use factory::{Factory, FactoryStats};
 pub use timer::{Timer, TimerHandle};
 

@@ -9,6 +9,8 @@
 //! | [`NewSubmodule`], [`GarbageCollect`] | a [factory](crate::stdmodules::factory) | create / drop sub-instances |
 //! | [`TestString`], [`TestUint64`] | anyone | for tests and benchmarks |
 //!
+//! | [`crypto`] requests and responses | a crypto module, and back | sign, verify |
+//!
 //! All of them are plain serde types; their stable names start with `mir.`.
 
 use std::time::Duration;
@@ -18,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, Payload};
 use crate::id::{ModuleId, NodeId};
 use crate::payload;
+
+pub mod crypto;
 
 /// The first event every module receives (source: [`ModuleId::node`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,154 @@
+//! Request/response events for signing and verifying (served by a crypto module: the
+//! [test crypto](crate::stdmodules::TestCrypto) now, a k256 module later).
+//!
+//! Every request carries an [`Origin`]: the requesting module and a request number it chose. The
+//! response goes back to `origin.module` with the same origin, so the requester can match it with
+//! what it stored when it asked (the DSL's typed continuations are built on this).
+//!
+//! Signed data is a list of byte strings. Implementations sign an unambiguous framing of the list
+//! (each part length-prefixed), so `["ab", "c"]` and `["a", "bc"]` never share a signature (Mir
+//! concatenated the parts).
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{ModuleId, NodeId};
+use crate::payload;
+
+/// Who asked: the module to answer, and its request number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    /// The module the response goes to.
+    pub module: ModuleId,
+    /// The requester's number for this request.
+    pub id: u64,
+}
+
+/// A request that carries an [`Origin`] and is answered by a response of type `Response`.
+pub trait Request: crate::EventPayload {
+    /// The response type.
+    type Response: Response;
+    /// Sets the origin the response will carry.
+    fn set_origin(&mut self, origin: Origin);
+}
+
+/// A response that carries the [`Origin`] of its request.
+pub trait Response: crate::EventPayload {
+    /// The origin of the request this answers.
+    fn origin(&self) -> &Origin;
+}
+
+/// Sign `data` with this node's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignRequest {
+    /// What to sign.
+    pub data: Vec<Vec<u8>>,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The signature of a [`SignRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignResult {
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+/// Check that `signature` is `node`'s signature of `data`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifySig {
+    /// The signed data.
+    pub data: Vec<Vec<u8>>,
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// The supposed signer.
+    pub node: NodeId,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The outcome of a [`VerifySig`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigVerified {
+    /// The supposed signer.
+    pub node: NodeId,
+    /// `None` if valid, else why not.
+    pub error: Option<String>,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+/// One item of a [`VerifySigs`] request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigCheck {
+    /// The signed data.
+    pub data: Vec<Vec<u8>>,
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// The supposed signer.
+    pub node: NodeId,
+}
+
+/// Check many signatures in one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifySigs {
+    /// The signatures to check.
+    pub items: Vec<SigCheck>,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The outcome of a [`VerifySigs`], one entry per item, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigsVerified {
+    /// `None` for a valid signature, else why not.
+    pub errors: Vec<Option<String>>,
+    /// Whether every signature is valid.
+    pub all_ok: bool,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+payload!(
+    SignRequest = "mir.crypto.SignRequest",
+    SignResult = "mir.crypto.SignResult",
+    VerifySig = "mir.crypto.VerifySig",
+    SigVerified = "mir.crypto.SigVerified",
+    VerifySigs = "mir.crypto.VerifySigs",
+    SigsVerified = "mir.crypto.SigsVerified",
+);
+
+macro_rules! request_response {
+    ($($req:ty => $res:ty),*) => {$(
+        impl Request for $req {
+            type Response = $res;
+            fn set_origin(&mut self, origin: Origin) {
+                self.origin = origin;
+            }
+        }
+        impl Response for $res {
+            fn origin(&self) -> &Origin {
+                &self.origin
+            }
+        }
+    )*};
+}
+
+request_response!(SignRequest => SignResult, VerifySig => SigVerified, VerifySigs => SigsVerified);
+
+/// The unambiguous framing of signed data: each part as an 8-byte little-endian length and the
+/// bytes.
+///
+/// ```
+/// use mir_runtime::stdevents::crypto::frame;
+/// assert_ne!(frame(&[b"ab".to_vec(), b"c".to_vec()]), frame(&[b"a".to_vec(), b"bc".to_vec()]));
+/// ```
+pub fn frame(data: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.iter().map(|d| d.len() + 8).sum());
+    for d in data {
+        out.extend_from_slice(&(d.len() as u64).to_le_bytes());
+        out.extend_from_slice(d);
+    }
+    out
+}
