@@ -1,0 +1,272 @@
+//! Code generation.
+
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::{ItemImpl, Type};
+
+use crate::attr::{parse_protocol_args, Kind, ProtocolArgs};
+use crate::model::{self, Ctxt, Handler, Protocol};
+
+pub fn protocol(args: TokenStream, input: TokenStream) -> TokenStream {
+    let mut item: ItemImpl = match syn::parse2(input.clone()) {
+        Ok(i) => i,
+        Err(_) => {
+            let e = syn::Error::new_spanned(
+                &input,
+                "`#[protocol]` goes on an impl block: `#[protocol] impl MyProtocol { … }`",
+            );
+            let e = e.to_compile_error();
+            return quote! { #e #input };
+        }
+    };
+    let cx = Ctxt::new();
+    let args = match parse_protocol_args(args) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            cx.syn_error(e);
+            None
+        }
+    };
+    let model = model::build(&cx, &mut item);
+    // On errors: the impl block without DSL attributes, plus the errors (no cascade).
+    if let Err(e) = cx.check() {
+        let e = e.to_compile_error();
+        return quote! { #item #e };
+    }
+    let args = args.expect("no errors");
+    let generated = match &args {
+        ProtocolArgs::Main { parts } => main_block(&model, parts),
+        ProtocolArgs::Part(name) => part_block(&model, name),
+    };
+    quote! {
+        #item
+        #generated
+    }
+}
+
+fn p() -> TokenStream {
+    quote!(::mir_dsl::__private)
+}
+
+/// Types compared as written (`a::B` and `B` differ: write the same path in each handler).
+fn same(a: &Type, b: &Type) -> bool {
+    a.to_token_stream().to_string() == b.to_token_stream().to_string()
+}
+
+/// Groups handlers of one kind by type, keeping declaration order.
+fn groups<'a>(
+    handlers: &'a [Handler],
+    kind: Kind,
+    key: impl Fn(&Handler) -> Vec<&Type>,
+) -> Vec<Vec<&'a Handler>> {
+    let mut out: Vec<Vec<&Handler>> = Vec::new();
+    for h in handlers.iter().filter(|h| h.kind == kind) {
+        match out
+            .iter_mut()
+            .find(|g| key(g[0]).iter().zip(key(h)).all(|(a, b)| same(a, b)))
+        {
+            Some(g) => g.push(h),
+            None => out.push(vec![h]),
+        }
+    }
+    out
+}
+
+/// Calls each handler of a group; all but the last get a clone of the value(s).
+fn calls(group: &[&Handler], args: &[Ident]) -> TokenStream {
+    let n = group.len();
+    group
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let m = &h.method;
+            let a: Vec<TokenStream> = args
+                .iter()
+                .map(|a| {
+                    if i + 1 < n {
+                        quote!(::core::clone::Clone::clone(&#a))
+                    } else {
+                        quote!(#a)
+                    }
+                })
+                .collect();
+            quote_spanned! {h.span=> self.#m(ctx, #(#a),*)?; }
+        })
+        .collect()
+}
+
+/// The dispatch method of one impl block: offers the event to its handlers, gives it back if
+/// none takes it.
+fn dispatch_fn(model: &Protocol, name: &Ident) -> TokenStream {
+    let p = p();
+    let hs = &model.handlers;
+    let events = groups(hs, Kind::Event, |h| vec![h.ty.as_ref().unwrap()])
+        .into_iter()
+        .map(|g| {
+            let ty = g[0].ty.as_ref().unwrap();
+            let c = calls(&g, &[format_ident!("value")]);
+            quote! {
+                if ev.is::<#ty>() {
+                    let value = #p::value::<#ty>(ev)?;
+                    #c
+                    return ::core::result::Result::Ok(::core::option::Option::None);
+                }
+            }
+        });
+    let messages = groups(hs, Kind::Message, |h| vec![h.ty.as_ref().unwrap()])
+        .into_iter()
+        .map(|g| {
+            let ty = g[0].ty.as_ref().unwrap();
+            let c = calls(&g, &[format_ident!("from"), format_ident!("msg")]);
+            quote! {
+                if #p::message_is::<#ty>(&ev) {
+                    let (from, msg) = #p::message_value::<#ty>(ev)?;
+                    #c
+                    return ::core::result::Result::Ok(::core::option::Option::None);
+                }
+            }
+        });
+    let responses = groups(hs, Kind::Response, |h| {
+        vec![h.ty.as_ref().unwrap(), h.cont.as_ref().unwrap()]
+    })
+    .into_iter()
+    .map(|g| {
+        let (ty, cont) = (g[0].ty.as_ref().unwrap(), g[0].cont.as_ref().unwrap());
+        let c = calls(&g, &[format_ident!("res"), format_ident!("cont")]);
+        quote! {
+            if ev.is::<#ty>() {
+                let ev = #p::typed::<#ty>(ev)?;
+                if #p::pending_is::<Self, #ty, #cont>(ctx, #p::get::<#ty>(&ev))? {
+                    let res = #p::value::<#ty>(ev)?;
+                    let cont = #p::take_continuation::<Self, #ty, #cont>(ctx, &res);
+                    #c
+                    return ::core::result::Result::Ok(::core::option::Option::None);
+                }
+                return ::core::result::Result::Ok(::core::option::Option::Some(ev));
+            }
+        }
+    });
+    quote! {
+        #[doc(hidden)]
+        #[allow(unused_variables, clippy::needless_return)]
+        fn #name(
+            &mut self,
+            ctx: &mut ::mir_dsl::Ctx<'_, Self>,
+            ev: ::mir_dsl::mir_runtime::Event,
+        ) -> ::core::result::Result<::core::option::Option<::mir_dsl::mir_runtime::Event>, ::mir_dsl::Reject> {
+            #(#events)*
+            #(#messages)*
+            #(#responses)*
+            ::core::result::Result::Ok(::core::option::Option::Some(ev))
+        }
+    }
+}
+
+fn conditions(model: &Protocol, per_batch: bool) -> TokenStream {
+    model
+        .handlers
+        .iter()
+        .filter(|h| h.kind == Kind::Condition { per_batch })
+        .map(|h| {
+            let m = &h.method;
+            quote_spanned! {h.span=> self.#m(ctx)?; }
+        })
+        .collect()
+}
+
+fn response_impls(model: &Protocol) -> TokenStream {
+    let self_ty = &model.self_ty;
+    groups(&model.handlers, Kind::Response, |h| {
+        vec![h.ty.as_ref().unwrap(), h.cont.as_ref().unwrap()]
+    })
+    .into_iter()
+    .map(|g| {
+        let (ty, cont) = (g[0].ty.as_ref().unwrap(), g[0].cont.as_ref().unwrap());
+        quote_spanned! {g[0].span=> impl ::mir_dsl::HandlesResponse<#ty, #cont> for #self_ty {} }
+    })
+    .collect()
+}
+
+fn part_fn(prefix: &str, part: &Ident) -> Ident {
+    format_ident!("__mir_{}_{}", prefix, part)
+}
+
+fn part_block(model: &Protocol, part: &Ident) -> TokenStream {
+    let self_ty = &model.self_ty;
+    let dispatch = dispatch_fn(model, &part_fn("dispatch", part));
+    let (ae, ab) = (part_fn("after_event", part), part_fn("after_batch", part));
+    let (ce, cb) = (conditions(model, false), conditions(model, true));
+    let resp = response_impls(model);
+    quote! {
+        #[automatically_derived]
+        impl #self_ty {
+            #dispatch
+            #[doc(hidden)]
+            fn #ae(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { #ce ::core::result::Result::Ok(()) }
+            #[doc(hidden)]
+            fn #ab(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { #cb ::core::result::Result::Ok(()) }
+        }
+        #resp
+    }
+}
+
+fn main_block(model: &Protocol, parts: &[Ident]) -> TokenStream {
+    let p = p();
+    let self_ty = &model.self_ty;
+    let dispatch = dispatch_fn(model, &format_ident!("__mir_dispatch"));
+    let part_dispatch = parts.iter().map(|part| {
+        let f = part_fn("dispatch", part);
+        quote! {
+            let ev = match self.#f(ctx, ev)? {
+                ::core::option::Option::None => return ::core::result::Result::Ok(::core::option::Option::None),
+                ::core::option::Option::Some(ev) => ev,
+            };
+        }
+    });
+    let part_ae = parts.iter().map(|part| {
+        let f = part_fn("after_event", part);
+        quote!(self.#f(ctx)?;)
+    });
+    let part_ab = parts.iter().map(|part| {
+        let f = part_fn("after_batch", part);
+        quote!(self.#f(ctx)?;)
+    });
+    let (ce, cb) = (conditions(model, false), conditions(model, true));
+    let resp = response_impls(model);
+    quote! {
+        #[automatically_derived]
+        impl #self_ty {
+            #dispatch
+        }
+
+        #[automatically_derived]
+        impl ::mir_dsl::Protocol for #self_ty {
+            fn __dispatch(
+                &mut self,
+                ctx: &mut ::mir_dsl::Ctx<'_, Self>,
+                ev: ::mir_dsl::mir_runtime::Event,
+            ) -> ::core::result::Result<::core::option::Option<::mir_dsl::mir_runtime::Event>, ::mir_dsl::Reject> {
+                let ev = #p::normalize(ev)?;
+                let ev = match self.__mir_dispatch(ctx, ev)? {
+                    ::core::option::Option::None => return ::core::result::Result::Ok(::core::option::Option::None),
+                    ::core::option::Option::Some(ev) => ev,
+                };
+                #(#part_dispatch)*
+                ::core::result::Result::Ok(::core::option::Option::Some(ev))
+            }
+
+            fn __after_event(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled {
+                #ce
+                #(#part_ae)*
+                ::core::result::Result::Ok(())
+            }
+
+            fn __after_batch(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled {
+                #cb
+                #(#part_ab)*
+                ::core::result::Result::Ok(())
+            }
+        }
+        #resp
+    }
+}

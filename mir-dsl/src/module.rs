@@ -1,0 +1,204 @@
+//! The module that runs a protocol: [`DslModule`].
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use mir_runtime::{Batch, Event, ModuleResult, Outbox, PassiveModule};
+
+use crate::ctx::{Continuations, Ctx, Reject};
+use crate::Handled;
+
+/// A protocol: implemented by `#[protocol]` (not by hand).
+pub trait Protocol: Send + 'static {
+    /// Offers `ev` to the handlers; gives it back if none takes it.
+    #[doc(hidden)]
+    fn __dispatch(&mut self, ctx: &mut Ctx<'_, Self>, ev: Event) -> Result<Option<Event>, Reject>;
+
+    /// Runs the per-event conditions.
+    #[doc(hidden)]
+    fn __after_event(&mut self, ctx: &mut Ctx<'_, Self>) -> Handled {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Runs the per-batch conditions.
+    #[doc(hidden)]
+    fn __after_batch(&mut self, ctx: &mut Ctx<'_, Self>) -> Handled {
+        let _ = ctx;
+        Ok(())
+    }
+}
+
+/// Counters of a DSL module, readable while it runs.
+#[derive(Debug, Default)]
+pub struct DslStats {
+    handled: AtomicU64,
+    ignored: AtomicU64,
+}
+
+impl DslStats {
+    /// Events handled.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Relaxed)
+    }
+
+    /// Inputs dropped as bad (handlers returning `Reject::Ignore`, unknown or malformed messages).
+    pub fn ignored(&self) -> u64 {
+        self.ignored.load(Relaxed)
+    }
+}
+
+/// Runs protocol `P` as a passive module of a node.
+pub struct DslModule<P> {
+    proto: P,
+    conts: Continuations,
+    stats: Arc<DslStats>,
+}
+
+impl<P: Protocol> DslModule<P> {
+    /// A module running `proto`.
+    pub fn new(proto: P) -> Self {
+        DslModule {
+            proto,
+            conts: Continuations::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The protocol's state.
+    pub fn protocol(&self) -> &P {
+        &self.proto
+    }
+
+    /// The module's counters (shared: keep the handle to read them while the node runs).
+    pub fn stats(&self) -> Arc<DslStats> {
+        self.stats.clone()
+    }
+
+    /// Requests made and not answered yet.
+    pub fn pending_requests(&self) -> usize {
+        self.conts.len()
+    }
+}
+
+/// Turns a handler's outcome into the module's: ignored input is counted and logged.
+fn settle(stats: &DslStats, me: &mir_runtime::ModuleId, res: Handled) -> ModuleResult {
+    match res {
+        Ok(()) => Ok(()),
+        Err(Reject::Ignore(reason)) => {
+            stats.ignored.fetch_add(1, Relaxed);
+            tracing::warn!(module = %me, %reason, "input ignored");
+            Ok(())
+        }
+        Err(Reject::Fatal(e)) => Err(e),
+    }
+}
+
+impl<P: Protocol> PassiveModule for DslModule<P> {
+    fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
+        let me = out.me().clone();
+        let mut last_src = me.clone();
+        for ev in events {
+            last_src = ev.src.clone();
+            let mut ctx = Ctx::new(out, &mut self.conts, ev.src.clone());
+            let res = match self.proto.__dispatch(&mut ctx, ev) {
+                Ok(None) => Ok(()),
+                Ok(Some(ev)) => private::unhandled(&ev),
+                Err(e) => Err(e),
+            };
+            self.stats.handled.fetch_add(1, Relaxed);
+            settle(&self.stats, &me, res)?;
+            let res = self.proto.__after_event(&mut ctx);
+            settle(&self.stats, &me, res)?;
+        }
+        let mut ctx = Ctx::new(out, &mut self.conts, last_src);
+        let res = self.proto.__after_batch(&mut ctx);
+        settle(&self.stats, &me, res)
+    }
+}
+
+pub mod private {
+    //! Decoding helpers for the generated code.
+    use mir_runtime::stdevents::{Init, MessageReceived};
+    use mir_runtime::{Event, EventPayload, ModuleError, NodeId, PayloadError};
+
+    use crate::ctx::Reject;
+
+    /// The policy for events no handler took: `Init` is fine, an unknown message is bad input
+    /// (ignored), an unknown local event is a bug.
+    pub fn unhandled(ev: &Event) -> Result<(), Reject> {
+        if ev.is::<Init>() {
+            return Ok(());
+        }
+        if let Some(m) = ev.get::<MessageReceived>() {
+            return Err(Reject::Ignore(format!(
+                "no handler for message type {} from node {}",
+                m.message.payload.name(),
+                m.from
+            )));
+        }
+        Err(Reject::Fatal(ModuleError::unexpected_event(ev)))
+    }
+
+    /// Makes a `MessageReceived` event typed (it may arrive encoded, e.g. from a log), so its
+    /// message can be inspected.
+    pub fn normalize(ev: Event) -> Result<Event, Reject> {
+        if ev.payload.is_encoded() && ev.is::<MessageReceived>() {
+            let src = ev.src.clone();
+            let dest = ev.dest.clone();
+            let m = ev
+                .into_payload::<MessageReceived>()
+                .map_err(|e| Reject::Fatal(ModuleError::new(e)))?;
+            return Ok(Event::new(src, dest, m));
+        }
+        Ok(ev)
+    }
+
+    /// The value of a local event (it was checked to be a `T`).
+    pub fn value<T: EventPayload>(ev: Event) -> Result<T, Reject> {
+        ev.into_payload::<T>()
+            .map_err(|e| Reject::Fatal(ModuleError::new(e)))
+    }
+
+    /// The event with its payload typed as `T` (it was checked to be a `T`; it may arrive encoded,
+    /// e.g. from a log).
+    pub fn typed<T: EventPayload>(ev: Event) -> Result<Event, Reject> {
+        if !ev.payload.is_encoded() {
+            return Ok(ev);
+        }
+        let (src, dest) = (ev.src.clone(), ev.dest.clone());
+        let v = value::<T>(ev)?;
+        Ok(Event::new(src, dest, v))
+    }
+
+    /// The typed value of an event made typed by [`typed`].
+    pub fn get<T: EventPayload>(ev: &Event) -> &T {
+        ev.get::<T>().expect("made typed by `typed`")
+    }
+
+    /// Whether `ev` is a received message of type `M`.
+    pub fn message_is<M: EventPayload>(ev: &Event) -> bool {
+        ev.get::<MessageReceived>()
+            .is_some_and(|m| m.message.payload.is::<M>())
+    }
+
+    /// The sender and value of a received message of type `M` (checked by [`message_is`]); a
+    /// malformed one is bad input from its sender.
+    pub fn message_value<M: EventPayload>(ev: Event) -> Result<(NodeId, M), Reject> {
+        let m = ev
+            .into_payload::<MessageReceived>()
+            .map_err(|e| Reject::Fatal(ModuleError::new(e)))?;
+        match m.message.payload.into_typed::<M>() {
+            Ok(v) => Ok((m.from, v)),
+            Err(PayloadError::Malformed(e)) => Err(Reject::Ignore(format!(
+                "malformed message from node {}: {e}",
+                m.from
+            ))),
+            Err(PayloadError::OtherType(p)) => Err(Reject::Fatal(ModuleError::new(format!(
+                "expected {}, got {}",
+                M::NAME,
+                p.name()
+            )))),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Weighted quorums.
+//!
+//! Voting power is weighted; weights are `u128` so Mir's test weights (10^20) fit. With total
+//! weight `n` and `f = (n − 1) / 3`, a **strong quorum** has weight ≥ (n + f) / 2 + 1 and a **weak
+//! quorum** weight ≥ f + 1. Counting only ever uses distinct members: a repeated node or a node
+//! outside the membership is an error, never counted twice (Mir's BCB counted repeated signers).
+
+use std::collections::BTreeMap;
+
+use mir_runtime::NodeId;
+
+/// A voting weight.
+pub type Weight = u128;
+
+/// Why a set of nodes cannot be weighed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuorumError {
+    /// A node appears twice.
+    Repeated(NodeId),
+    /// A node is not a member.
+    NotMember(NodeId),
+}
+
+impl std::fmt::Display for QuorumError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuorumError::Repeated(n) => write!(f, "node {n} appears more than once"),
+            QuorumError::NotMember(n) => write!(f, "node {n} is not a member"),
+        }
+    }
+}
+
+impl std::error::Error for QuorumError {}
+
+/// A weighted membership.
+///
+/// ```
+/// use mir_dsl::Membership;
+/// use mir_dsl::mir_runtime::NodeId;
+/// let m = Membership::equal((0..4).map(NodeId::from_index));
+/// assert_eq!((m.total(), m.f()), (4, 1));
+/// let ids: Vec<NodeId> = (0..3).map(NodeId::from_index).collect();
+/// assert!(m.is_strong_quorum(&ids).unwrap());
+/// assert!(!m.is_strong_quorum(&ids[..2]).unwrap());
+/// assert!(m.is_weak_quorum(&ids[..2]).unwrap());
+/// assert!(m.is_strong_quorum(&[ids[0].clone(), ids[0].clone(), ids[1].clone()]).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    weights: BTreeMap<NodeId, Weight>,
+    total: Weight,
+}
+
+impl Membership {
+    /// A membership from (node, weight) pairs. Panics if the total weight overflows `u128` or a
+    /// node is listed twice (configuration bugs).
+    pub fn new(weights: impl IntoIterator<Item = (NodeId, Weight)>) -> Self {
+        let mut map = BTreeMap::new();
+        let mut total: Weight = 0;
+        for (n, w) in weights {
+            total = total.checked_add(w).expect("total weight overflows u128");
+            assert!(
+                map.insert(n.clone(), w).is_none(),
+                "node {n} listed twice in a membership"
+            );
+        }
+        Membership {
+            weights: map,
+            total,
+        }
+    }
+
+    /// Every node with weight 1.
+    pub fn equal(nodes: impl IntoIterator<Item = NodeId>) -> Self {
+        Membership::new(nodes.into_iter().map(|n| (n, 1)))
+    }
+
+    /// The members, in order.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.weights.keys()
+    }
+
+    /// Whether `n` is a member.
+    pub fn contains(&self, n: &NodeId) -> bool {
+        self.weights.contains_key(n)
+    }
+
+    /// Total weight n.
+    pub fn total(&self) -> Weight {
+        self.total
+    }
+
+    /// The tolerated faulty weight f = (n − 1) / 3.
+    pub fn f(&self) -> Weight {
+        self.total.saturating_sub(1) / 3
+    }
+
+    /// The weight of a strong quorum: (n + f) / 2 + 1.
+    pub fn strong_quorum(&self) -> Weight {
+        // (n + f) / 2 without overflow: n/2 + f/2 + (both odd).
+        let (n, f) = (self.total, self.f());
+        n / 2 + f / 2 + (n % 2 + f % 2) / 2 + 1
+    }
+
+    /// The weight of a weak quorum: f + 1.
+    pub fn weak_quorum(&self) -> Weight {
+        self.f() + 1
+    }
+
+    /// The total weight of distinct members `nodes`.
+    pub fn weight_of<'a>(
+        &self,
+        nodes: impl IntoIterator<Item = &'a NodeId>,
+    ) -> Result<Weight, QuorumError> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut w: Weight = 0;
+        for n in nodes {
+            let nw = *self
+                .weights
+                .get(n)
+                .ok_or_else(|| QuorumError::NotMember(n.clone()))?;
+            if !seen.insert(n) {
+                return Err(QuorumError::Repeated(n.clone()));
+            }
+            w += nw; // cannot overflow: bounded by the total
+        }
+        Ok(w)
+    }
+
+    /// Whether distinct members `nodes` form a strong quorum.
+    pub fn is_strong_quorum<'a>(
+        &self,
+        nodes: impl IntoIterator<Item = &'a NodeId>,
+    ) -> Result<bool, QuorumError> {
+        Ok(self.weight_of(nodes)? >= self.strong_quorum())
+    }
+
+    /// Whether distinct members `nodes` form a weak quorum.
+    pub fn is_weak_quorum<'a>(
+        &self,
+        nodes: impl IntoIterator<Item = &'a NodeId>,
+    ) -> Result<bool, QuorumError> {
+        Ok(self.weight_of(nodes)? >= self.weak_quorum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<NodeId> {
+        (0..n).map(NodeId::from_index).collect()
+    }
+
+    #[test]
+    fn equal_weights() {
+        for (n, f, strong) in [(1u128, 0u128, 1u128), (4, 1, 3), (7, 2, 5), (10, 3, 7)] {
+            let m = Membership::equal(ids(n as usize));
+            assert_eq!(
+                (m.f(), m.strong_quorum(), m.weak_quorum()),
+                (f, strong, f + 1),
+                "n = {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn weights_beyond_64_bits() {
+        let big: Weight = 100_000_000_000_000_000_000; // 10^20, as in Mir's tests
+        let m = Membership::new(ids(4).into_iter().map(|n| (n, big)));
+        assert_eq!(m.total(), 4 * big);
+        assert_eq!(m.f(), (4 * big - 1) / 3);
+        let all = ids(4);
+        assert!(m.is_strong_quorum(&all[..3]).unwrap());
+        assert!(!m.is_strong_quorum(&all[..2]).unwrap());
+        assert!(m.is_weak_quorum(&all[..2]).unwrap());
+        assert!(!m.is_weak_quorum(&all[..1]).unwrap());
+        // Near the top of u128: no overflow in the quorum arithmetic.
+        let huge = Membership::new([
+            (NodeId::new("a"), u128::MAX / 2),
+            (NodeId::new("b"), u128::MAX / 2),
+        ]);
+        assert!(huge.strong_quorum() > huge.f());
+    }
+
+    #[test]
+    fn unequal_weights() {
+        // One heavy node holds most of the weight.
+        let m = Membership::new([
+            (NodeId::new("heavy"), 7),
+            (NodeId::new("a"), 1),
+            (NodeId::new("b"), 1),
+            (NodeId::new("c"), 1),
+        ]);
+        assert_eq!((m.total(), m.f(), m.strong_quorum()), (10, 3, 7));
+        assert!(m.is_strong_quorum([&NodeId::new("heavy")]).unwrap());
+        assert!(!m
+            .is_weak_quorum([&NodeId::new("a"), &NodeId::new("b"), &NodeId::new("c")])
+            .unwrap());
+    }
+
+    #[test]
+    fn repeated_and_foreign_nodes_are_errors() {
+        let m = Membership::equal(ids(4));
+        let a = NodeId::new("0");
+        assert_eq!(m.weight_of([&a, &a]), Err(QuorumError::Repeated(a.clone())));
+        assert_eq!(
+            m.weight_of([&NodeId::new("9")]),
+            Err(QuorumError::NotMember(NodeId::new("9")))
+        );
+    }
+}
