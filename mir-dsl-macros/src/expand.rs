@@ -97,7 +97,7 @@ fn calls(group: &[&Handler], args: &[Ident]) -> TokenStream {
 
 /// The dispatch method of one impl block: offers the event to its handlers, gives it back if
 /// none takes it.
-fn dispatch_fn(model: &Protocol, name: &Ident) -> TokenStream {
+fn dispatch_fn(model: &Protocol, name: &Ident, vis: TokenStream) -> TokenStream {
     let p = p();
     let hs = &model.handlers;
     let events = groups(hs, Kind::Event, |h| vec![h.ty.as_ref().unwrap()])
@@ -134,7 +134,7 @@ fn dispatch_fn(model: &Protocol, name: &Ident) -> TokenStream {
         let (ty, cont) = (g[0].ty.as_ref().unwrap(), g[0].cont.as_ref().unwrap());
         let c = calls(&g, &[format_ident!("res"), format_ident!("cont")]);
         quote! {
-            if ev.is::<#ty>() {
+            let ev = if ev.is::<#ty>() {
                 let ev = #p::typed::<#ty>(ev)?;
                 if #p::pending_is::<Self, #ty, #cont>(ctx, #p::get::<#ty>(&ev))? {
                     let res = #p::value::<#ty>(ev)?;
@@ -142,14 +142,16 @@ fn dispatch_fn(model: &Protocol, name: &Ident) -> TokenStream {
                     #c
                     return ::core::result::Result::Ok(::core::option::Option::None);
                 }
-                return ::core::result::Result::Ok(::core::option::Option::Some(ev));
-            }
+                ev
+            } else {
+                ev
+            };
         }
     });
     quote! {
         #[doc(hidden)]
         #[allow(unused_variables, clippy::needless_return)]
-        fn #name(
+        #vis fn #name(
             &mut self,
             ctx: &mut ::mir_dsl::Ctx<'_, Self>,
             ev: ::mir_dsl::mir_runtime::Event,
@@ -193,7 +195,8 @@ fn part_fn(prefix: &str, part: &Ident) -> Ident {
 
 fn part_block(model: &Protocol, part: &Ident) -> TokenStream {
     let self_ty = &model.self_ty;
-    let dispatch = dispatch_fn(model, &part_fn("dispatch", part));
+    // Parts may live in other modules of the crate than the main block.
+    let dispatch = dispatch_fn(model, &part_fn("dispatch", part), quote!(pub(crate)));
     let (ae, ab) = (part_fn("after_event", part), part_fn("after_batch", part));
     let (ce, cb) = (conditions(model, false), conditions(model, true));
     let resp = response_impls(model);
@@ -202,9 +205,9 @@ fn part_block(model: &Protocol, part: &Ident) -> TokenStream {
         impl #self_ty {
             #dispatch
             #[doc(hidden)]
-            fn #ae(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { #ce ::core::result::Result::Ok(()) }
+            pub(crate) fn #ae(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { #ce ::core::result::Result::Ok(()) }
             #[doc(hidden)]
-            fn #ab(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { #cb ::core::result::Result::Ok(()) }
+            pub(crate) fn #ab(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { #cb ::core::result::Result::Ok(()) }
         }
         #resp
     }
@@ -213,7 +216,7 @@ fn part_block(model: &Protocol, part: &Ident) -> TokenStream {
 fn main_block(model: &Protocol, parts: &[Ident]) -> TokenStream {
     let p = p();
     let self_ty = &model.self_ty;
-    let dispatch = dispatch_fn(model, &format_ident!("__mir_dispatch"));
+    let dispatch = dispatch_fn(model, &format_ident!("__mir_dispatch"), quote!());
     let part_dispatch = parts.iter().map(|part| {
         let f = part_fn("dispatch", part);
         quote! {
