@@ -98,6 +98,7 @@ impl<P: Protocol> PassiveModule for DslModule<P> {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         let me = out.me().clone();
         let mut last_src = me.clone();
+        let mut handled = 0;
         for ev in events {
             last_src = ev.src.clone();
             let mut ctx = Ctx::new(out, &mut self.conts, ev.src.clone());
@@ -106,11 +107,12 @@ impl<P: Protocol> PassiveModule for DslModule<P> {
                 Ok(Some(ev)) => private::unhandled(&ev),
                 Err(e) => Err(e),
             };
-            self.stats.handled.fetch_add(1, Relaxed);
+            handled += 1;
             settle(&self.stats, &me, res)?;
             let res = self.proto.__after_event(&mut ctx);
             settle(&self.stats, &me, res)?;
         }
+        self.stats.handled.fetch_add(handled, Relaxed);
         let mut ctx = Ctx::new(out, &mut self.conts, last_src);
         let res = self.proto.__after_batch(&mut ctx);
         settle(&self.stats, &me, res)

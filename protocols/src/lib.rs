@@ -1,6 +1,14 @@
-//! # protocols: distributed protocols on the Mir runtime
+//! # protocols: distributed protocols written in the `#[protocol]` DSL
 //!
-//! Not built yet: BCB (issue 3), the availability layer (issue 6), then PBFT, checkpointing, ISS
-//! and the SMR system, each module opening with its algorithm in prose and the paper it follows.
+//! Each protocol module opens with its algorithm in prose, its phases, and the paper it follows;
+//! its handlers carry the pseudocode lines they implement.
+//!
+//! | protocol | module |
+//! |---|---|
+//! | Signed Echo Broadcast (Reiter '94; Cachin, Guerraoui, Rodrigues) | [`bcb`] |
+//!
+//! Still to come: the availability layer, PBFT, checkpointing, ISS and the SMR system.
+
+pub mod bcb;
 
 pub use mir_dsl;
