@@ -197,12 +197,22 @@ fn handler(cx: &Ctxt, f: &ImplItemFn, kind: Kind, span: Span) -> Option<Handler>
             Kind::Response => "a response handler",
             Kind::Condition { .. } => "a condition",
         };
+        // Point at the first parameter too many, or at the name when some are missing.
+        let typed: Vec<&FnArg> = f
+            .sig
+            .inputs
+            .iter()
+            .filter(|a| matches!(a, FnArg::Typed(_)))
+            .collect();
+        let span = typed.get(expected).map_or(f.sig.ident.span(), |a| a.span());
+        let count = match expected {
+            1 => "one parameter",
+            2 => "two parameters",
+            _ => "three parameters",
+        };
         cx.error(
-            f.sig.inputs.span(),
-            format!(
-                "{what} takes {} parameter(s) after `&mut self`: {shape}",
-                expected
-            ),
+            span,
+            format!("{what} takes {count} after `&mut self`: {shape}"),
         );
         return None;
     }

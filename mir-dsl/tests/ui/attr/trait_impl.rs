@@ -1,0 +1,14 @@
+#![allow(unused_imports, dead_code)]
+
+use mir_dsl::mir_runtime::stdevents::{TestString, TestUint64};
+use mir_dsl::mir_runtime::NodeId;
+use mir_dsl::{protocol, Ctx, Handled};
+
+struct P;
+
+#[protocol]
+impl Clone for P {
+    fn clone(&self) -> Self { P }
+}
+
+fn main() {}

@@ -1,0 +1,17 @@
+#![allow(unused_imports, dead_code)]
+
+use mir_dsl::mir_runtime::stdevents::{TestString, TestUint64};
+use mir_dsl::mir_runtime::NodeId;
+use mir_dsl::{protocol, Ctx, Handled};
+
+struct P;
+
+struct Plain;
+
+#[protocol]
+impl P {
+    #[upon(event)]
+    fn on(&mut self, _ctx: &mut Ctx<Self>, _v: Plain) -> Handled { Ok(()) }
+}
+
+fn main() {}

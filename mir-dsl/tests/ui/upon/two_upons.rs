@@ -1,0 +1,16 @@
+#![allow(unused_imports, dead_code)]
+
+use mir_dsl::mir_runtime::stdevents::{TestString, TestUint64};
+use mir_dsl::mir_runtime::NodeId;
+use mir_dsl::{protocol, Ctx, Handled};
+
+struct P;
+
+#[protocol]
+impl P {
+    #[upon(event)]
+    #[upon(message)]
+    fn on(&mut self, _ctx: &mut Ctx<Self>, _v: TestString) -> Handled { Ok(()) }
+}
+
+fn main() {}
