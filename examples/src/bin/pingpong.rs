@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use examples::pingpong::{Peer, Pinger, Ponger};
+
 use mir_runtime::sim::{SimConfig, Simulation};
 use mir_runtime::stdmodules::{Timer, TimerHandle};
-use mir_runtime::{ModuleId, Node, NodeConfig, NodeId};
+use mir_runtime::{ModuleId, Node, NodeConfig};
 
 #[derive(Parser)]
 #[command(about = "Ping-pong between two modules written against mir-runtime directly")]
@@ -39,6 +40,9 @@ enum Mode {
         /// The seed: the same seed gives the same run, bit for bit.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Use the modules written in the DSL (the run is bit-for-bit the same).
+        #[arg(long)]
+        dsl: bool,
     },
 }
 
@@ -55,7 +59,7 @@ fn main() {
     }
     let result = match cli.mode.clone().unwrap_or(Mode::Local) {
         Mode::Local => local(&cli),
-        Mode::Sim { seed } => sim(&cli, seed),
+        Mode::Sim { seed, dsl } => sim(&cli, seed, dsl),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -123,37 +127,13 @@ fn local(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
-fn sim(cli: &Cli, seed: u64) -> Result<(), Box<dyn std::error::Error>> {
+fn sim(cli: &Cli, seed: u64, dsl: bool) -> Result<(), Box<dyn std::error::Error>> {
     let (tx, rx) = mpsc::channel();
     let period = Duration::from_millis(cli.period_ms);
     let mut sim = Simulation::new(SimConfig::with_seed(seed));
-    let net = ModuleId::new("net");
-    sim.add_node(
-        Node::builder("0")
-            .passive(
-                "ping",
-                Pinger::new(
-                    Peer::Remote {
-                        node: NodeId::new("1"),
-                        module: ModuleId::new("pong"),
-                        net: net.clone(),
-                    },
-                    TimerHandle::new(ModuleId::new("timer")),
-                    period,
-                    cli.count,
-                    tx,
-                ),
-            )
-            .active("timer", Timer::new()),
-    )?;
-    sim.add_node(Node::builder("1").passive(
-        "pong",
-        Ponger {
-            local_reply: None,
-            net,
-            remote_pinger: ModuleId::new("ping"),
-        },
-    ))?;
+    let (n0, n1) = examples::pingpong::two_nodes(period, cli.count, tx, dsl);
+    sim.add_node(n0)?;
+    sim.add_node(n1)?;
     let mut got = 0;
     while got < cli.count {
         if !sim.step()? {
