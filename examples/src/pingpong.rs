@@ -195,7 +195,12 @@ impl PassiveModule for Ponger {
 /// The two nodes of the simulated ping-pong: node 0 pings node 1 `count` times, every `period`.
 /// `dsl` picks the modules written in the DSL ([`crate::pingpong_dsl`]) instead of these; both
 /// produce the same events, so a seed gives the same run (and digest) with either.
-pub fn two_nodes(period: Duration, count: u64, report: mpsc::Sender<String>, dsl: bool) -> (mir_runtime::NodeBuilder, mir_runtime::NodeBuilder) {
+pub fn two_nodes(
+    period: Duration,
+    count: u64,
+    report: mpsc::Sender<String>,
+    dsl: bool,
+) -> (mir_runtime::NodeBuilder, mir_runtime::NodeBuilder) {
     use mir_runtime::stdmodules::Timer;
     use mir_runtime::Node;
     let net = ModuleId::new("net");
@@ -204,12 +209,31 @@ pub fn two_nodes(period: Duration, count: u64, report: mpsc::Sender<String>, dsl
     let n1 = Node::builder("1");
     if dsl {
         use crate::pingpong_dsl as d;
-        let pinger = d::Pinger { peer: NodeId::new("1"), net: net.clone(), timer, period, count, report, sent: 0 };
-        (n0.passive("ping", mir_dsl::DslModule::new(pinger)), n1.passive("pong", mir_dsl::DslModule::new(d::Ponger { net })))
+        let pinger = d::Pinger {
+            peer: NodeId::new("1"),
+            net: net.clone(),
+            timer,
+            period,
+            count,
+            report,
+            sent: 0,
+        };
+        (
+            n0.passive("ping", mir_dsl::DslModule::new(pinger)),
+            n1.passive("pong", mir_dsl::DslModule::new(d::Ponger { net })),
+        )
     } else {
-        let peer = Peer::Remote { node: NodeId::new("1"), module: ModuleId::new("pong"), net: net.clone() };
+        let peer = Peer::Remote {
+            node: NodeId::new("1"),
+            module: ModuleId::new("pong"),
+            net: net.clone(),
+        };
         let pinger = Pinger::new(peer, timer, period, count, report);
-        let ponger = Ponger { local_reply: None, net, remote_pinger: ModuleId::new("ping") };
+        let ponger = Ponger {
+            local_reply: None,
+            net,
+            remote_pinger: ModuleId::new("ping"),
+        };
         (n0.passive("ping", pinger), n1.passive("pong", ponger))
     }
 }

@@ -36,7 +36,15 @@ impl Pinger {
     #[upon(event)]
     fn init(&mut self, ctx: &mut Ctx<Self>, _init: Init) -> Handled {
         let tick = Event::new(ctx.me().clone(), ctx.me().clone(), Tick);
-        ctx.emit(&self.timer.id().clone(), mir_dsl::mir_runtime::stdevents::TimerRepeat { id: None, period: self.period, retention_index: 0, events: vec![tick] });
+        ctx.emit(
+            &self.timer.id().clone(),
+            mir_dsl::mir_runtime::stdevents::TimerRepeat {
+                id: None,
+                period: self.period,
+                retention_index: 0,
+                events: vec![tick],
+            },
+        );
         Ok(())
     }
 
@@ -45,7 +53,12 @@ impl Pinger {
     fn tick(&mut self, ctx: &mut Ctx<Self>, _tick: Tick) -> Handled {
         if self.sent < self.count {
             self.sent += 1;
-            ctx.send_to_module(&self.net, [&self.peer], &ModuleId::new("pong"), Ping(self.sent));
+            ctx.send_to_module(
+                &self.net,
+                [&self.peer],
+                &ModuleId::new("pong"),
+                Ping(self.sent),
+            );
         }
         Ok(())
     }
@@ -53,7 +66,9 @@ impl Pinger {
     /// upon PONG(n) from q do report
     #[upon(message)]
     fn pong(&mut self, _ctx: &mut Ctx<Self>, from: NodeId, pong: Pong) -> Handled {
-        let _ = self.report.send(format!("pong {} from node {from}", pong.0));
+        let _ = self
+            .report
+            .send(format!("pong {} from node {from}", pong.0));
         Ok(())
     }
 }

@@ -150,6 +150,7 @@ fn dispatch_fn(model: &Protocol, name: &Ident, vis: TokenStream) -> TokenStream 
     });
     quote! {
         #[doc(hidden)]
+        #[inline(always)]
         #[allow(unused_variables, clippy::needless_return)]
         #vis fn #name(
             &mut self,
@@ -235,6 +236,7 @@ fn main_block(model: &Protocol, parts: &[Ident]) -> TokenStream {
         quote!(self.#f(ctx)?;)
     });
     let (ce, cb) = (conditions(model, false), conditions(model, true));
+    let has_after_event = !ce.is_empty() || !parts.is_empty();
     let resp = response_impls(model);
     quote! {
         #[automatically_derived]
@@ -244,12 +246,15 @@ fn main_block(model: &Protocol, parts: &[Ident]) -> TokenStream {
 
         #[automatically_derived]
         impl ::mir_dsl::Protocol for #self_ty {
+            const __HAS_AFTER_EVENT: bool = #has_after_event;
+
+            #[inline(always)]
             fn __dispatch(
                 &mut self,
                 ctx: &mut ::mir_dsl::Ctx<'_, Self>,
                 ev: ::mir_dsl::mir_runtime::Event,
             ) -> ::core::result::Result<::core::option::Option<::mir_dsl::mir_runtime::Event>, ::mir_dsl::Reject> {
-                let ev = #p::normalize(ev)?;
+                let ev = if ev.payload.is_encoded() { #p::normalize(ev)? } else { ev };
                 let ev = match self.__mir_dispatch(ctx, ev)? {
                     ::core::option::Option::None => return ::core::result::Result::Ok(::core::option::Option::None),
                     ::core::option::Option::Some(ev) => ev,

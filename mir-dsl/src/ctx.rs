@@ -58,6 +58,7 @@ pub struct Ctx<'a, P: ?Sized> {
 }
 
 impl<'a, P: ?Sized> Ctx<'a, P> {
+    #[inline]
     pub(crate) fn new(out: &'a mut Outbox, conts: &'a mut Continuations, src: ModuleId) -> Self {
         Ctx {
             out,
@@ -65,6 +66,10 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
             src,
             _protocol: PhantomData,
         }
+    }
+
+    pub(crate) fn into_source(self) -> ModuleId {
+        self.src
     }
 
     /// This module's ID.
@@ -78,6 +83,7 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
     }
 
     /// Emits `payload` to module `dest` of this node.
+    #[inline]
     pub fn emit(&mut self, dest: &ModuleId, payload: impl Into<Payload>) {
         self.out.send(dest, payload);
     }

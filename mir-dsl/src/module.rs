@@ -10,6 +10,10 @@ use crate::Handled;
 
 /// A protocol: implemented by `#[protocol]` (not by hand).
 pub trait Protocol: Send + 'static {
+    /// Whether [`Protocol::__after_event`] does anything (it is skipped otherwise).
+    #[doc(hidden)]
+    const __HAS_AFTER_EVENT: bool = true;
+
     /// Offers `ev` to the handlers; gives it back if none takes it.
     #[doc(hidden)]
     fn __dispatch(&mut self, ctx: &mut Ctx<'_, Self>, ev: Event) -> Result<Option<Event>, Reject>;
@@ -82,6 +86,7 @@ impl<P: Protocol> DslModule<P> {
 }
 
 /// Turns a handler's outcome into the module's: ignored input is counted and logged.
+#[inline]
 fn settle(stats: &DslStats, me: &mir_runtime::ModuleId, res: Handled) -> ModuleResult {
     match res {
         Ok(()) => Ok(()),
@@ -97,10 +102,9 @@ fn settle(stats: &DslStats, me: &mir_runtime::ModuleId, res: Handled) -> ModuleR
 impl<P: Protocol> PassiveModule for DslModule<P> {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         let me = out.me().clone();
-        let mut last_src = me.clone();
+        let mut src = me.clone();
         let mut handled = 0;
         for ev in events {
-            last_src = ev.src.clone();
             let mut ctx = Ctx::new(out, &mut self.conts, ev.src.clone());
             let res = match self.proto.__dispatch(&mut ctx, ev) {
                 Ok(None) => Ok(()),
@@ -108,12 +112,19 @@ impl<P: Protocol> PassiveModule for DslModule<P> {
                 Err(e) => Err(e),
             };
             handled += 1;
-            settle(&self.stats, &me, res)?;
-            let res = self.proto.__after_event(&mut ctx);
-            settle(&self.stats, &me, res)?;
+            if res.is_err() {
+                settle(&self.stats, &me, res)?;
+            }
+            if P::__HAS_AFTER_EVENT {
+                let res = self.proto.__after_event(&mut ctx);
+                if res.is_err() {
+                    settle(&self.stats, &me, res)?;
+                }
+            }
+            src = ctx.into_source();
         }
         self.stats.handled.fetch_add(handled, Relaxed);
-        let mut ctx = Ctx::new(out, &mut self.conts, last_src);
+        let mut ctx = Ctx::new(out, &mut self.conts, src);
         let res = self.proto.__after_batch(&mut ctx);
         settle(&self.stats, &me, res)
     }
@@ -128,6 +139,7 @@ pub mod private {
 
     /// The policy for events no handler took: `Init` is fine, an unknown message is bad input
     /// (ignored), an unknown local event is a bug.
+    #[inline]
     pub fn unhandled(ev: &Event) -> Result<(), Reject> {
         if ev.is::<Init>() {
             return Ok(());
@@ -144,8 +156,18 @@ pub mod private {
 
     /// Makes a `MessageReceived` event typed (it may arrive encoded, e.g. from a log), so its
     /// message can be inspected.
+    #[inline]
     pub fn normalize(ev: Event) -> Result<Event, Reject> {
-        if ev.payload.is_encoded() && ev.is::<MessageReceived>() {
+        if ev.payload.is_encoded() {
+            return normalize_encoded(ev);
+        }
+        Ok(ev)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn normalize_encoded(ev: Event) -> Result<Event, Reject> {
+        if ev.is::<MessageReceived>() {
             let src = ev.src.clone();
             let dest = ev.dest.clone();
             let m = ev
@@ -157,6 +179,7 @@ pub mod private {
     }
 
     /// The value of a local event (it was checked to be a `T`).
+    #[inline(always)]
     pub fn value<T: EventPayload>(ev: Event) -> Result<T, Reject> {
         ev.into_payload::<T>()
             .map_err(|e| Reject::Fatal(ModuleError::new(e)))
@@ -164,6 +187,7 @@ pub mod private {
 
     /// The event with its payload typed as `T` (it was checked to be a `T`; it may arrive encoded,
     /// e.g. from a log).
+    #[inline]
     pub fn typed<T: EventPayload>(ev: Event) -> Result<Event, Reject> {
         if !ev.payload.is_encoded() {
             return Ok(ev);
@@ -174,11 +198,13 @@ pub mod private {
     }
 
     /// The typed value of an event made typed by [`typed`].
+    #[inline]
     pub fn get<T: EventPayload>(ev: &Event) -> &T {
         ev.get::<T>().expect("made typed by `typed`")
     }
 
     /// Whether `ev` is a received message of type `M`.
+    #[inline]
     pub fn message_is<M: EventPayload>(ev: &Event) -> bool {
         ev.get::<MessageReceived>()
             .is_some_and(|m| m.message.payload.is::<M>())
@@ -186,6 +212,7 @@ pub mod private {
 
     /// The sender and value of a received message of type `M` (checked by [`message_is`]); a
     /// malformed one is bad input from its sender.
+    #[inline]
     pub fn message_value<M: EventPayload>(ev: Event) -> Result<(NodeId, M), Reject> {
         let m = ev
             .into_payload::<MessageReceived>()

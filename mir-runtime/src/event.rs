@@ -245,6 +245,7 @@ impl Payload {
     }
 
     /// Whether the payload is in encoded form.
+    #[inline]
     pub fn is_encoded(&self) -> bool {
         self.vt.static_name.is_none()
     }
@@ -261,6 +262,7 @@ impl Payload {
     }
 
     /// Whether the payload is a `T`, typed or encoded.
+    #[inline]
     pub fn is<T: EventPayload>(&self) -> bool {
         self.holds::<T>() || self.as_encoded().is_some_and(|e| e.name == T::NAME)
     }
@@ -276,6 +278,7 @@ impl Payload {
 
     /// The value as a `T`: a typed payload is unwrapped, an encoded payload of `T`'s name is
     /// decoded.
+    #[inline(always)]
     pub fn into_typed<T: EventPayload>(self) -> Result<T, PayloadError> {
         if self.holds::<T>() {
             let p = self.ptr() as *mut T;
@@ -289,6 +292,13 @@ impl Payload {
             std::mem::forget(self);
             return Ok(value);
         }
+        self.decode_or_return()
+    }
+
+    /// The slow path of [`Payload::into_typed`]: decode an encoded payload, or hand it back.
+    #[cold]
+    #[inline(never)]
+    fn decode_or_return<T: EventPayload>(self) -> Result<T, PayloadError> {
         match self.as_encoded() {
             Some(enc) if enc.name == T::NAME => {
                 codec::decode::<T>(T::NAME, &enc.bytes).map_err(PayloadError::Malformed)
@@ -419,17 +429,20 @@ impl Event {
     }
 
     /// Whether the payload is a `T` (typed or encoded).
+    #[inline]
     pub fn is<T: EventPayload>(&self) -> bool {
         self.payload.is::<T>()
     }
 
     /// A reference to the payload if it is a typed `T`.
+    #[inline]
     pub fn get<T: EventPayload>(&self) -> Option<&T> {
         self.payload.get::<T>()
     }
 
     /// The payload as a `T` (decoding it if encoded), or the event back if it holds another type
     /// or cannot be decoded.
+    #[inline(always)]
     pub fn into_payload<T: EventPayload>(self) -> Result<T, PayloadError> {
         self.payload.into_typed::<T>()
     }
