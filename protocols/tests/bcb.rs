@@ -161,6 +161,17 @@ fn all_correct_nodes_deliver_the_leaders_message() {
 }
 
 #[test]
+fn with_real_ecdsa_signatures_too() {
+    for seed in 0..5 {
+        let mut c = cluster_with(seed, None, &[(0, b"signed for real")], true);
+        c.sim.run_until_idle(Duration::from_secs(10)).unwrap();
+        let d = delivered(&c);
+        assert_eq!(d.len(), 4, "seed {seed}");
+        assert!(d.values().all(|v| v == &vec![b"signed for real".to_vec()]));
+    }
+}
+
+#[test]
 fn runs_are_deterministic() {
     let digest = |seed| {
         let mut c = cluster(seed, None, &[(0, b"hello")]);

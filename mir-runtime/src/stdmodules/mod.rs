@@ -1,11 +1,13 @@
-//! Standard modules: the [`timer`], the [`factory`], the [test crypto](crypto) and the
-//! [null module](NullModule).
+//! Standard modules: the [`timer`], the [`factory`], the [ECDSA crypto module](ecdsa), the
+//! [test crypto](crypto) and the [null module](NullModule).
 
 pub mod crypto;
+pub mod ecdsa;
 pub mod factory;
 pub mod timer;
 
 pub use crypto::TestCrypto;
+pub use ecdsa::{EcdsaCrypto, KeyRegistry};
 pub use factory::{Factory, FactoryStats};
 pub use timer::{Timer, TimerHandle};
 

@@ -1,0 +1,360 @@
+//! The crypto module: ECDSA over secp256k1 (k256), serving [`SignRequest`], [`VerifySig`] and
+//! [`VerifySigs`].
+//!
+//! * Signed data is a list of byte strings, signed in its unambiguous
+//!   [framing](crate::stdevents::crypto::frame) (each part length-prefixed), hashed with SHA-256.
+//!   Signatures are deterministic (RFC 6979), so the module behaves the same in the simulator.
+//! * Public keys of all nodes are in a [`KeyRegistry`] (SEC1-encoded, compressed or not).
+//! * Bad input never panics: a malformed signature, an unknown signer or a forged signature is an
+//!   error string in the response.
+//! * In the production executor register it with
+//!   [`NodeBuilder::passive_on_worker`](crate::NodeBuilder::passive_on_worker), so signature work
+//!   runs off the protocol modules' thread; a [`VerifySigs`] request with many items is split over
+//!   `threads` scoped threads (results keep their order, so the output does not depend on the
+//!   number of threads).
+//! * [`test_keys`] derives keys deterministically from a seed, for tests and local clusters.
+
+use std::collections::BTreeMap;
+
+use k256::ecdsa::signature::{Signer, Verifier};
+use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::event::Event;
+use crate::id::NodeId;
+use crate::module::{Batch, ModuleError, ModuleResult, Outbox, PassiveModule};
+use crate::stdevents::crypto::{
+    frame, SigCheck, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
+};
+use crate::stdevents::Init;
+
+/// A key could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad public key for node {node}: {reason}")]
+pub struct KeyError {
+    /// The node.
+    pub node: NodeId,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The public keys of the nodes.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRegistry {
+    keys: BTreeMap<NodeId, VerifyingKey>,
+}
+
+impl KeyRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        KeyRegistry::default()
+    }
+
+    /// A registry from SEC1-encoded public keys.
+    pub fn from_sec1<'a>(
+        keys: impl IntoIterator<Item = (NodeId, &'a [u8])>,
+    ) -> Result<Self, KeyError> {
+        let mut r = KeyRegistry::new();
+        for (node, bytes) in keys {
+            r.insert_sec1(node, bytes)?;
+        }
+        Ok(r)
+    }
+
+    /// Adds (or replaces) `node`'s key, SEC1-encoded.
+    pub fn insert_sec1(&mut self, node: NodeId, bytes: &[u8]) -> Result<(), KeyError> {
+        let key = VerifyingKey::from_sec1_bytes(bytes).map_err(|e| KeyError {
+            node: node.clone(),
+            reason: e.to_string(),
+        })?;
+        self.keys.insert(node, key);
+        Ok(())
+    }
+
+    /// Adds (or replaces) `node`'s key.
+    pub fn insert(&mut self, node: NodeId, key: VerifyingKey) {
+        self.keys.insert(node, key);
+    }
+
+    /// Removes `node`'s key.
+    pub fn remove(&mut self, node: &NodeId) -> Option<VerifyingKey> {
+        self.keys.remove(node)
+    }
+
+    /// `node`'s key.
+    pub fn get(&self, node: &NodeId) -> Option<&VerifyingKey> {
+        self.keys.get(node)
+    }
+
+    /// Checks that `signature` is `node`'s signature of `data`; `None` if valid, else why not.
+    pub fn check(&self, node: &NodeId, data: &[Vec<u8>], signature: &[u8]) -> Option<String> {
+        let Some(key) = self.keys.get(node) else {
+            return Some(format!("unknown node {node}"));
+        };
+        let Ok(sig) = Signature::from_slice(signature) else {
+            return Some(format!(
+                "malformed signature ({} bytes) from node {node}",
+                signature.len()
+            ));
+        };
+        match key.verify(&frame(data), &sig) {
+            Ok(()) => None,
+            Err(_) => Some(format!("invalid signature of node {node}")),
+        }
+    }
+}
+
+/// Deterministic key pairs for `nodes`, derived from `seed` (for tests and local clusters only).
+///
+/// ```
+/// use mir_runtime::{NodeId, stdmodules::ecdsa::test_keys};
+/// let nodes: Vec<NodeId> = (0..4).map(NodeId::from_index).collect();
+/// let (keys, registry) = test_keys(7, &nodes);
+/// assert_eq!(keys.len(), 4);
+/// assert!(registry.get(&nodes[3]).is_some());
+/// ```
+pub fn test_keys(seed: u64, nodes: &[NodeId]) -> (BTreeMap<NodeId, SigningKey>, KeyRegistry) {
+    let mut keys = BTreeMap::new();
+    let mut registry = KeyRegistry::new();
+    for node in nodes {
+        let mut counter = 0u32;
+        let key = loop {
+            let mut h = Sha256::new();
+            h.update(b"mir test key");
+            h.update(seed.to_le_bytes());
+            h.update(node.as_str().as_bytes());
+            h.update(counter.to_le_bytes());
+            // A hash is a valid secp256k1 scalar with overwhelming probability; retry otherwise.
+            if let Ok(k) = SigningKey::from_slice(&h.finalize()) {
+                break k;
+            }
+            counter += 1;
+        };
+        registry.insert(node.clone(), *key.verifying_key());
+        keys.insert(node.clone(), key);
+    }
+    (keys, registry)
+}
+
+/// Signs `data` (framed) with `key`: a 64-byte signature.
+pub fn sign(key: &SigningKey, data: &[Vec<u8>]) -> Vec<u8> {
+    let sig: Signature = key.sign(&frame(data));
+    sig.to_bytes().to_vec()
+}
+
+/// The crypto module of one node.
+pub struct EcdsaCrypto {
+    key: SigningKey,
+    registry: KeyRegistry,
+    threads: usize,
+}
+
+impl EcdsaCrypto {
+    /// Crypto with this node's `key` and everyone's public keys; one thread.
+    pub fn new(key: SigningKey, registry: KeyRegistry) -> Self {
+        EcdsaCrypto {
+            key,
+            registry,
+            threads: 1,
+        }
+    }
+
+    /// Splits large [`VerifySigs`] requests over up to `threads` threads (at least 1).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The public keys this module verifies against.
+    pub fn registry_mut(&mut self) -> &mut KeyRegistry {
+        &mut self.registry
+    }
+
+    fn check_all(&self, items: &[SigCheck]) -> Vec<Option<String>> {
+        const MIN_PER_THREAD: usize = 4;
+        let threads = self.threads.min(items.len() / MIN_PER_THREAD).max(1);
+        let check = |i: &SigCheck| self.registry.check(&i.node, &i.data, &i.signature);
+        if threads == 1 {
+            return items.iter().map(check).collect();
+        }
+        let chunk = items.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = items
+                .chunks(chunk)
+                .map(|c| s.spawn(move || c.iter().map(check).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a verification thread panicked"))
+                .collect()
+        })
+    }
+
+    fn handle(&self, ev: Event, out: &mut Outbox) -> ModuleResult {
+        if ev.is::<Init>() {
+            return Ok(());
+        }
+        if ev.is::<SignRequest>() {
+            let r: SignRequest = ev.into_payload().map_err(ModuleError::new)?;
+            let signature = sign(&self.key, &r.data);
+            out.send(
+                &r.origin.module.clone(),
+                SignResult {
+                    signature,
+                    origin: r.origin,
+                },
+            );
+        } else if ev.is::<VerifySig>() {
+            let r: VerifySig = ev.into_payload().map_err(ModuleError::new)?;
+            let error = self.registry.check(&r.node, &r.data, &r.signature);
+            out.send(
+                &r.origin.module.clone(),
+                SigVerified {
+                    node: r.node,
+                    error,
+                    origin: r.origin,
+                },
+            );
+        } else if ev.is::<VerifySigs>() {
+            let r: VerifySigs = ev.into_payload().map_err(ModuleError::new)?;
+            let errors = self.check_all(&r.items);
+            let all_ok = errors.iter().all(Option::is_none);
+            out.send(
+                &r.origin.module.clone(),
+                SigsVerified {
+                    errors,
+                    all_ok,
+                    origin: r.origin,
+                },
+            );
+        } else {
+            return Err(ModuleError::unexpected_event(&ev));
+        }
+        Ok(())
+    }
+}
+
+impl PassiveModule for EcdsaCrypto {
+    fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
+        for ev in events {
+            self.handle(ev, out)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::ModuleId;
+    use crate::stdevents::crypto::Origin;
+    use crate::testing::apply;
+
+    fn nodes() -> Vec<NodeId> {
+        (0..4).map(NodeId::from_index).collect()
+    }
+
+    fn origin(id: u64) -> Origin {
+        Origin {
+            module: ModuleId::new("app"),
+            id,
+        }
+    }
+
+    #[test]
+    fn sign_then_verify_one_and_many() {
+        let (keys, registry) = test_keys(1, &nodes());
+        let data = vec![b"ab".to_vec(), b"c".to_vec()];
+        let sigs: Vec<Vec<u8>> = nodes().iter().map(|n| sign(&keys[n], &data)).collect();
+        for (n, s) in nodes().iter().zip(&sigs) {
+            assert_eq!(registry.check(n, &data, s), None);
+        }
+        // Framing: ["a","bc"] is other data.
+        assert!(registry
+            .check(&nodes()[0], &[b"a".to_vec(), b"bc".to_vec()], &sigs[0])
+            .is_some());
+        // Wrong signer, garbage, unknown node: errors, not panics.
+        assert!(registry
+            .check(&nodes()[1], &data, &sigs[0])
+            .unwrap()
+            .contains("invalid"));
+        assert!(registry
+            .check(&nodes()[1], &data, &[1, 2, 3])
+            .unwrap()
+            .contains("malformed"));
+        assert!(registry
+            .check(&NodeId::new("9"), &data, &sigs[0])
+            .unwrap()
+            .contains("unknown node"));
+
+        let mut m = EcdsaCrypto::new(keys[&nodes()[0]].clone(), registry).threads(3);
+        let mut items: Vec<SigCheck> = nodes()
+            .iter()
+            .zip(&sigs)
+            .cycle()
+            .take(20)
+            .map(|(n, s)| SigCheck {
+                data: data.clone(),
+                signature: s.clone(),
+                node: n.clone(),
+            })
+            .collect();
+        items[13].signature[5] ^= 1;
+        let out = apply(
+            &mut m,
+            ModuleId::new("crypto"),
+            vec![
+                Event::new(
+                    "app",
+                    "crypto",
+                    SignRequest {
+                        data: data.clone(),
+                        origin: origin(0),
+                    },
+                ),
+                Event::new(
+                    "app",
+                    "crypto",
+                    VerifySigs {
+                        items,
+                        origin: origin(1),
+                    },
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out[0].get::<SignResult>().unwrap().signature,
+            sigs[0],
+            "deterministic signatures"
+        );
+        let v = out[1].get::<SigsVerified>().unwrap();
+        assert!(!v.all_ok);
+        let bad: Vec<usize> = v
+            .errors
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(bad, [13], "results keep their order across threads");
+        assert_eq!(out[1].dest.as_str(), "app");
+    }
+
+    #[test]
+    fn registry_rejects_bad_keys() {
+        assert!(KeyRegistry::from_sec1([(NodeId::new("0"), &[1u8, 2, 3][..])]).is_err());
+        let (_, reg) = test_keys(3, &nodes());
+        let pk = reg.get(&nodes()[0]).unwrap().to_encoded_point(true);
+        assert!(KeyRegistry::from_sec1([(NodeId::new("0"), pk.as_bytes())]).is_ok());
+    }
+
+    #[test]
+    fn test_keys_are_deterministic() {
+        let (a, _) = test_keys(5, &nodes());
+        let (b, _) = test_keys(5, &nodes());
+        let (c, _) = test_keys(6, &nodes());
+        assert_eq!(a[&nodes()[2]].to_bytes(), b[&nodes()[2]].to_bytes());
+        assert_ne!(a[&nodes()[2]].to_bytes(), c[&nodes()[2]].to_bytes());
+    }
+}
