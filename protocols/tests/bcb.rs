@@ -91,6 +91,17 @@ fn cluster(
     byzantine_leader: Option<Box<dyn PassiveModule>>,
     requests: &[(usize, &[u8])],
 ) -> Cluster {
+    cluster_with(seed, byzantine_leader, requests, false)
+}
+
+/// `ecdsa`: real k256 signatures instead of the test crypto.
+fn cluster_with(
+    seed: u64,
+    byzantine_leader: Option<Box<dyn PassiveModule>>,
+    requests: &[(usize, &[u8])],
+    ecdsa: bool,
+) -> Cluster {
+    let (keys, registry) = mir_dsl::mir_runtime::stdmodules::ecdsa::test_keys(SEED, &nodes());
     let outcome = Outcome::default();
     let mut sim = Simulation::new(SimConfig::with_seed(seed));
     let mut stats = BTreeMap::new();
@@ -105,9 +116,16 @@ fn cluster(
             data,
             outcome: outcome.clone(),
         };
-        let b = Node::builder(me.clone())
-            .passive("app", app)
-            .passive("crypto", TestCrypto::new(me.clone(), SEED));
+        let b = Node::builder(me.clone()).passive("app", app);
+        let b = if ecdsa {
+            let crypto = mir_dsl::mir_runtime::stdmodules::EcdsaCrypto::new(
+                keys[&me].clone(),
+                registry.clone(),
+            );
+            b.passive("crypto", crypto)
+        } else {
+            b.passive("crypto", TestCrypto::new(me.clone(), SEED))
+        };
         let b = match (i, byz.take()) {
             (0, Some(m)) => b.passive("bcb", m),
             (_, other) => {
