@@ -1,5 +1,6 @@
 //! Request/response events for signing and verifying (served by a crypto module: the
-//! [test crypto](crate::stdmodules::TestCrypto) now, a k256 module later).
+//! [ECDSA module](crate::stdmodules::EcdsaCrypto) or the [test crypto](crate::stdmodules::TestCrypto))
+//! and for hashing (the [hasher](crate::stdmodules::Hasher)).
 //!
 //! Every request carries an [`Origin`]: the requesting module and a request number it chose. The
 //! response goes back to `origin.module` with the same origin, so the requester can match it with
@@ -110,7 +111,27 @@ pub struct SigsVerified {
     pub origin: Origin,
 }
 
+/// Hash each item of `data` (each a list of byte strings, [framed](frame)) with SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashRequest {
+    /// The items to hash.
+    pub data: Vec<Vec<Vec<u8>>>,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The digests of a [`HashRequest`], one per item, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashResult {
+    /// 32-byte SHA-256 digests.
+    pub digests: Vec<Vec<u8>>,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
 payload!(
+    HashRequest = "mir.crypto.HashRequest",
+    HashResult = "mir.crypto.HashResult",
     SignRequest = "mir.crypto.SignRequest",
     SignResult = "mir.crypto.SignResult",
     VerifySig = "mir.crypto.VerifySig",
@@ -135,7 +156,7 @@ macro_rules! request_response {
     )*};
 }
 
-request_response!(SignRequest => SignResult, VerifySig => SigVerified, VerifySigs => SigsVerified);
+request_response!(SignRequest => SignResult, VerifySig => SigVerified, VerifySigs => SigsVerified, HashRequest => HashResult);
 
 /// The unambiguous framing of signed data: each part as an 8-byte little-endian length and the
 /// bytes.

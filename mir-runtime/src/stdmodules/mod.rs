@@ -1,14 +1,16 @@
 //! Standard modules: the [`timer`], the [`factory`], the [ECDSA crypto module](ecdsa), the
-//! [test crypto](crypto) and the [null module](NullModule).
+//! [`hasher`], the [test crypto](crypto) and the [null module](NullModule).
 
 pub mod crypto;
 pub mod ecdsa;
 pub mod factory;
+pub mod hasher;
 pub mod timer;
 
 pub use crypto::TestCrypto;
 pub use ecdsa::{EcdsaCrypto, KeyRegistry};
 pub use factory::{Factory, FactoryStats};
+pub use hasher::Hasher;
 pub use timer::{Timer, TimerHandle};
 
 use crate::module::{Batch, ModuleResult, Outbox, PassiveModule};
