@@ -54,11 +54,11 @@ fn same(a: &Type, b: &Type) -> bool {
 }
 
 /// Groups handlers of one kind by type, keeping declaration order.
-fn groups<'a>(
-    handlers: &'a [Handler],
+fn groups(
+    handlers: &[Handler],
     kind: Kind,
     key: impl Fn(&Handler) -> Vec<&Type>,
-) -> Vec<Vec<&'a Handler>> {
+) -> Vec<Vec<&Handler>> {
     let mut out: Vec<Vec<&Handler>> = Vec::new();
     for h in handlers.iter().filter(|h| h.kind == kind) {
         match out

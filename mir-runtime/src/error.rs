@@ -136,6 +136,14 @@ pub enum BuildError {
     /// The node has no modules.
     #[error("a node needs at least one module")]
     NoModules,
+    /// A restartable node's builder function described another node.
+    #[error("restarting node {expected}: the builder function describes node {got}")]
+    RebuiltAsOtherNode {
+        /// The node being restarted.
+        expected: NodeId,
+        /// The node the builder described.
+        got: NodeId,
+    },
 }
 
 /// How a node's run ended when it did not fail.

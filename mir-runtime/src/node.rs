@@ -301,6 +301,15 @@ impl NodeCore {
         self.outbox.router_ref().buffered
     }
 
+    /// Drops every queued event (a crash).
+    pub(crate) fn clear_queues(&mut self) {
+        let router = self.outbox.router();
+        for q in &mut router.queues {
+            q.clear();
+        }
+        router.buffered = 0;
+    }
+
     /// Module `i`'s queue.
     pub(crate) fn queue(&self, i: usize) -> &VecDeque<Event> {
         &self.outbox.router_ref().queues[i]

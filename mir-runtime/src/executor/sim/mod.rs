@@ -28,6 +28,7 @@
 //! Active modules get no [`EventSink`](crate::EventSink) here ([`Context::sink`](crate::Context::sink)
 //! is `None`).
 
+mod faults;
 mod rng;
 
 use std::cmp::Ordering;
@@ -37,7 +38,10 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
+pub use faults::{Fault, LinkConfig};
 pub use rng::SimRng;
+
+use faults::Network;
 
 use crate::error::{Activity, BuildError, NodeError};
 use crate::event::{Event, Payload};
@@ -120,6 +124,13 @@ pub enum SimError {
     /// A node could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// [`Fault::Restart`] of a node added with [`Simulation::add_node`] (use
+    /// [`Simulation::add_restartable_node`]).
+    #[error("node {0} cannot restart: add it with Simulation::add_restartable_node")]
+    NotRestartable(NodeId),
+    /// [`Fault::Restart`] of a node that is running.
+    #[error("node {0} is running; crash it before restarting it")]
+    NotCrashed(NodeId),
 }
 
 /// A SHA-256 digest of a run.
@@ -152,6 +163,10 @@ pub struct RunSummary {
     pub messages_delivered: u64,
     /// Messages dropped because their destination node or module does not exist.
     pub messages_dropped: u64,
+    /// Messages lost to faults: dropped links, partitions, crashed receivers.
+    pub messages_lost: u64,
+    /// Messages delivered twice by a duplicating link.
+    pub messages_duplicated: u64,
     /// Simulated time now.
     pub time: Time,
 }
@@ -159,9 +174,12 @@ pub struct RunSummary {
 enum Item {
     Alarm {
         node: usize,
+        /// The incarnation of the node that set the alarm (a restart makes old alarms stale).
+        epoch: u64,
         module: usize,
         alarm: u64,
     },
+    Fault(Fault),
     Deliver {
         node: usize,
         event: Event,
@@ -195,6 +213,9 @@ impl Ord for Scheduled {
 struct SimNode {
     core: NodeCore,
     port: usize,
+    crashed: bool,
+    epoch: u64,
+    rebuild: Option<Box<dyn Fn() -> NodeBuilder>>,
 }
 
 /// A deterministic simulation of a cluster. See the [module docs](self).
@@ -216,7 +237,9 @@ pub struct Simulation {
     nodes: Vec<SimNode>,
     by_id: BTreeMap<NodeId, usize>,
     timeline: BinaryHeap<Scheduled>,
-    pending_alarms: HashSet<(usize, u64)>,
+    /// (node, epoch, alarm) of alarms set and neither fired nor cancelled.
+    pending_alarms: HashSet<(usize, u64, u64)>,
+    network: Network,
     seq: u64,
     hasher: Sha256,
     hashbuf: HashBuf,
@@ -228,6 +251,13 @@ pub struct Simulation {
 impl Simulation {
     /// An empty simulation.
     pub fn new(cfg: SimConfig) -> Self {
+        let network = Network {
+            default: LinkConfig {
+                latency: cfg.latency,
+                ..LinkConfig::default()
+            },
+            ..Network::default()
+        };
         Simulation {
             rng: SimRng::new(cfg.seed),
             cfg,
@@ -236,6 +266,7 @@ impl Simulation {
             by_id: BTreeMap::new(),
             timeline: BinaryHeap::new(),
             pending_alarms: HashSet::new(),
+            network,
             seq: 0,
             hasher: Sha256::new(),
             hashbuf: HashBuf::default(),
@@ -246,6 +277,8 @@ impl Simulation {
                 events: 0,
                 messages_delivered: 0,
                 messages_dropped: 0,
+                messages_lost: 0,
+                messages_duplicated: 0,
                 time: Time::ZERO,
             },
         }
@@ -254,6 +287,25 @@ impl Simulation {
     /// Adds a node (before the first step). The simulator adds the transport module
     /// ([`SimConfig::transport_id`]) to it; a module of that name in `builder` is an error.
     pub fn add_node(&mut self, builder: NodeBuilder) -> Result<NodeId, SimError> {
+        self.add(builder, None)
+    }
+
+    /// Adds a node that can be crashed and restarted ([`Fault::Restart`]): `build` is called now
+    /// and again at every restart, and must describe the node from scratch (a restarted node
+    /// keeps nothing).
+    pub fn add_restartable_node(
+        &mut self,
+        build: impl Fn() -> NodeBuilder + 'static,
+    ) -> Result<NodeId, SimError> {
+        let builder = build();
+        self.add(builder, Some(Box::new(build)))
+    }
+
+    fn add(
+        &mut self,
+        builder: NodeBuilder,
+        rebuild: Option<Box<dyn Fn() -> NodeBuilder>>,
+    ) -> Result<NodeId, SimError> {
         let id = builder.node.clone();
         if self.by_id.contains_key(&id) {
             return Err(SimError::DuplicateNode(id));
@@ -265,7 +317,13 @@ impl Simulation {
         let core = builder.port(&self.cfg.transport_id.clone()).build_core()?;
         let port = core.ids.len() - 1;
         self.by_id.insert(id.clone(), self.nodes.len());
-        self.nodes.push(SimNode { core, port });
+        self.nodes.push(SimNode {
+            core,
+            port,
+            crashed: false,
+            epoch: 0,
+            rebuild,
+        });
         Ok(id)
     }
 
@@ -371,19 +429,21 @@ impl Simulation {
         let req = &mut self.nodes[n].core.alarms;
         let set: Vec<_> = req.set.drain(..).collect();
         let cancel: Vec<_> = req.cancel.drain(..).collect();
+        let epoch = self.nodes[n].epoch;
         for (id, at, module) in set {
-            self.pending_alarms.insert((n, id.0));
+            self.pending_alarms.insert((n, epoch, id.0));
             self.schedule(
                 at.max(self.now),
                 Item::Alarm {
                     node: n,
+                    epoch,
                     module,
                     alarm: id.0,
                 },
             );
         }
         for id in cancel {
-            self.pending_alarms.remove(&(n, id.0));
+            self.pending_alarms.remove(&(n, epoch, id.0));
         }
     }
 
@@ -397,7 +457,12 @@ impl Simulation {
     fn step_until(&mut self, deadline: Option<Time>) -> Result<bool, SimError> {
         self.start()?;
         self.ready.clear();
-        for (n, node) in self.nodes.iter().enumerate() {
+        for (n, node) in self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| !node.crashed)
+        {
             for i in 0..node.core.ids.len() {
                 if node.core.ready(i) {
                     self.ready.push((n, i));
@@ -440,11 +505,12 @@ impl Simulation {
         match item {
             Item::Alarm {
                 node,
+                epoch,
                 module,
                 alarm,
             } => {
-                if !self.pending_alarms.remove(&(node, alarm)) {
-                    return Ok(()); // cancelled
+                if !self.pending_alarms.remove(&(node, epoch, alarm)) {
+                    return Ok(()); // cancelled, or set before a crash
                 }
                 self.hasher.update(b"A");
                 self.hasher
@@ -459,7 +525,12 @@ impl Simulation {
                 res.map_err(|e| self.node_error(e))?;
                 self.collect_alarms(node);
             }
+            Item::Fault(f) => self.apply_fault(f)?,
             Item::Deliver { node, event } => {
+                if self.nodes[node].crashed {
+                    self.summary.messages_lost += 1;
+                    return Ok(());
+                }
                 let core = &mut self.nodes[node].core;
                 if core.index_of(event.dest.top()).is_none() {
                     self.summary.messages_dropped += 1;
@@ -549,20 +620,117 @@ impl Simulation {
                     tracing::warn!(node = %from, dest = %dest, "simulated network: message to an unknown node; dropped");
                     continue;
                 };
-                let (lo, hi) = self.cfg.latency;
-                let latency = Duration::from_nanos(
-                    self.rng.between(lo.as_nanos() as u64, hi.as_nanos() as u64),
-                );
-                let received = MessageReceived {
-                    from: from.clone(),
-                    message: encoded.clone(),
+                if self.network.cut(n, d) {
+                    self.summary.messages_lost += 1;
+                    continue;
+                }
+                let link = self.network.link(n, d).clone();
+                // `chance(0)` draws nothing, so fault-free runs use the generator as before.
+                if self.rng.chance(link.drop) {
+                    self.summary.messages_lost += 1;
+                    continue;
+                }
+                let copies = if self.rng.chance(link.duplicate) {
+                    2
+                } else {
+                    1
                 };
-                let event = Event::new(me.clone(), encoded.dest_module.clone(), received);
-                self.schedule(self.now + latency, Item::Deliver { node: d, event });
+                self.summary.messages_duplicated += copies - 1;
+                for _ in 0..copies {
+                    let (lo, hi) = link.latency;
+                    let latency = Duration::from_nanos(
+                        self.rng.between(lo.as_nanos() as u64, hi.as_nanos() as u64),
+                    );
+                    let received = MessageReceived {
+                        from: from.clone(),
+                        message: encoded.clone(),
+                    };
+                    let event = Event::new(me.clone(), encoded.dest_module.clone(), received);
+                    self.schedule(self.now + latency, Item::Deliver { node: d, event });
+                }
             }
         }
         self.nodes[n].core.recycle(batch);
         Ok(())
+    }
+
+    /// Applies a fault now. See [`Fault`].
+    pub fn apply_fault(&mut self, fault: Fault) -> Result<(), SimError> {
+        if self.cfg.digest {
+            self.hasher.update(b"F");
+            self.hasher
+                .update(self.now.since_start().as_nanos().to_le_bytes());
+            self.hasher.update(format!("{fault:?}").as_bytes());
+        }
+        let index = |sim: &Self, id: &NodeId| {
+            sim.by_id
+                .get(id)
+                .copied()
+                .ok_or_else(|| SimError::UnknownNode(id.clone()))
+        };
+        match fault {
+            Fault::Partition(groups) => {
+                let mut map = BTreeMap::new();
+                for (g, members) in groups.iter().enumerate() {
+                    for m in members {
+                        map.insert(index(self, m)?, g);
+                    }
+                }
+                self.network.groups = Some(map);
+            }
+            Fault::Heal => self.network.groups = None,
+            Fault::Link { from, to, config } => {
+                let key = (index(self, &from)?, index(self, &to)?);
+                self.network.links.insert(key, config);
+            }
+            Fault::AllLinks(config) => self.network.default = config,
+            Fault::Crash(id) => {
+                let n = index(self, &id)?;
+                let node = &mut self.nodes[n];
+                node.crashed = true;
+                node.core.clear_queues();
+                let epoch = node.epoch;
+                self.pending_alarms
+                    .retain(|(m, e, _)| !(*m == n && *e == epoch));
+            }
+            Fault::Restart(id) => {
+                let n = index(self, &id)?;
+                if !self.nodes[n].crashed {
+                    return Err(SimError::NotCrashed(id));
+                }
+                let Some(rebuild) = &self.nodes[n].rebuild else {
+                    return Err(SimError::NotRestartable(id));
+                };
+                let builder = rebuild();
+                if builder.node != id {
+                    return Err(SimError::Build(BuildError::RebuiltAsOtherNode {
+                        expected: id,
+                        got: builder.node,
+                    }));
+                }
+                let core = builder.port(&self.cfg.transport_id.clone()).build_core()?;
+                let node = &mut self.nodes[n];
+                node.core = core;
+                node.crashed = false;
+                node.epoch += 1;
+                if self.started {
+                    let res = self.nodes[n].core.enqueue_init();
+                    res.map_err(|e| self.node_error(e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Schedules a fault at simulated time `at` (since the start of the simulation). Faults at the
+    /// same time apply in the order they were scheduled.
+    pub fn schedule_fault(&mut self, at: Duration, fault: Fault) {
+        self.schedule(Time::from_duration(at), Item::Fault(fault));
+    }
+
+    /// Whether a node is crashed.
+    pub fn is_crashed(&self, node: &NodeId) -> Option<bool> {
+        self.by_id.get(node).map(|n| self.nodes[*n].crashed)
     }
 
     /// Runs for `d` of simulated time (or until nothing is left to do). Items due exactly at the
