@@ -11,7 +11,8 @@
 //! | describing a node | [`NodeBuilder`], [`NodeConfig`] |
 //! | the production executor (tokio) | [`Node`], [`NodeHandle`], [`EventSink`] |
 //! | the deterministic simulator | [`sim::Simulation`] |
-//! | standard events and modules | [`stdevents`], [`stdmodules`] (timer, factory, null) |
+//! | standard events and modules | [`stdevents`], [`stdmodules`] (timer, factory, crypto, hasher, null) |
+//! | transports | [`transport`] (in-process; the simulator has its own) |
 //! | statistics | [`NodeStats`] |
 //!
 //! ## The model
@@ -108,6 +109,7 @@ pub mod stdevents;
 pub mod stdmodules;
 pub mod testing;
 mod time;
+pub mod transport;
 
 pub use config::{ConfigError, NodeConfig};
 pub use error::{Activity, BuildError, EventRef, Exit, NodeError};
