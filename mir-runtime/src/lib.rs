@@ -13,6 +13,7 @@
 //! | the deterministic simulator | [`sim::Simulation`] |
 //! | standard events and modules | [`stdevents`], [`stdmodules`] (timer, factory, crypto, hasher, null) |
 //! | transports | [`transport`] (in-process; the simulator has its own) |
+//! | membership files (TOML/JSON: IDs, addresses, keys, weights) | [`membership`] |
 //! | statistics | [`NodeStats`] |
 //!
 //! ## The model
@@ -102,6 +103,7 @@ mod error;
 mod event;
 pub mod executor;
 mod id;
+pub mod membership;
 mod module;
 mod node;
 mod stats;
