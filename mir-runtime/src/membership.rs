@@ -139,7 +139,7 @@ enum RawWeight {
 
 fn hex(s: &str) -> Result<Vec<u8>, String> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("public_key: odd number of hex digits".into());
     }
     (0..s.len())
