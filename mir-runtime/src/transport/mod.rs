@@ -7,12 +7,13 @@
 //! |---|---|
 //! | in-process: many production nodes in one process | [`inprocess`] |
 //! | simulated, with faults | built into the [simulator](crate::sim) |
-//! | gRPC between processes and machines | (to come) |
+//! | gRPC between processes and machines, with authenticated peers | [`grpc`] |
 //!
 //! Every transport delivers payloads in **encoded** form, so a protocol that works in one process
 //! also works across the network, and drops (and counts) what it cannot deliver rather than
 //! stopping the node: a peer's bad input is never this node's bug.
 
+pub mod grpc;
 pub mod inprocess;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
