@@ -106,7 +106,17 @@ pub struct FinalMessage {
     pub signatures: Vec<Vec<u8>>,
 }
 
+/// Parameters of one BCB instance made by a [`factory`]: who leads it and its number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BcbInstance {
+    /// The instance's leader.
+    pub leader: NodeId,
+    /// The instance number (its signatures are bound to it).
+    pub instance: u64,
+}
+
 payload!(
+    BcbInstance = "bcb.Instance",
     BroadcastRequest = "bcb.BroadcastRequest",
     Deliver = "bcb.Deliver",
     BroadcastRefused = "bcb.BroadcastRefused",
@@ -202,6 +212,36 @@ impl Bcb {
     fn all(&self) -> Vec<NodeId> {
         self.membership.nodes().cloned().collect()
     }
+}
+
+/// A [factory](mir_dsl::mir_runtime::stdmodules::Factory) of BCB instances: a
+/// `NewSubmodule { id: <factory>/<k>, params: BcbInstance { leader, instance: k } }` creates
+/// instance `k` (its instance bytes are `k` in little-endian). Messages for instances not created
+/// yet are kept (bounded per sender) until they are.
+pub fn factory(
+    modules: BcbModules,
+    membership: Membership,
+    me: NodeId,
+) -> mir_dsl::mir_runtime::stdmodules::Factory {
+    mir_dsl::mir_runtime::stdmodules::Factory::new(move |_id, params| {
+        let p = params
+            .decode::<BcbInstance>()
+            .map_err(mir_dsl::mir_runtime::ModuleError::new)?
+            .ok_or_else(|| {
+                mir_dsl::mir_runtime::ModuleError::new(format!(
+                    "BCB factory: expected bcb.Instance parameters, got {}",
+                    params.name()
+                ))
+            })?;
+        let bcb = Bcb::new(
+            modules.clone(),
+            p.instance.to_le_bytes().to_vec(),
+            membership.clone(),
+            p.leader,
+            me.clone(),
+        );
+        Ok(Box::new(mir_dsl::DslModule::new(bcb)) as Box<dyn mir_dsl::mir_runtime::PassiveModule>)
+    })
 }
 
 /// A placeholder origin: [`Ctx::request`] sets the real one.

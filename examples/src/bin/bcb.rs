@@ -1,0 +1,354 @@
+//! Signed Echo Broadcast over gRPC with real k256 signatures.
+//!
+//! ```text
+//! cargo run -p examples --bin bcb                         # 4 nodes in this process, on loopback
+//! cargo run -p examples --bin bcb -- --interactive        # the leader broadcasts each line of stdin
+//! cargo run -p examples --bin bcb -- membership --nodes 4 --base-port 7000 > m.toml
+//! cargo run -p examples --bin bcb -- node --id 0 --membership m.toml --message hi   # one per process
+//! ```
+
+use std::io::BufRead;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use examples::bcb::{
+    demo_node, free_ports, membership_toml, membership_toml_with_ports, Report, Submit,
+};
+use mir_dsl::mir_runtime::membership::Membership;
+use mir_dsl::mir_runtime::stdmodules::ecdsa::test_keys;
+use mir_dsl::mir_runtime::{Event, NodeHandle, NodeId};
+
+#[derive(Parser)]
+#[command(about = "Signed Echo Broadcast (BCB) over gRPC with k256 signatures")]
+struct Cli {
+    /// Nodes in the local cluster.
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// The message the leader broadcasts.
+    #[arg(long, default_value = "hello from the leader")]
+    message: String,
+    /// Broadcast each line of standard input instead (until end of input).
+    #[arg(long)]
+    interactive: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a membership file (TOML) with test keys, for running one node per process.
+    Membership {
+        /// How many nodes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Host or IP the nodes listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Node i listens on base-port + i.
+        #[arg(long, default_value_t = 7000)]
+        base_port: u16,
+        /// Seed of the test keys.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Run one node of a membership file (one process per node, on one or several machines).
+    Node {
+        /// This node's ID.
+        #[arg(long)]
+        id: String,
+        /// The membership file (.toml or .json).
+        #[arg(long)]
+        membership: std::path::PathBuf,
+        /// Seed of the test keys (as given to `membership`).
+        #[arg(long, default_value_t = 42, conflicts_with = "key_file")]
+        seed: u64,
+        /// A file holding this node's 32-byte secp256k1 secret key in hex (instead of test keys).
+        #[arg(long)]
+        key_file: Option<std::path::PathBuf>,
+        /// The leader's ID.
+        #[arg(long, default_value = "0")]
+        leader: String,
+        /// On the leader: the message to broadcast.
+        #[arg(long)]
+        message: Option<String>,
+        /// On the leader: broadcast each line of standard input.
+        #[arg(long)]
+        interactive: bool,
+        /// Exit after this many deliveries (default: run until interrupted or end of input).
+        #[arg(long)]
+        exit_after: Option<u64>,
+    },
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let res = match &cli.cmd {
+        None => local(&cli),
+        Some(Cmd::Membership {
+            nodes,
+            host,
+            base_port,
+            seed,
+        }) => {
+            if *nodes == 0 {
+                Err("--nodes must be at least 1".into())
+            } else {
+                print!("{}", membership_toml(*nodes, host, *base_port, *seed));
+                Ok(())
+            }
+        }
+        Some(Cmd::Node {
+            id,
+            membership,
+            seed,
+            key_file,
+            leader,
+            message,
+            interactive,
+            exit_after,
+        }) => one_node(
+            id,
+            membership,
+            *seed,
+            key_file.as_deref(),
+            leader,
+            message.clone(),
+            *interactive,
+            *exit_after,
+        ),
+    };
+    if let Err(e) = res {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn print(r: &Report) {
+    match r {
+        Report::Delivered {
+            node,
+            instance,
+            data,
+        } => println!(
+            "node {node} delivered #{instance}: {}",
+            String::from_utf8_lossy(data)
+        ),
+        Report::Refused(why) => println!("broadcast refused: {why}"),
+    }
+}
+
+/// Reads stdin lines into the leader in a thread; returns how many were submitted.
+fn feed_stdin(leader: NodeHandle) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if leader
+                .blocking_inject(vec![Event::new(
+                    "app",
+                    "app",
+                    Submit {
+                        data: line.into_bytes(),
+                    },
+                )])
+                .is_err()
+            {
+                break;
+            }
+            n += 1;
+        }
+        n
+    })
+}
+
+fn local(cli: &Cli) -> Result<(), Error> {
+    if cli.nodes == 0 {
+        return Err("--nodes must be at least 1".into());
+    }
+    let rt = runtime()?;
+    let toml = membership_toml_with_ports("127.0.0.1", &free_ports(cli.nodes)?, 42);
+    let membership = Membership::from_toml_str(&toml, "generated")?;
+    let ids = membership.ids();
+    let (keys, _) = test_keys(42, &ids);
+    let (tx, rx) = mpsc::channel();
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        let mut grpcs = Vec::new();
+        let mut runs = Vec::new();
+        for id in &ids {
+            let n = demo_node(
+                id.clone(),
+                ids[0].clone(),
+                &membership,
+                keys[id].clone(),
+                tx.clone(),
+            )?;
+            handles.push(n.node.handle());
+            grpcs.push(n.grpc);
+            runs.push(tokio::spawn(n.node.run()));
+        }
+        for g in &grpcs {
+            if !g
+                .wait_connected(ids.len() - 1, Duration::from_secs(10))
+                .await
+            {
+                return Err::<(), Error>("the nodes did not connect within 10 s".into());
+            }
+        }
+        println!(
+            "{} nodes connected over gRPC on loopback; leader is node {}",
+            ids.len(),
+            ids[0]
+        );
+        let expected = if cli.interactive {
+            println!("type messages for the leader to broadcast (end with Ctrl-D)");
+            let feeder = feed_stdin(handles[0].clone());
+            let mut delivered = 0u64;
+            loop {
+                while let Ok(r) = rx.try_recv() {
+                    print(&r);
+                    delivered += 1;
+                }
+                if feeder.is_finished() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            feeder.join().map_err(|_| "stdin reader panicked")? * ids.len() as u64 - delivered
+        } else {
+            handles[0]
+                .inject(vec![Event::new(
+                    "app",
+                    "app",
+                    Submit {
+                        data: cli.message.clone().into_bytes(),
+                    },
+                )])
+                .await?;
+            ids.len() as u64
+        };
+        let mut got = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while got < expected && tokio::time::Instant::now() < deadline {
+            while let Ok(r) = rx.try_recv() {
+                print(&r);
+                got += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for h in &handles {
+            h.stop();
+        }
+        for r in runs {
+            r.await??;
+        }
+        if got < expected {
+            return Err(format!("only {got} of {expected} deliveries within 30 s").into());
+        }
+        Ok(())
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one_node(
+    id: &str,
+    membership: &std::path::Path,
+    seed: u64,
+    key_file: Option<&std::path::Path>,
+    leader: &str,
+    message: Option<String>,
+    interactive: bool,
+    exit_after: Option<u64>,
+) -> Result<(), Error> {
+    let me = NodeId::try_new(id)?;
+    let leader = NodeId::try_new(leader)?;
+    let membership = Membership::from_file(membership)?;
+    if membership.get(&me).is_none() {
+        return Err(format!("node {me} is not in the membership file").into());
+    }
+    let key = match key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
+            let hex = text.trim();
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| format!("key file {}: not hex", path.display()))?;
+            k256::ecdsa::SigningKey::from_slice(&bytes)
+                .map_err(|e| format!("key file {}: {e}", path.display()))?
+        }
+        None => test_keys(seed, &[me.clone()])
+            .0
+            .remove(&me)
+            .expect("made above"),
+    };
+    if (message.is_some() || interactive) && me != leader {
+        return Err(format!(
+            "only the leader ({leader}) broadcasts; drop --message/--interactive on node {me}"
+        )
+        .into());
+    }
+    let rt = runtime()?;
+    let (tx, rx) = mpsc::channel();
+    rt.block_on(async {
+        let n = demo_node(me.clone(), leader.clone(), &membership, key, tx)?;
+        let handle = n.node.handle();
+        let run = tokio::spawn(n.node.run());
+        let peers = membership.nodes.len() - 1;
+        eprintln!("node {me}: waiting for {peers} peers");
+        if !n.grpc.wait_connected(peers, Duration::from_secs(60)).await {
+            return Err::<(), Error>(
+                format!("node {me}: peers did not connect within 60 s").into(),
+            );
+        }
+        eprintln!("node {me}: connected");
+        if let Some(m) = message {
+            handle
+                .inject(vec![Event::new(
+                    "app",
+                    "app",
+                    Submit {
+                        data: m.into_bytes(),
+                    },
+                )])
+                .await?;
+        }
+        let feeder = interactive.then(|| feed_stdin(handle.clone()));
+        let mut got = 0;
+        loop {
+            while let Ok(r) = rx.try_recv() {
+                print(&r);
+                got += 1;
+            }
+            if exit_after.is_some_and(|n| got >= n) || run.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Stay a moment so peers can finish with our messages, then stop.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        handle.stop();
+        run.await??;
+        drop(feeder);
+        Ok(())
+    })
+}
