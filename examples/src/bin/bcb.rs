@@ -296,7 +296,7 @@ fn one_node(
             k256::ecdsa::SigningKey::from_slice(&bytes)
                 .map_err(|e| format!("key file {}: {e}", path.display()))?
         }
-        None => test_keys(seed, &[me.clone()])
+        None => test_keys(seed, std::slice::from_ref(&me))
             .0
             .remove(&me)
             .expect("made above"),
