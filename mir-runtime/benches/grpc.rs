@@ -30,7 +30,10 @@ impl PassiveModule for Count {
 }
 
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn main() {
@@ -39,22 +42,49 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--messages" => messages = args.next().and_then(|v| v.parse().ok()).expect("--messages N"),
-            "--window" => window = args.next().and_then(|v| v.parse().ok()).expect("--window W"),
+            "--messages" => {
+                messages = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--messages N")
+            }
+            "--window" => {
+                window = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--window W")
+            }
             "--bench" => {}
             other => eprintln!("ignoring argument {other}"),
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     println!("gRPC transport, 2 nodes on loopback, window {window}");
-    println!("{:>8} {:>12} {:>10} {:>10}", "payload", "messages/s", "MB/s", "dropped");
+    println!(
+        "{:>8} {:>12} {:>10} {:>10}",
+        "payload", "messages/s", "MB/s", "dropped"
+    );
     for size in [64usize, 512] {
         rt.block_on(async {
             let ids = [NodeId::new("0"), NodeId::new("1")];
             let (keys, reg) = test_keys(1, &ids);
             let nodes = ids
                 .iter()
-                .map(|id| Member { id: id.clone(), address: free_addr(), public_key: reg.get(id).unwrap().to_encoded_point(true).as_bytes().to_vec(), weight: 1 })
+                .map(|id| Member {
+                    id: id.clone(),
+                    address: free_addr(),
+                    public_key: reg
+                        .get(id)
+                        .unwrap()
+                        .to_encoded_point(true)
+                        .as_bytes()
+                        .to_vec(),
+                    weight: 1,
+                })
                 .collect();
             let membership = Membership { nodes };
             let got = Arc::new(AtomicU64::new(0));
@@ -62,15 +92,33 @@ fn main() {
             let mut grpcs = Vec::new();
             let mut runs = Vec::new();
             for id in &ids {
-                let t = GrpcTransport::new(GrpcConfig::new(id.clone(), membership.clone(), keys[id].clone())).unwrap();
+                let t = GrpcTransport::new(GrpcConfig::new(
+                    id.clone(),
+                    membership.clone(),
+                    keys[id].clone(),
+                ))
+                .unwrap();
                 grpcs.push(t.handle());
-                let node = Node::builder(id.clone()).passive("app", Count(got.clone())).active("net", t).build().unwrap();
+                let node = Node::builder(id.clone())
+                    .passive("app", Count(got.clone()))
+                    .active("net", t)
+                    .build()
+                    .unwrap();
                 handles.push(node.handle());
                 runs.push(tokio::spawn(node.run()));
             }
             assert!(grpcs[0].wait_connected(1, Duration::from_secs(10)).await);
             let payload = vec![7u8; size];
-            let msg = |_: u64| Event::new("app", "net", SendMessage { destinations: vec![ids[1].clone()], message: Message::new("app", Blob(payload.clone())) });
+            let msg = |_: u64| {
+                Event::new(
+                    "app",
+                    "net",
+                    SendMessage {
+                        destinations: vec![ids[1].clone()],
+                        message: Message::new("app", Blob(payload.clone())),
+                    },
+                )
+            };
             let t0 = Instant::now();
             let mut sent = 0u64;
             while got.load(Relaxed) < messages {
@@ -85,7 +133,13 @@ fn main() {
             }
             let dt = t0.elapsed().as_secs_f64();
             let dropped = grpcs[0].stats().transport.overflow.load(Relaxed);
-            println!("{:>7}B {:>12.0} {:>10.1} {:>10}", size, messages as f64 / dt, messages as f64 * size as f64 / dt / 1e6, dropped);
+            println!(
+                "{:>7}B {:>12.0} {:>10.1} {:>10}",
+                size,
+                messages as f64 / dt,
+                messages as f64 * size as f64 / dt / 1e6,
+                dropped
+            );
             for h in &handles {
                 h.stop();
             }
