@@ -198,6 +198,18 @@ async fn impostor(
     to: &str,
     key: &SigningKey,
 ) -> Result<(), String> {
+    impostor_then(addr, claimed, to, key, None).await
+}
+
+/// The same, then sends `frame` as raw bytes after the handshake (and waits for the server to
+/// close the stream).
+async fn impostor_then(
+    addr: SocketAddr,
+    claimed: &str,
+    to: &str,
+    key: &SigningKey,
+    frame: Option<Vec<u8>>,
+) -> Result<(), String> {
     use mir_runtime::transport::grpc::Frame;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -241,11 +253,14 @@ async fn impostor(
     .await
     .unwrap();
     match inbound.message().await {
-        Ok(Some(b)) if mir_runtime::codec::decode::<Frame>("f", &b).unwrap() == Frame::Welcome => {
-            Ok(())
-        }
-        other => Err(format!("refused: {other:?}")),
+        Ok(Some(b)) if mir_runtime::codec::decode::<Frame>("f", &b).unwrap() == Frame::Welcome => {}
+        other => return Err(format!("refused: {other:?}")),
     }
+    if let Some(f) = frame {
+        out.send(f).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), inbound.message()).await;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -304,6 +319,20 @@ async fn impostors_garbage_and_oversized_frames_are_rejected_and_counted() {
     // The real node 2 is accepted.
     assert!(impostor(addr_b, "2", "1", &key(2)).await.is_ok());
     assert_eq!(b.grpc.stats().handshakes_rejected.load(Relaxed), 3);
+    // A truncated message frame from an authenticated peer: rejected, counted, connection closed.
+    let whole = mir_runtime::codec::encode(&mir_runtime::transport::grpc::Frame::Msg(
+        Message::new("app", TestUint64(5)),
+    ));
+    impostor_then(
+        addr_b,
+        "2",
+        "1",
+        &key(2),
+        Some(whole[..whole.len() - 3].to_vec()),
+    )
+    .await
+    .unwrap();
+    wait_until(|| b.grpc.stats().frames_rejected.load(Relaxed) == 1).await;
 
     // Random bytes on the port.
     {
@@ -324,7 +353,7 @@ async fn impostors_garbage_and_oversized_frames_are_rejected_and_counted() {
         },
     );
     a.handle.inject(vec![big]).await.unwrap();
-    wait_until(|| b.grpc.stats().frames_rejected.load(Relaxed) >= 1).await;
+    wait_until(|| b.grpc.stats().frames_rejected.load(Relaxed) >= 2).await;
 
     // Node 1 still serves its real peers: node 0 reconnects and is heard.
     a.handle.inject(vec![send(&[1], 99)]).await.unwrap();
@@ -356,4 +385,35 @@ fn bad_configuration_is_refused() {
         outsider.err().unwrap().to_string(),
         "node 9 is not in the membership"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joining_while_traffic_flows_starts_receiving() {
+    let c = cluster(3);
+    let a = start(&c, 0, |cfg| {
+        cfg.reconnect = (Duration::from_millis(20), Duration::from_millis(100))
+    });
+    let b = start(&c, 1, |_| {});
+    assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
+    // Node 0 keeps sending to 1 and 2 while node 2 is not up yet, then after it joins.
+    let mut late = None;
+    for round in 0..60u64 {
+        a.handle.inject(vec![send(&[1, 2], round)]).await.unwrap();
+        if round == 20 {
+            late = Some(start(&c, 2, |_| {}));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let late = late.unwrap();
+    wait_until(|| received(&b.rec).len() == 60).await;
+    wait_until(|| received(&late.rec).iter().any(|(_, n)| *n == 59)).await;
+    let got: Vec<u64> = received(&late.rec).iter().map(|(_, n)| *n).collect();
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    assert_eq!(
+        received(&b.rec).iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        (0..60).collect::<Vec<_>>()
+    );
+    stop(a).await;
+    stop(b).await;
+    stop(late).await;
 }
