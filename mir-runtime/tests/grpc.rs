@@ -334,12 +334,13 @@ async fn impostors_garbage_and_oversized_frames_are_rejected_and_counted() {
     .unwrap();
     wait_until(|| b.grpc.stats().frames_rejected.load(Relaxed) == 1).await;
 
-    // Random bytes on the port.
+    // Random bytes on the port: closed before reaching gRPC, counted.
     {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(addr_b).unwrap();
         let _ = s.write_all(&[0xde, 0xad, 0xbe, 0xef].repeat(1000));
     }
+    wait_until(|| b.grpc.stats().handshakes_rejected.load(Relaxed) == 4).await;
     // An oversized message from a real peer: refused by the receiver, the connection closes.
     let big = Event::new(
         "app",

@@ -23,9 +23,14 @@
 //!   (bounded) and the message in flight when a connection broke is sent again first.
 //! * Receiving applies back-pressure: a received message waits for room in the node (so HTTP/2
 //!   flow control slows the sender) instead of being dropped.
-//! * Frames over `max_message_size` are refused by tonic; malformed frames, bad handshakes and
-//!   messages for modules the node does not have are dropped, logged and counted; the node keeps
-//!   serving its peers. Traffic is authenticated but **not encrypted**.
+//! * Connections that do not start with the HTTP/2 preface within the handshake timeout (random
+//!   bytes, other protocols, idle sockets) are closed before they reach gRPC. Frames over
+//!   `max_message_size` are refused by tonic. All of these, malformed or truncated frames, bad
+//!   handshakes and messages for modules the node does not have are dropped, logged and counted
+//!   ([`GrpcStats`]); the node keeps serving its peers. Traffic is authenticated but **not
+//!   encrypted**.
+//! * A message for a member that is not connected (yet, or any more) waits in its bounded queue;
+//!   one for a node outside the membership is an error of the sender, counted as `not_connected`.
 //! * Messages to itself skip the network.
 
 use std::collections::BTreeMap;
@@ -275,8 +280,13 @@ impl GrpcTransport {
             stop: self.handle.stop.subscribe(),
         }));
         let mut stop = self.handle.stop.subscribe();
+        let incoming = screen_connections(
+            listener,
+            self.handle.stats.clone(),
+            self.cfg.handshake_timeout,
+            self.handle.stop.subscribe(),
+        );
         tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
@@ -393,6 +403,61 @@ impl ActiveModule for GrpcTransport {
         }
         Ok(())
     }
+}
+
+// ---- accepting connections ----
+
+/// What every HTTP/2 connection starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Accepts TCP connections and passes on only those that start like HTTP/2 within the handshake
+/// timeout; the others (random bytes, other protocols, idle sockets) are closed, logged and
+/// counted as rejected handshakes, without ever reaching the gRPC server.
+fn screen_connections(
+    listener: tokio::net::TcpListener,
+    stats: Arc<GrpcStats>,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> ReceiverStream<std::io::Result<tokio::net::TcpStream>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gRPC transport: accept failed");
+                    continue;
+                }
+            };
+            let (tx, stats) = (tx.clone(), stats.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 24];
+                let ok = tokio::time::timeout(timeout, async {
+                    loop {
+                        match stream.peek(&mut buf).await {
+                            Ok(n) if n >= H2_PREFACE.len() => return buf == *H2_PREFACE,
+                            Ok(n) if n == 0 || buf[..n] != H2_PREFACE[..n] => return false,
+                            Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                            Err(_) => return false,
+                        }
+                    }
+                })
+                .await
+                .unwrap_or(false);
+                if ok {
+                    let _ = tx.send(Ok(stream)).await;
+                } else {
+                    stats.handshakes_rejected.fetch_add(1, Relaxed);
+                    tracing::warn!(%peer, "gRPC transport: connection that does not speak HTTP/2 closed");
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 // ---- the wire: raw frames ----
