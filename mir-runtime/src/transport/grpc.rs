@@ -628,9 +628,20 @@ async fn serve_stream(
         let bytes = match next {
             Ok(Some(b)) => b,
             Ok(None) => return,
-            Err(e) => {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    tonic::Code::OutOfRange | tonic::Code::InvalidArgument | tonic::Code::Internal
+                ) =>
+            {
+                // An oversized or malformed gRPC frame.
                 state.stats.frames_rejected.fetch_add(1, Relaxed);
-                tracing::warn!(node = %state.me, peer = %from, error = %e, "gRPC transport: stream error; connection closed");
+                tracing::warn!(node = %state.me, peer = %from, error = %e, "gRPC transport: bad frame; connection closed");
+                return;
+            }
+            Err(e) => {
+                // The peer went away (stopped, crashed, network): it will reconnect.
+                tracing::debug!(node = %state.me, peer = %from, error = %e, "gRPC transport: connection lost");
                 return;
             }
         };
