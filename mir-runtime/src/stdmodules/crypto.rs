@@ -13,7 +13,7 @@ use crate::event::Event;
 use crate::id::NodeId;
 use crate::module::{Batch, ModuleError, ModuleResult, Outbox, PassiveModule};
 use crate::stdevents::crypto::{
-    frame, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
+    frame, SigCheck, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
 };
 use crate::stdevents::Init;
 
@@ -41,28 +41,32 @@ impl TestCrypto {
         h.update(frame(data));
         h.finalize().to_vec()
     }
+}
 
-    fn check(&self, node: &NodeId, data: &[Vec<u8>], sig: &[u8]) -> Option<String> {
-        (self.sign_as(node, data) != sig).then(|| format!("invalid signature of node {node}"))
+/// What a crypto module does; [`serve`] turns it into the request/response protocol shared by
+/// every crypto module (so they answer the same events the same way).
+pub(crate) trait CryptoImpl {
+    /// This node's signature of `data`.
+    fn sign(&self, data: &[Vec<u8>]) -> Vec<u8>;
+    /// `None` if `signature` is `node`'s signature of `data`, else why not.
+    fn check(&self, node: &NodeId, data: &[Vec<u8>], signature: &[u8]) -> Option<String>;
+    /// [`CryptoImpl::check`] for each item, in order.
+    fn check_all(&self, items: &[SigCheck]) -> Vec<Option<String>> {
+        items
+            .iter()
+            .map(|i| self.check(&i.node, &i.data, &i.signature))
+            .collect()
     }
 }
 
-impl PassiveModule for TestCrypto {
-    fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
-        for ev in events {
-            handle(self, ev, out)?;
-        }
-        Ok(())
-    }
-}
-
-fn handle(c: &TestCrypto, ev: Event, out: &mut Outbox) -> ModuleResult {
+/// Answers one crypto request (`Init` is ignored; other events are an error).
+pub(crate) fn serve(c: &impl CryptoImpl, ev: Event, out: &mut Outbox) -> ModuleResult {
     if ev.is::<Init>() {
         return Ok(());
     }
     if ev.is::<SignRequest>() {
         let r: SignRequest = ev.into_payload().map_err(ModuleError::new)?;
-        let signature = c.sign_as(&c.me, &r.data);
+        let signature = c.sign(&r.data);
         out.send(
             &r.origin.module.clone(),
             SignResult {
@@ -83,11 +87,7 @@ fn handle(c: &TestCrypto, ev: Event, out: &mut Outbox) -> ModuleResult {
         );
     } else if ev.is::<VerifySigs>() {
         let r: VerifySigs = ev.into_payload().map_err(ModuleError::new)?;
-        let errors: Vec<Option<String>> = r
-            .items
-            .iter()
-            .map(|i| c.check(&i.node, &i.data, &i.signature))
-            .collect();
+        let errors = c.check_all(&r.items);
         let all_ok = errors.iter().all(Option::is_none);
         out.send(
             &r.origin.module.clone(),
@@ -101,4 +101,22 @@ fn handle(c: &TestCrypto, ev: Event, out: &mut Outbox) -> ModuleResult {
         return Err(ModuleError::unexpected_event(&ev));
     }
     Ok(())
+}
+
+impl CryptoImpl for TestCrypto {
+    fn sign(&self, data: &[Vec<u8>]) -> Vec<u8> {
+        self.sign_as(&self.me, data)
+    }
+    fn check(&self, node: &NodeId, data: &[Vec<u8>], signature: &[u8]) -> Option<String> {
+        (self.sign_as(node, data) != signature).then(|| format!("invalid signature of node {node}"))
+    }
+}
+
+impl PassiveModule for TestCrypto {
+    fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
+        for ev in events {
+            serve(self, ev, out)?;
+        }
+        Ok(())
+    }
 }

@@ -20,13 +20,9 @@ use k256::ecdsa::signature::{Signer, Verifier};
 use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::event::Event;
 use crate::id::NodeId;
-use crate::module::{Batch, ModuleError, ModuleResult, Outbox, PassiveModule};
-use crate::stdevents::crypto::{
-    frame, SigCheck, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
-};
-use crate::stdevents::Init;
+use crate::module::{Batch, ModuleResult, Outbox, PassiveModule};
+use crate::stdevents::crypto::{frame, SigCheck};
 
 /// A key could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,6 +165,16 @@ impl EcdsaCrypto {
     pub fn registry_mut(&mut self) -> &mut KeyRegistry {
         &mut self.registry
     }
+}
+
+impl super::crypto::CryptoImpl for EcdsaCrypto {
+    fn sign(&self, data: &[Vec<u8>]) -> Vec<u8> {
+        sign(&self.key, data)
+    }
+
+    fn check(&self, node: &NodeId, data: &[Vec<u8>], signature: &[u8]) -> Option<String> {
+        self.registry.check(node, data, signature)
+    }
 
     fn check_all(&self, items: &[SigCheck]) -> Vec<Option<String>> {
         const MIN_PER_THREAD: usize = 4;
@@ -189,55 +195,12 @@ impl EcdsaCrypto {
                 .collect()
         })
     }
-
-    fn handle(&self, ev: Event, out: &mut Outbox) -> ModuleResult {
-        if ev.is::<Init>() {
-            return Ok(());
-        }
-        if ev.is::<SignRequest>() {
-            let r: SignRequest = ev.into_payload().map_err(ModuleError::new)?;
-            let signature = sign(&self.key, &r.data);
-            out.send(
-                &r.origin.module.clone(),
-                SignResult {
-                    signature,
-                    origin: r.origin,
-                },
-            );
-        } else if ev.is::<VerifySig>() {
-            let r: VerifySig = ev.into_payload().map_err(ModuleError::new)?;
-            let error = self.registry.check(&r.node, &r.data, &r.signature);
-            out.send(
-                &r.origin.module.clone(),
-                SigVerified {
-                    node: r.node,
-                    error,
-                    origin: r.origin,
-                },
-            );
-        } else if ev.is::<VerifySigs>() {
-            let r: VerifySigs = ev.into_payload().map_err(ModuleError::new)?;
-            let errors = self.check_all(&r.items);
-            let all_ok = errors.iter().all(Option::is_none);
-            out.send(
-                &r.origin.module.clone(),
-                SigsVerified {
-                    errors,
-                    all_ok,
-                    origin: r.origin,
-                },
-            );
-        } else {
-            return Err(ModuleError::unexpected_event(&ev));
-        }
-        Ok(())
-    }
 }
 
 impl PassiveModule for EcdsaCrypto {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
-            self.handle(ev, out)?;
+            super::crypto::serve(self, ev, out)?;
         }
         Ok(())
     }
