@@ -209,6 +209,8 @@ impl PassiveModule for EcdsaCrypto {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stdevents::crypto::{SignRequest, SignResult, SigsVerified, VerifySigs};
+    use crate::Event;
     use crate::id::ModuleId;
     use crate::stdevents::crypto::Origin;
     use crate::testing::apply;
