@@ -3,10 +3,10 @@
 //! Turns an impl block of upon-handlers into an implementation of `mir_dsl::Protocol`. The stages
 //! follow the usual shape of a derive crate:
 //!
-//! 1. [`attr`]: parse `#[protocol(…)]` and each method's `#[upon(…)]`;
-//! 2. [`model`]: build the protocol model (handlers with their kinds, types and spans), checking
-//!    each DSL rule in its own function and collecting every error (a [`model::Ctxt`]);
-//! 3. [`expand`]: generate small code — a dispatch method per impl block that tests the event's
+//! 1. `attr`: parse `#[protocol(…)]` and each method's `#[upon(…)]`;
+//! 2. `model`: build the protocol model (handlers with their kinds, types and spans), checking
+//!    each DSL rule in its own function and collecting every error (a `model::Ctxt`);
+//! 3. `expand`: generate small code — a dispatch method per impl block that tests the event's
 //!    type and calls ordinary functions of `mir_dsl::__private`.
 //!
 //! On invalid input the macro still emits the impl block (without the DSL attributes) next to the

@@ -23,6 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::id::NodeId;
 use crate::module::{Batch, ModuleResult, Outbox, PassiveModule};
 use crate::stdevents::crypto::{frame, SigCheck};
+#[cfg(doc)]
+use crate::stdevents::crypto::{SignRequest, VerifySig, VerifySigs};
 
 /// A key could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,11 +211,11 @@ impl PassiveModule for EcdsaCrypto {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stdevents::crypto::{SignRequest, SignResult, SigsVerified, VerifySigs};
-    use crate::Event;
     use crate::id::ModuleId;
     use crate::stdevents::crypto::Origin;
+    use crate::stdevents::crypto::{SignRequest, SignResult, SigsVerified, VerifySigs};
     use crate::testing::apply;
+    use crate::Event;
 
     fn nodes() -> Vec<NodeId> {
         (0..4).map(NodeId::from_index).collect()
