@@ -100,9 +100,10 @@ async fn a_full_destination_drops_and_counts_instead_of_blocking() {
         .active("net", t0)
         .build()
         .unwrap();
-    // Node 1 is built but not running: its injection channel (4 batches) fills up.
+    // Node 1 is built but not running: its injection channel (4 batches of 1 event) fills up.
     let cfg = NodeConfig {
         inject_capacity: 4,
+        max_batch_size: 1,
         ..NodeConfig::default()
     };
     let n1 = Node::builder("1")

@@ -106,6 +106,18 @@ impl EventSink {
         out
     }
 
+    /// Whether the node has the top-level module of `dest` (injecting an event for it would not be
+    /// refused as [`InjectError::UnknownDestination`]).
+    pub fn accepts(&self, dest: &ModuleId) -> bool {
+        let top = dest.top();
+        self.ids.iter().any(|id| id.as_str() == top)
+    }
+
+    /// The most events one injected batch may hold ([`EventSink::try_inject`] refuses more).
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
     /// Injects events, waiting while the node is overloaded. Events keep their order.
     pub async fn inject(&self, events: Vec<Event>) -> Result<(), InjectError> {
         self.check(&events)?;

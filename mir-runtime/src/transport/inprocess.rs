@@ -17,9 +17,10 @@
 //! assert_eq!(net.connected().len(), 3);
 //! ```
 //!
-//! Messages are encoded once per [`SendMessage`] and injected into each destination node with
+//! Messages are encoded once per [`SendMessage`]; the messages of one batch for one destination
+//! are injected together (in batches of at most the destination's `max_batch_size`) with
 //! [`EventSink::try_inject`]: never waiting (a transport must not block its node), so a full
-//! destination queue drops the message and counts it as `overflow`. A destination that is not
+//! destination queue drops them and counts them as `overflow`. A destination that is not
 //! connected counts as `not_connected`; a message for a module the destination does not have is
 //! `rejected`. All are logged at WARN. Links are FIFO: one sender's messages to one receiver
 //! arrive in order.
@@ -90,7 +91,8 @@ impl InProcessTransport {
         self.stats.clone()
     }
 
-    fn send(&self, send: SendMessage) {
+    /// Queues `send`'s messages per destination (injected together by [`Self::flush`]).
+    fn send(&self, send: SendMessage, outgoing: &mut BTreeMap<NodeId, Vec<Event>>) {
         let message = Message {
             dest_module: send.message.dest_module.clone(),
             payload: Payload::encoded(
@@ -98,13 +100,7 @@ impl InProcessTransport {
                 send.message.payload.encode_value(),
             ),
         };
-        let sinks = self.sinks.lock().expect("network lock");
-        for dest in &send.destinations {
-            let Some(sink) = sinks.get(dest) else {
-                self.stats.not_connected.fetch_add(1, Relaxed);
-                tracing::warn!(node = %self.me, dest = %dest, "in-process transport: destination not connected; message dropped");
-                continue;
-            };
+        for dest in send.destinations {
             let received = MessageReceived {
                 from: self.me.clone(),
                 message: message.clone(),
@@ -114,20 +110,44 @@ impl InProcessTransport {
                 message.dest_module.clone(),
                 received,
             );
-            self.stats.sent.fetch_add(1, Relaxed);
-            match sink.try_inject(vec![ev]) {
-                Ok(()) => {}
-                Err(InjectError::Full(_)) => {
-                    self.stats.overflow.fetch_add(1, Relaxed);
-                    tracing::warn!(node = %self.me, dest = %dest, "in-process transport: destination overloaded; message dropped");
-                }
-                Err(InjectError::UnknownDestination { dest: module, .. }) => {
-                    self.stats.rejected.fetch_add(1, Relaxed);
-                    tracing::warn!(node = %self.me, dest = %dest, module = %module, "in-process transport: no such module at the destination; message dropped");
-                }
-                Err(InjectError::NodeStopped(_)) => {
-                    self.stats.not_connected.fetch_add(1, Relaxed);
-                    tracing::warn!(node = %self.me, dest = %dest, "in-process transport: destination stopped; message dropped");
+            outgoing.entry(dest).or_default().push(ev);
+        }
+    }
+
+    /// Injects each destination's messages as few batches, in order, without waiting.
+    fn flush(&self, outgoing: BTreeMap<NodeId, Vec<Event>>) {
+        let sinks = self.sinks.lock().expect("network lock");
+        for (dest, events) in outgoing {
+            let n = events.len() as u64;
+            let Some(sink) = sinks.get(&dest) else {
+                self.stats.not_connected.fetch_add(n, Relaxed);
+                tracing::warn!(node = %self.me, dest = %dest, messages = n, "in-process transport: destination not connected; messages dropped");
+                continue;
+            };
+            self.stats.sent.fetch_add(n, Relaxed);
+            let (good, bad): (Vec<Event>, Vec<Event>) =
+                events.into_iter().partition(|ev| sink.accepts(&ev.dest));
+            if !bad.is_empty() {
+                self.stats.rejected.fetch_add(bad.len() as u64, Relaxed);
+                tracing::warn!(node = %self.me, dest = %dest, module = %bad[0].dest, messages = bad.len(), "in-process transport: no such module at the destination; messages dropped");
+            }
+            let mut good = good.into_iter().peekable();
+            while good.peek().is_some() {
+                let chunk: Vec<Event> = good.by_ref().take(sink.max_batch()).collect();
+                let len = chunk.len() as u64;
+                match sink.try_inject(chunk) {
+                    Ok(()) => {}
+                    Err(InjectError::Full(_)) => {
+                        self.stats.overflow.fetch_add(len, Relaxed);
+                        tracing::warn!(node = %self.me, dest = %dest, messages = len, "in-process transport: destination overloaded; messages dropped");
+                    }
+                    Err(InjectError::UnknownDestination { .. }) => {
+                        self.stats.rejected.fetch_add(len, Relaxed);
+                    }
+                    Err(InjectError::NodeStopped(_)) => {
+                        self.stats.not_connected.fetch_add(len, Relaxed);
+                        tracing::warn!(node = %self.me, dest = %dest, "in-process transport: destination stopped; messages dropped");
+                    }
                 }
             }
         }
@@ -136,12 +156,13 @@ impl InProcessTransport {
 
 impl ActiveModule for InProcessTransport {
     fn apply_events(&mut self, events: Batch<'_>, _cx: &mut Context<'_>) -> ModuleResult {
+        let mut outgoing = BTreeMap::new();
         for ev in events {
             if ev.is::<Init>() {
                 continue;
             }
             match ev.into_payload::<SendMessage>() {
-                Ok(send) => self.send(send),
+                Ok(send) => self.send(send, &mut outgoing),
                 Err(e) => {
                     return Err(ModuleError::new(format!(
                         "the in-process transport only handles mir.SendMessage ({e})"
@@ -149,6 +170,7 @@ impl ActiveModule for InProcessTransport {
                 }
             }
         }
+        self.flush(outgoing);
         Ok(())
     }
 }
