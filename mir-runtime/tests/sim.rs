@@ -227,6 +227,9 @@ fn bad_setup_is_reported() {
         sim.inject(&"0".into(), vec![Event::new("x", "zz", TestUint64(1))]),
         Err(SimError::UnknownDestination { .. })
     ));
+    sim.step().unwrap();
+    let late = sim.add_node(Node::builder("2").passive("a", Recorder::default()));
+    assert_eq!(late, Err(SimError::AlreadyStarted("2".into())));
 }
 
 #[test]

@@ -128,6 +128,11 @@ pub enum SimError {
     /// [`Simulation::add_restartable_node`]).
     #[error("node {0} cannot restart: add it with Simulation::add_restartable_node")]
     NotRestartable(NodeId),
+    /// A node was added after the first step (all nodes start together).
+    #[error(
+        "node {0} is added after the simulation started; add every node before the first step"
+    )]
+    AlreadyStarted(NodeId),
     /// [`Fault::Restart`] of a node that is running.
     #[error("node {0} is running; crash it before restarting it")]
     NotCrashed(NodeId),
@@ -310,10 +315,9 @@ impl Simulation {
         if self.by_id.contains_key(&id) {
             return Err(SimError::DuplicateNode(id));
         }
-        assert!(
-            !self.started,
-            "Simulation::add_node after the simulation started"
-        );
+        if self.started {
+            return Err(SimError::AlreadyStarted(id));
+        }
         let core = builder.port(&self.cfg.transport_id.clone()).build_core()?;
         let port = core.ids.len() - 1;
         self.by_id.insert(id.clone(), self.nodes.len());
