@@ -109,14 +109,24 @@ fn ring(
 
 /// Events handled per second on the tokio executor (current_thread).
 fn tokio_ring(modules: usize, total: u64) -> f64 {
+    tokio_ring_with(modules, total, false)
+}
+
+/// The same, optionally recording every event to an event log (in a temporary directory).
+fn tokio_ring_with(modules: usize, total: u64, record: bool) -> f64 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let node = ring(Node::builder("0"), modules, total, tx)
-        .build()
-        .unwrap();
+    let mut builder = ring(Node::builder("0"), modules, total, tx);
+    let dir = std::env::temp_dir().join(format!("mir-bench-log-{}", std::process::id()));
+    if record {
+        let cfg = mir_runtime::eventlog::RecorderConfig::new(&dir);
+        builder =
+            builder.interceptor(mir_runtime::eventlog::Recorder::new(cfg, &"0".into()).unwrap());
+    }
+    let node = builder.build().unwrap();
     let h = node.handle();
     rt.block_on(async move {
         let t0 = Instant::now();
@@ -132,6 +142,9 @@ fn tokio_ring(modules: usize, total: u64) -> f64 {
         h.stop();
         run.await.unwrap().unwrap();
         let events: u64 = h.stats().modules.iter().map(|m| m.events_handled).sum();
+        if record {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         events as f64 / dt.as_secs_f64()
     })
 }
@@ -282,6 +295,7 @@ fn main() {
         let tok = measure("tokio", &|| tokio_ring(modules, total));
         let sim = measure("sim", &|| sim_ring(modules, total, true));
         let sim_nd = measure("sim", &|| sim_ring(modules, total, false));
+        let rec = measure("record", &|| tokio_ring_with(modules, total, true));
         println!(
             "{:<52} {:>12.0} {:>12.0} {:>6.2}",
             format!("tokio executor, {label}"),
@@ -302,6 +316,12 @@ fn main() {
             sim_nd,
             base,
             sim_nd / base
+        );
+        let line = format!("tokio executor recording every event, {label}");
+        println!(
+            "{line:<52} {rec:>12.0} {base:>12.0} {:>6.2}  ({:.0}% of not recording)",
+            rec / base,
+            rec / tok * 100.0
         );
     }
 }

@@ -14,6 +14,7 @@
 //! | standard events and modules | [`stdevents`], [`stdmodules`] (timer, factory, crypto, hasher, null) |
 //! | transports | [`transport`] (in-process; the simulator has its own) |
 //! | membership files (TOML/JSON: IDs, addresses, keys, weights) | [`membership`] |
+//! | recording event logs, reading them back | [`eventlog`] |
 //! | statistics | [`NodeStats`] |
 //!
 //! ## The model
@@ -101,6 +102,7 @@ pub mod codec;
 mod config;
 mod error;
 mod event;
+pub mod eventlog;
 pub mod executor;
 mod id;
 pub mod membership;

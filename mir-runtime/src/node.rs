@@ -68,6 +68,7 @@ pub struct NodeBuilder {
     pub(crate) config: NodeConfig,
     pub(crate) modules: Vec<(ModuleId, ModuleKind)>,
     pub(crate) error: Option<BuildError>,
+    pub(crate) interceptor: Option<Box<dyn crate::eventlog::Interceptor>>,
 }
 
 impl NodeBuilder {
@@ -78,6 +79,7 @@ impl NodeBuilder {
             config: NodeConfig::default(),
             modules: Vec::new(),
             error: None,
+            interceptor: None,
         }
     }
 
@@ -117,6 +119,13 @@ impl NodeBuilder {
     /// Adds an active module.
     pub fn active(self, id: &str, module: impl ActiveModule) -> Self {
         self.add(id, ModuleKind::Active(Box::new(module)))
+    }
+
+    /// Shows every batch to `interceptor` just before a module handles it (e.g. a
+    /// [`Recorder`](crate::eventlog::Recorder)). In both executors.
+    pub fn interceptor(mut self, interceptor: impl crate::eventlog::Interceptor) -> Self {
+        self.interceptor = Some(Box::new(interceptor));
+        self
     }
 
     pub(crate) fn port(self, id: &str) -> Self {
@@ -172,6 +181,8 @@ impl NodeBuilder {
             cursor: Cursor::default(),
             alarms: AlarmRequests::default(),
             sink: None,
+            interceptor: self.interceptor,
+            dispatched: 0,
         })
     }
 }
@@ -210,6 +221,9 @@ pub(crate) struct NodeCore {
     cursor: Cursor,
     pub(crate) alarms: AlarmRequests,
     pub(crate) sink: Option<EventSink>,
+    interceptor: Option<Box<dyn crate::eventlog::Interceptor>>,
+    /// Events dispatched so far (the position of the next batch's first event).
+    dispatched: u64,
 }
 
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -376,6 +390,10 @@ impl NodeCore {
         let counters = &self.stats.modules[i];
         counters.events.fetch_add(n as u64, Relaxed);
         counters.batches.fetch_add(1, Relaxed);
+        if let Some(ic) = &mut self.interceptor {
+            ic.intercept(&self.node, &self.ids[i], now, self.dispatched, &batch);
+        }
+        self.dispatched += n as u64;
         let t0 = Instant::now();
         let id = &self.ids[i];
         let res = match &mut self.slots[i] {

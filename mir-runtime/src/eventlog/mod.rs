@@ -1,0 +1,336 @@
+//! Event logs: recording every event handed to every module, and reading the logs back.
+//!
+//! * An [`Interceptor`] sees each batch just before a module handles it (node, module, time,
+//!   position, events), in both executors. Install one with
+//!   [`NodeBuilder::interceptor`](crate::NodeBuilder::interceptor).
+//! * The [`Recorder`] interceptor writes an event log: the canonical encoding of each batch as an
+//!   [`Entry`], length-prefixed, gzip-compressed, in files `eventlog-000000.gz`, `…-000001.gz` …
+//!   under `<dir>/<node>/`, a new file after `max_file_bytes` (uncompressed) or `max_file_events`.
+//!   Encoding happens on the event loop (allocation-free, into a buffer); compression and writing
+//!   on a thread of the recorder's own, one hand-off per `chunk_bytes`. An optional filter keeps
+//!   only some events.
+//! * [`read_log`] reads a file back; a truncated last record is reported as an error after the
+//!   entries before it.
+//!
+//! ```
+//! use mir_runtime::eventlog::{read_log, Recorder, RecorderConfig};
+//! use mir_runtime::sim::{SimConfig, Simulation};
+//! use mir_runtime::{Node, stdmodules::NullModule};
+//! let dir = std::env::temp_dir().join(format!("mir-doc-log-{}", std::process::id()));
+//! let rec = Recorder::new(RecorderConfig::new(&dir), &"0".into()).unwrap();
+//! let files = rec.files();
+//! let mut sim = Simulation::new(SimConfig::with_seed(1));
+//! sim.add_node(Node::builder("0").passive("app", NullModule).interceptor(rec)).unwrap();
+//! sim.run_until_idle(std::time::Duration::from_secs(1)).unwrap();
+//! drop(sim); // the recorder flushes and closes its file
+//! let log = read_log(&files.lock().unwrap()[0]).unwrap();
+//! assert_eq!(log.iter().map(|e| e.events.len()).sum::<usize>(), 2); // Init to app and to net
+//! std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc, Arc, Mutex};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, put_bytes, put_varint, DecodeError};
+use crate::event::Event;
+use crate::id::{ModuleId, NodeId};
+use crate::time::Time;
+
+/// Sees every batch just before a module handles it.
+pub trait Interceptor: Send + 'static {
+    /// `events` is the batch module `module` of node `node` is about to handle at `time`;
+    /// `index` is the position of its first event among all events the node dispatched.
+    fn intercept(
+        &mut self,
+        node: &NodeId,
+        module: &ModuleId,
+        time: Time,
+        index: u64,
+        events: &[Event],
+    );
+}
+
+/// One recorded batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The node.
+    pub node: NodeId,
+    /// The module that handled the batch.
+    pub module: ModuleId,
+    /// When, in nanoseconds since the executor started.
+    pub time_ns: u64,
+    /// Position of the first event among all events the node dispatched.
+    pub index: u64,
+    /// The events (payloads come back encoded).
+    pub events: Vec<Event>,
+}
+
+/// Decides which events a [`Recorder`] keeps: `(module handling it, event) -> keep?`.
+pub type EventFilter = Arc<dyn Fn(&ModuleId, &Event) -> bool + Send + Sync>;
+
+/// Where and how a [`Recorder`] writes.
+#[derive(Clone)]
+pub struct RecorderConfig {
+    /// The log directory; each node writes under `<dir>/<node>/`.
+    pub dir: PathBuf,
+    /// Start a new file after this many uncompressed bytes. Default 64 MiB.
+    pub max_file_bytes: u64,
+    /// Start a new file after this many events. Default: no limit.
+    pub max_file_events: u64,
+    /// Hand encoded data to the writer thread in chunks of this size. Default 256 KiB.
+    pub chunk_bytes: usize,
+    /// Record only the events for which this returns `true` (batches with none are skipped).
+    pub filter: Option<EventFilter>,
+}
+
+impl RecorderConfig {
+    /// Defaults, writing under `dir`.
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        RecorderConfig {
+            dir: dir.as_ref().to_owned(),
+            max_file_bytes: 64 << 20,
+            max_file_events: u64::MAX,
+            chunk_bytes: 256 << 10,
+            filter: None,
+        }
+    }
+}
+
+/// Counters of a recorder.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    /// Events recorded.
+    pub events: AtomicU64,
+    /// Chunks lost because writing failed (the error is logged).
+    pub lost_chunks: AtomicU64,
+}
+
+/// The recording interceptor. See the [module docs](self).
+pub struct Recorder {
+    cfg: RecorderConfig,
+    buf: Vec<u8>,
+    events_in_buf: u64,
+    scratch: Vec<u8>,
+    tx: Option<mpsc::SyncSender<(Vec<u8>, u64)>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    files: Arc<Mutex<Vec<PathBuf>>>,
+    stats: Arc<RecorderStats>,
+}
+
+impl Recorder {
+    /// A recorder for node `node` (creates `<dir>/<node>/`).
+    pub fn new(cfg: RecorderConfig, node: &NodeId) -> std::io::Result<Self> {
+        let dir = cfg.dir.join(node.as_str());
+        std::fs::create_dir_all(&dir)?;
+        let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, u64)>(8);
+        let files: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
+        let stats: Arc<RecorderStats> = Arc::default();
+        let (f, s, c) = (files.clone(), stats.clone(), cfg.clone());
+        let writer = std::thread::Builder::new()
+            .name(format!("mir-recorder-{node}"))
+            .spawn(move || write_loop(dir, c, rx, f, s))?;
+        Ok(Recorder {
+            cfg,
+            buf: Vec::new(),
+            events_in_buf: 0,
+            scratch: Vec::new(),
+            tx: Some(tx),
+            writer: Some(writer),
+            files,
+            stats,
+        })
+    }
+
+    /// The files written so far (shared; complete once the recorder is dropped).
+    pub fn files(&self) -> Arc<Mutex<Vec<PathBuf>>> {
+        self.files.clone()
+    }
+
+    /// The recorder's counters.
+    pub fn stats(&self) -> Arc<RecorderStats> {
+        self.stats.clone()
+    }
+
+    fn hand_off(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let chunk = std::mem::take(&mut self.buf);
+        let n = std::mem::take(&mut self.events_in_buf);
+        if let Some(tx) = &self.tx {
+            if tx.send((chunk, n)).is_err() {
+                self.stats.lost_chunks.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+impl Interceptor for Recorder {
+    fn intercept(
+        &mut self,
+        node: &NodeId,
+        module: &ModuleId,
+        time: Time,
+        index: u64,
+        events: &[Event],
+    ) {
+        let keep = |e: &Event| self.cfg.filter.as_ref().is_none_or(|f| f(module, e));
+        let count = events.iter().filter(|e| keep(e)).count();
+        if count == 0 {
+            return;
+        }
+        // A record: u32 length, then the canonical encoding of an `Entry`.
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        put_bytes(node.as_str().as_bytes(), &mut self.buf);
+        put_bytes(module.as_str().as_bytes(), &mut self.buf);
+        put_varint(time.since_start().as_nanos() as usize, &mut self.buf);
+        put_varint(index as usize, &mut self.buf);
+        put_varint(count, &mut self.buf);
+        for e in events.iter().filter(|e| keep(e)) {
+            e.encode_with(&mut self.buf, &mut self.scratch);
+        }
+        let len = (self.buf.len() - start - 4) as u32;
+        self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.events_in_buf += count as u64;
+        self.stats.events.fetch_add(count as u64, Relaxed);
+        if self.buf.len() >= self.cfg.chunk_bytes {
+            self.hand_off();
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.hand_off();
+        drop(self.tx.take());
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn write_loop(
+    dir: PathBuf,
+    cfg: RecorderConfig,
+    rx: mpsc::Receiver<(Vec<u8>, u64)>,
+    files: Arc<Mutex<Vec<PathBuf>>>,
+    stats: Arc<RecorderStats>,
+) {
+    let mut file: Option<GzEncoder<BufWriter<std::fs::File>>> = None;
+    let (mut bytes, mut events, mut seq) = (0u64, 0u64, 0u32);
+    while let Ok((chunk, n)) = rx.recv() {
+        if file.is_some() && (bytes >= cfg.max_file_bytes || events >= cfg.max_file_events) {
+            if let Some(f) = file.take() {
+                if let Err(e) = f.finish().and_then(|mut w| w.flush()) {
+                    tracing::error!(error = %e, "event log: closing a file failed");
+                }
+            }
+            (bytes, events) = (0, 0);
+        }
+        if file.is_none() {
+            let path = dir.join(format!("eventlog-{seq:06}.gz"));
+            seq += 1;
+            match std::fs::File::create(&path) {
+                Ok(f) => {
+                    file = Some(GzEncoder::new(
+                        BufWriter::new(f),
+                        flate2::Compression::fast(),
+                    ));
+                    files.lock().expect("lock").push(path);
+                }
+                Err(e) => {
+                    stats.lost_chunks.fetch_add(1, Relaxed);
+                    tracing::error!(path = %path.display(), error = %e, "event log: cannot create file; chunk lost");
+                    continue;
+                }
+            }
+        }
+        if let Err(e) = file.as_mut().expect("opened").write_all(&chunk) {
+            stats.lost_chunks.fetch_add(1, Relaxed);
+            tracing::error!(error = %e, "event log: write failed; chunk lost");
+        }
+        bytes += chunk.len() as u64;
+        events += n;
+    }
+    if let Some(f) = file.take() {
+        if let Err(e) = f.finish().and_then(|mut w| w.flush()) {
+            tracing::error!(error = %e, "event log: closing the last file failed");
+        }
+    }
+}
+
+/// Why a log could not be read (entirely).
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The file cannot be opened or read.
+    #[error("event log {path}: {reason}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// The file ends in the middle of a record; `entries` holds everything before it.
+    #[error("event log {path}: truncated after {} complete entries", entries.len())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// The complete entries before the cut.
+        entries: Vec<Entry>,
+    },
+    /// A record is not a valid entry; `entries` holds everything before it.
+    #[error("event log {path}: record #{} is corrupt: {error}", entries.len())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The complete entries before it.
+        entries: Vec<Entry>,
+        /// What is wrong.
+        error: DecodeError,
+    },
+}
+
+/// Reads every entry of a log file.
+pub fn read_log(path: impl AsRef<Path>) -> Result<Vec<Entry>, LogError> {
+    let path = path.as_ref().to_owned();
+    let file = std::fs::File::open(&path).map_err(|e| LogError::Io {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut data = Vec::new();
+    // A cut gzip stream still yields what was decompressed before the cut.
+    let complete = GzDecoder::new(file).read_to_end(&mut data).is_ok();
+    let mut entries = Vec::new();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return Err(LogError::Truncated { path, entries });
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        if rest.len() < 4 + len {
+            return Err(LogError::Truncated { path, entries });
+        }
+        match codec::decode::<Entry>("mir.eventlog.Entry", &rest[4..4 + len]) {
+            Ok(e) => entries.push(e),
+            Err(error) => {
+                return Err(LogError::Corrupt {
+                    path,
+                    entries,
+                    error,
+                })
+            }
+        }
+        rest = &rest[4 + len..];
+    }
+    if !complete {
+        return Err(LogError::Truncated { path, entries });
+    }
+    Ok(entries)
+}
