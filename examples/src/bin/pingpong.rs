@@ -43,6 +43,10 @@ enum Mode {
         /// Use the modules written in the DSL (the run is bit-for-bit the same).
         #[arg(long)]
         dsl: bool,
+        /// Instead of printing, run twice with the seed and report the first divergence (or
+        /// that the runs are identical).
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -59,7 +63,16 @@ fn main() {
     }
     let result = match cli.mode.clone().unwrap_or(Mode::Local) {
         Mode::Local => local(&cli),
-        Mode::Sim { seed, dsl } => sim(&cli, seed, dsl),
+        Mode::Sim {
+            seed,
+            dsl,
+            check: true,
+        } => check(&cli, seed, dsl),
+        Mode::Sim {
+            seed,
+            dsl,
+            check: false,
+        } => sim(&cli, seed, dsl),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -150,5 +163,23 @@ fn sim(cli: &Cli, seed: u64, dsl: bool) -> Result<(), Box<dyn std::error::Error>
         s.steps, s.events, s.messages_delivered, s.time
     );
     println!("digest {}", sim.digest());
+    Ok(())
+}
+
+fn check(cli: &Cli, seed: u64, dsl: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let period = Duration::from_millis(cli.period_ms);
+    let run_for = period * (cli.count as u32 + 2);
+    let digest = mir_runtime::sim::check_determinism(
+        SimConfig::with_seed(seed),
+        |sim| {
+            let (tx, _rx) = mpsc::channel();
+            let (n0, n1) = examples::pingpong::two_nodes(period, cli.count, tx, dsl);
+            sim.add_node(n0)?;
+            sim.add_node(n1)?;
+            Ok(())
+        },
+        |sim| sim.run_for(run_for).map(|_| ()),
+    )?;
+    println!("seed {seed}: two runs identical; digest {digest}");
     Ok(())
 }

@@ -68,6 +68,9 @@ pub struct SimConfig {
     /// it off roughly doubles the speed of event-heavy runs (every event is encoded and hashed
     /// otherwise), for long sweeps whose determinism is checked on a sample.
     pub digest: bool,
+    /// Whether to keep every batch handed to a module ([`Simulation::trace`]), for finding where
+    /// two runs diverge ([`check_determinism`]). Default `false` (it keeps every event).
+    pub trace: bool,
 }
 
 impl Default for SimConfig {
@@ -78,6 +81,7 @@ impl Default for SimConfig {
             step_cost: Duration::ZERO,
             transport_id: "net".to_owned(),
             digest: true,
+            trace: false,
         }
     }
 }
@@ -251,6 +255,7 @@ pub struct Simulation {
     started: bool,
     ready: Vec<(usize, usize)>,
     summary: RunSummary,
+    trace: Vec<TraceStep>,
 }
 
 impl Simulation {
@@ -277,6 +282,7 @@ impl Simulation {
             hashbuf: HashBuf::default(),
             started: false,
             ready: Vec::new(),
+            trace: Vec::new(),
             summary: RunSummary {
                 steps: 0,
                 events: 0,
@@ -561,6 +567,15 @@ impl Simulation {
             let core = &self.nodes[n].core;
             let len = core.queue(i).len().min(core.cfg.max_batch_size);
             self.summary.events += len as u64;
+            if self.cfg.trace {
+                self.trace.push(TraceStep {
+                    step: self.summary.steps,
+                    time: now,
+                    node: core.node.clone(),
+                    module: core.ids[i].clone(),
+                    events: core.queue(i).iter().take(len).cloned().collect(),
+                });
+            }
             if self.cfg.digest {
                 self.hasher.update(b"B");
                 self.hasher
@@ -656,6 +671,11 @@ impl Simulation {
         }
         self.nodes[n].core.recycle(batch);
         Ok(())
+    }
+
+    /// Every batch handed to a module so far, in order (empty unless [`SimConfig::trace`]).
+    pub fn trace(&self) -> &[TraceStep] {
+        &self.trace
     }
 
     /// Applies a fault now. See [`Fault`].
@@ -794,5 +814,118 @@ impl HashBuf {
     fn flush(&mut self, h: &mut Sha256) {
         h.update(&self.out);
         self.out.clear();
+    }
+}
+
+/// One batch handed to a module, as kept by a tracing simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceStep {
+    /// The simulation step.
+    pub step: u64,
+    /// Simulated time.
+    pub time: Time,
+    /// The node.
+    pub node: NodeId,
+    /// The module.
+    pub module: ModuleId,
+    /// The batch.
+    pub events: Vec<Event>,
+}
+
+/// Where two runs first differ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Divergence {
+    /// The position in the traces (batches handed to modules).
+    pub position: usize,
+    /// The first run's batch there (`None`: the run ended).
+    pub first: Option<TraceStep>,
+    /// The second run's batch there (`None`: the run ended).
+    pub second: Option<TraceStep>,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let side = |t: &Option<TraceStep>| match t {
+            None => "(the run had ended)".to_owned(),
+            Some(t) => format!(
+                "at {} node {} module {}: {:?}",
+                t.time, t.node, t.module, t.events
+            ),
+        };
+        write!(
+            f,
+            "runs diverge at batch #{}:\n  first:  {}\n  second: {}",
+            self.position,
+            side(&self.first),
+            side(&self.second)
+        )
+    }
+}
+
+/// The first place where two traces differ (time, node, module or any event's canonical
+/// encoding), or `None` if they are the same.
+pub fn first_divergence(a: &[TraceStep], b: &[TraceStep]) -> Option<Divergence> {
+    let same = |x: &TraceStep, y: &TraceStep| {
+        x.time == y.time && x.node == y.node && x.module == y.module && x.events == y.events
+    };
+    let n = a.len().max(b.len());
+    (0..n)
+        .find(|i| !matches!((a.get(*i), b.get(*i)), (Some(x), Some(y)) if same(x, y)))
+        .map(|i| Divergence {
+            position: i,
+            first: a.get(i).cloned(),
+            second: b.get(i).cloned(),
+        })
+}
+
+/// Why a determinism check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeterminismError {
+    /// The two runs differ.
+    #[error("{0}")]
+    Diverged(Box<Divergence>),
+    /// A run failed.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+}
+
+/// Builds a simulation twice with `cfg` (tracing on), runs each with `run`, and compares
+/// everything that happened. `Ok` carries the common digest.
+///
+/// ```
+/// use std::time::Duration;
+/// use mir_runtime::sim::{check_determinism, SimConfig, Simulation};
+/// use mir_runtime::{Node, stdmodules::NullModule};
+/// let digest = check_determinism(
+///     SimConfig::with_seed(3),
+///     |sim| { sim.add_node(Node::builder("0").passive("app", NullModule))?; Ok(()) },
+///     |sim| { sim.run_until_idle(Duration::from_secs(1))?; Ok(()) },
+/// ).unwrap();
+/// println!("deterministic; digest {digest}");
+/// ```
+pub fn check_determinism(
+    cfg: SimConfig,
+    build: impl Fn(&mut Simulation) -> Result<(), SimError>,
+    run: impl Fn(&mut Simulation) -> Result<(), SimError>,
+) -> Result<Digest, DeterminismError> {
+    let once = || -> Result<Simulation, SimError> {
+        let mut sim = Simulation::new(SimConfig {
+            trace: true,
+            digest: true,
+            ..cfg.clone()
+        });
+        build(&mut sim)?;
+        run(&mut sim)?;
+        Ok(sim)
+    };
+    let (a, b) = (once()?, once()?);
+    match first_divergence(a.trace(), b.trace()) {
+        Some(d) => Err(DeterminismError::Diverged(Box::new(d))),
+        None if a.digest() != b.digest() => Err(DeterminismError::Diverged(Box::new(Divergence {
+            position: a.trace().len(),
+            first: None,
+            second: None,
+        }))),
+        None => Ok(a.digest()),
     }
 }
