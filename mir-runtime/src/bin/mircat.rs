@@ -1,0 +1,268 @@
+//! mircat: read, filter, merge and summarise Mir event logs.
+//!
+//! ```text
+//! mircat LOG... [--node N] [--module M] [--event TYPE] [--from-index I] [--to-index I]
+//!               [--from-ms T] [--to-ms T] [--limit N] [--json] [--stats]
+//! ```
+//!
+//! `LOG` is an event-log file or a directory (searched for `eventlog-*.gz`). Several nodes' logs
+//! are merged by time. A missing file is an error; a truncated or corrupt file is reported on
+//! standard error and everything before the damage is still shown (exit status 2).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use mir_runtime::eventlog::{read_log, Entry, LogError};
+use mir_runtime::stdevents::crypto::*;
+use mir_runtime::stdevents::*;
+use mir_runtime::{Event, EventPayload, ModuleId, Payload};
+
+#[derive(Parser)]
+#[command(
+    name = "mircat",
+    about = "Read, filter, merge and summarise Mir event logs"
+)]
+struct Cli {
+    /// Event-log files or directories holding them.
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// Only these nodes (repeatable).
+    #[arg(long)]
+    node: Vec<String>,
+    /// Only events handed to these modules or their submodules (repeatable).
+    #[arg(long)]
+    module: Vec<String>,
+    /// Only these event types, by name, e.g. `mir.TestString` or `bcb.FinalMessage` (repeatable).
+    #[arg(long)]
+    event: Vec<String>,
+    /// Only events at this position of their node's sequence or later.
+    #[arg(long)]
+    from_index: Option<u64>,
+    /// Only events before this position.
+    #[arg(long)]
+    to_index: Option<u64>,
+    /// Only events at this time (ms since start) or later.
+    #[arg(long)]
+    from_ms: Option<f64>,
+    /// Only events before this time (ms).
+    #[arg(long)]
+    to_ms: Option<f64>,
+    /// Show at most this many events.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Counts per event type and per module instead of the events.
+    #[arg(long)]
+    stats: bool,
+}
+
+/// An event with where and when it was handled.
+struct Row {
+    time_ns: u64,
+    node: String,
+    module: ModuleId,
+    index: u64,
+    event: Event,
+}
+
+fn files(p: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !p.is_dir() {
+        return Ok(vec![p.to_owned()]);
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(p)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(files(&path)?);
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("eventlog-") && n.ends_with(".gz"))
+        {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The payload, readable: decoded if it is a standard type, else its name and size.
+fn pretty(p: &Payload) -> String {
+    fn try_as<T: EventPayload>(p: &Payload) -> Option<String> {
+        (p.name() == T::NAME).then(|| match p.decode::<T>() {
+            Ok(Some(v)) => format!("{v:?}"),
+            _ => format!("<malformed {}>", T::NAME),
+        })
+    }
+    // Messages: show what they carry, decoded too.
+    if let Ok(Some(m)) = p.decode::<SendMessage>() {
+        let to: Vec<&str> = m.destinations.iter().map(|d| d.as_str()).collect();
+        return format!(
+            "SendMessage to {to:?} for {}: {}",
+            m.message.dest_module,
+            pretty(&m.message.payload)
+        );
+    }
+    if let Ok(Some(m)) = p.decode::<MessageReceived>() {
+        return format!(
+            "MessageReceived from {} for {}: {}",
+            m.from,
+            m.message.dest_module,
+            pretty(&m.message.payload)
+        );
+    }
+    try_as::<Init>(p)
+        .or_else(|| try_as::<TimerDelay>(p))
+        .or_else(|| try_as::<TimerRepeat>(p))
+        .or_else(|| try_as::<TimerCancel>(p))
+        .or_else(|| try_as::<TimerGarbageCollect>(p))
+        .or_else(|| try_as::<NewSubmodule>(p))
+        .or_else(|| try_as::<GarbageCollect>(p))
+        .or_else(|| try_as::<TestString>(p))
+        .or_else(|| try_as::<TestUint64>(p))
+        .or_else(|| try_as::<SignRequest>(p))
+        .or_else(|| try_as::<SignResult>(p))
+        .or_else(|| try_as::<VerifySig>(p))
+        .or_else(|| try_as::<SigVerified>(p))
+        .or_else(|| try_as::<VerifySigs>(p))
+        .or_else(|| try_as::<SigsVerified>(p))
+        .or_else(|| try_as::<HashRequest>(p))
+        .or_else(|| try_as::<HashResult>(p))
+        .unwrap_or_else(|| format!("{p:?}"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let mut damaged = false;
+    let mut entries: Vec<Entry> = Vec::new();
+    for log in &cli.logs {
+        if !log.exists() {
+            eprintln!("mircat: {}: no such file or directory", log.display());
+            std::process::exit(1);
+        }
+        let found = match files(log) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("mircat: {}: {e}", log.display());
+                std::process::exit(1);
+            }
+        };
+        if found.is_empty() {
+            eprintln!(
+                "mircat: {}: no event logs (eventlog-*.gz) found",
+                log.display()
+            );
+            std::process::exit(1);
+        }
+        for f in found {
+            match read_log(&f) {
+                Ok(e) => entries.extend(e),
+                Err(LogError::Truncated { entries: e, .. }) => {
+                    eprintln!(
+                        "mircat: {}: truncated after {} complete entries (shown)",
+                        f.display(),
+                        e.len()
+                    );
+                    damaged = true;
+                    entries.extend(e);
+                }
+                Err(LogError::Corrupt {
+                    entries: e, error, ..
+                }) => {
+                    eprintln!("mircat: {}: corrupt after {} entries ({error}); the entries before are shown", f.display(), e.len());
+                    damaged = true;
+                    entries.extend(e);
+                }
+                Err(e) => {
+                    eprintln!("mircat: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    let modules: Vec<ModuleId> = cli
+        .module
+        .iter()
+        .filter_map(|m| ModuleId::try_new(m).ok())
+        .collect();
+    if modules.len() != cli.module.len() {
+        eprintln!("mircat: --module takes module IDs such as `bcb` or `bcb/3`");
+        std::process::exit(1);
+    }
+    let mut rows: Vec<Row> = entries
+        .into_iter()
+        .flat_map(|e| {
+            let (node, module, time_ns, index) =
+                (e.node.to_string(), e.module.clone(), e.time_ns, e.index);
+            e.events.into_iter().enumerate().map(move |(i, event)| Row {
+                time_ns,
+                node: node.clone(),
+                module: module.clone(),
+                index: index + i as u64,
+                event,
+            })
+        })
+        .filter(|r| cli.node.is_empty() || cli.node.contains(&r.node))
+        .filter(|r| modules.is_empty() || modules.iter().any(|m| r.event.dest.is_under(m)))
+        .filter(|r| cli.event.is_empty() || cli.event.iter().any(|t| t == r.event.name()))
+        .filter(|r| {
+            cli.from_index.is_none_or(|i| r.index >= i) && cli.to_index.is_none_or(|i| r.index < i)
+        })
+        .filter(|r| {
+            cli.from_ms.is_none_or(|t| r.time_ns as f64 >= t * 1e6)
+                && cli.to_ms.is_none_or(|t| (r.time_ns as f64) < t * 1e6)
+        })
+        .collect();
+    // Several nodes merged by time; within a node, in dispatch order.
+    rows.sort_by(|a, b| (a.time_ns, &a.node, a.index).cmp(&(b.time_ns, &b.node, b.index)));
+    if let Some(n) = cli.limit {
+        rows.truncate(n);
+    }
+    if cli.stats {
+        let mut by_type: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut by_module: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &rows {
+            *by_type.entry(r.event.name()).or_default() += 1;
+            *by_module
+                .entry(format!("{}/{}", r.node, r.module))
+                .or_default() += 1;
+        }
+        println!("{} events", rows.len());
+        println!("by type:");
+        for (t, n) in by_type {
+            println!("  {n:>10}  {t}");
+        }
+        println!("by node/module:");
+        for (m, n) in by_module {
+            println!("  {n:>10}  {m}");
+        }
+    } else {
+        for r in &rows {
+            if cli.json {
+                let line = serde_json::json!({
+                    "time_ns": r.time_ns, "node": r.node, "module": r.module.as_str(), "index": r.index,
+                    "type": r.event.name(), "src": r.event.src.as_str(), "dest": r.event.dest.as_str(),
+                    "payload": pretty(&r.event.payload),
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "[{:>12.3} ms] node {} #{:<6} {} -> {}  {}  {}",
+                    r.time_ns as f64 / 1e6,
+                    r.node,
+                    r.index,
+                    r.event.src,
+                    r.event.dest,
+                    r.event.name(),
+                    pretty(&r.event.payload)
+                );
+            }
+        }
+    }
+    if damaged {
+        std::process::exit(2);
+    }
+}
