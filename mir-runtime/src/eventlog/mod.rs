@@ -11,6 +11,8 @@
 //!   only some events.
 //! * [`read_log`] reads a file back; a truncated last record is reported as an error after the
 //!   entries before it.
+//! * [`replay`] feeds a log to fresh instances of chosen modules and checks they emit what the
+//!   recorded run shows (this finds nondeterminism), with a step-by-step callback.
 //!
 //! ```
 //! use mir_runtime::eventlog::{read_log, Recorder, RecorderConfig};
@@ -27,6 +29,10 @@
 //! assert_eq!(log.iter().map(|e| e.events.len()).sum::<usize>(), 2); // Init to app and to net
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
+
+pub mod replay;
+
+pub use replay::{replay, ReplayError, ReplayReport, ReplayStep};
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
