@@ -11,7 +11,7 @@
 //!   only some events.
 //! * [`read_log`] reads a file back; a truncated last record is reported as an error after the
 //!   entries before it.
-//! * [`replay`] feeds a log to fresh instances of chosen modules and checks they emit what the
+//! * [`replay()`] feeds a log to fresh instances of chosen modules and checks they emit what the
 //!   recorded run shows (this finds nondeterminism), with a step-by-step callback.
 //!
 //! ```
