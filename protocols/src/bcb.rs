@@ -484,3 +484,64 @@ impl Bcb {
         Ok(())
     }
 }
+
+/// An offline monitor for recorded runs: no two nodes deliver different data in one instance,
+/// and no node delivers twice in one instance. Use with
+/// [`eventlog::check`](mir_dsl::mir_runtime::eventlog::check).
+#[derive(Debug, Default)]
+pub struct AgreementMonitor {
+    /// instance → (first delivery seen, per node).
+    seen: BTreeMap<
+        Vec<u8>,
+        (
+            mir_dsl::mir_runtime::eventlog::Observed,
+            BTreeMap<NodeId, mir_dsl::mir_runtime::eventlog::Observed>,
+        ),
+    >,
+}
+
+impl mir_dsl::mir_runtime::eventlog::Monitor for AgreementMonitor {
+    fn observe(
+        &mut self,
+        o: &mir_dsl::mir_runtime::eventlog::Observed,
+    ) -> Result<(), mir_dsl::mir_runtime::eventlog::Violation> {
+        use mir_dsl::mir_runtime::eventlog::Violation;
+        let Ok(Some(d)) = o.event.payload.decode::<Deliver>() else {
+            return Ok(());
+        };
+        let Some((first, per_node)) = self.seen.get_mut(&d.instance) else {
+            self.seen.insert(
+                d.instance.clone(),
+                (o.clone(), BTreeMap::from([(o.node.clone(), o.clone())])),
+            );
+            return Ok(());
+        };
+        if let Some(earlier) = per_node.get(&o.node) {
+            return Err(Violation::new(
+                format!(
+                    "node {} delivered twice in instance {:?}",
+                    o.node, d.instance
+                ),
+                vec![earlier.clone(), o.clone()],
+            ));
+        }
+        let first_data = first
+            .event
+            .payload
+            .decode::<Deliver>()
+            .ok()
+            .flatten()
+            .map(|f| f.data);
+        if first_data.as_ref() != Some(&d.data) {
+            return Err(Violation::new(
+                format!(
+                    "nodes {} and {} delivered different data in instance {:?}",
+                    first.node, o.node, d.instance
+                ),
+                vec![first.clone(), o.clone()],
+            ));
+        }
+        per_node.insert(o.node.clone(), o.clone());
+        Ok(())
+    }
+}

@@ -11,6 +11,7 @@
 //!   only some events.
 //! * [`read_log`] reads a file back; a truncated last record is reported as an error after the
 //!   entries before it.
+//! * [`check`] runs a [`Monitor`] (an invariant) over logs and reports the violating events.
 //! * [`replay()`] feeds a log to fresh instances of chosen modules and checks they emit what the
 //!   recorded run shows (this finds nondeterminism), with a step-by-step callback.
 //!
@@ -30,8 +31,10 @@
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+pub mod monitor;
 pub mod replay;
 
+pub use monitor::{check, observed, Monitor, Observed, Violation};
 pub use replay::{replay, ReplayError, ReplayReport, ReplayStep};
 
 use std::io::{BufWriter, Read, Write};
