@@ -57,6 +57,9 @@ struct Cli {
     /// Counts per event type and per module instead of the events.
     #[arg(long)]
     stats: bool,
+    /// Also write a trace viewer page (space-time diagram of the selected logs) to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 /// An event with where and when it was handled.

@@ -11,6 +11,7 @@
 //!   only some events.
 //! * [`read_log`] reads a file back; a truncated last record is reported as an error after the
 //!   entries before it.
+//! * [`viewer::render_html`] draws logs as a space-time diagram in a self-contained web page.
 //! * [`check`] runs a [`Monitor`] (an invariant) over logs and reports the violating events.
 //! * [`replay()`] feeds a log to fresh instances of chosen modules and checks they emit what the
 //!   recorded run shows (this finds nondeterminism), with a step-by-step callback.
@@ -33,6 +34,7 @@
 
 pub mod monitor;
 pub mod replay;
+pub mod viewer;
 
 pub use monitor::{check, observed, Monitor, Observed, Violation};
 pub use replay::{replay, ReplayError, ReplayReport, ReplayStep};
