@@ -47,6 +47,7 @@ impl PassiveModule for Counted {
 fn main() {
     let mut instances: u64 = 300;
     let mut window: u64 = 16;
+    let mut record = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -62,6 +63,7 @@ fn main() {
                     .and_then(|v| v.parse().ok())
                     .expect("--window W")
             }
+            "--record" => record = true,
             "--bench" => {}
             other => eprintln!("ignoring argument {other}"),
         }
@@ -112,8 +114,18 @@ fn main() {
                 inject_capacity: 8192,
                 ..Default::default()
             };
-            let node = Node::builder(me.clone())
-                .config(cfg)
+            let mut builder = Node::builder(me.clone()).config(cfg);
+            if record {
+                let dir =
+                    std::env::temp_dir().join(format!("mir-bcb-bench-log-{}", std::process::id()));
+                let rec = mir_dsl::mir_runtime::eventlog::Recorder::new(
+                    mir_dsl::mir_runtime::eventlog::RecorderConfig::new(dir),
+                    me,
+                )
+                .unwrap();
+                builder = builder.interceptor(rec);
+            }
+            let node = builder
                 .passive(
                     "app",
                     DslModule::new(BcbApp::new(me.clone(), ids[0].clone(), tx.clone())),
@@ -179,7 +191,7 @@ fn main() {
     let crypto_per_instance = s * t_sign + v * t_verify;
     // On 2 cores, signatures alone would allow this many instances per second.
     let bound = 2.0 / crypto_per_instance;
-    println!("BCB, 4 nodes in one process, in-process transport, k256 on worker threads, window {window}");
+    println!("BCB, 4 nodes in one process, in-process transport, k256 on worker threads, window {window}{}", if record { ", recording every event" } else { "" });
     println!("instances/s:                         {per_sec:.0}");
     println!("signatures per instance:             {s:.1} signs + {v:.1} verifications");
     println!(
