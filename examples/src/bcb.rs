@@ -161,6 +161,7 @@ pub fn demo_node(
     membership: &mir_dsl::mir_runtime::membership::Membership,
     key: k256::ecdsa::SigningKey,
     report: mpsc::Sender<Report>,
+    record: Option<&std::path::Path>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
     use mir_dsl::mir_runtime::stdmodules::EcdsaCrypto;
     use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
@@ -178,7 +179,12 @@ pub fn demo_node(
     let transport =
         GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), key.clone()))?;
     let grpc = transport.handle();
-    let node = Node::builder(me.clone())
+    let mut builder = Node::builder(me.clone());
+    if let Some(dir) = record {
+        let cfg = mir_dsl::mir_runtime::eventlog::RecorderConfig::new(dir);
+        builder = builder.interceptor(mir_dsl::mir_runtime::eventlog::Recorder::new(cfg, &me)?);
+    }
+    let node = builder
         .passive(
             "app",
             mir_dsl::DslModule::new(BcbApp::new(me.clone(), leader, report)),

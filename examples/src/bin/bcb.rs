@@ -31,12 +31,32 @@ struct Cli {
     /// Broadcast each line of standard input instead (until end of input).
     #[arg(long)]
     interactive: bool,
+    /// Record every node's events under this directory (read them with mircat, replay them with
+    /// `bcb replay`).
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Replay a node's recorded events into a fresh BCB module and check it emits what was
+    /// recorded (`--step` shows each input and what it produced).
+    Replay {
+        /// The directory given to `--record`.
+        #[arg(long)]
+        log: std::path::PathBuf,
+        /// The node to replay.
+        #[arg(long, default_value = "0")]
+        node: String,
+        /// Nodes in the recorded cluster (equal weights, as the local cluster uses).
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Print every input event and what the replayed module emitted for it.
+        #[arg(long)]
+        step: bool,
+    },
     /// Print a membership file (TOML) with test keys, for running one node per process.
     Membership {
         /// How many nodes.
@@ -93,6 +113,12 @@ fn main() {
     let cli = Cli::parse();
     let res = match &cli.cmd {
         None => local(&cli),
+        Some(Cmd::Replay {
+            log,
+            node,
+            nodes,
+            step,
+        }) => replay(log, node, *nodes, *step),
         Some(Cmd::Membership {
             nodes,
             host,
@@ -196,6 +222,7 @@ fn local(cli: &Cli) -> Result<(), Error> {
                 &membership,
                 keys[id].clone(),
                 tx.clone(),
+                cli.record.as_deref(),
             )?;
             handles.push(n.node.handle());
             grpcs.push(n.grpc);
@@ -310,7 +337,7 @@ fn one_node(
     let rt = runtime()?;
     let (tx, rx) = mpsc::channel();
     rt.block_on(async {
-        let n = demo_node(me.clone(), leader.clone(), &membership, key, tx)?;
+        let n = demo_node(me.clone(), leader.clone(), &membership, key, tx, None)?;
         let handle = n.node.handle();
         let run = tokio::spawn(n.node.run());
         let peers = membership.nodes.len() - 1;
@@ -351,4 +378,58 @@ fn one_node(
         drop(feeder);
         Ok(())
     })
+}
+
+fn replay(log: &std::path::Path, node: &str, nodes: usize, step: bool) -> Result<(), Error> {
+    use mir_dsl::mir_runtime::eventlog::{read_log, replay as run_replay};
+    use mir_dsl::mir_runtime::{ModuleId, PassiveModule};
+    let me = NodeId::try_new(node)?;
+    let dir = log.join(me.as_str());
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| {
+            format!(
+                "{}: {e} (was the cluster run with --record {}?)",
+                dir.display(),
+                log.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gz"))
+        .collect();
+    files.sort();
+    let mut entries = Vec::new();
+    for f in &files {
+        entries.extend(read_log(f)?);
+    }
+    let ids: Vec<NodeId> = (0..nodes).map(NodeId::from_index).collect();
+    let modules = protocols::bcb::BcbModules {
+        net: ModuleId::new("net"),
+        crypto: ModuleId::new("crypto"),
+        consumer: ModuleId::new("app"),
+    };
+    let bcb = protocols::bcb::factory(modules, mir_dsl::Membership::equal(ids), me.clone());
+    let mut fresh: std::collections::BTreeMap<ModuleId, Box<dyn PassiveModule>> =
+        Default::default();
+    fresh.insert(ModuleId::new("bcb"), Box::new(bcb));
+    let report = run_replay(&entries, &me, fresh, |s| {
+        if step {
+            let outs: Vec<String> = s
+                .outputs
+                .iter()
+                .map(|o| format!("{} -> {}", o.name(), o.dest))
+                .collect();
+            println!(
+                "{} {} from {}  =>  [{}]",
+                s.module,
+                s.input.name(),
+                s.input.src,
+                outs.join(", ")
+            );
+        }
+    })?;
+    println!(
+        "node {me}: replayed {} input events; {} emitted events match the recording, {} were not delivered before the recording stopped",
+        report.inputs, report.confirmed, report.unconfirmed
+    );
+    Ok(())
 }

@@ -186,6 +186,14 @@ fn main() {
             }
         }
     }
+    if let Some(path) = &cli.html {
+        let title: Vec<String> = cli.logs.iter().map(|l| l.display().to_string()).collect();
+        let page = mir_runtime::eventlog::viewer::render_html(&entries, &title.join(", "));
+        if let Err(e) = std::fs::write(path, page) {
+            eprintln!("mircat: cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
     let modules: Vec<ModuleId> = cli
         .module
         .iter()

@@ -37,33 +37,37 @@ pub fn render_html(entries: &[Entry], title: &str) -> String {
     nodes.sort();
     nodes.dedup();
     let lane = |n: &str| nodes.iter().position(|x| x == n).expect("listed");
-    let mut events = Vec::new();
-    let mut arrows = Vec::new();
-    // Sends waiting for their delivery: (sender, receiver, message bytes) → event indices, FIFO.
+    // Sends, in order: (sender, receiver, message bytes) → event indices. Collected before
+    // matching receives, because nodes' clocks differ (a receive may sort before its send).
     let mut sent: BTreeMap<(String, String, Vec<u8>), VecDeque<usize>> = BTreeMap::new();
-    for o in &all {
-        let i = events.len();
-        let node = o.node.to_string();
+    for (i, o) in all.iter().enumerate() {
         if let Ok(Some(s)) = o.event.payload.decode::<SendMessage>() {
             let bytes = crate::codec::encode(&s.message);
             for d in &s.destinations {
-                sent.entry((node.clone(), d.to_string(), bytes.clone()))
+                sent.entry((o.node.to_string(), d.to_string(), bytes.clone()))
                     .or_default()
                     .push_back(i);
             }
-        } else if let Ok(Some(r)) = o.event.payload.decode::<MessageReceived>() {
+        }
+    }
+    let mut arrows = Vec::new();
+    for (i, o) in all.iter().enumerate() {
+        if let Ok(Some(r)) = o.event.payload.decode::<MessageReceived>() {
             let key = (
                 r.from.to_string(),
-                node.clone(),
+                o.node.to_string(),
                 crate::codec::encode(&r.message),
             );
             if let Some(from) = sent.get_mut(&key).and_then(|q| q.pop_front()) {
                 arrows.push((from, i));
             }
         }
-        events.push(Point {
+    }
+    let events: Vec<Point> = all
+        .iter()
+        .map(|o| Point {
             t: o.time_ns as f64 / 1e6,
-            node: lane(&node),
+            node: lane(o.node.as_str()),
             module: o.module.to_string(),
             kind: o.event.name().to_owned(),
             text: format!(
@@ -74,8 +78,8 @@ pub fn render_html(entries: &[Entry], title: &str) -> String {
                 o.module,
                 o.event
             ),
-        });
-    }
+        })
+        .collect();
     let data = serde_json::to_string(&Data {
         nodes,
         events,
