@@ -71,8 +71,9 @@ fn chromium() -> Option<PathBuf> {
         .is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if root && Path::new("/usr/bin/apt-get").exists() {
         eprintln!("installing Debian's chromium for the viewer test…");
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "chromium"])
+        // Bounded: a slow or locked package manager must not hang the test suite.
+        let _ = Command::new("timeout")
+            .args(["600", "apt-get", "install", "-y", "-q", "chromium"])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status();
     }
