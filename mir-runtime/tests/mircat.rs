@@ -5,44 +5,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use common::{id, FnModule};
-use mir_runtime::eventlog::{Recorder, RecorderConfig};
-use mir_runtime::sim::{SimConfig, Simulation};
-use mir_runtime::stdevents::{Init, Message, SendMessage, TestUint64};
-use mir_runtime::{Event, Node, NodeId, Outbox};
-
-/// Two nodes; each sends three numbers to the other at start. Returns the log directory.
+/// The logs of a two-node exchange (see `common::record_exchange`). Returns the log directory.
 fn record(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mir-mircat-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut sim = Simulation::new(SimConfig::with_seed(3));
-    for me in 0..2usize {
-        let other = NodeId::from_index(1 - me);
-        let app = FnModule(move |ev: Event, out: &mut Outbox| {
-            if ev.is::<Init>() {
-                for n in 0..3 {
-                    out.send(
-                        &id("net"),
-                        SendMessage {
-                            destinations: vec![other.clone()],
-                            message: Message::new("app", TestUint64(n)),
-                        },
-                    );
-                }
-            }
-            Ok(())
-        });
-        let rec = Recorder::new(RecorderConfig::new(&dir), &NodeId::from_index(me)).unwrap();
-        sim.add_node(
-            Node::builder(NodeId::from_index(me))
-                .passive("app", app)
-                .interceptor(rec),
-        )
-        .unwrap();
-    }
-    sim.run_until_idle(Duration::from_secs(1)).unwrap();
+    common::record_exchange(&dir);
     dir
 }
 

@@ -6,50 +6,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use common::{id, FnModule};
-use mir_runtime::eventlog::{read_log, viewer::render_html, Recorder, RecorderConfig};
-use mir_runtime::sim::{SimConfig, Simulation};
-use mir_runtime::stdevents::{Init, Message, SendMessage, TestUint64};
-use mir_runtime::{Event, Node, NodeId, Outbox};
+use mir_runtime::eventlog::viewer::render_html;
 
 /// Two nodes, each sending three numbers to the other: six messages.
 fn recorded(dir: &Path) -> Vec<mir_runtime::eventlog::Entry> {
-    let mut sim = Simulation::new(SimConfig::with_seed(3));
-    let mut files = Vec::new();
-    for me in 0..2usize {
-        let other = NodeId::from_index(1 - me);
-        let app = FnModule(move |ev: Event, out: &mut Outbox| {
-            if ev.is::<Init>() {
-                for n in 0..3 {
-                    out.send(
-                        &id("net"),
-                        SendMessage {
-                            destinations: vec![other.clone()],
-                            message: Message::new("app", TestUint64(n)),
-                        },
-                    );
-                }
-            }
-            Ok(())
-        });
-        let rec = Recorder::new(RecorderConfig::new(dir), &NodeId::from_index(me)).unwrap();
-        files.push(rec.files());
-        sim.add_node(
-            Node::builder(NodeId::from_index(me))
-                .passive("app", app)
-                .interceptor(rec),
-        )
-        .unwrap();
-    }
-    sim.run_until_idle(Duration::from_secs(1)).unwrap();
-    drop(sim);
-    files
-        .iter()
-        .flat_map(|f| f.lock().unwrap().clone())
-        .flat_map(|p| read_log(p).unwrap())
-        .collect()
+    common::record_exchange(dir);
+    common::entries_under(dir)
 }
 
 fn chromium() -> Option<PathBuf> {

@@ -47,3 +47,56 @@ impl<F: FnMut(Event, &mut Outbox) -> ModuleResult + Send + 'static> PassiveModul
 pub fn id(s: &str) -> ModuleId {
     ModuleId::new(s)
 }
+
+/// Records a two-node simulation under `dir`: each node sends three numbers to the other at
+/// start (six messages; 16 events handed to modules in all).
+pub fn record_exchange(dir: &std::path::Path) {
+    use mir_runtime::eventlog::{Recorder, RecorderConfig};
+    use mir_runtime::sim::{SimConfig, Simulation};
+    use mir_runtime::stdevents::{Init, Message, SendMessage, TestUint64};
+    use mir_runtime::{Node, NodeId};
+    let mut sim = Simulation::new(SimConfig::with_seed(3));
+    for me in 0..2usize {
+        let other = NodeId::from_index(1 - me);
+        let app = FnModule(move |ev: Event, out: &mut Outbox| {
+            if ev.is::<Init>() {
+                for n in 0..3 {
+                    out.send(
+                        &id("net"),
+                        SendMessage {
+                            destinations: vec![other.clone()],
+                            message: Message::new("app", TestUint64(n)),
+                        },
+                    );
+                }
+            }
+            Ok(())
+        });
+        let rec = Recorder::new(RecorderConfig::new(dir), &NodeId::from_index(me)).unwrap();
+        sim.add_node(
+            Node::builder(NodeId::from_index(me))
+                .passive("app", app)
+                .interceptor(rec),
+        )
+        .unwrap();
+    }
+    sim.run_until_idle(std::time::Duration::from_secs(1))
+        .unwrap();
+}
+
+/// Every entry of the logs under `dir` (one subdirectory per node).
+pub fn entries_under(dir: &std::path::Path) -> Vec<mir_runtime::eventlog::Entry> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|d| {
+            std::fs::read_dir(d.unwrap().path())
+                .unwrap()
+                .map(|f| f.unwrap().path())
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| mir_runtime::eventlog::read_log(f).unwrap())
+        .collect()
+}
