@@ -47,7 +47,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mir_dsl::mir_runtime::stdevents::crypto::{
-    Origin, SigCheck, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
+    SigCheck, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
 };
 use mir_dsl::mir_runtime::{payload, ModuleId, NodeId};
 use mir_dsl::{ensure, fatal, ignore, protocol, Ctx, Handled, Membership};
@@ -244,14 +244,6 @@ pub fn factory(
     })
 }
 
-/// A placeholder origin: [`Ctx::request`] sets the real one.
-fn origin() -> Origin {
-    Origin {
-        module: mir_dsl::mir_runtime::ModuleId::node(),
-        id: 0,
-    }
-}
-
 #[protocol]
 impl Bcb {
     /// upon ⟨bcb, Broadcast | m⟩ do                                  (only s)
@@ -299,14 +291,7 @@ impl Bcb {
         //     sentecho := true; σ := sign(bcb‖ECHO‖m)
         self.sent_echo = true;
         let data = self.echo_data(&msg.data);
-        ctx.request(
-            &self.modules.crypto,
-            SignRequest {
-                data,
-                origin: origin(),
-            },
-            EchoSigned,
-        );
+        ctx.request(&self.modules.crypto, SignRequest::new(data), EchoSigned);
         Ok(())
     }
 
@@ -345,12 +330,7 @@ impl Bcb {
         );
         self.checking.insert(from.clone());
         let data = self.echo_data(m);
-        let check = VerifySig {
-            data,
-            signature: msg.signature.clone(),
-            node: from.clone(),
-            origin: origin(),
-        };
+        let check = VerifySig::new(data, msg.signature.clone(), from.clone());
         ctx.request(
             &self.modules.crypto,
             check,
@@ -444,10 +424,7 @@ impl Bcb {
             .collect();
         ctx.request(
             &self.modules.crypto,
-            VerifySigs {
-                items,
-                origin: origin(),
-            },
+            VerifySigs::new(items),
             FinalChecked {
                 from,
                 data: msg.data,

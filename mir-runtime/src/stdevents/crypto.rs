@@ -140,6 +140,60 @@ payload!(
     SigsVerified = "mir.crypto.SigsVerified",
 );
 
+impl Origin {
+    /// A placeholder origin, for building a request that [`Ctx::request`]-style helpers fill in.
+    ///
+    /// [`Ctx::request`]: https://docs.rs/mir-dsl
+    pub fn unset() -> Self {
+        Origin {
+            module: ModuleId::node(),
+            id: 0,
+        }
+    }
+}
+
+impl SignRequest {
+    /// A request to sign `data` (the origin is set when the request is made).
+    pub fn new(data: Vec<Vec<u8>>) -> Self {
+        SignRequest {
+            data,
+            origin: Origin::unset(),
+        }
+    }
+}
+
+impl VerifySig {
+    /// A request to check `node`'s `signature` of `data`.
+    pub fn new(data: Vec<Vec<u8>>, signature: Vec<u8>, node: NodeId) -> Self {
+        VerifySig {
+            data,
+            signature,
+            node,
+            origin: Origin::unset(),
+        }
+    }
+}
+
+impl VerifySigs {
+    /// A request to check all of `items`.
+    pub fn new(items: Vec<SigCheck>) -> Self {
+        VerifySigs {
+            items,
+            origin: Origin::unset(),
+        }
+    }
+}
+
+impl HashRequest {
+    /// A request to hash each of `data`.
+    pub fn new(data: Vec<Vec<Vec<u8>>>) -> Self {
+        HashRequest {
+            data,
+            origin: Origin::unset(),
+        }
+    }
+}
+
 macro_rules! request_response {
     ($($req:ty => $res:ty),*) => {$(
         impl Request for $req {
