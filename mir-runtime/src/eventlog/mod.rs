@@ -191,8 +191,17 @@ impl Interceptor for Recorder {
         index: u64,
         events: &[Event],
     ) {
-        let keep = |e: &Event| self.cfg.filter.as_ref().is_none_or(|f| f(module, e));
-        let count = events.iter().filter(|e| keep(e)).count();
+        // Without a filter every event is kept: no per-event test. With one, it is asked once
+        // per event and the kept events are remembered.
+        let kept: Vec<&Event> = match &self.cfg.filter {
+            None => Vec::new(),
+            Some(f) => events.iter().filter(|e| f(module, e)).collect(),
+        };
+        let count = if self.cfg.filter.is_none() {
+            events.len()
+        } else {
+            kept.len()
+        };
         if count == 0 {
             return;
         }
@@ -204,8 +213,14 @@ impl Interceptor for Recorder {
         put_varint(time.since_start().as_nanos() as usize, &mut self.buf);
         put_varint(index as usize, &mut self.buf);
         put_varint(count, &mut self.buf);
-        for e in events.iter().filter(|e| keep(e)) {
-            e.encode_with(&mut self.buf, &mut self.scratch);
+        if self.cfg.filter.is_none() {
+            for e in events {
+                e.encode_with(&mut self.buf, &mut self.scratch);
+            }
+        } else {
+            for e in kept {
+                e.encode_with(&mut self.buf, &mut self.scratch);
+            }
         }
         let len = (self.buf.len() - start - 4) as u32;
         self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
