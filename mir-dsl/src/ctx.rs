@@ -124,6 +124,49 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
         );
     }
 
+    /// Asks the timer module `timer` to deliver `payload` back to this module `delay` from now
+    /// (a [`TimerDelay`](mir_runtime::stdevents::TimerDelay) holding one event from this module to
+    /// itself). Time reaches a protocol only this way, so the simulator controls it.
+    ///
+    /// ```
+    /// # use mir_dsl::{protocol, Ctx, Handled, DslModule};
+    /// # use mir_dsl::mir_runtime::{stdevents::{TestUint64, TimerDelay}, Event, ModuleId};
+    /// struct Retry;
+    /// #[protocol]
+    /// impl Retry {
+    ///     #[upon(event)]
+    ///     fn on_n(&mut self, ctx: &mut Ctx<Self>, n: TestUint64) -> Handled {
+    ///         if n.0 > 0 {
+    ///             ctx.after(&ModuleId::new("timer"), std::time::Duration::from_secs(1), TestUint64(n.0 - 1));
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let mut m = DslModule::new(Retry);
+    /// let out = mir_dsl::mir_runtime::testing::apply(&mut m, "retry".into(),
+    ///     vec![Event::new("app", "retry", TestUint64(2))]).unwrap();
+    /// let t = out[0].get::<TimerDelay>().unwrap();
+    /// assert_eq!(t.events[0].get::<TestUint64>(), Some(&TestUint64(1)));
+    /// ```
+    pub fn after(
+        &mut self,
+        timer: &ModuleId,
+        delay: std::time::Duration,
+        payload: impl Into<Payload>,
+    ) {
+        let me = self.out.me().clone();
+        let ev = mir_runtime::Event::new(me.clone(), me, payload);
+        self.out.send(
+            timer,
+            mir_runtime::stdevents::TimerDelay {
+                id: None,
+                delay,
+                retention_index: 0,
+                events: vec![ev],
+            },
+        );
+    }
+
     /// Sends `request` to module `dest` and keeps `cont`; the response comes back to the
     /// `#[upon(response)]` handler taking `(R::Response, C)`, with `cont`.
     pub fn request<R, C>(&mut self, dest: &ModuleId, mut request: R, cont: C)

@@ -6,9 +6,11 @@
 //! | protocol | module |
 //! |---|---|
 //! | Signed Echo Broadcast (Reiter '94; Cachin, Guerraoui, Rodrigues) | [`bcb`] |
+//! | Availability layer: mempool, batch DB, multisig collector, batch fetcher (Mir's, as used by ISS) | [`availability`] |
 //!
-//! Still to come: the availability layer, PBFT, checkpointing, ISS and the SMR system.
+//! Still to come: PBFT, checkpointing, ISS and the SMR system.
 
+pub mod availability;
 pub mod bcb;
 
 pub use mir_dsl;

@@ -194,23 +194,40 @@ impl HashRequest {
     }
 }
 
+/// Implements [`Request`] and [`Response`] for request/response pairs whose types carry a
+/// public `origin: Origin` field: `request_response!(MyRequest => MyResponse, …)`.
+///
+/// ```
+/// use mir_runtime::stdevents::crypto::{Origin, Request};
+/// use mir_runtime::{payload, request_response};
+/// #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// pub struct Lookup { pub key: u64, pub origin: Origin }
+/// #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// pub struct Found { pub value: Option<u64>, pub origin: Origin }
+/// payload!(Lookup = "doc.Lookup", Found = "doc.Found");
+/// request_response!(Lookup => Found);
+/// let mut l = Lookup { key: 1, origin: Origin::unset() };
+/// l.set_origin(Origin { module: "kv".into(), id: 7 });
+/// assert_eq!(l.origin.id, 7);
+/// ```
+#[macro_export]
 macro_rules! request_response {
-    ($($req:ty => $res:ty),*) => {$(
-        impl Request for $req {
+    ($($req:ty => $res:ty),* $(,)?) => {$(
+        impl $crate::stdevents::crypto::Request for $req {
             type Response = $res;
-            fn set_origin(&mut self, origin: Origin) {
+            fn set_origin(&mut self, origin: $crate::stdevents::crypto::Origin) {
                 self.origin = origin;
             }
         }
-        impl Response for $res {
-            fn origin(&self) -> &Origin {
+        impl $crate::stdevents::crypto::Response for $res {
+            fn origin(&self) -> &$crate::stdevents::crypto::Origin {
                 &self.origin
             }
         }
     )*};
 }
 
-request_response!(SignRequest => SignResult, VerifySig => SigVerified, VerifySigs => SigsVerified, HashRequest => HashResult);
+crate::request_response!(SignRequest => SignResult, VerifySig => SigVerified, VerifySigs => SigsVerified, HashRequest => HashResult);
 
 /// The unambiguous framing of signed data: each part as an 8-byte little-endian length and the
 /// bytes.

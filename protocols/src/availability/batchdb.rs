@@ -1,0 +1,205 @@
+//! The batch database: batches by ID, kept until their retention index is garbage-collected.
+//!
+//! In memory, like Mir's `fakebatchdb`. A batch stored twice keeps the highest retention index it
+//! was stored with; [`GarbageCollect`] `{ retention_index: r }` removes every batch whose highest
+//! retention index is below `r`, and later stores below `r` are answered but not kept (they would
+//! be removed at once).
+//!
+//! ```
+//! use protocols::availability::{batchdb::*, Tx};
+//! use mir_dsl::mir_runtime::{testing::apply, stdevents::crypto::Origin, Event, ModuleId};
+//! let mut db = mir_dsl::DslModule::new(BatchDb::new());
+//! let store = StoreBatch::new(vec![7; 32], vec![vec![1; 32]], vec![Tx::new("c", 0, "x")], 3);
+//! let out = apply(&mut db, "batchdb".into(), vec![Event::new("msc", "batchdb", store)]).unwrap();
+//! assert!(out[0].is::<BatchStored>());
+//! let out = apply(&mut db, "batchdb".into(), vec![Event::new("msc", "batchdb", LookupBatch::new(vec![7; 32]))]).unwrap();
+//! assert_eq!(out[0].get::<LookupBatchResponse>().unwrap().txs.as_ref().unwrap()[0].data, b"x");
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mir_dsl::mir_runtime::stdevents::crypto::Origin;
+use mir_dsl::mir_runtime::stdevents::{GarbageCollect, Init};
+use mir_dsl::mir_runtime::{payload, request_response};
+use mir_dsl::{protocol, Ctx, Handled};
+use serde::{Deserialize, Serialize};
+
+use super::{BatchId, Tx, TxId};
+
+/// Store a batch (answered with [`BatchStored`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreBatch {
+    /// The batch ID.
+    pub batch_id: BatchId,
+    /// Its transaction IDs.
+    pub tx_ids: Vec<TxId>,
+    /// Its transactions.
+    pub txs: Vec<Tx>,
+    /// Kept until a garbage collection above this index.
+    pub retention_index: u64,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The batch of a [`StoreBatch`] is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchStored {
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+/// Look up a batch (answered with [`LookupBatchResponse`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupBatch {
+    /// The batch ID.
+    pub batch_id: BatchId,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The outcome of a [`LookupBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupBatchResponse {
+    /// The batch ID asked for.
+    pub batch_id: BatchId,
+    /// The transactions, if the batch is stored.
+    pub txs: Option<Vec<Tx>>,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+payload!(
+    StoreBatch = "batchdb.StoreBatch",
+    BatchStored = "batchdb.BatchStored",
+    LookupBatch = "batchdb.LookupBatch",
+    LookupBatchResponse = "batchdb.LookupBatchResponse",
+);
+request_response!(StoreBatch => BatchStored, LookupBatch => LookupBatchResponse);
+
+impl StoreBatch {
+    /// A request to store a batch (the origin is set when the request is made).
+    pub fn new(batch_id: BatchId, tx_ids: Vec<TxId>, txs: Vec<Tx>, retention_index: u64) -> Self {
+        StoreBatch {
+            batch_id,
+            tx_ids,
+            txs,
+            retention_index,
+            origin: Origin::unset(),
+        }
+    }
+}
+
+impl LookupBatch {
+    /// A request to look up batch `batch_id`.
+    pub fn new(batch_id: BatchId) -> Self {
+        LookupBatch {
+            batch_id,
+            origin: Origin::unset(),
+        }
+    }
+}
+
+struct Stored {
+    txs: Vec<Tx>,
+    retention: u64,
+}
+
+/// The batch database module (a `#[protocol]`; wrap it in [`mir_dsl::DslModule`]).
+#[derive(Default)]
+pub struct BatchDb {
+    batches: BTreeMap<BatchId, Stored>,
+    by_retention: BTreeMap<u64, BTreeSet<BatchId>>,
+    gc_index: u64,
+}
+
+impl BatchDb {
+    /// An empty database.
+    pub fn new() -> Self {
+        BatchDb::default()
+    }
+
+    /// How many batches are stored.
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Whether no batch is stored.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+}
+
+#[protocol]
+impl BatchDb {
+    #[upon(event)]
+    fn init(&mut self, _ctx: &mut Ctx<Self>, _init: Init) -> Handled {
+        Ok(())
+    }
+
+    /// upon ⟨StoreBatch | id, txs, r⟩ do store; answer BatchStored
+    #[upon(event)]
+    fn store(&mut self, ctx: &mut Ctx<Self>, req: StoreBatch) -> Handled {
+        if req.retention_index >= self.gc_index {
+            let retention = match self.batches.get(&req.batch_id) {
+                Some(old) if old.retention >= req.retention_index => old.retention,
+                Some(old) => {
+                    let old = old.retention;
+                    if let Some(s) = self.by_retention.get_mut(&old) {
+                        s.remove(&req.batch_id);
+                    }
+                    req.retention_index
+                }
+                None => req.retention_index,
+            };
+            self.by_retention
+                .entry(retention)
+                .or_default()
+                .insert(req.batch_id.clone());
+            self.batches.insert(
+                req.batch_id,
+                Stored {
+                    txs: req.txs,
+                    retention,
+                },
+            );
+        } else {
+            tracing::debug!(
+                retention = req.retention_index,
+                gc = self.gc_index,
+                "batch below the garbage-collection index not kept"
+            );
+        }
+        let to = req.origin.module.clone();
+        ctx.emit(&to, BatchStored { origin: req.origin });
+        Ok(())
+    }
+
+    /// upon ⟨LookupBatch | id⟩ do answer with the batch, if stored
+    #[upon(event)]
+    fn lookup(&mut self, ctx: &mut Ctx<Self>, req: LookupBatch) -> Handled {
+        let txs = self.batches.get(&req.batch_id).map(|s| s.txs.clone());
+        let to = req.origin.module.clone();
+        ctx.emit(
+            &to,
+            LookupBatchResponse {
+                batch_id: req.batch_id,
+                txs,
+                origin: req.origin,
+            },
+        );
+        Ok(())
+    }
+
+    /// upon ⟨GarbageCollect | r⟩ do remove every batch kept for less than r
+    #[upon(event)]
+    fn gc(&mut self, _ctx: &mut Ctx<Self>, gc: GarbageCollect) -> Handled {
+        self.gc_index = self.gc_index.max(gc.retention_index);
+        let keep = self.by_retention.split_off(&self.gc_index);
+        for ids in std::mem::replace(&mut self.by_retention, keep).into_values() {
+            for id in ids {
+                self.batches.remove(&id);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,581 @@
+//! The mempool: admits transactions, forms batches, serves transactions by ID.
+//!
+//! ```text
+//! upon ⟨NewTransactions | txs⟩ from client c do
+//!     for each tx: admit unless too large, delivered, outside c's window, already here, or full
+//!     reject the others with a reason, to c
+//!     ids := hash(admitted); store them in arrival order
+//! upon ⟨RequestBatch | e⟩ do
+//!     if e > epoch: keep it until epoch e starts
+//!     else if a full batch is available (by count or bytes): answer it now
+//!     else: wait BatchTimeout, then answer what there is (maybe nothing)
+//! upon ⟨NewEpoch | e, progress⟩ do
+//!     prune the delivered; restart batching from the oldest transaction (re-propose what was
+//!     proposed but not ordered)
+//! ```
+//!
+//! **Bounds.** At most [`MempoolParams::capacity_txs`] transactions and
+//! [`MempoolParams::capacity_bytes`] payload bytes (counting those being hashed), and per client
+//! only transaction numbers in `[low_wm, low_wm + client_window)`, where `low_wm` is the client's
+//! delivered low watermark from the last [`NewEpoch`]. A rejected transaction is answered with a
+//! [`TransactionsRejected`] to the module that submitted it; nothing is dropped silently.
+//!
+//! **Batches.** A batch takes transactions in arrival order while it has fewer than
+//! `max_txs_in_batch` and their payloads fit in `max_payload_in_batch` bytes. A request is answered
+//! at once when a *full* batch is available (the count is reached or the next transaction would
+//! not fit), else after `batch_timeout` with what is there (possibly nothing). Requests are
+//! answered in the order they came.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use mir_dsl::mir_runtime::stdevents::crypto::{HashResult, Origin};
+use mir_dsl::mir_runtime::stdevents::Init;
+use mir_dsl::mir_runtime::{payload, request_response, ModuleId};
+use mir_dsl::{fatal, protocol, Ctx, Handled};
+use serde::{Deserialize, Serialize};
+
+use super::{tx_ids_request, ClientId, ClientProgress, Tx, TxId};
+
+// ---- Events ----
+
+/// Transactions from a client module (or a transport relaying clients).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTransactions {
+    /// The transactions.
+    pub txs: Vec<Tx>,
+}
+
+/// One transaction the mempool did not take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// Its client.
+    pub client: ClientId,
+    /// Its number.
+    pub tx_no: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// The answer to a [`NewTransactions`] of which some were not taken (sent to its source module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionsRejected {
+    /// The rejected transactions, in submission order.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Asks for a batch to propose in epoch `epoch` (answered with [`NewBatch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestBatch {
+    /// The epoch.
+    pub epoch: u64,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// A batch: transaction IDs and the transactions, in the same order. May be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewBatch {
+    /// The transaction IDs.
+    pub tx_ids: Vec<TxId>,
+    /// The transactions.
+    pub txs: Vec<Tx>,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+/// Asks for transactions by ID (answered with [`TransactionsFound`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupTransactions {
+    /// The IDs.
+    pub tx_ids: Vec<TxId>,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The outcome of a [`LookupTransactions`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionsFound {
+    /// The IDs found, in request order.
+    pub found_ids: Vec<TxId>,
+    /// Their transactions.
+    pub found_txs: Vec<Tx>,
+    /// The IDs not here.
+    pub missing_ids: Vec<TxId>,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+/// Epoch `epoch` starts; `client_progress` says what was delivered before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEpoch {
+    /// The new epoch.
+    pub epoch: u64,
+    /// What was delivered so far.
+    pub client_progress: ClientProgress,
+}
+
+/// A batch request waited long enough (from the timer, to the mempool itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchTimeout {
+    /// The request's local number.
+    pub request: u64,
+}
+
+payload!(
+    NewTransactions = "mempool.NewTransactions",
+    TransactionsRejected = "mempool.TransactionsRejected",
+    RequestBatch = "mempool.RequestBatch",
+    NewBatch = "mempool.NewBatch",
+    LookupTransactions = "mempool.LookupTransactions",
+    TransactionsFound = "mempool.TransactionsFound",
+    NewEpoch = "mempool.NewEpoch",
+    BatchTimeout = "mempool.BatchTimeout",
+);
+request_response!(RequestBatch => NewBatch, LookupTransactions => TransactionsFound);
+
+impl RequestBatch {
+    /// A request for a batch of epoch `epoch`.
+    pub fn new(epoch: u64) -> Self {
+        RequestBatch {
+            epoch,
+            origin: Origin::unset(),
+        }
+    }
+}
+
+impl LookupTransactions {
+    /// A request for transactions `tx_ids`.
+    pub fn new(tx_ids: Vec<TxId>) -> Self {
+        LookupTransactions {
+            tx_ids,
+            origin: Origin::unset(),
+        }
+    }
+}
+
+// ---- Parameters ----
+
+/// Limits and timing of a mempool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolParams {
+    /// Most transactions in a batch (Mir: 1024).
+    pub max_txs_in_batch: usize,
+    /// Most payload bytes in a batch (Mir: 1 MiB); a larger transaction is rejected.
+    pub max_payload_in_batch: usize,
+    /// How long a batch request waits for a full batch (Mir: 100 ms).
+    pub batch_timeout: Duration,
+    /// Most transactions held (including those being hashed).
+    pub capacity_txs: usize,
+    /// Most payload bytes held (including those being hashed).
+    pub capacity_bytes: usize,
+    /// How many transaction numbers above its delivered low watermark a client may have.
+    pub client_window: u64,
+}
+
+impl Default for MempoolParams {
+    fn default() -> Self {
+        MempoolParams {
+            max_txs_in_batch: 1024,
+            max_payload_in_batch: 1 << 20,
+            batch_timeout: Duration::from_millis(100),
+            capacity_txs: 100_000,
+            capacity_bytes: 256 << 20,
+            client_window: 10_000,
+        }
+    }
+}
+
+impl MempoolParams {
+    /// Checks the limits make sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_txs_in_batch == 0 {
+            return Err("max_txs_in_batch must be at least 1".into());
+        }
+        if self.max_payload_in_batch == 0 {
+            return Err("max_payload_in_batch must be at least 1".into());
+        }
+        if self.capacity_txs < self.max_txs_in_batch {
+            return Err(format!(
+                "capacity_txs ({}) must hold at least one full batch ({})",
+                self.capacity_txs, self.max_txs_in_batch
+            ));
+        }
+        if self.capacity_bytes < self.max_payload_in_batch {
+            return Err(format!(
+                "capacity_bytes ({}) must hold at least one full batch ({})",
+                self.capacity_bytes, self.max_payload_in_batch
+            ));
+        }
+        if self.client_window == 0 {
+            return Err("client_window must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The modules a mempool talks to.
+#[derive(Debug, Clone)]
+pub struct MempoolModules {
+    /// The hasher (transaction IDs).
+    pub hasher: ModuleId,
+    /// The timer (batch timeouts).
+    pub timer: ModuleId,
+}
+
+// ---- Continuations ----
+
+/// Hashing admitted transactions into IDs.
+#[derive(Debug)]
+pub struct Admitting {
+    txs: Vec<Tx>,
+}
+
+// ---- State ----
+
+struct Waiting {
+    origin: Origin,
+    epoch: u64,
+    number: u64,
+    timer_set: bool,
+    timed_out: bool,
+}
+
+/// The mempool (a `#[protocol]`; wrap it in [`mir_dsl::DslModule`]).
+pub struct Mempool {
+    params: MempoolParams,
+    modules: MempoolModules,
+    epoch: u64,
+    progress: ClientProgress,
+    /// Stored transactions by arrival number.
+    txs: BTreeMap<u64, (TxId, Tx)>,
+    by_id: BTreeMap<TxId, u64>,
+    /// (client, tx_no) of every stored or hashing transaction.
+    present: BTreeSet<(ClientId, u64)>,
+    next_seq: u64,
+    /// Batches of this epoch start at this arrival number.
+    cursor: u64,
+    held_bytes: usize,
+    hashing_txs: usize,
+    hashing_bytes: usize,
+    /// Transactions (and their bytes) at or after the cursor.
+    avail_txs: usize,
+    avail_bytes: usize,
+    waiting: VecDeque<Waiting>,
+    next_request: u64,
+}
+
+impl Mempool {
+    /// A mempool; panics on invalid `params` (a configuration bug: see
+    /// [`MempoolParams::validate`]).
+    pub fn new(params: MempoolParams, modules: MempoolModules) -> Self {
+        if let Err(e) = params.validate() {
+            panic!("invalid mempool parameters: {e}");
+        }
+        Mempool {
+            params,
+            modules,
+            epoch: 0,
+            progress: ClientProgress::default(),
+            txs: BTreeMap::new(),
+            by_id: BTreeMap::new(),
+            present: BTreeSet::new(),
+            next_seq: 0,
+            cursor: 0,
+            held_bytes: 0,
+            hashing_txs: 0,
+            hashing_bytes: 0,
+            avail_txs: 0,
+            avail_bytes: 0,
+            waiting: VecDeque::new(),
+            next_request: 0,
+        }
+    }
+
+    /// Transactions held (stored or being hashed).
+    pub fn len(&self) -> usize {
+        self.txs.len() + self.hashing_txs
+    }
+
+    /// Whether no transaction is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Payload bytes held (stored or being hashed).
+    pub fn bytes(&self) -> usize {
+        self.held_bytes + self.hashing_bytes
+    }
+
+    /// Why `tx` cannot be admitted now, if it cannot.
+    fn refusal(&self, tx: &Tx) -> Option<String> {
+        let p = &self.params;
+        let low = self.progress.low_wm(&tx.client);
+        if tx.data.len() > p.max_payload_in_batch {
+            Some(format!(
+                "{} bytes is more than a batch may hold ({})",
+                tx.data.len(),
+                p.max_payload_in_batch
+            ))
+        } else if self.progress.contains(&tx.client, tx.tx_no) {
+            Some("already delivered".into())
+        } else if tx.tx_no >= low.saturating_add(p.client_window) {
+            Some(format!(
+                "outside the client's window [{low}, {})",
+                low.saturating_add(p.client_window)
+            ))
+        } else if self.present.contains(&(tx.client.clone(), tx.tx_no)) {
+            Some("already in the mempool".into())
+        } else if self.len() >= p.capacity_txs {
+            Some(format!("mempool full ({} transactions)", p.capacity_txs))
+        } else if self.bytes() + tx.data.len() > p.capacity_bytes {
+            Some(format!("mempool full ({} bytes)", p.capacity_bytes))
+        } else {
+            None
+        }
+    }
+
+    fn full_batch_available(&self) -> bool {
+        self.avail_txs >= self.params.max_txs_in_batch
+            || self.avail_bytes >= self.params.max_payload_in_batch
+    }
+
+    /// Takes the next batch from the cursor.
+    fn take_batch(&mut self) -> (Vec<TxId>, Vec<Tx>) {
+        let (mut ids, mut txs, mut bytes) = (Vec::new(), Vec::new(), 0);
+        let mut next = self.cursor;
+        for (&seq, (id, tx)) in self.txs.range(self.cursor..) {
+            if ids.len() == self.params.max_txs_in_batch
+                || bytes + tx.data.len() > self.params.max_payload_in_batch
+            {
+                break;
+            }
+            bytes += tx.data.len();
+            ids.push(id.clone());
+            txs.push(tx.clone());
+            next = seq + 1;
+        }
+        self.cursor = next;
+        self.avail_txs -= ids.len();
+        self.avail_bytes -= bytes;
+        (ids, txs)
+    }
+
+    /// Removes the transaction with arrival number `seq`.
+    fn remove(&mut self, seq: u64) {
+        if let Some((id, tx)) = self.txs.remove(&seq) {
+            self.by_id.remove(&id);
+            self.present.remove(&(tx.client.clone(), tx.tx_no));
+            self.held_bytes -= tx.data.len();
+            if seq >= self.cursor {
+                self.avail_txs -= 1;
+                self.avail_bytes -= tx.data.len();
+            }
+        }
+    }
+}
+
+#[protocol]
+impl Mempool {
+    #[upon(event)]
+    fn init(&mut self, _ctx: &mut Ctx<Self>, _init: Init) -> Handled {
+        Ok(())
+    }
+
+    /// upon ⟨NewTransactions | txs⟩ from client c do admit or reject each; hash the admitted
+    #[upon(event)]
+    fn new_transactions(&mut self, ctx: &mut Ctx<Self>, new: NewTransactions) -> Handled {
+        let mut admitted = Vec::new();
+        let mut rejected = Vec::new();
+        for tx in new.txs {
+            match self.refusal(&tx) {
+                Some(reason) => rejected.push(Rejected {
+                    client: tx.client,
+                    tx_no: tx.tx_no,
+                    reason,
+                }),
+                None => {
+                    self.present.insert((tx.client.clone(), tx.tx_no));
+                    self.hashing_txs += 1;
+                    self.hashing_bytes += tx.data.len();
+                    admitted.push(tx);
+                }
+            }
+        }
+        if !rejected.is_empty() {
+            tracing::debug!(count = rejected.len(), first = %rejected[0].reason, "transactions rejected");
+            let src = ctx.source().clone();
+            ctx.emit(&src, TransactionsRejected { rejected });
+        }
+        if !admitted.is_empty() {
+            let hasher = self.modules.hasher.clone();
+            ctx.request(
+                &hasher,
+                tx_ids_request(&admitted),
+                Admitting { txs: admitted },
+            );
+        }
+        Ok(())
+    }
+
+    /// … store the admitted transactions with their IDs, in arrival order
+    #[upon(response)]
+    fn admitted(&mut self, _ctx: &mut Ctx<Self>, ids: HashResult, cont: Admitting) -> Handled {
+        if ids.digests.len() != cont.txs.len() {
+            fatal!(
+                "the hasher returned {} digests for {} transactions",
+                ids.digests.len(),
+                cont.txs.len()
+            );
+        }
+        for (id, tx) in ids.digests.into_iter().zip(cont.txs) {
+            self.hashing_txs -= 1;
+            self.hashing_bytes -= tx.data.len();
+            let key = (tx.client.clone(), tx.tx_no);
+            // Delivered while it was being hashed (a new epoch came in between).
+            if self.progress.contains(&tx.client, tx.tx_no) || self.by_id.contains_key(&id) {
+                self.present.remove(&key);
+                continue;
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.held_bytes += tx.data.len();
+            self.avail_txs += 1;
+            self.avail_bytes += tx.data.len();
+            self.by_id.insert(id.clone(), seq);
+            self.txs.insert(seq, (id, tx));
+        }
+        Ok(())
+    }
+
+    /// upon ⟨RequestBatch | e⟩ do queue it (answered by `serve_batches`)
+    #[upon(event)]
+    fn request_batch(&mut self, ctx: &mut Ctx<Self>, req: RequestBatch) -> Handled {
+        let number = self.next_request;
+        self.next_request += 1;
+        let mut w = Waiting {
+            origin: req.origin,
+            epoch: req.epoch,
+            number,
+            timer_set: false,
+            timed_out: false,
+        };
+        if req.epoch <= self.epoch {
+            self.set_timer(ctx, &mut w);
+        }
+        self.waiting.push_back(w);
+        Ok(())
+    }
+
+    /// upon BatchTimeout for request r do answer r with what there is
+    #[upon(event)]
+    fn batch_timeout(&mut self, _ctx: &mut Ctx<Self>, t: BatchTimeout) -> Handled {
+        if let Some(w) = self.waiting.iter_mut().find(|w| w.number == t.request) {
+            w.timed_out = true;
+        }
+        Ok(())
+    }
+
+    /// upon exists a waiting request of this (or an earlier) epoch such that a full batch is
+    /// available or it timed out do answer it
+    #[upon(condition)]
+    fn serve_batches(&mut self, ctx: &mut Ctx<Self>) -> Handled {
+        while let Some(w) = self.waiting.front() {
+            if w.epoch > self.epoch {
+                break; // waits for its epoch (requests are answered in order)
+            }
+            let (tx_ids, txs) = if w.epoch < self.epoch {
+                (Vec::new(), Vec::new()) // a stale request: nothing to propose in a past epoch
+            } else if self.full_batch_available() || w.timed_out {
+                self.take_batch()
+            } else {
+                break;
+            };
+            let w = self.waiting.pop_front().expect("front exists");
+            let to = w.origin.module.clone();
+            ctx.emit(
+                &to,
+                NewBatch {
+                    tx_ids,
+                    txs,
+                    origin: w.origin,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// upon ⟨LookupTransactions | ids⟩ do answer with those held
+    #[upon(event)]
+    fn lookup(&mut self, ctx: &mut Ctx<Self>, req: LookupTransactions) -> Handled {
+        let (mut found_ids, mut found_txs, mut missing_ids) = (Vec::new(), Vec::new(), Vec::new());
+        for id in req.tx_ids {
+            match self.by_id.get(&id).and_then(|s| self.txs.get(s)) {
+                Some((_, tx)) => {
+                    found_txs.push(tx.clone());
+                    found_ids.push(id);
+                }
+                None => missing_ids.push(id),
+            }
+        }
+        let to = req.origin.module.clone();
+        ctx.emit(
+            &to,
+            TransactionsFound {
+                found_ids,
+                found_txs,
+                missing_ids,
+                origin: req.origin,
+            },
+        );
+        Ok(())
+    }
+
+    /// upon ⟨NewEpoch | e, progress⟩ do prune the delivered; restart batching from the oldest
+    #[upon(event)]
+    fn new_epoch(&mut self, ctx: &mut Ctx<Self>, ne: NewEpoch) -> Handled {
+        if ne.epoch < self.epoch {
+            fatal!(
+                "NewEpoch {} after epoch {}: epochs only go forward",
+                ne.epoch,
+                self.epoch
+            );
+        }
+        self.epoch = ne.epoch;
+        self.progress = ne.client_progress;
+        let delivered: Vec<u64> = self
+            .txs
+            .iter()
+            .filter(|(_, (_, tx))| self.progress.contains(&tx.client, tx.tx_no))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in delivered {
+            self.remove(seq);
+        }
+        // Re-propose everything not ordered: batching starts again from the oldest.
+        self.cursor = 0;
+        self.avail_txs = self.txs.len();
+        self.avail_bytes = self.held_bytes;
+        let mut waiting = std::mem::take(&mut self.waiting);
+        for w in waiting.iter_mut() {
+            if w.epoch == self.epoch {
+                self.set_timer(ctx, w);
+            }
+        }
+        self.waiting = waiting;
+        Ok(())
+    }
+}
+
+impl Mempool {
+    fn set_timer(&self, ctx: &mut Ctx<Self>, w: &mut Waiting) {
+        if !w.timer_set {
+            w.timer_set = true;
+            ctx.after(
+                &self.modules.timer,
+                self.params.batch_timeout,
+                BatchTimeout { request: w.number },
+            );
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! # The availability layer
+//!
+//! What lets an ordering protocol (ISS, PBFT) order small **certificates** instead of whole batches
+//! of transactions, while every correct node can still get the batch behind each certificate.
+//! Mir's `simplemempool`, `fakebatchdb`, `multisigcollector` and `batchfetcher`, rewritten in the
+//! `#[protocol]` DSL. The parts, and the modules they are registered as in a node:
+//!
+//! ```text
+//!  clients ──NewTransactions──▶ mempool ◀──RequestBatch── availability/<epoch> ──RequestSig──▶ peers
+//!                                  │                      (multisig collector:   ◀──Sig──────
+//!                                  └──NewBatch───────────▶  certificate creation,
+//!                                                           verification,          ──RequestBatch──▶
+//!             batchdb ◀──StoreBatch / LookupBatch──────────  batch reconstruction) ◀──ProvideBatch──
+//!                                                                  ▲
+//!  orderer ──DeliverCert──▶ batchfetcher ──RequestTransactions──────┘
+//!                               │
+//!                               └──NewOrderedBatch (in order, duplicates removed)──▶ application
+//! ```
+//!
+//! * [`mempool`]: admits transactions (bounded in count and bytes, and per client by a watermark
+//!   window), hashes them into IDs through the hasher, forms batches by count, bytes and timeout,
+//!   re-proposes what was not ordered when an epoch starts, and prunes what was delivered.
+//! * [`batchdb`]: stores batches by ID, garbage-collected by retention index (the epoch).
+//! * [`msc`]: the multisig collector, one instance per epoch made by [`msc::factory`]. A
+//!   **certificate** is f + 1 (a weak quorum by weight) signatures of distinct members on
+//!   `(instance, "BATCH_STORED", batch ID)`, so at least one correct node stored the batch.
+//! * [`batchfetcher`]: turns ordered certificates into ordered batches, removing duplicate
+//!   transactions by [`ClientProgress`] at delivery time.
+//!
+//! **Identifiers.** A transaction ID is the SHA-256 of the framed `(client, tx_no, data)`; a batch
+//! ID is the SHA-256 of the framed list of its transaction IDs ([`tx_id_data`], [`batch_id_data`]).
+//! Both are computed by the hasher module ([`HashRequest`]), never inline in protocol code, so
+//! hashing large batches can run on a worker thread in production.
+//!
+//! **Differences from Mir.** The mempool is bounded and answers a rejected submission with a
+//! reason ([`mempool::TransactionsRejected`]), and each client has a window of transaction numbers
+//! above its delivered low watermark (Mir had neither: one client could fill a node's memory).
+//! Certificate verification rejects repeated and non-member signers (through
+//! [`mir_dsl::Membership::is_weak_quorum`]). Batch reconstruction asks one signer at a time and
+//! moves to the next on a timeout, forever (Mir asked all signers once and never retried, so one
+//! lost message stalled the node). A signer signs at most `max_requests` batches per source and
+//! epoch, so a Byzantine source cannot make it store without bound.
+
+pub mod batchdb;
+pub mod batchfetcher;
+pub mod mempool;
+pub mod msc;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mir_dsl::mir_runtime::payload;
+use mir_dsl::mir_runtime::stdevents::crypto::HashRequest;
+use serde::{Deserialize, Serialize};
+
+/// A client's name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientId(pub String);
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ClientId {
+    fn from(s: &str) -> Self {
+        ClientId(s.to_owned())
+    }
+}
+
+/// A transaction: the `tx_no`-th request of `client`, carrying an opaque payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tx {
+    /// Who sent it.
+    pub client: ClientId,
+    /// The client's sequence number for it (each number is delivered at most once).
+    pub tx_no: u64,
+    /// The payload.
+    pub data: Vec<u8>,
+}
+
+impl Tx {
+    /// A transaction.
+    pub fn new(client: impl Into<ClientId>, tx_no: u64, data: impl Into<Vec<u8>>) -> Self {
+        Tx {
+            client: client.into(),
+            tx_no,
+            data: data.into(),
+        }
+    }
+}
+
+/// A transaction ID: 32 bytes of SHA-256.
+pub type TxId = Vec<u8>;
+/// A batch ID: 32 bytes of SHA-256.
+pub type BatchId = Vec<u8>;
+
+/// What is hashed into a transaction's ID: `[client, tx_no (8 bytes LE), data]`, framed.
+pub fn tx_id_data(tx: &Tx) -> Vec<Vec<u8>> {
+    vec![
+        tx.client.0.as_bytes().to_vec(),
+        tx.tx_no.to_le_bytes().to_vec(),
+        tx.data.clone(),
+    ]
+}
+
+/// What is hashed into a batch's ID: its transaction IDs, framed.
+pub fn batch_id_data(tx_ids: &[TxId]) -> Vec<Vec<u8>> {
+    tx_ids.to_vec()
+}
+
+/// A request for the IDs of `txs` (one digest per transaction, in order).
+pub fn tx_ids_request(txs: &[Tx]) -> HashRequest {
+    HashRequest::new(txs.iter().map(tx_id_data).collect())
+}
+
+/// A request for the ID of the batch with transaction IDs `tx_ids` (one digest).
+pub fn batch_id_request(tx_ids: &[TxId]) -> HashRequest {
+    HashRequest::new(vec![batch_id_data(tx_ids)])
+}
+
+/// The payload bytes of `txs` (what batch size limits count).
+pub fn total_bytes(txs: &[Tx]) -> usize {
+    txs.iter().map(|t| t.data.len()).sum()
+}
+
+/// Which transactions of each client were delivered: everything below `low_wm`, and the numbers
+/// in `delivered` (all ≥ `low_wm`). Mir's `clientprogress`, kept in order (`BTreeMap`) so its
+/// encoding is deterministic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientProgress {
+    /// Per client.
+    pub clients: BTreeMap<ClientId, DeliveredTxs>,
+}
+
+/// One client's delivered transactions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredTxs {
+    /// Every transaction number below it was delivered.
+    pub low_wm: u64,
+    /// Delivered numbers at or above `low_wm`.
+    pub delivered: BTreeSet<u64>,
+}
+
+impl ClientProgress {
+    /// Records that `client`'s transaction `tx_no` is delivered; false if it already was (a
+    /// duplicate to drop).
+    ///
+    /// ```
+    /// use protocols::availability::ClientProgress;
+    /// let mut p = ClientProgress::default();
+    /// assert!(p.add(&"c".into(), 0));
+    /// assert!(!p.add(&"c".into(), 0));
+    /// assert!(p.add(&"c".into(), 2));
+    /// p.garbage_collect();
+    /// assert_eq!(p.low_wm(&"c".into()), 1);
+    /// assert!(p.contains(&"c".into(), 2) && !p.contains(&"c".into(), 1));
+    /// ```
+    pub fn add(&mut self, client: &ClientId, tx_no: u64) -> bool {
+        let c = self.clients.entry(client.clone()).or_default();
+        if tx_no < c.low_wm {
+            return false;
+        }
+        c.delivered.insert(tx_no)
+    }
+
+    /// Whether `client`'s transaction `tx_no` was delivered.
+    pub fn contains(&self, client: &ClientId, tx_no: u64) -> bool {
+        self.clients
+            .get(client)
+            .is_some_and(|c| tx_no < c.low_wm || c.delivered.contains(&tx_no))
+    }
+
+    /// The client's low watermark: every number below it was delivered.
+    pub fn low_wm(&self, client: &ClientId) -> u64 {
+        self.clients.get(client).map_or(0, |c| c.low_wm)
+    }
+
+    /// Raises each client's low watermark over the contiguous delivered prefix.
+    pub fn garbage_collect(&mut self) {
+        for c in self.clients.values_mut() {
+            while c.delivered.remove(&c.low_wm) {
+                c.low_wm += 1;
+            }
+        }
+    }
+}
+
+/// A certificate that the batch `batch_id` is available: `signatures[i]` is `signers[i]`'s
+/// signature of `(instance, "BATCH_STORED", batch_id)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCert {
+    /// The batch.
+    pub batch_id: BatchId,
+    /// Who signed (distinct members, a weak quorum by weight).
+    pub signers: Vec<mir_dsl::mir_runtime::NodeId>,
+    /// Their signatures, one per signer.
+    pub signatures: Vec<Vec<u8>>,
+}
+
+/// An availability certificate: zero or more batch certificates. The **empty** certificate stands
+/// for an empty batch (nothing to order) and is always valid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cert {
+    /// The batches, in order.
+    pub batches: Vec<BatchCert>,
+}
+
+impl Cert {
+    /// Whether this certificate stands for no transactions.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// The canonical encoding (for printing, sending to another node, or pasting back).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        mir_dsl::mir_runtime::codec::encode(self)
+    }
+
+    /// Decodes [`Cert::to_bytes`]; an error for anything else.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, mir_dsl::mir_runtime::codec::DecodeError> {
+        mir_dsl::mir_runtime::codec::decode("availability.Cert", b)
+    }
+}
+
+/// The statement a signer signs: it stored batch `batch_id` for instance `instance`.
+pub fn stored_statement(instance: &[u8], batch_id: &[u8]) -> Vec<Vec<u8>> {
+    vec![
+        instance.to_vec(),
+        b"BATCH_STORED".to_vec(),
+        batch_id.to_vec(),
+    ]
+}
+
+payload!(
+    Tx = "availability.Tx",
+    Cert = "availability.Cert",
+    ClientProgress = "availability.ClientProgress",
+);

@@ -1,0 +1,325 @@
+//! Certificate creation (part of [`Msc`]).
+//!
+//! ```text
+//! source side:
+//! upon ⟨RequestCert⟩ do queue it; if idle: ask the mempool for a batch
+//! upon ⟨NewBatch | ids, txs⟩ do
+//!     if empty: answer every queued request with the empty certificate
+//!     else: id := hash(ids); send [REQUEST-SIG, r, txs] to all members
+//! upon [SIG, r, σ] from p such that p is a member, r is current, p not counted do
+//!     if verifysig(p, (instance, BATCH_STORED, id), σ) then sigs[p] := σ
+//! upon weight(sigs) ≥ f + 1 do
+//!     answer the oldest queued request with ⟨id, sigs⟩; if more are queued: ask for a batch
+//!
+//! signer side:
+//! upon [REQUEST-SIG, r, txs] from member q such that q asked fewer than max_requests times do
+//!     id := hash(hash(txs)); store (id, txs) in the batch DB, kept for this epoch
+//!     σ := sign(instance, BATCH_STORED, id); send [SIG, r, σ] to q
+//! ```
+
+use mir_dsl::mir_runtime::stdevents::crypto::{
+    HashResult, SigVerified, SignRequest, SignResult, VerifySig,
+};
+use mir_dsl::mir_runtime::NodeId;
+use mir_dsl::{ensure, fatal, ignore, protocol, Ctx, Handled};
+
+use super::super::batchdb::{BatchStored, StoreBatch};
+use super::super::mempool::{NewBatch, RequestBatch};
+use super::super::{batch_id_request, stored_statement, tx_ids_request, Cert, Tx, TxId};
+use super::{batch_cert, Collecting, Msc, NewCert, RequestCert, RequestSigMessage, SigMessage};
+
+/// Waiting for the mempool's batch.
+#[derive(Debug)]
+pub struct BatchForCert;
+
+/// Hashing the batch ID of a batch to certify.
+#[derive(Debug)]
+pub struct CertBatchId {
+    txs: Vec<Tx>,
+}
+
+/// Checking `from`'s signature for certificate `req_id`.
+#[derive(Debug)]
+pub struct SigChecked {
+    from: NodeId,
+    req_id: u64,
+    signature: Vec<u8>,
+}
+
+/// Signer: hashing the transaction IDs of `from`'s batch.
+#[derive(Debug)]
+pub struct SignerTxIds {
+    from: NodeId,
+    req_id: u64,
+    txs: Vec<Tx>,
+}
+
+/// Signer: hashing the batch ID.
+#[derive(Debug)]
+pub struct SignerBatchId {
+    from: NodeId,
+    req_id: u64,
+    txs: Vec<Tx>,
+    tx_ids: Vec<TxId>,
+}
+
+/// Signer: storing the batch.
+#[derive(Debug)]
+pub struct SignerStored {
+    from: NodeId,
+    req_id: u64,
+    batch_id: Vec<u8>,
+}
+
+/// Signer: signing the statement.
+#[derive(Debug)]
+pub struct SignerSigned {
+    from: NodeId,
+    req_id: u64,
+}
+
+impl Msc {
+    fn ask_mempool(&mut self, ctx: &mut Ctx<Self>) {
+        if !self.asked_mempool && self.collecting.is_none() && !self.requests.is_empty() {
+            self.asked_mempool = true;
+            let mempool = self.modules.mempool.clone();
+            ctx.request(&mempool, RequestBatch::new(self.epoch), BatchForCert);
+        }
+    }
+
+    fn answer(&mut self, ctx: &mut Ctx<Self>, cert: Cert) {
+        if let Some(origin) = self.requests.pop_front() {
+            let to = origin.module.clone();
+            ctx.emit(&to, NewCert { cert, origin });
+        }
+    }
+}
+
+#[protocol(part = creation)]
+impl Msc {
+    /// upon ⟨RequestCert⟩ do queue it; if idle: ask the mempool for a batch
+    #[upon(event)]
+    fn request_cert(&mut self, ctx: &mut Ctx<Self>, req: RequestCert) -> Handled {
+        self.requests.push_back(req.origin);
+        self.ask_mempool(ctx);
+        Ok(())
+    }
+
+    /// upon ⟨NewBatch | ids, txs⟩ do …
+    #[upon(response)]
+    fn new_batch(&mut self, ctx: &mut Ctx<Self>, batch: NewBatch, _c: BatchForCert) -> Handled {
+        self.asked_mempool = false;
+        if batch.txs.is_empty() {
+            // … if empty: answer every queued request with the empty certificate
+            while !self.requests.is_empty() {
+                self.answer(ctx, Cert::default());
+            }
+            return Ok(());
+        }
+        // … else: id := hash(ids)
+        let hasher = self.modules.hasher.clone();
+        ctx.request(
+            &hasher,
+            batch_id_request(&batch.tx_ids),
+            CertBatchId { txs: batch.txs },
+        );
+        Ok(())
+    }
+
+    /// … send [REQUEST-SIG, r, txs] to all members
+    #[upon(response)]
+    fn cert_batch_id(&mut self, ctx: &mut Ctx<Self>, h: HashResult, c: CertBatchId) -> Handled {
+        let Some(batch_id) = h.digests.into_iter().next() else {
+            fatal!("the hasher returned no digest")
+        };
+        let req_id = self.next_req_id;
+        self.next_req_id += 1;
+        self.collecting = Some(Collecting {
+            req_id,
+            batch_id,
+            sigs: Default::default(),
+            checking: Default::default(),
+        });
+        let all = self.members();
+        let net = self.modules.net.clone();
+        ctx.send(&net, &all, RequestSigMessage { req_id, txs: c.txs });
+        Ok(())
+    }
+
+    /// upon [SIG, r, σ] from p such that p is a member, r is current, p not counted do verify
+    #[upon(message)]
+    fn on_sig(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: SigMessage) -> Handled {
+        ensure!(
+            self.membership.contains(&from),
+            "SIG from non-member {from}"
+        );
+        let Some(c) = self.collecting.as_mut() else {
+            ignore!(
+                "SIG from {from} for request {} while collecting nothing",
+                msg.req_id
+            )
+        };
+        ensure!(
+            c.req_id == msg.req_id,
+            "SIG from {from} for request {}, not the current {}",
+            msg.req_id,
+            c.req_id
+        );
+        ensure!(
+            !c.sigs.contains_key(&from) && c.checking.insert(from.clone()),
+            "repeated SIG from {from}"
+        );
+        let statement = stored_statement(&self.instance, &c.batch_id);
+        let crypto = self.modules.crypto.clone();
+        ctx.request(
+            &crypto,
+            VerifySig::new(statement, msg.signature.clone(), from.clone()),
+            SigChecked {
+                from,
+                req_id: msg.req_id,
+                signature: msg.signature,
+            },
+        );
+        Ok(())
+    }
+
+    /// … then sigs[p] := σ
+    #[upon(response)]
+    fn sig_checked(&mut self, _ctx: &mut Ctx<Self>, v: SigVerified, c: SigChecked) -> Handled {
+        let Some(col) = self
+            .collecting
+            .as_mut()
+            .filter(|col| col.req_id == c.req_id)
+        else {
+            return Ok(()); // the certificate was completed meanwhile
+        };
+        col.checking.remove(&c.from);
+        if let Some(e) = v.error {
+            ignore!("invalid SIG from {}: {e}", c.from);
+        }
+        col.sigs.insert(c.from, c.signature);
+        Ok(())
+    }
+
+    /// upon weight(sigs) ≥ f + 1 do answer the oldest request; if more are queued: next batch
+    #[upon(condition)]
+    fn enough_sigs(&mut self, ctx: &mut Ctx<Self>) -> Handled {
+        let Some(col) = &self.collecting else {
+            return Ok(());
+        };
+        match self.membership.is_weak_quorum(col.sigs.keys()) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => fatal!("collected signatures: {e}"),
+        }
+        let col = self.collecting.take().expect("checked above");
+        let cert = Cert {
+            batches: vec![batch_cert(col.batch_id, &col.sigs)],
+        };
+        self.answer(ctx, cert);
+        self.ask_mempool(ctx);
+        Ok(())
+    }
+
+    /// signer: upon [REQUEST-SIG, r, txs] from member q … do hash the batch
+    #[upon(message)]
+    fn on_request_sig(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        from: NodeId,
+        msg: RequestSigMessage,
+    ) -> Handled {
+        ensure!(
+            self.membership.contains(&from),
+            "REQUEST-SIG from non-member {from}"
+        );
+        if let Err(e) = self.batch_within_limits(&msg.txs) {
+            ignore!("REQUEST-SIG from {from}: the batch has {e}");
+        }
+        let n = self.signed.entry(from.clone()).or_default();
+        ensure!(
+            *n < self.params.max_requests,
+            "REQUEST-SIG from {from}: it already asked {} times in this epoch",
+            self.params.max_requests
+        );
+        *n += 1;
+        let hasher = self.modules.hasher.clone();
+        ctx.request(
+            &hasher,
+            tx_ids_request(&msg.txs),
+            SignerTxIds {
+                from,
+                req_id: msg.req_id,
+                txs: msg.txs,
+            },
+        );
+        Ok(())
+    }
+
+    /// signer: … id := hash(hash(txs))
+    #[upon(response)]
+    fn signer_tx_ids(&mut self, ctx: &mut Ctx<Self>, h: HashResult, c: SignerTxIds) -> Handled {
+        let hasher = self.modules.hasher.clone();
+        ctx.request(
+            &hasher,
+            batch_id_request(&h.digests),
+            SignerBatchId {
+                from: c.from,
+                req_id: c.req_id,
+                txs: c.txs,
+                tx_ids: h.digests,
+            },
+        );
+        Ok(())
+    }
+
+    /// signer: … store (id, txs) in the batch DB, kept for this epoch
+    #[upon(response)]
+    fn signer_batch_id(&mut self, ctx: &mut Ctx<Self>, h: HashResult, c: SignerBatchId) -> Handled {
+        let Some(batch_id) = h.digests.into_iter().next() else {
+            fatal!("the hasher returned no digest")
+        };
+        let db = self.modules.batchdb.clone();
+        ctx.request(
+            &db,
+            StoreBatch::new(batch_id.clone(), c.tx_ids, c.txs, self.epoch),
+            SignerStored {
+                from: c.from,
+                req_id: c.req_id,
+                batch_id,
+            },
+        );
+        Ok(())
+    }
+
+    /// signer: … σ := sign(instance, BATCH_STORED, id)
+    #[upon(response)]
+    fn signer_stored(&mut self, ctx: &mut Ctx<Self>, _s: BatchStored, c: SignerStored) -> Handled {
+        let crypto = self.modules.crypto.clone();
+        let statement = stored_statement(&self.instance, &c.batch_id);
+        ctx.request(
+            &crypto,
+            SignRequest::new(statement),
+            SignerSigned {
+                from: c.from,
+                req_id: c.req_id,
+            },
+        );
+        Ok(())
+    }
+
+    /// signer: … send [SIG, r, σ] to q
+    #[upon(response)]
+    fn signer_signed(&mut self, ctx: &mut Ctx<Self>, s: SignResult, c: SignerSigned) -> Handled {
+        let net = self.modules.net.clone();
+        ctx.send(
+            &net,
+            [&c.from],
+            SigMessage {
+                req_id: c.req_id,
+                signature: s.signature,
+            },
+        );
+        Ok(())
+    }
+}

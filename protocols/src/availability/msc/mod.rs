@@ -1,0 +1,395 @@
+//! The multisig collector: availability certificates for batches, one instance per epoch.
+//!
+//! One protocol in three parts that share the state of [`Msc`]:
+//!
+//! * [certificate creation](creation): on [`RequestCert`], take a batch from the mempool, ask
+//!   every member to store it and sign that it did, and answer with a certificate once the
+//!   signers weigh a weak quorum (f + 1);
+//! * [certificate verification](verification): [`VerifyCert`] checks the signers are distinct
+//!   members of weak-quorum weight, then every signature;
+//! * [batch reconstruction](reconstruction): [`RequestTransactions`] turns a (verified)
+//!   certificate back into its transactions, from the local batch DB or else from the
+//!   certificate's signers, checking each fetched batch against its ID and moving to the next
+//!   signer on a timeout.
+//!
+//! A certificate's signatures are over `(instance, "BATCH_STORED", batch ID)`
+//! ([`stored_statement`](super::stored_statement)); the instance bytes are the epoch, so a
+//! certificate of one epoch does not verify in another.
+//!
+//! [`factory`] makes a [factory](mir_dsl::mir_runtime::stdmodules::Factory) that creates
+//! `<factory>/<epoch>` instances from [`MscInstance`] parameters and removes them by epoch.
+
+pub mod creation;
+pub mod reconstruction;
+pub mod verification;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use mir_dsl::mir_runtime::stdevents::crypto::Origin;
+use mir_dsl::mir_runtime::stdevents::Init;
+use mir_dsl::mir_runtime::stdmodules::Factory;
+use mir_dsl::mir_runtime::{payload, request_response, ModuleError, ModuleId, NodeId};
+use mir_dsl::{protocol, Ctx, Handled, Membership, Weight};
+use serde::{Deserialize, Serialize};
+
+use super::{BatchCert, BatchId, Cert, Tx};
+
+// ---- Events (requests and responses) ----
+
+/// Asks for a certificate of a new batch (answered with [`NewCert`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCert {
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// A certificate (empty if the mempool had nothing to propose).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCert {
+    /// The certificate.
+    pub cert: Cert,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+/// Asks whether `cert` is valid (answered with [`CertVerified`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyCert {
+    /// The certificate.
+    pub cert: Cert,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The outcome of a [`VerifyCert`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertVerified {
+    /// Whether the certificate is valid.
+    pub valid: bool,
+    /// Why not, if not.
+    pub error: Option<String>,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+/// Asks for the transactions of a verified certificate (answered with [`ProvideTransactions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestTransactions {
+    /// The certificate.
+    pub cert: Cert,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The transactions of a certificate, batch after batch in its order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvideTransactions {
+    /// The transactions.
+    pub txs: Vec<Tx>,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+/// A fetch of `batch_id` waited long enough for attempt `attempt` (from the timer, to itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchTimeout {
+    /// The batch being fetched.
+    pub batch_id: BatchId,
+    /// The attempt that timed out.
+    pub attempt: u64,
+}
+
+// ---- Messages ----
+
+/// Source → members: store this batch and sign that you did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestSigMessage {
+    /// The source's number for this certificate.
+    pub req_id: u64,
+    /// The batch.
+    pub txs: Vec<Tx>,
+}
+
+/// Member → source: my signature that I stored the batch of `req_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigMessage {
+    /// The source's number for the certificate.
+    pub req_id: u64,
+    /// The signature of `(instance, "BATCH_STORED", batch ID)`.
+    pub signature: Vec<u8>,
+}
+
+/// Fetcher → signer: send me batch `batch_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestBatchMessage {
+    /// The batch.
+    pub batch_id: BatchId,
+}
+
+/// Signer → fetcher: batch `batch_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvideBatchMessage {
+    /// The batch ID (checked by the receiver against the transactions).
+    pub batch_id: BatchId,
+    /// The transactions.
+    pub txs: Vec<Tx>,
+}
+
+/// Parameters of a [`factory`]-made instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MscInstance {
+    /// The epoch (also the batch DB retention index and the instance bytes).
+    pub epoch: u64,
+    /// The members and their weights in this epoch.
+    pub membership: Vec<(NodeId, Weight)>,
+}
+
+payload!(
+    RequestCert = "availability.RequestCert",
+    NewCert = "availability.NewCert",
+    VerifyCert = "availability.VerifyCert",
+    CertVerified = "availability.CertVerified",
+    RequestTransactions = "availability.RequestTransactions",
+    ProvideTransactions = "availability.ProvideTransactions",
+    FetchTimeout = "availability.FetchTimeout",
+    RequestSigMessage = "availability.RequestSigMessage",
+    SigMessage = "availability.SigMessage",
+    RequestBatchMessage = "availability.RequestBatchMessage",
+    ProvideBatchMessage = "availability.ProvideBatchMessage",
+    MscInstance = "availability.Instance",
+);
+request_response!(
+    RequestCert => NewCert,
+    VerifyCert => CertVerified,
+    RequestTransactions => ProvideTransactions,
+);
+
+impl RequestCert {
+    /// A request for a certificate.
+    pub fn new() -> Self {
+        RequestCert {
+            origin: Origin::unset(),
+        }
+    }
+}
+
+impl Default for RequestCert {
+    fn default() -> Self {
+        RequestCert::new()
+    }
+}
+
+impl VerifyCert {
+    /// A request to verify `cert`.
+    pub fn new(cert: Cert) -> Self {
+        VerifyCert {
+            cert,
+            origin: Origin::unset(),
+        }
+    }
+}
+
+impl RequestTransactions {
+    /// A request for the transactions of `cert`.
+    pub fn new(cert: Cert) -> Self {
+        RequestTransactions {
+            cert,
+            origin: Origin::unset(),
+        }
+    }
+}
+
+// ---- Configuration ----
+
+/// The modules an instance talks to.
+#[derive(Debug, Clone)]
+pub struct MscModules {
+    /// The transport.
+    pub net: ModuleId,
+    /// The crypto module.
+    pub crypto: ModuleId,
+    /// The hasher.
+    pub hasher: ModuleId,
+    /// The mempool.
+    pub mempool: ModuleId,
+    /// The batch DB.
+    pub batchdb: ModuleId,
+    /// The timer.
+    pub timer: ModuleId,
+}
+
+/// Limits and timing of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MscParams {
+    /// Most batches a signer stores and signs for one source in one instance (ISS: the segment
+    /// length). Bounds what a Byzantine source can make others store.
+    pub max_requests: u64,
+    /// Most transactions in a batch a signer accepts (the mempool's `max_txs_in_batch`).
+    pub max_txs_in_batch: usize,
+    /// Most payload bytes in a batch a signer accepts (the mempool's `max_payload_in_batch`).
+    pub max_payload_in_batch: usize,
+    /// How long reconstruction waits for a signer before asking the next one.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for MscParams {
+    fn default() -> Self {
+        MscParams {
+            max_requests: 1024,
+            max_txs_in_batch: 1024,
+            max_payload_in_batch: 1 << 20,
+            fetch_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+// ---- State ----
+
+/// The certificate being collected.
+struct Collecting {
+    req_id: u64,
+    batch_id: BatchId,
+    /// Valid signatures so far.
+    sigs: BTreeMap<NodeId, Vec<u8>>,
+    /// Signatures being verified.
+    checking: BTreeSet<NodeId>,
+}
+
+/// A batch being fetched from signers.
+struct Missing {
+    signers: Vec<NodeId>,
+    /// Index into `signers` of the one asked last.
+    asked: usize,
+    attempt: u64,
+    /// (fetch, batch index) waiting for it.
+    waiting: Vec<(u64, usize)>,
+}
+
+/// A [`RequestTransactions`] being served.
+struct Fetch {
+    origin: Origin,
+    batches: Vec<Option<Vec<Tx>>>,
+}
+
+/// One multisig collector instance (a `#[protocol]` in parts; wrap it in
+/// [`mir_dsl::DslModule`]).
+pub struct Msc {
+    modules: MscModules,
+    params: MscParams,
+    instance: Vec<u8>,
+    epoch: u64,
+    membership: Membership,
+    me: NodeId,
+    // Certificate creation, source side.
+    requests: VecDeque<Origin>,
+    asked_mempool: bool,
+    collecting: Option<Collecting>,
+    next_req_id: u64,
+    // Certificate creation, signer side: batches signed per source.
+    signed: BTreeMap<NodeId, u64>,
+    // Reconstruction.
+    fetches: BTreeMap<u64, Fetch>,
+    next_fetch: u64,
+    missing: BTreeMap<BatchId, Missing>,
+}
+
+impl Msc {
+    /// Instance for epoch `epoch` run by node `me`.
+    pub fn new(
+        modules: MscModules,
+        params: MscParams,
+        epoch: u64,
+        membership: Membership,
+        me: NodeId,
+    ) -> Self {
+        Msc {
+            modules,
+            params,
+            instance: epoch.to_le_bytes().to_vec(),
+            epoch,
+            membership,
+            me,
+            requests: VecDeque::new(),
+            asked_mempool: false,
+            collecting: None,
+            next_req_id: 0,
+            signed: BTreeMap::new(),
+            fetches: BTreeMap::new(),
+            next_fetch: 0,
+            missing: BTreeMap::new(),
+        }
+    }
+
+    fn members(&self) -> Vec<NodeId> {
+        self.membership.nodes().cloned().collect()
+    }
+
+    /// Whether a batch of `txs` is within the limits a signer accepts.
+    fn batch_within_limits(&self, txs: &[Tx]) -> Result<(), String> {
+        if txs.len() > self.params.max_txs_in_batch {
+            return Err(format!(
+                "{} transactions, more than {}",
+                txs.len(),
+                self.params.max_txs_in_batch
+            ));
+        }
+        let bytes = super::total_bytes(txs);
+        if bytes > self.params.max_payload_in_batch {
+            return Err(format!(
+                "{bytes} payload bytes, more than {}",
+                self.params.max_payload_in_batch
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[protocol(parts(creation, verification, reconstruction))]
+impl Msc {
+    #[upon(event)]
+    fn init(&mut self, _ctx: &mut Ctx<Self>, _init: Init) -> Handled {
+        Ok(())
+    }
+}
+
+/// A factory of instances: `NewSubmodule { id: <factory>/<epoch>, params: MscInstance { epoch,
+/// membership }, retention_index: epoch }` creates the instance of `epoch`; `GarbageCollect`
+/// removes old epochs. Messages for an epoch not created yet wait (bounded per sender).
+pub fn factory(modules: MscModules, params: MscParams, me: NodeId) -> Factory {
+    Factory::new(move |_id, p| {
+        let inst = p
+            .decode::<MscInstance>()
+            .map_err(ModuleError::new)?
+            .ok_or_else(|| {
+                ModuleError::new(format!(
+                    "availability factory: expected availability.Instance parameters, got {}",
+                    p.name()
+                ))
+            })?;
+        if inst.membership.is_empty() {
+            return Err(ModuleError::new(format!(
+                "availability factory: epoch {} has an empty membership",
+                inst.epoch
+            )));
+        }
+        let m = Msc::new(
+            modules.clone(),
+            params.clone(),
+            inst.epoch,
+            Membership::new(inst.membership),
+            me.clone(),
+        );
+        Ok(Box::new(mir_dsl::DslModule::new(m)) as Box<dyn mir_dsl::mir_runtime::PassiveModule>)
+    })
+}
+
+/// The certificate of one batch, from collected signatures.
+fn batch_cert(batch_id: BatchId, sigs: &BTreeMap<NodeId, Vec<u8>>) -> BatchCert {
+    let (signers, signatures) = sigs.iter().map(|(n, s)| (n.clone(), s.clone())).unzip();
+    BatchCert {
+        batch_id,
+        signers,
+        signatures,
+    }
+}

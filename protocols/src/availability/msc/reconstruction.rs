@@ -1,0 +1,351 @@
+//! Batch reconstruction (part of [`Msc`]).
+//!
+//! ```text
+//! upon ⟨RequestTransactions | cert⟩ do                     (cert was verified)
+//!     for each batch ⟨id, signers⟩ of cert: look id up in the batch DB
+//! upon the batch DB misses id do
+//!     ask one signer: send [REQUEST-BATCH, id] to it; after fetch_timeout ask the next one
+//! upon [PROVIDE-BATCH, id, txs] from p such that id is missing do
+//!     if hash(hash(txs)) = id then store (id, txs); the batch is here
+//!     (else p is faulty: drop it and keep waiting)
+//! upon every batch of cert is here do
+//!     trigger ⟨ProvideTransactions | the batches' transactions, in cert order⟩
+//! upon [REQUEST-BATCH, id] from member q do
+//!     if the batch DB has id: send [PROVIDE-BATCH, id, txs] to q
+//! ```
+//!
+//! Signers are asked one at a time, starting at a position that depends on this node (so the
+//! load spreads over the signers), moving to the next on every timeout, round and round until
+//! the batch arrives or the instance is garbage-collected. A certificate has at least one correct
+//! signer that stored the batch, so this ends as soon as the network lets one answer through.
+
+use mir_dsl::mir_runtime::stdevents::crypto::HashResult;
+use mir_dsl::mir_runtime::NodeId;
+use mir_dsl::{ensure, fatal, ignore, protocol, Ctx, Handled};
+
+use super::super::batchdb::{BatchStored, LookupBatch, LookupBatchResponse, StoreBatch};
+use super::super::{batch_id_request, tx_ids_request, BatchId, Tx, TxId};
+use super::{
+    Fetch, FetchTimeout, Missing, Msc, ProvideBatchMessage, ProvideTransactions,
+    RequestBatchMessage, RequestTransactions,
+};
+
+/// Looking up batch `index` of fetch `fetch` in the local batch DB.
+#[derive(Debug)]
+pub struct LocalLookup {
+    fetch: u64,
+    index: usize,
+    signers: Vec<NodeId>,
+}
+
+/// Looking up a batch a peer asked for.
+#[derive(Debug)]
+pub struct ServeLookup {
+    to: NodeId,
+}
+
+/// Hashing the transaction IDs of a provided batch.
+#[derive(Debug)]
+pub struct ProvidedTxIds {
+    from: NodeId,
+    batch_id: BatchId,
+    txs: Vec<Tx>,
+}
+
+/// Hashing the batch ID of a provided batch.
+#[derive(Debug)]
+pub struct ProvidedBatchId {
+    from: NodeId,
+    batch_id: BatchId,
+    txs: Vec<Tx>,
+    tx_ids: Vec<TxId>,
+}
+
+/// Storing a fetched batch (nothing waits for it).
+#[derive(Debug)]
+pub struct FetchedStored;
+
+impl Msc {
+    /// Batch `index` of fetch `fetch` is here; answers the fetch once all its batches are.
+    fn fill(&mut self, ctx: &mut Ctx<Self>, fetch: u64, index: usize, txs: Vec<Tx>) {
+        let Some(f) = self.fetches.get_mut(&fetch) else {
+            return;
+        };
+        f.batches[index] = Some(txs);
+        if f.batches.iter().all(Option::is_some) {
+            let f = self.fetches.remove(&fetch).expect("present");
+            let txs = f.batches.into_iter().flatten().flatten().collect();
+            let to = f.origin.module.clone();
+            ctx.emit(
+                &to,
+                ProvideTransactions {
+                    txs,
+                    origin: f.origin,
+                },
+            );
+        }
+    }
+
+    /// Asks the next signer of missing batch `batch_id` and arms the timeout.
+    fn ask_signer(&mut self, ctx: &mut Ctx<Self>, batch_id: &BatchId) {
+        let Some(m) = self.missing.get_mut(batch_id) else {
+            return;
+        };
+        m.attempt += 1;
+        m.asked = (m.asked + 1) % m.signers.len();
+        let signer = m.signers[m.asked].clone();
+        let attempt = m.attempt;
+        tracing::debug!(%signer, attempt, "asking a signer for a missing batch");
+        let net = self.modules.net.clone();
+        ctx.send(
+            &net,
+            [&signer],
+            RequestBatchMessage {
+                batch_id: batch_id.clone(),
+            },
+        );
+        let timer = self.modules.timer.clone();
+        ctx.after(
+            &timer,
+            self.params.fetch_timeout,
+            FetchTimeout {
+                batch_id: batch_id.clone(),
+                attempt,
+            },
+        );
+    }
+}
+
+#[protocol(part = reconstruction)]
+impl Msc {
+    /// upon ⟨RequestTransactions | cert⟩ do look each batch up in the batch DB
+    #[upon(event)]
+    fn request_transactions(&mut self, ctx: &mut Ctx<Self>, req: RequestTransactions) -> Handled {
+        let fetch = self.next_fetch;
+        self.next_fetch += 1;
+        self.fetches.insert(
+            fetch,
+            Fetch {
+                origin: req.origin.clone(),
+                batches: vec![None; req.cert.batches.len()],
+            },
+        );
+        if req.cert.is_empty() {
+            self.fill_empty(ctx, fetch);
+            return Ok(());
+        }
+        let db = self.modules.batchdb.clone();
+        for (index, b) in req.cert.batches.into_iter().enumerate() {
+            if b.signers.is_empty() {
+                fatal!("RequestTransactions with a certificate without signers: verify certificates first");
+            }
+            ctx.request(
+                &db,
+                LookupBatch::new(b.batch_id),
+                LocalLookup {
+                    fetch,
+                    index,
+                    signers: b.signers,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// … if found: the batch is here; else: fetch it from the signers
+    #[upon(response)]
+    fn local_lookup(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        res: LookupBatchResponse,
+        c: LocalLookup,
+    ) -> Handled {
+        if let Some(txs) = res.txs {
+            self.fill(ctx, c.fetch, c.index, txs);
+            return Ok(());
+        }
+        if let Some(m) = self.missing.get_mut(&res.batch_id) {
+            m.waiting.push((c.fetch, c.index)); // already being fetched
+            return Ok(());
+        }
+        let signers = c.signers;
+        let start = self
+            .members()
+            .iter()
+            .position(|n| *n == self.me)
+            .unwrap_or(0);
+        self.missing.insert(
+            res.batch_id.clone(),
+            Missing {
+                // `ask_signer` moves to the next before asking: start one before our position.
+                asked: (start + signers.len() - 1) % signers.len(),
+                signers,
+                attempt: 0,
+                waiting: vec![(c.fetch, c.index)],
+            },
+        );
+        self.ask_signer(ctx, &res.batch_id);
+        Ok(())
+    }
+
+    /// upon a fetch timed out with the batch still missing do ask the next signer
+    #[upon(event)]
+    fn fetch_timeout(&mut self, ctx: &mut Ctx<Self>, t: FetchTimeout) -> Handled {
+        if self
+            .missing
+            .get(&t.batch_id)
+            .is_some_and(|m| m.attempt == t.attempt)
+        {
+            self.ask_signer(ctx, &t.batch_id);
+        }
+        Ok(())
+    }
+
+    /// upon [PROVIDE-BATCH, id, txs] from p such that id is missing do check it
+    #[upon(message)]
+    fn on_provide_batch(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        from: NodeId,
+        msg: ProvideBatchMessage,
+    ) -> Handled {
+        ensure!(
+            self.membership.contains(&from),
+            "PROVIDE-BATCH from non-member {from}"
+        );
+        ensure!(
+            self.missing.contains_key(&msg.batch_id),
+            "PROVIDE-BATCH from {from} for a batch not (or no longer) missing"
+        );
+        if let Err(e) = self.batch_within_limits(&msg.txs) {
+            ignore!("PROVIDE-BATCH from {from}: the batch has {e}");
+        }
+        let hasher = self.modules.hasher.clone();
+        ctx.request(
+            &hasher,
+            tx_ids_request(&msg.txs),
+            ProvidedTxIds {
+                from,
+                batch_id: msg.batch_id,
+                txs: msg.txs,
+            },
+        );
+        Ok(())
+    }
+
+    /// … hash(txs)
+    #[upon(response)]
+    fn provided_tx_ids(&mut self, ctx: &mut Ctx<Self>, h: HashResult, c: ProvidedTxIds) -> Handled {
+        let hasher = self.modules.hasher.clone();
+        ctx.request(
+            &hasher,
+            batch_id_request(&h.digests),
+            ProvidedBatchId {
+                from: c.from,
+                batch_id: c.batch_id,
+                txs: c.txs,
+                tx_ids: h.digests,
+            },
+        );
+        Ok(())
+    }
+
+    /// … if hash(hash(txs)) = id then store (id, txs); the batch is here
+    #[upon(response)]
+    fn provided_batch_id(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        h: HashResult,
+        c: ProvidedBatchId,
+    ) -> Handled {
+        ensure!(
+            h.digests.first() == Some(&c.batch_id),
+            "PROVIDE-BATCH from {}: the transactions do not hash to the batch ID",
+            c.from
+        );
+        let Some(m) = self.missing.remove(&c.batch_id) else {
+            return Ok(()); // another signer's copy arrived first
+        };
+        let db = self.modules.batchdb.clone();
+        ctx.request(
+            &db,
+            StoreBatch::new(c.batch_id, c.tx_ids, c.txs.clone(), self.epoch),
+            FetchedStored,
+        );
+        for (fetch, index) in m.waiting {
+            self.fill(ctx, fetch, index, c.txs.clone());
+        }
+        Ok(())
+    }
+
+    /// (the fetched batch is stored)
+    #[upon(response)]
+    fn fetched_stored(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _s: BatchStored,
+        _c: FetchedStored,
+    ) -> Handled {
+        Ok(())
+    }
+
+    /// upon [REQUEST-BATCH, id] from member q do look it up …
+    #[upon(message)]
+    fn on_request_batch(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        from: NodeId,
+        msg: RequestBatchMessage,
+    ) -> Handled {
+        ensure!(
+            self.membership.contains(&from),
+            "REQUEST-BATCH from non-member {from}"
+        );
+        let db = self.modules.batchdb.clone();
+        ctx.request(
+            &db,
+            LookupBatch::new(msg.batch_id),
+            ServeLookup { to: from },
+        );
+        Ok(())
+    }
+
+    /// … if the batch DB has it: send [PROVIDE-BATCH, id, txs] to q
+    #[upon(response)]
+    fn serve_lookup(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        res: LookupBatchResponse,
+        c: ServeLookup,
+    ) -> Handled {
+        let Some(txs) = res.txs else {
+            tracing::debug!(to = %c.to, "asked for a batch this node does not have");
+            return Ok(());
+        };
+        let net = self.modules.net.clone();
+        ctx.send(
+            &net,
+            [&c.to],
+            ProvideBatchMessage {
+                batch_id: res.batch_id,
+                txs,
+            },
+        );
+        Ok(())
+    }
+}
+
+impl Msc {
+    fn fill_empty(&mut self, ctx: &mut Ctx<Self>, fetch: u64) {
+        if let Some(f) = self.fetches.remove(&fetch) {
+            let to = f.origin.module.clone();
+            ctx.emit(
+                &to,
+                ProvideTransactions {
+                    txs: Vec::new(),
+                    origin: f.origin,
+                },
+            );
+        }
+    }
+}
