@@ -237,3 +237,100 @@ payload!(
     Cert = "availability.Cert",
     ClientProgress = "availability.ClientProgress",
 );
+
+/// Settings of the availability modules of one node (see [`add_to`]).
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The mempool's limits.
+    pub mempool: mempool::MempoolParams,
+    /// The multisig collector's limits.
+    pub msc: msc::MscParams,
+    /// Where the batch fetcher sends ordered batches (and the mempool's rejections go to their
+    /// submitter). Default `app`.
+    pub destination: Option<String>,
+}
+
+/// The module names [`add_to`] uses.
+pub mod names {
+    /// The transport (provided by the caller or the simulator).
+    pub const NET: &str = "net";
+    /// The crypto module (provided by the caller).
+    pub const CRYPTO: &str = "crypto";
+    /// The timer (provided by the caller).
+    pub const TIMER: &str = "timer";
+    /// The hasher.
+    pub const HASHER: &str = "hasher";
+    /// The mempool.
+    pub const MEMPOOL: &str = "mempool";
+    /// The batch DB.
+    pub const BATCHDB: &str = "batchdb";
+    /// The multisig collector factory; epoch `e`'s instance is `availability/e`.
+    pub const AVAILABILITY: &str = "availability";
+    /// The batch fetcher.
+    pub const BATCHFETCHER: &str = "batchfetcher";
+}
+
+/// Adds the availability layer to a node: `hasher` (on a worker thread in production),
+/// `mempool`, `batchdb`, the `availability` factory and `batchfetcher`. The node must also have
+/// `net`, `crypto` and `timer`. Create epoch `e`'s instance by sending the factory a
+/// `NewSubmodule { id: availability/e, params: MscInstance { epoch: e, membership }, .. }`
+/// ([`new_epoch_instance`]).
+///
+/// Returns an error for invalid limits.
+pub fn add_to(
+    builder: mir_dsl::mir_runtime::NodeBuilder,
+    me: mir_dsl::mir_runtime::NodeId,
+    config: &Config,
+) -> Result<mir_dsl::mir_runtime::NodeBuilder, String> {
+    use mir_dsl::mir_runtime::{stdmodules::Hasher, ModuleId};
+    use mir_dsl::DslModule;
+    config.mempool.validate()?;
+    let id = ModuleId::new;
+    let mp = mempool::Mempool::new(
+        config.mempool.clone(),
+        mempool::MempoolModules {
+            hasher: id(names::HASHER),
+            timer: id(names::TIMER),
+        },
+    );
+    let msc_modules = msc::MscModules {
+        net: id(names::NET),
+        crypto: id(names::CRYPTO),
+        hasher: id(names::HASHER),
+        mempool: id(names::MEMPOOL),
+        batchdb: id(names::BATCHDB),
+        timer: id(names::TIMER),
+    };
+    let fetcher = batchfetcher::BatchFetcher::new(batchfetcher::BatchFetcherModules {
+        availability: id(names::AVAILABILITY),
+        mempool: id(names::MEMPOOL),
+        destination: id(config.destination.as_deref().unwrap_or("app")),
+        checkpoint: None,
+    });
+    Ok(builder
+        .passive_on_worker(names::HASHER, Hasher)
+        .passive(names::MEMPOOL, DslModule::new(mp))
+        .passive(names::BATCHDB, DslModule::new(batchdb::BatchDb::new()))
+        .passive(
+            names::AVAILABILITY,
+            msc::factory(msc_modules, config.msc.clone(), me),
+        )
+        .passive(names::BATCHFETCHER, DslModule::new(fetcher)))
+}
+
+/// The event that creates the multisig collector instance of `epoch` (send it to the
+/// `availability` factory, e.g. from the application's `Init` handler or by injecting it).
+pub fn new_epoch_instance(
+    epoch: u64,
+    membership: &[(mir_dsl::mir_runtime::NodeId, mir_dsl::Weight)],
+) -> mir_dsl::mir_runtime::stdevents::NewSubmodule {
+    mir_dsl::mir_runtime::stdevents::NewSubmodule {
+        id: mir_dsl::mir_runtime::ModuleId::new(names::AVAILABILITY).then(epoch),
+        params: msc::MscInstance {
+            epoch,
+            membership: membership.to_vec(),
+        }
+        .into(),
+        retention_index: epoch,
+    }
+}

@@ -1,0 +1,741 @@
+//! The availability layer in the deterministic simulator: 4 nodes, simulated network, test
+//! crypto, real hasher and timer.
+//!
+//! Certificates are created and verify on every node; bad certificates (repeated signer,
+//! non-member, too little weight, bad signature, other epoch) are rejected; a node that missed a
+//! batch reconstructs it from the signers, also when the signer it asks first is crashed;
+//! duplicate transactions submitted to all nodes are delivered once; ordered output keeps the
+//! certificates' order when payloads arrive out of order; the mempool's bounds hold under a flood.
+//! `AVAILABILITY_SEEDS=2000 cargo test --release -p protocols --test availability -- --ignored`
+//! for the long sweep.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mir_dsl::mir_runtime::sim::{Fault, SimConfig, Simulation};
+use mir_dsl::mir_runtime::stdevents::crypto::Origin;
+use mir_dsl::mir_runtime::stdmodules::{TestCrypto, Timer};
+use mir_dsl::mir_runtime::{
+    Batch, Event, ModuleId, ModuleResult, Node, NodeId, Outbox, PassiveModule,
+};
+use mir_dsl::Weight;
+use protocols::availability::batchfetcher::{DeliverCert, EpochStart, NewOrderedBatch};
+use protocols::availability::mempool::{
+    MempoolParams, NewBatch, NewEpoch, NewTransactions, RequestBatch, TransactionsRejected,
+};
+use protocols::availability::msc::{
+    CertVerified, MscParams, NewCert, ProvideTransactions, RequestCert, RequestTransactions,
+    VerifyCert,
+};
+use protocols::availability::{
+    self, new_epoch_instance, BatchCert, Cert, ClientProgress, Config, Tx,
+};
+
+const SEED: u64 = 7;
+
+fn nodes() -> Vec<NodeId> {
+    (0..4).map(NodeId::from_index).collect()
+}
+
+fn membership() -> Vec<(NodeId, Weight)> {
+    nodes().into_iter().map(|n| (n, 1)).collect()
+}
+
+/// What each node's application saw.
+#[derive(Default, Debug)]
+struct Seen {
+    certs: Vec<Cert>,
+    verified: Vec<CertVerified>,
+    provided: Vec<Vec<Tx>>,
+    ordered: Vec<NewOrderedBatch>,
+    rejected: Vec<TransactionsRejected>,
+    batches: Vec<NewBatch>,
+    epochs: Vec<u64>,
+}
+
+type Outcome = Arc<Mutex<BTreeMap<NodeId, Seen>>>;
+
+/// The application: records everything the availability layer tells it.
+struct App {
+    me: NodeId,
+    outcome: Outcome,
+}
+
+impl PassiveModule for App {
+    fn apply_events(&mut self, events: Batch<'_>, _out: &mut Outbox) -> ModuleResult {
+        let mut all = self.outcome.lock().unwrap();
+        let seen = all.entry(self.me.clone()).or_default();
+        for ev in events {
+            if let Some(c) = ev.get::<NewCert>() {
+                seen.certs.push(c.cert.clone());
+            } else if let Some(v) = ev.get::<CertVerified>() {
+                seen.verified.push(v.clone());
+            } else if let Some(p) = ev.get::<ProvideTransactions>() {
+                seen.provided.push(p.txs.clone());
+            } else if let Some(b) = ev.get::<NewOrderedBatch>() {
+                seen.ordered.push(b.clone());
+            } else if let Some(r) = ev.get::<TransactionsRejected>() {
+                seen.rejected.push(r.clone());
+            } else if let Some(b) = ev.get::<NewBatch>() {
+                seen.batches.push(b.clone());
+            } else if let Some(e) = ev.get::<EpochStart>() {
+                seen.epochs.push(e.epoch);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Cluster {
+    sim: Simulation,
+    outcome: Outcome,
+    next_origin: u64,
+}
+
+fn config() -> Config {
+    Config {
+        mempool: MempoolParams {
+            batch_timeout: Duration::from_millis(50),
+            ..MempoolParams::default()
+        },
+        msc: MscParams {
+            fetch_timeout: Duration::from_millis(200),
+            ..MscParams::default()
+        },
+        destination: None,
+    }
+}
+
+fn cluster(seed: u64, cfg: Config) -> Cluster {
+    let outcome = Outcome::default();
+    let mut sim = Simulation::new(SimConfig::with_seed(seed));
+    for me in nodes() {
+        let b = Node::builder(me.clone())
+            .passive(
+                "app",
+                App {
+                    me: me.clone(),
+                    outcome: outcome.clone(),
+                },
+            )
+            .passive("crypto", TestCrypto::new(me.clone(), SEED))
+            .active("timer", Timer::new());
+        let b = availability::add_to(b, me.clone(), &cfg).unwrap();
+        sim.add_node(b).unwrap();
+    }
+    for me in nodes() {
+        sim.inject(
+            &me,
+            vec![Event::new(
+                "app",
+                "availability",
+                new_epoch_instance(0, &membership()),
+            )],
+        )
+        .unwrap();
+    }
+    Cluster {
+        sim,
+        outcome,
+        next_origin: 0,
+    }
+}
+
+impl Cluster {
+    fn origin(&mut self) -> Origin {
+        self.next_origin += 1;
+        Origin {
+            module: ModuleId::new("app"),
+            id: self.next_origin,
+        }
+    }
+
+    fn inject(
+        &mut self,
+        node: usize,
+        dest: &str,
+        payload: impl Into<mir_dsl::mir_runtime::Payload>,
+    ) {
+        self.sim
+            .inject(&nodes()[node], vec![Event::new("app", dest, payload)])
+            .unwrap();
+    }
+
+    fn submit(&mut self, node: usize, txs: Vec<Tx>) {
+        self.inject(node, "mempool", NewTransactions { txs });
+    }
+
+    fn request_cert(&mut self, node: usize) {
+        let origin = self.origin();
+        self.inject(node, "availability/0", RequestCert { origin });
+    }
+
+    /// Asks node `node` to verify `cert` in `epoch`; returns the request's origin number.
+    fn verify(&mut self, node: usize, epoch: u64, cert: Cert) -> u64 {
+        let origin = self.origin();
+        let id = origin.id;
+        self.inject(
+            node,
+            &format!("availability/{epoch}"),
+            VerifyCert { cert, origin },
+        );
+        id
+    }
+
+    fn request_txs(&mut self, node: usize, cert: Cert) {
+        let origin = self.origin();
+        self.inject(node, "availability/0", RequestTransactions { cert, origin });
+    }
+
+    fn run(&mut self) {
+        self.sim.run_until_idle(Duration::from_secs(30)).unwrap();
+    }
+
+    fn seen<T>(&self, node: usize, f: impl FnOnce(&Seen) -> T) -> T {
+        let all = self.outcome.lock().unwrap();
+        let empty = Seen::default();
+        f(all.get(&nodes()[node]).unwrap_or(&empty))
+    }
+}
+
+fn txs(client: &str, range: std::ops::Range<u64>) -> Vec<Tx> {
+    range
+        .map(|i| Tx::new(client, i, format!("{client}-{i}").into_bytes()))
+        .collect()
+}
+
+/// Node `node` makes a certificate of `batch`; returns it.
+fn make_cert(c: &mut Cluster, node: usize, batch: Vec<Tx>) -> Cert {
+    let before = c.seen(node, |s| s.certs.len());
+    c.submit(node, batch);
+    c.request_cert(node);
+    c.run();
+    c.seen(node, |s| {
+        assert_eq!(
+            s.certs.len(),
+            before + 1,
+            "node {node} must answer with a certificate"
+        );
+        s.certs.last().unwrap().clone()
+    })
+}
+
+#[test]
+fn certificates_are_created_and_verify_on_every_node() {
+    for seed in 0..40 {
+        let mut c = cluster(seed, config());
+        let batch = txs("alice", 0..10);
+        let cert = make_cert(&mut c, 0, batch.clone());
+        assert_eq!(cert.batches.len(), 1, "seed {seed}");
+        let b = &cert.batches[0];
+        assert_eq!(b.signers.len(), 2, "seed {seed}: f + 1 = 2 signatures");
+        assert_eq!(b.signers.len(), b.signatures.len());
+        for n in 0..4 {
+            c.verify(n, 0, cert.clone());
+        }
+        c.run();
+        for n in 0..4 {
+            let v = c.seen(n, |s| s.verified.clone());
+            assert_eq!(v.len(), 1, "seed {seed} node {n}");
+            assert!(v[0].valid, "seed {seed} node {n}: {:?}", v[0].error);
+            // Every node can read the batch back from the certificate.
+            c.request_txs(n, cert.clone());
+        }
+        c.run();
+        for n in 0..4 {
+            assert_eq!(
+                c.seen(n, |s| s.provided.clone()),
+                vec![batch.clone()],
+                "seed {seed} node {n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_empty_mempool_gives_the_empty_certificate_which_is_valid() {
+    let mut c = cluster(1, config());
+    c.request_cert(2);
+    c.run();
+    let cert = c.seen(2, |s| s.certs.clone());
+    assert_eq!(cert, vec![Cert::default()]);
+    c.verify(1, 0, Cert::default());
+    c.request_txs(1, Cert::default());
+    c.run();
+    assert!(c.seen(1, |s| s.verified[0].valid));
+    assert_eq!(c.seen(1, |s| s.provided.clone()), vec![Vec::<Tx>::new()]);
+}
+
+#[test]
+fn bad_certificates_are_rejected() {
+    let mut c = cluster(3, config());
+    let cert = make_cert(&mut c, 0, txs("bob", 0..3));
+    let good = cert.batches[0].clone();
+    let with = |f: &dyn Fn(&mut BatchCert)| {
+        let mut b = good.clone();
+        f(&mut b);
+        Cert { batches: vec![b] }
+    };
+    let cases: Vec<(&str, Cert, &str)> = vec![
+        (
+            "repeated signer",
+            with(&|b| {
+                b.signers[1] = b.signers[0].clone();
+                b.signatures[1] = b.signatures[0].clone();
+            }),
+            "more than once",
+        ),
+        (
+            "non-member signer",
+            with(&|b| b.signers[1] = NodeId::new("9")),
+            "not a member",
+        ),
+        (
+            "too little weight",
+            with(&|b| {
+                b.signers.truncate(1);
+                b.signatures.truncate(1);
+            }),
+            "less than a weak quorum",
+        ),
+        (
+            "bad signature",
+            with(&|b| b.signatures[1][0] ^= 1),
+            "signature 1",
+        ),
+        (
+            "signature of another signer",
+            with(&|b| b.signatures.swap(0, 1)),
+            "signature 0",
+        ),
+        ("other batch", with(&|b| b.batch_id[0] ^= 1), "signature 0"),
+        (
+            "signers and signatures differ in number",
+            with(&|b| {
+                b.signatures.pop();
+            }),
+            "2 signers but 1 signatures",
+        ),
+        (
+            "one good batch, one bad",
+            Cert {
+                batches: vec![
+                    good.clone(),
+                    with(&|b| b.signatures[0][3] ^= 8).batches[0].clone(),
+                ],
+            },
+            "signature 2",
+        ),
+    ];
+    let asked: Vec<u64> = cases
+        .iter()
+        .map(|(_, cert, _)| c.verify(1, 0, cert.clone()))
+        .collect();
+    c.run();
+    let verified = c.seen(1, |s| s.verified.clone());
+    assert_eq!(verified.len(), cases.len());
+    for ((name, _, why), id) in cases.iter().zip(asked) {
+        // Answers come in the order the checks finish: match them by request.
+        let v = verified.iter().find(|v| v.origin.id == id).unwrap();
+        assert!(!v.valid, "{name} must be rejected");
+        let e = v.error.as_deref().unwrap_or("");
+        assert!(e.contains(why), "{name}: error {e:?} should say {why:?}");
+    }
+
+    // A certificate of epoch 0 does not verify in epoch 1 (the instance is part of what is signed).
+    c.inject(1, "availability", new_epoch_instance(1, &membership()));
+    c.verify(1, 1, cert.clone());
+    c.verify(1, 0, cert);
+    c.run();
+    let v = c.seen(1, |s| s.verified.clone());
+    assert!(
+        !v[cases.len()].valid,
+        "epoch 0's certificate must not verify in epoch 1"
+    );
+    assert!(v[cases.len() + 1].valid, "and still verifies in epoch 0");
+}
+
+/// Node 3 is cut off while node 0 makes a certificate, so it never stores the batch.
+fn cert_node3_missed(seed: u64, batch: Vec<Tx>) -> (Cluster, Cert) {
+    let mut c = cluster(seed, config());
+    let n = nodes();
+    c.sim
+        .apply_fault(Fault::Partition(vec![
+            vec![n[0].clone(), n[1].clone(), n[2].clone()],
+            vec![n[3].clone()],
+        ]))
+        .unwrap();
+    let cert = make_cert(&mut c, 0, batch);
+    c.sim.apply_fault(Fault::Heal).unwrap();
+    assert!(!cert.batches[0].signers.contains(&n[3]));
+    (c, cert)
+}
+
+#[test]
+fn a_node_that_missed_the_batch_reconstructs_it_from_the_signers() {
+    for seed in 0..40 {
+        let batch = txs("carol", 0..25);
+        let (mut c, cert) = cert_node3_missed(seed, batch.clone());
+        c.verify(3, 0, cert.clone());
+        c.request_txs(3, cert);
+        c.run();
+        assert!(c.seen(3, |s| s.verified[0].valid), "seed {seed}");
+        assert_eq!(
+            c.seen(3, |s| s.provided.clone()),
+            vec![batch],
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn reconstruction_moves_to_the_next_signer_when_one_is_crashed() {
+    for seed in 0..40 {
+        let batch = txs("dave", 0..5);
+        let (mut c, cert) = cert_node3_missed(seed, batch.clone());
+        // Node 3 asks the signer at its own position (3) modulo the number of signers first:
+        // crash that one, so only the retry after the timeout can succeed.
+        let signers = &cert.batches[0].signers;
+        let first = signers[3 % signers.len()].clone();
+        c.sim.apply_fault(Fault::Crash(first.clone())).unwrap();
+        let start = c.sim.now();
+        c.request_txs(3, cert.clone());
+        c.run();
+        assert_eq!(
+            c.seen(3, |s| s.provided.clone()),
+            vec![batch],
+            "seed {seed}"
+        );
+        // It needed the retry: at least one fetch timeout passed.
+        let took = c.sim.now().saturating_since(start);
+        assert!(
+            took >= config().msc.fetch_timeout,
+            "seed {seed}: reconstructed after {took:?}, before any timeout (crashed {first})"
+        );
+    }
+}
+
+#[test]
+fn reconstruction_retries_over_a_lossy_network() {
+    use mir_dsl::mir_runtime::sim::LinkConfig;
+    for seed in 0..20 {
+        let batch = txs("erin", 0..5);
+        let (mut c, cert) = cert_node3_missed(seed, batch.clone());
+        // Half of everything to and from node 3 is lost.
+        for other in 0..3 {
+            for (from, to) in [(3, other), (other, 3)] {
+                c.sim
+                    .apply_fault(Fault::Link {
+                        from: nodes()[from].clone(),
+                        to: nodes()[to].clone(),
+                        config: LinkConfig {
+                            drop: 0.5,
+                            ..LinkConfig::default()
+                        },
+                    })
+                    .unwrap();
+            }
+        }
+        c.request_txs(3, cert);
+        c.run();
+        assert_eq!(
+            c.seen(3, |s| s.provided.clone()),
+            vec![batch],
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn ordered_batches_keep_the_certificates_order_when_payloads_arrive_out_of_order() {
+    for seed in 0..20 {
+        let first = txs("frank", 0..4);
+        let (mut c, cert0) = cert_node3_missed(seed, first.clone());
+        // The second batch is stored everywhere, node 3 included.
+        let second = txs("grace", 0..3);
+        let cert1 = make_cert(&mut c, 1, second.clone());
+        // Node 3 finds cert1's batch locally at once but must fetch cert0's over the network.
+        c.inject(3, "batchfetcher", DeliverCert { sn: 0, cert: cert0 });
+        c.inject(
+            3,
+            "batchfetcher",
+            DeliverCert {
+                sn: 1,
+                cert: Cert::default(),
+            },
+        );
+        c.inject(3, "batchfetcher", DeliverCert { sn: 2, cert: cert1 });
+        c.run();
+        let ordered = c.seen(3, |s| s.ordered.clone());
+        let sns: Vec<u64> = ordered.iter().map(|b| b.sn).collect();
+        assert_eq!(sns, [0, 1, 2], "seed {seed}");
+        assert_eq!(ordered[0].txs, first);
+        assert!(ordered[1].txs.is_empty());
+        assert_eq!(ordered[2].txs, second);
+    }
+}
+
+#[test]
+fn duplicate_transactions_submitted_to_all_nodes_are_delivered_once() {
+    for seed in 0..20 {
+        let mut c = cluster(seed, config());
+        let batch = txs("heidi", 0..20);
+        for n in 0..4 {
+            c.submit(n, batch.clone());
+            c.request_cert(n);
+        }
+        c.run();
+        let certs: Vec<Cert> = (0..4).map(|n| c.seen(n, |s| s.certs[0].clone())).collect();
+        assert!(certs.iter().all(|c| !c.is_empty()), "seed {seed}");
+        // Every node orders the same four certificates, in the same order.
+        for n in 0..4 {
+            for (sn, cert) in certs.iter().enumerate() {
+                c.inject(
+                    n,
+                    "batchfetcher",
+                    DeliverCert {
+                        sn: sn as u64,
+                        cert: cert.clone(),
+                    },
+                );
+            }
+        }
+        c.run();
+        let reference = c.seen(0, |s| s.ordered.clone());
+        let delivered: Vec<Tx> = reference.iter().flat_map(|b| b.txs.clone()).collect();
+        assert_eq!(
+            delivered, batch,
+            "seed {seed}: each transaction exactly once, in order"
+        );
+        assert_eq!(reference.len(), 4);
+        for n in 1..4 {
+            assert_eq!(
+                c.seen(n, |s| s.ordered.clone()),
+                reference,
+                "seed {seed} node {n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_mempool_bounds_hold_under_a_flood() {
+    let mut cfg = config();
+    cfg.mempool = MempoolParams {
+        max_txs_in_batch: 50,
+        max_payload_in_batch: 4096,
+        batch_timeout: Duration::from_millis(10),
+        capacity_txs: 120,
+        capacity_bytes: 1 << 20,
+        client_window: 100,
+    };
+    let mut c = cluster(5, cfg);
+    // Client "flood" sends 1000 transactions at once: only its window (0..100) gets in.
+    c.submit(0, txs("flood", 0..1000));
+    // Client "late" finds the mempool nearly full: 20 of its 50 fit.
+    c.submit(0, txs("late", 0..50));
+    // Too large, and a repeat.
+    c.submit(
+        0,
+        vec![
+            Tx::new("big", 0, vec![0u8; 5000]),
+            Tx::new("flood", 3, "again"),
+        ],
+    );
+    c.run();
+    let rejected = c.seen(0, |s| s.rejected.clone());
+    assert_eq!(
+        rejected.len(),
+        3,
+        "each submission with rejections gets one answer"
+    );
+    assert_eq!(rejected[0].rejected.len(), 900);
+    assert!(rejected[0]
+        .rejected
+        .iter()
+        .all(|r| r.tx_no >= 100 && r.reason.contains("outside the client's window [0, 100)")));
+    assert_eq!(rejected[1].rejected.len(), 30);
+    assert!(rejected[1]
+        .rejected
+        .iter()
+        .all(|r| r.reason.contains("mempool full")));
+    assert!(rejected[2].rejected[0]
+        .reason
+        .contains("more than a batch may hold"));
+    assert_eq!(rejected[2].rejected[1].reason, "already in the mempool");
+
+    // Draining it by batch requests gives exactly the 120 admitted, each once, in batches of ≤ 50.
+    let drain = |c: &mut Cluster, epoch: u64| -> Vec<NewBatch> {
+        let before = c.seen(0, |s| s.batches.len());
+        for _ in 0..5 {
+            let origin = c.origin();
+            c.inject(0, "mempool", RequestBatch { epoch, origin });
+        }
+        c.run();
+        c.seen(0, |s| s.batches[before..].to_vec())
+    };
+    let batches = drain(&mut c, 0);
+    let sizes: Vec<usize> = batches.iter().map(|b| b.txs.len()).collect();
+    assert_eq!(sizes, [50, 50, 20, 0, 0]);
+    let all: Vec<Tx> = batches.iter().flat_map(|b| b.txs.clone()).collect();
+    let mut expect = txs("flood", 0..100);
+    expect.extend(txs("late", 0..20));
+    assert_eq!(all, expect);
+
+    // A new epoch in which flood's 0..100 were delivered: they are pruned, flood's window moves
+    // to 100..200, late's 20 are proposed again.
+    let mut progress = ClientProgress::default();
+    for i in 0..100 {
+        progress.add(&"flood".into(), i);
+    }
+    progress.garbage_collect();
+    c.inject(
+        0,
+        "mempool",
+        NewEpoch {
+            epoch: 1,
+            client_progress: progress,
+        },
+    );
+    c.submit(0, txs("flood", 50..300));
+    c.run();
+    let r = c.seen(0, |s| s.rejected[3].rejected.clone());
+    assert_eq!(
+        r.iter()
+            .filter(|r| r.reason.contains("already delivered"))
+            .count(),
+        50
+    );
+    assert_eq!(
+        r.iter()
+            .filter(|r| r.reason.contains("outside the client's window [100, 200)"))
+            .count(),
+        100
+    );
+    assert_eq!(r.len(), 150);
+    let batches = drain(&mut c, 1);
+    let all: Vec<Tx> = batches.iter().flat_map(|b| b.txs.clone()).collect();
+    let mut expect = txs("late", 0..20);
+    expect.extend(txs("flood", 100..200));
+    assert_eq!(
+        all, expect,
+        "late's unordered 20 first (re-proposed), then flood's new window"
+    );
+}
+
+#[test]
+fn batches_form_by_count_by_bytes_and_by_timeout() {
+    let mut cfg = config();
+    cfg.mempool.max_txs_in_batch = 4;
+    cfg.mempool.max_payload_in_batch = 20;
+    cfg.mempool.batch_timeout = Duration::from_millis(100);
+    let mut c = cluster(2, cfg);
+    // 10-byte transactions: two fill the bytes of a batch.
+    let ten = |i: u64| Tx::new("x", i, vec![b'a'; 10]);
+    let one = |i: u64| Tx::new("y", i, vec![b'b'; 1]);
+    c.submit(0, vec![ten(0), ten(1), ten(2)]);
+    c.submit(0, (0..6).map(one).collect());
+    c.run();
+    let ask = |c: &mut Cluster| {
+        let origin = c.origin();
+        c.inject(0, "mempool", RequestBatch { epoch: 0, origin });
+    };
+    // By bytes: answered at once, well before the timeout.
+    ask(&mut c);
+    c.sim.run_for(Duration::from_millis(1)).unwrap();
+    assert_eq!(
+        c.seen(0, |s| s.batches.len()),
+        1,
+        "a full batch is answered at once"
+    );
+    // 10 + 10 = 20 bytes: full.
+    assert_eq!(
+        c.seen(0, |s| s.batches[0].txs.clone()),
+        vec![ten(0), ten(1)]
+    );
+    // By count: 10 + 1 + 1 + 1 = 13 bytes, 4 transactions.
+    ask(&mut c);
+    c.run();
+    assert_eq!(
+        c.seen(0, |s| s.batches[1].txs.clone()),
+        vec![ten(2), one(0), one(1), one(2)]
+    );
+    // By timeout: 3 left, not a full batch: answered after batch_timeout.
+    let t1 = c.sim.now();
+    ask(&mut c);
+    c.run();
+    assert_eq!(
+        c.seen(0, |s| s.batches[2].txs.clone()),
+        vec![one(3), one(4), one(5)]
+    );
+    assert!(c.sim.now().saturating_since(t1) >= Duration::from_millis(100));
+}
+
+#[test]
+fn epochs_reach_the_application_and_the_mempool_in_order() {
+    let mut c = cluster(4, config());
+    let cert = make_cert(&mut c, 0, txs("ivan", 0..3));
+    c.inject(
+        0,
+        "batchfetcher",
+        DeliverCert {
+            sn: 0,
+            cert: cert.clone(),
+        },
+    );
+    c.inject(0, "batchfetcher", EpochStart { epoch: 1 });
+    c.inject(0, "availability", new_epoch_instance(1, &membership()));
+    // The same transactions, submitted again in epoch 1, are refused as delivered.
+    c.run();
+    c.submit(0, txs("ivan", 0..4));
+    c.run();
+    assert_eq!(c.seen(0, |s| s.epochs.clone()), vec![1]);
+    let r = c.seen(0, |s| s.rejected.clone());
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].rejected.len(), 3);
+    assert!(r[0]
+        .rejected
+        .iter()
+        .all(|r| r.reason == "already delivered"));
+}
+
+#[test]
+fn runs_are_deterministic() {
+    let run = |seed| {
+        let (mut c, cert) = cert_node3_missed(seed, txs("judy", 0..8));
+        c.request_txs(3, cert);
+        c.run();
+        c.sim.digest()
+    };
+    assert_eq!(run(11), run(11));
+    assert_ne!(run(11), run(12));
+}
+
+#[test]
+#[ignore = "long sweep: AVAILABILITY_SEEDS=2000 cargo test --release -p protocols --test availability -- --ignored"]
+fn long_sweep() {
+    let seeds: u64 = std::env::var("AVAILABILITY_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    for seed in 0..seeds {
+        let batch = txs("sweep", 0..(1 + seed % 30));
+        let (mut c, cert) = cert_node3_missed(seed, batch.clone());
+        let signers = &cert.batches[0].signers;
+        c.sim
+            .apply_fault(Fault::Crash(
+                signers[(seed as usize) % signers.len()].clone(),
+            ))
+            .unwrap();
+        c.verify(3, 0, cert.clone());
+        c.request_txs(3, cert);
+        c.run();
+        assert!(c.seen(3, |s| s.verified[0].valid), "seed {seed}");
+        assert_eq!(
+            c.seen(3, |s| s.provided.clone()),
+            vec![batch],
+            "seed {seed}"
+        );
+    }
+}
