@@ -72,6 +72,11 @@
 //! pending request stops the node (it is a bug, never silently dropped); a continuation is removed
 //! as soon as its response is handled.
 //!
+//! ## Time
+//!
+//! A protocol never reads a clock. [`Ctx::after`] asks the timer module to send an event back to
+//! the protocol after a delay (a timeout, a retry); in the simulator that delay is simulated time.
+//!
 //! ## Parts
 //!
 //! A protocol can be split over several impl blocks (in several files) that share its state:

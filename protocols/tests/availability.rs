@@ -812,3 +812,135 @@ fn a_signer_stores_and_signs_at_most_max_requests_batches_per_source() {
     // Only three signatures go back to node 1.
     assert_eq!(c.sim.summary().messages_delivered - before, 3);
 }
+
+#[test]
+fn bad_configuration_gets_a_clear_error() {
+    let b = || Node::builder(nodes()[0].clone());
+    let mut cfg = config();
+    cfg.mempool.capacity_txs = 10;
+    let e = availability::add_to(b(), nodes()[0].clone(), &cfg)
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("mempool: capacity_txs (10) must hold at least one full batch"),
+        "{e}"
+    );
+    let mut cfg = config();
+    cfg.msc.max_txs_in_batch = 10;
+    let e = availability::add_to(b(), nodes()[0].clone(), &cfg)
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("signers would refuse the mempool's full batches"),
+        "{e}"
+    );
+    let mut cfg = config();
+    cfg.msc.fetch_timeout = Duration::ZERO;
+    let e = availability::add_to(b(), nodes()[0].clone(), &cfg)
+        .err()
+        .unwrap();
+    assert!(e.contains("fetch_timeout"), "{e}");
+}
+
+#[test]
+fn the_batch_db_keeps_batches_until_their_retention_index_is_collected() {
+    use mir_dsl::mir_runtime::stdevents::GarbageCollect;
+    use mir_dsl::mir_runtime::testing::apply;
+    use protocols::availability::batchdb::{BatchDb, LookupBatch, LookupBatchResponse, StoreBatch};
+    let mut db = mir_dsl::DslModule::new(BatchDb::new());
+    let me = ModuleId::new("batchdb");
+    let mut call = |p: mir_dsl::mir_runtime::Payload| {
+        apply(&mut db, me.clone(), vec![Event::new("x", "batchdb", p)]).unwrap()
+    };
+    let id = |i: u8| vec![i; 32];
+    let store = |i: u8, r: u64| StoreBatch::new(id(i), vec![], txs("db", 0..i as u64), r).into();
+    let found = |out: Vec<Event>| out[0].get::<LookupBatchResponse>().unwrap().txs.is_some();
+    call(store(1, 1));
+    call(store(2, 2));
+    call(store(3, 3));
+    call(store(1, 5)); // stored again for longer: kept until 5
+    call(GarbageCollect { retention_index: 3 }.into());
+    assert!(
+        found(call(LookupBatch::new(id(1)).into())),
+        "re-stored with index 5"
+    );
+    assert!(!found(call(LookupBatch::new(id(2)).into())), "collected");
+    assert!(
+        found(call(LookupBatch::new(id(3)).into())),
+        "index 3 is kept by a collection at 3"
+    );
+    call(store(4, 2)); // below the collected index: answered, not kept
+    assert!(!found(call(LookupBatch::new(id(4)).into())));
+    call(GarbageCollect { retention_index: 6 }.into());
+    assert!(!found(call(LookupBatch::new(id(1)).into())));
+}
+
+#[test]
+fn the_mempool_serves_transactions_by_id() {
+    use protocols::availability::mempool::{LookupTransactions, TransactionsFound};
+    let mut c = cluster(9, config());
+    c.submit(0, txs("kim", 0..3));
+    let origin = c.origin();
+    c.inject(0, "mempool", RequestBatch { epoch: 0, origin });
+    c.run();
+    let ids = c.seen(0, |s| s.batches[0].tx_ids.clone());
+    assert_eq!(ids.len(), 3);
+    // The same transactions in a mempool driven by hand (hasher answers fed back), asked by ID.
+    let mut mp = mir_dsl::DslModule::new(protocols::availability::mempool::Mempool::new(
+        MempoolParams::default(),
+        protocols::availability::mempool::MempoolModules {
+            hasher: ModuleId::new("hasher"),
+            timer: ModuleId::new("timer"),
+        },
+    ));
+    let me = ModuleId::new("mempool");
+    let out = mir_dsl::mir_runtime::testing::apply(
+        &mut mp,
+        me.clone(),
+        vec![Event::new(
+            "app",
+            "mempool",
+            NewTransactions {
+                txs: txs("kim", 0..3),
+            },
+        )],
+    )
+    .unwrap();
+    let req = out[0]
+        .get::<mir_dsl::mir_runtime::stdevents::crypto::HashRequest>()
+        .unwrap()
+        .clone();
+    let mut hasher = mir_dsl::mir_runtime::stdmodules::Hasher;
+    let answer = mir_dsl::mir_runtime::testing::apply(
+        &mut hasher,
+        ModuleId::new("hasher"),
+        vec![Event::new("mempool", "hasher", req)],
+    )
+    .unwrap();
+    mir_dsl::mir_runtime::testing::apply(&mut mp, me.clone(), answer).unwrap();
+    let mut ask = ids.clone();
+    ask.insert(1, vec![0; 32]);
+    let out = mir_dsl::mir_runtime::testing::apply(
+        &mut mp,
+        me,
+        vec![Event::new(
+            "app",
+            "mempool",
+            LookupTransactions {
+                tx_ids: ask,
+                origin: Origin {
+                    module: ModuleId::new("app"),
+                    id: 1,
+                },
+            },
+        )],
+    )
+    .unwrap();
+    let f = out[0].get::<TransactionsFound>().unwrap();
+    assert_eq!(
+        f.found_ids, ids,
+        "the same IDs as the cluster's mempool computed"
+    );
+    assert_eq!(f.found_txs, txs("kim", 0..3));
+    assert_eq!(f.missing_ids, vec![vec![0u8; 32]]);
+}

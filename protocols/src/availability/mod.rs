@@ -284,7 +284,19 @@ pub fn add_to(
 ) -> Result<mir_dsl::mir_runtime::NodeBuilder, String> {
     use mir_dsl::mir_runtime::{stdmodules::Hasher, ModuleId};
     use mir_dsl::DslModule;
-    config.mempool.validate()?;
+    config
+        .mempool
+        .validate()
+        .map_err(|e| format!("mempool: {e}"))?;
+    config.msc.validate().map_err(|e| format!("msc: {e}"))?;
+    if config.msc.max_txs_in_batch < config.mempool.max_txs_in_batch
+        || config.msc.max_payload_in_batch < config.mempool.max_payload_in_batch
+    {
+        return Err(
+            "msc: signers would refuse the mempool's full batches: its batch limits must be at least the mempool's"
+                .into(),
+        );
+    }
     let id = ModuleId::new;
     let mp = mempool::Mempool::new(
         config.mempool.clone(),

@@ -244,6 +244,31 @@ impl Default for MscParams {
     }
 }
 
+impl MscParams {
+    /// Checks the limits make sense.
+    ///
+    /// ```
+    /// use protocols::availability::msc::MscParams;
+    /// assert!(MscParams::default().validate().is_ok());
+    /// let zero = MscParams { fetch_timeout: std::time::Duration::ZERO, ..MscParams::default() };
+    /// assert!(zero.validate().unwrap_err().contains("fetch_timeout"));
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_requests == 0 {
+            return Err("max_requests must be at least 1 (else no node ever signs)".into());
+        }
+        if self.max_txs_in_batch == 0 || self.max_payload_in_batch == 0 {
+            return Err("max_txs_in_batch and max_payload_in_batch must be at least 1".into());
+        }
+        if self.fetch_timeout.is_zero() {
+            return Err(
+                "fetch_timeout must be positive (else fetches retry in a busy loop)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 // ---- State ----
 
 /// The certificate being collected.
