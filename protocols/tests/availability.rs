@@ -944,3 +944,122 @@ fn the_mempool_serves_transactions_by_id() {
     assert_eq!(f.found_txs, txs("kim", 0..3));
     assert_eq!(f.missing_ids, vec![vec![0u8; 32]]);
 }
+
+#[test]
+fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
+    use mir_dsl::mir_runtime::stdevents::crypto::Response;
+    use mir_dsl::mir_runtime::testing::apply;
+    use protocols::availability::batchfetcher::{
+        BatchFetcher, BatchFetcherModules, ClientProgressSnapshot, RestoreState, SnapshotRequest,
+    };
+    let mut f = mir_dsl::DslModule::new(BatchFetcher::new(BatchFetcherModules {
+        availability: ModuleId::new("availability"),
+        mempool: ModuleId::new("mempool"),
+        destination: ModuleId::new("app"),
+        checkpoint: Some(ModuleId::new("checkpoint")),
+    }));
+    let me = ModuleId::new("batchfetcher");
+    let ev = |p: mir_dsl::mir_runtime::Payload| Event::new("iss", "batchfetcher", p);
+    let cert = Cert {
+        batches: vec![BatchCert {
+            batch_id: vec![1; 32],
+            signers: nodes()[..2].to_vec(),
+            signatures: vec![vec![], vec![]],
+        }],
+    };
+    let out = apply(
+        &mut f,
+        me.clone(),
+        vec![
+            ev(DeliverCert {
+                sn: 0,
+                cert: cert.clone(),
+            }
+            .into()),
+            ev(SnapshotRequest { epoch: 0 }.into()),
+        ],
+    )
+    .unwrap();
+    // Only the request for the transactions: the snapshot waits behind batch 0.
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].dest, ModuleId::new("availability/0"));
+    let req = out[0].get::<RequestTransactions>().unwrap();
+    let answer = ProvideTransactions {
+        txs: vec![
+            Tx::new("a", 0, "x"),
+            Tx::new("a", 0, "x"),
+            Tx::new("b", 0, "y"),
+        ],
+        origin: req.origin.clone(),
+    };
+    assert_eq!(answer.origin().module, me);
+    let out = apply(
+        &mut f,
+        me.clone(),
+        vec![Event::new("availability/0", "batchfetcher", answer)],
+    )
+    .unwrap();
+    let names: Vec<(&str, String)> = out.iter().map(|e| (e.name(), e.dest.to_string())).collect();
+    assert_eq!(
+        names,
+        [
+            ("batchfetcher.NewOrderedBatch", "app".to_owned()),
+            (
+                "batchfetcher.ClientProgressSnapshot",
+                "checkpoint".to_owned()
+            ),
+            ("batchfetcher.SnapshotRequest", "app".to_owned()),
+        ]
+    );
+    assert_eq!(
+        out[0].get::<NewOrderedBatch>().unwrap().txs.len(),
+        2,
+        "a#0 once"
+    );
+    let snap = out[1].get::<ClientProgressSnapshot>().unwrap();
+    assert!(snap.client_progress.contains(&"a".into(), 0));
+    assert!(snap.client_progress.contains(&"b".into(), 0));
+
+    // A restore drops what is pending and resets the progress: a#0 is new again.
+    let out = apply(
+        &mut f,
+        me.clone(),
+        vec![
+            ev(DeliverCert { sn: 1, cert }.into()),
+            ev(RestoreState {
+                epoch: 2,
+                client_progress: ClientProgress::default(),
+            }
+            .into()),
+            ev(DeliverCert {
+                sn: 0,
+                cert: Cert::default(),
+            }
+            .into()),
+        ],
+    )
+    .unwrap();
+    let names: Vec<&str> = out.iter().map(|e| e.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "availability.RequestTransactions",
+            "batchfetcher.RestoreState",
+            "batchfetcher.NewOrderedBatch"
+        ]
+    );
+    assert_eq!(f.protocol().progress(), &ClientProgress::default());
+    // The answer for the dropped certificate comes late: nothing is output.
+    let late = ProvideTransactions {
+        txs: vec![Tx::new("c", 0, "z")],
+        origin: out[0].get::<RequestTransactions>().unwrap().origin.clone(),
+    };
+    let out = apply(
+        &mut f,
+        me,
+        vec![Event::new("availability/2", "batchfetcher", late)],
+    )
+    .unwrap();
+    assert!(out.is_empty());
+    assert_eq!(f.pending_requests(), 0);
+}
