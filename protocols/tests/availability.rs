@@ -1063,3 +1063,29 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
     assert!(out.is_empty());
     assert_eq!(f.pending_requests(), 0);
 }
+
+#[test]
+fn certificates_are_made_over_a_lossy_network() {
+    use mir_dsl::mir_runtime::sim::LinkConfig;
+    for seed in 0..20 {
+        let mut c = cluster(seed, config());
+        c.sim
+            .apply_fault(Fault::AllLinks(LinkConfig {
+                drop: 0.4,
+                ..LinkConfig::default()
+            }))
+            .unwrap();
+        let batch = txs("lossy", 0..4);
+        let cert = make_cert(&mut c, 2, batch.clone());
+        assert_eq!(cert.batches.len(), 1, "seed {seed}");
+        c.verify(0, 0, cert.clone());
+        c.request_txs(0, cert);
+        c.run();
+        assert!(c.seen(0, |s| s.verified[0].valid), "seed {seed}");
+        assert_eq!(
+            c.seen(0, |s| s.provided.clone()),
+            vec![batch],
+            "seed {seed}"
+        );
+    }
+}

@@ -8,11 +8,15 @@
 //!     else: id := hash(ids); send [REQUEST-SIG, r, txs] to all members
 //! upon [SIG, r, σ] from p such that p is a member, r is current, p not counted do
 //!     if verifysig(p, (instance, BATCH_STORED, id), σ) then sigs[p] := σ
+//! upon sig_timeout passes with sigs not yet a weak quorum do
+//!     send [REQUEST-SIG, r, txs] again to the members that have not answered
 //! upon weight(sigs) ≥ f + 1 do
 //!     answer the oldest queued request with ⟨id, sigs⟩; if more are queued: ask for a batch
 //!
 //! signer side:
-//! upon [REQUEST-SIG, r, txs] from member q such that q asked fewer than max_requests times do
+//! upon [REQUEST-SIG, r, txs] from member q do
+//!     if r was signed for q already: send [SIG, r, σ] to q again (the first may have been lost)
+//!     else if q asked fewer than max_requests times:
 //!     id := hash(hash(txs)); store (id, txs) in the batch DB, kept for this epoch
 //!     σ := sign(instance, BATCH_STORED, id); send [SIG, r, σ] to q
 //! ```
@@ -26,7 +30,9 @@ use mir_dsl::{ensure, fatal, ignore, protocol, Ctx, Handled};
 use super::super::batchdb::{BatchStored, StoreBatch};
 use super::super::mempool::{NewBatch, RequestBatch};
 use super::super::{batch_id_request, stored_statement, tx_ids_request, Cert, Tx, TxId};
-use super::{batch_cert, Collecting, Msc, NewCert, RequestCert, RequestSigMessage, SigMessage};
+use super::{
+    batch_cert, Collecting, Msc, NewCert, RequestCert, RequestSigMessage, SigMessage, SigTimeout,
+};
 
 /// Waiting for the mempool's batch.
 #[derive(Debug)]
@@ -87,6 +93,41 @@ impl Msc {
         }
     }
 
+    /// Sends the batch being certified to every member whose signature is not in (or being
+    /// checked), and arms the retry.
+    fn ask_for_sigs(&mut self, ctx: &mut Ctx<Self>) {
+        let members = self.members();
+        let Some(c) = self.collecting.as_mut() else {
+            return;
+        };
+        c.attempt += 1;
+        let silent: Vec<NodeId> = members
+            .into_iter()
+            .filter(|m| !c.sigs.contains_key(m) && !c.checking.contains(m))
+            .collect();
+        let (req_id, attempt) = (c.req_id, c.attempt);
+        if attempt > 1 {
+            tracing::debug!(
+                req_id,
+                attempt,
+                silent = silent.len(),
+                "asking again for signatures"
+            );
+        }
+        let msg = RequestSigMessage {
+            req_id,
+            txs: c.txs.clone(),
+        };
+        let net = self.modules.net.clone();
+        ctx.send(&net, &silent, msg);
+        let timer = self.modules.timer.clone();
+        ctx.after(
+            &timer,
+            self.params.sig_timeout,
+            SigTimeout { req_id, attempt },
+        );
+    }
+
     fn answer(&mut self, ctx: &mut Ctx<Self>, cert: Cert) {
         if let Some(origin) = self.requests.pop_front() {
             let to = origin.module.clone();
@@ -137,12 +178,25 @@ impl Msc {
         self.collecting = Some(Collecting {
             req_id,
             batch_id,
+            txs: c.txs,
+            attempt: 0,
             sigs: Default::default(),
             checking: Default::default(),
         });
-        let all = self.members();
-        let net = self.modules.net.clone();
-        ctx.send(&net, &all, RequestSigMessage { req_id, txs: c.txs });
+        self.ask_for_sigs(ctx);
+        Ok(())
+    }
+
+    /// upon sig_timeout passes with sigs not yet a weak quorum do ask the silent members again
+    #[upon(event)]
+    fn sig_timeout(&mut self, ctx: &mut Ctx<Self>, t: SigTimeout) -> Handled {
+        if self
+            .collecting
+            .as_ref()
+            .is_some_and(|c| c.req_id == t.req_id && c.attempt == t.attempt)
+        {
+            self.ask_for_sigs(ctx);
+        }
         Ok(())
     }
 
@@ -236,13 +290,31 @@ impl Msc {
         if let Err(e) = self.batch_within_limits(&msg.txs) {
             ignore!("REQUEST-SIG from {from}: the batch has {e}");
         }
-        let n = self.signed.entry(from.clone()).or_default();
+        let mine = self.signed.entry(from.clone()).or_default();
+        match mine.get(&msg.req_id) {
+            Some(Some(signature)) => {
+                // Asked again: our SIG may have been lost. Same answer, no new work.
+                let signature = signature.clone();
+                let net = self.modules.net.clone();
+                ctx.send(
+                    &net,
+                    [&from],
+                    SigMessage {
+                        req_id: msg.req_id,
+                        signature,
+                    },
+                );
+                return Ok(());
+            }
+            Some(None) => return Ok(()), // being signed; the answer will go out
+            None => {}
+        }
         ensure!(
-            *n < self.params.max_requests,
+            (mine.len() as u64) < self.params.max_requests,
             "REQUEST-SIG from {from}: it already asked {} times in this epoch",
             self.params.max_requests
         );
-        *n += 1;
+        mine.insert(msg.req_id, None);
         let hasher = self.modules.hasher.clone();
         ctx.request(
             &hasher,
@@ -311,6 +383,13 @@ impl Msc {
     /// signer: … send [SIG, r, σ] to q
     #[upon(response)]
     fn signer_signed(&mut self, ctx: &mut Ctx<Self>, s: SignResult, c: SignerSigned) -> Handled {
+        if let Some(slot) = self
+            .signed
+            .get_mut(&c.from)
+            .and_then(|m| m.get_mut(&c.req_id))
+        {
+            *slot = Some(s.signature.clone());
+        }
         let net = self.modules.net.clone();
         ctx.send(
             &net,

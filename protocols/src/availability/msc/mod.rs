@@ -91,6 +91,16 @@ pub struct ProvideTransactions {
     pub origin: Origin,
 }
 
+/// Collecting the signatures of certificate `req_id` waited long enough for attempt `attempt`
+/// (from the timer, to itself): ask the members that did not answer again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigTimeout {
+    /// The certificate's number.
+    pub req_id: u64,
+    /// The attempt that timed out.
+    pub attempt: u64,
+}
+
 /// A fetch of `batch_id` waited long enough for attempt `attempt` (from the timer, to itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchTimeout {
@@ -153,6 +163,7 @@ payload!(
     RequestTransactions = "availability.RequestTransactions",
     ProvideTransactions = "availability.ProvideTransactions",
     FetchTimeout = "availability.FetchTimeout",
+    SigTimeout = "availability.SigTimeout",
     RequestSigMessage = "availability.RequestSigMessage",
     SigMessage = "availability.SigMessage",
     RequestBatchMessage = "availability.RequestBatchMessage",
@@ -231,6 +242,9 @@ pub struct MscParams {
     pub max_payload_in_batch: usize,
     /// How long reconstruction waits for a signer before asking the next one.
     pub fetch_timeout: Duration,
+    /// How long certificate creation waits for signatures before asking the members that have
+    /// not answered again.
+    pub sig_timeout: Duration,
 }
 
 impl Default for MscParams {
@@ -240,6 +254,7 @@ impl Default for MscParams {
             max_txs_in_batch: 1024,
             max_payload_in_batch: 1 << 20,
             fetch_timeout: Duration::from_millis(500),
+            sig_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -275,6 +290,10 @@ impl MscParams {
 struct Collecting {
     req_id: u64,
     batch_id: BatchId,
+    /// The batch (sent again to members that do not answer).
+    txs: Vec<Tx>,
+    /// Times the signatures were asked for.
+    attempt: u64,
     /// Valid signatures so far.
     sigs: BTreeMap<NodeId, Vec<u8>>,
     /// Signatures being verified.
@@ -311,8 +330,9 @@ pub struct Msc {
     asked_mempool: bool,
     collecting: Option<Collecting>,
     next_req_id: u64,
-    // Certificate creation, signer side: batches signed per source.
-    signed: BTreeMap<NodeId, u64>,
+    // Certificate creation, signer side: per source, its certificate numbers and our signature
+    // (`None` while it is being made); at most `max_requests` per source.
+    signed: BTreeMap<NodeId, BTreeMap<u64, Option<Vec<u8>>>>,
     // Reconstruction.
     fetches: BTreeMap<u64, Fetch>,
     next_fetch: u64,
