@@ -126,7 +126,10 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
 
     /// Asks the timer module `timer` to deliver `payload` back to this module `delay` from now
     /// (a [`TimerDelay`](mir_runtime::stdevents::TimerDelay) holding one event from this module to
-    /// itself). Time reaches a protocol only this way, so the simulator controls it.
+    /// itself). Time reaches a protocol only this way, so the simulator controls it. The timer's
+    /// retention index is `u64::MAX`: a
+    /// [`TimerGarbageCollect`](mir_runtime::stdevents::TimerGarbageCollect) never cancels it (the
+    /// protocol ignores a timeout it no longer needs).
     ///
     /// ```
     /// # use mir_dsl::{protocol, Ctx, Handled, DslModule};
@@ -161,7 +164,7 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
             mir_runtime::stdevents::TimerDelay {
                 id: None,
                 delay,
-                retention_index: 0,
+                retention_index: u64::MAX,
                 events: vec![ev],
             },
         );

@@ -244,11 +244,24 @@ impl Outbox {
 pub trait PassiveModule: Send + 'static {
     /// Handles a batch of events, writing output events to `out`.
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult;
+
+    /// Whether peers may send this module messages. A peer can name any module of a node as a
+    /// message's destination; for a module that answers `false` (the hasher, the crypto modules,
+    /// the timer: local services) the node drops every
+    /// [`MessageReceived`](crate::stdevents::MessageReceived) addressed to it before the module
+    /// sees it, logs it (WARN) and counts it ([`ModuleStats::messages_refused`](crate::ModuleStats)).
+    /// Asked once, when the node is built. Default `true`.
+    fn accepts_messages(&self) -> bool {
+        true
+    }
 }
 
 impl PassiveModule for Box<dyn PassiveModule> {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         (**self).apply_events(events, out)
+    }
+    fn accepts_messages(&self) -> bool {
+        (**self).accepts_messages()
     }
 }
 
@@ -335,5 +348,11 @@ pub trait ActiveModule: Send + 'static {
     fn on_alarm(&mut self, alarm: AlarmId, cx: &mut Context<'_>) -> ModuleResult {
         let _ = (alarm, cx);
         Ok(())
+    }
+
+    /// Whether peers may send this module messages; see
+    /// [`PassiveModule::accepts_messages`]. Default `true` (a transport must take them).
+    fn accepts_messages(&self) -> bool {
+        true
     }
 }

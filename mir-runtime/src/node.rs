@@ -147,7 +147,7 @@ impl NodeBuilder {
         }
         let ids: Vec<ModuleId> = self.modules.iter().map(|(id, _)| id.clone()).collect();
         let n = ids.len();
-        let slots = self
+        let slots: Vec<Slot> = self
             .modules
             .into_iter()
             .map(|(_, k)| match k {
@@ -157,7 +157,16 @@ impl NodeBuilder {
                 ModuleKind::Port => Slot::Port,
             })
             .collect();
+        let accepts = slots
+            .iter()
+            .map(|s| match s {
+                Slot::Passive(m, _) => m.accepts_messages(),
+                Slot::Active(m) => m.accepts_messages(),
+                Slot::Remote(_) | Slot::Port => true,
+            })
+            .collect();
         Ok(NodeCore {
+            accepts,
             stats: SharedStats::new(self.node.clone(), ids.clone()),
             node: self.node,
             cfg: self.config,
@@ -211,6 +220,8 @@ pub(crate) struct NodeCore {
     pub(crate) cfg: NodeConfig,
     pub(crate) ids: Vec<ModuleId>,
     pub(crate) slots: Vec<Slot>,
+    /// Per module: whether peers' messages reach it.
+    accepts: Vec<bool>,
     max_queued: Vec<usize>,
     pub(crate) stats: Arc<SharedStats>,
     scratch: Vec<Event>,
@@ -387,6 +398,14 @@ impl NodeCore {
         }
         // A queue is longest just before it is served.
         self.max_queued[i] = self.max_queued[i].max(len);
+        let mut n = n;
+        if !self.accepts[i] {
+            n = self.refuse_messages(i, &mut batch);
+            if n == 0 {
+                self.scratch = batch;
+                return Ok(Dispatch::Handled);
+            }
+        }
         let counters = &self.stats.modules[i];
         counters.events.fetch_add(n as u64, Relaxed);
         counters.batches.fetch_add(1, Relaxed);
@@ -440,6 +459,29 @@ impl NodeCore {
         res?;
         self.check_routed()?;
         Ok(Dispatch::Handled)
+    }
+
+    /// Drops the peers' messages from a batch for module `i`, which takes none; returns what is
+    /// left.
+    #[cold]
+    fn refuse_messages(&self, i: usize, batch: &mut Vec<Event>) -> usize {
+        use crate::stdevents::MessageReceived;
+        batch.retain(|ev| {
+            if !ev.is::<MessageReceived>() {
+                return true;
+            }
+            let m = ev.get::<MessageReceived>();
+            tracing::warn!(
+                node = %self.node,
+                module = %self.ids[i],
+                from = %m.map_or("?".into(), |m| m.from.to_string()),
+                message = m.map_or("?", |m| m.message.payload.name()),
+                "message from a peer to a module that takes no messages; dropped"
+            );
+            self.stats.modules[i].refused.fetch_add(1, Relaxed);
+            false
+        });
+        batch.len()
     }
 
     /// Calls module `i`'s alarm handler.

@@ -23,6 +23,9 @@ pub struct ModuleStats {
     pub max_queued: u64,
     /// Time spent inside the module (wall-clock time, in both executors).
     pub busy: Duration,
+    /// Messages from peers dropped because the module takes none (see
+    /// [`PassiveModule::accepts_messages`](crate::PassiveModule::accepts_messages)).
+    pub messages_refused: u64,
 }
 
 /// Statistics of a node: one entry per module, in registration order.
@@ -57,6 +60,7 @@ impl NodeStats {
                 queued = m.queued,
                 max_queued = m.max_queued,
                 busy_ms = m.busy.as_secs_f64() * 1e3,
+                messages_refused = m.messages_refused,
                 "module stats"
             );
         }
@@ -71,6 +75,7 @@ pub(crate) struct ModuleCounters {
     pub(crate) queued: AtomicU64,
     pub(crate) max_queued: AtomicU64,
     pub(crate) busy_ns: AtomicU64,
+    pub(crate) refused: AtomicU64,
 }
 
 /// Counters shared between the event loop (which writes them) and handles (which read them).
@@ -111,6 +116,7 @@ impl SharedStats {
                     queued: c.queued.load(Relaxed),
                     max_queued: c.max_queued.load(Relaxed),
                     busy: Duration::from_nanos(c.busy_ns.load(Relaxed)),
+                    messages_refused: c.refused.load(Relaxed),
                 })
                 .collect(),
             buffered: self.buffered.load(Relaxed),

@@ -82,6 +82,7 @@ fn run(certs: usize, batch: usize, payload: usize, ecdsa_crypto: bool) -> Run {
             ..MscParams::default()
         },
         destination: None,
+        checkpoint: None,
     };
     let seen = Shared::default();
     let mut sim = Simulation::new(SimConfig {

@@ -52,6 +52,8 @@ struct Seen {
     rejected: Vec<TransactionsRejected>,
     batches: Vec<NewBatch>,
     epochs: Vec<u64>,
+    /// Ordered batches and epochs as they came: "batch <sn>", "epoch <e>".
+    order: Vec<String>,
 }
 
 type Outcome = Arc<Mutex<BTreeMap<NodeId, Seen>>>;
@@ -74,12 +76,14 @@ impl PassiveModule for App {
             } else if let Some(p) = ev.get::<ProvideTransactions>() {
                 seen.provided.push(p.txs.clone());
             } else if let Some(b) = ev.get::<NewOrderedBatch>() {
+                seen.order.push(format!("batch {}", b.sn));
                 seen.ordered.push(b.clone());
             } else if let Some(r) = ev.get::<TransactionsRejected>() {
                 seen.rejected.push(r.clone());
             } else if let Some(b) = ev.get::<NewBatch>() {
                 seen.batches.push(b.clone());
             } else if let Some(e) = ev.get::<EpochStart>() {
+                seen.order.push(format!("epoch {}", e.epoch));
                 seen.epochs.push(e.epoch);
             }
         }
@@ -104,6 +108,7 @@ fn config() -> Config {
             ..MscParams::default()
         },
         destination: None,
+        checkpoint: None,
     }
 }
 
@@ -318,14 +323,11 @@ fn bad_certificates_are_rejected() {
             "2 signers but 1 signatures",
         ),
         (
-            "one good batch, one bad",
+            "two batches (the same one twice)",
             Cert {
-                batches: vec![
-                    good.clone(),
-                    with(&|b| b.signatures[0][3] ^= 8).batches[0].clone(),
-                ],
+                batches: vec![good.clone(), good.clone()],
             },
-            "signature 2",
+            "at most one",
         ),
     ];
     let asked: Vec<u64> = cases
@@ -654,9 +656,14 @@ fn batches_form_by_count_by_bytes_and_by_timeout() {
         c.seen(0, |s| s.batches[0].txs.clone()),
         vec![ten(0), ten(1)]
     );
-    // By count: 10 + 1 + 1 + 1 = 13 bytes, 4 transactions.
+    // By count: 10 + 1 + 1 + 1 = 13 bytes, 4 transactions: also at once.
     ask(&mut c);
-    c.run();
+    c.sim.run_for(Duration::from_millis(1)).unwrap();
+    assert_eq!(
+        c.seen(0, |s| s.batches.len()),
+        2,
+        "a full batch is answered at once"
+    );
     assert_eq!(
         c.seen(0, |s| s.batches[1].txs.clone()),
         vec![ten(2), one(0), one(1), one(2)]
@@ -675,29 +682,38 @@ fn batches_form_by_count_by_bytes_and_by_timeout() {
 #[test]
 fn epochs_reach_the_application_and_the_mempool_in_order() {
     let mut c = cluster(4, config());
-    let cert = make_cert(&mut c, 0, txs("ivan", 0..3));
-    c.inject(
-        0,
-        "batchfetcher",
-        DeliverCert {
-            sn: 0,
-            cert: cert.clone(),
-        },
-    );
-    c.inject(0, "batchfetcher", EpochStart { epoch: 1 });
+    let cert0 = make_cert(&mut c, 0, txs("ivan", 0..3));
+    let cert1 = make_cert(&mut c, 0, txs("ivan", 3..5));
+    // The instance of epoch 1 exists before the epoch starts (see the batch fetcher's docs).
     c.inject(0, "availability", new_epoch_instance(1, &membership()));
-    // The same transactions, submitted again in epoch 1, are refused as delivered.
+    c.inject(0, "batchfetcher", DeliverCert { sn: 0, cert: cert0 });
+    c.inject(0, "batchfetcher", EpochStart { epoch: 1 });
+    // Certificates after the EpochStart are read from epoch 1's instance: cert1 (of epoch 0)
+    // does not verify there, but reconstruction only needs its batch, which node 0 stores.
+    c.inject(0, "batchfetcher", DeliverCert { sn: 1, cert: cert1 });
     c.run();
-    c.submit(0, txs("ivan", 0..4));
+    assert_eq!(
+        c.seen(0, |s| s.order.clone()),
+        ["batch 0", "epoch 1", "batch 1"]
+    );
+    // The mempool got the progress as of the epoch's start: ivan's 0..3 are refused as
+    // delivered; 3..5 were delivered after it, so the mempool still holds them (it learns at
+    // the next epoch); 5 is new.
+    c.submit(0, txs("ivan", 0..6));
     c.run();
-    assert_eq!(c.seen(0, |s| s.epochs.clone()), vec![1]);
     let r = c.seen(0, |s| s.rejected.clone());
     assert_eq!(r.len(), 1);
-    assert_eq!(r[0].rejected.len(), 3);
-    assert!(r[0]
-        .rejected
-        .iter()
-        .all(|r| r.reason == "already delivered"));
+    let reasons: Vec<&str> = r[0].rejected.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "already delivered",
+            "already delivered",
+            "already delivered",
+            "already in the mempool",
+            "already in the mempool"
+        ]
+    );
 }
 
 #[test]
@@ -1044,9 +1060,15 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
         names,
         [
             "availability.RequestTransactions",
+            "mempool.NewEpoch",
             "batchfetcher.RestoreState",
             "batchfetcher.NewOrderedBatch"
         ]
+    );
+    let ne = out[1].get::<NewEpoch>().unwrap();
+    assert_eq!(
+        (ne.epoch, &ne.client_progress),
+        (2, &ClientProgress::default())
     );
     assert_eq!(f.protocol().progress(), &ClientProgress::default());
     // The answer for the dropped certificate comes late: nothing is output.
@@ -1088,4 +1110,161 @@ fn certificates_are_made_over_a_lossy_network() {
             "seed {seed}"
         );
     }
+}
+
+#[test]
+fn concurrent_certificate_requests_each_get_their_own_certificate() {
+    // Later requests arrive after `k` simulation steps: at every point of the first
+    // certificate's making (asking the mempool, hashing the batch, collecting signatures).
+    for k in 0..16 {
+        let seed = k;
+        let mut c = cluster(seed, config());
+        // Enough for two full batches (by count) and then some.
+        c.submit(1, txs("olga", 0..2500));
+        c.run();
+        c.request_cert(1);
+        for _ in 0..k {
+            c.sim.step().unwrap();
+        }
+        for _ in 0..3 {
+            c.request_cert(1);
+        }
+        c.run();
+        let certs = c.seen(1, |s| s.certs.clone());
+        assert_eq!(certs.len(), 4, "seed {seed}: every request answered");
+        // Two full batches, then 452 after the batch timeout, then an empty mempool.
+        assert!(certs[3].is_empty(), "seed {seed}");
+        let ids: std::collections::BTreeSet<_> = certs[..3]
+            .iter()
+            .map(|c| c.batches[0].batch_id.clone())
+            .collect();
+        assert_eq!(ids.len(), 3, "seed {seed}: three different batches");
+        for cert in &certs {
+            c.request_txs(2, cert.clone());
+        }
+        c.run();
+        let all: Vec<Tx> = c.seen(2, |s| s.provided.concat());
+        assert_eq!(all.len(), 2500, "seed {seed}: 1024 + 1024 + 452, each once");
+        let distinct: std::collections::BTreeSet<u64> = all.iter().map(|t| t.tx_no).collect();
+        assert_eq!(distinct.len(), 2500);
+    }
+}
+
+#[test]
+fn timeouts_survive_timer_garbage_collection() {
+    use mir_dsl::mir_runtime::stdevents::TimerGarbageCollect;
+    let batch = txs("pat", 0..2);
+    let (mut c, cert) = cert_node3_missed(6, batch.clone());
+    // An orderer collects old timers at every epoch (Mir's ISS does).
+    for n in 0..4 {
+        c.inject(n, "timer", TimerGarbageCollect { retention_index: 7 });
+    }
+    c.run();
+    // The fetch needs its timeout: the signer asked first is crashed.
+    let signers = &cert.batches[0].signers;
+    c.sim
+        .apply_fault(Fault::Crash(signers[3 % signers.len()].clone()))
+        .unwrap();
+    c.request_txs(3, cert);
+    // And a batch request needs the batch timeout (2 transactions are not a full batch).
+    c.submit(1, txs("quentin", 0..2));
+    let origin = c.origin();
+    c.inject(1, "mempool", RequestBatch { epoch: 0, origin });
+    c.run();
+    assert_eq!(c.seen(3, |s| s.provided.clone()), vec![batch]);
+    assert_eq!(
+        c.seen(1, |s| s.batches[0].txs.clone()),
+        txs("quentin", 0..2)
+    );
+}
+
+#[test]
+fn peer_messages_to_local_services_are_refused_and_counted_not_fatal() {
+    use mir_dsl::mir_runtime::stdevents::crypto::HashRequest;
+    let mut c = cluster(10, config());
+    // A peer names the hasher, the crypto module, the timer and the factory itself.
+    let evil = ["hasher", "crypto", "timer", "availability"]
+        .map(|m| received(1, m, HashRequest::new(vec![vec![b"x".to_vec()]])));
+    c.sim.inject(&nodes()[0], evil.to_vec()).unwrap();
+    c.run();
+    let stats = c.sim.stats(&nodes()[0]).unwrap();
+    for m in ["hasher", "crypto", "timer"] {
+        assert_eq!(stats.module(m).unwrap().messages_refused, 1, "{m}");
+    }
+    // The node still works.
+    let batch = txs("quinn", 0..3);
+    let cert = make_cert(&mut c, 0, batch);
+    assert_eq!(cert.batches.len(), 1);
+}
+
+#[test]
+fn the_mempool_byte_cap_holds() {
+    let mut cfg = config();
+    cfg.mempool.max_payload_in_batch = 1024;
+    cfg.mempool.capacity_bytes = 4096;
+    let mut c = cluster(11, cfg);
+    c.submit(
+        0,
+        (0..10).map(|i| Tx::new("r", i, vec![7u8; 1000])).collect(),
+    );
+    c.run();
+    let r = c.seen(0, |s| s.rejected[0].rejected.clone());
+    assert_eq!(r.len(), 6);
+    assert!(
+        r.iter().all(|r| r.reason == "mempool full (4096 bytes)"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn transactions_outside_their_clients_window_are_not_delivered() {
+    use protocols::availability::batchfetcher::{BatchFetcher, BatchFetcherModules};
+    let mut f = mir_dsl::DslModule::new(
+        BatchFetcher::new(BatchFetcherModules {
+            availability: ModuleId::new("availability"),
+            mempool: ModuleId::new("mempool"),
+            destination: ModuleId::new("app"),
+            checkpoint: None,
+        })
+        .with_client_window(10),
+    );
+    let me = ModuleId::new("batchfetcher");
+    let cert = Cert {
+        batches: vec![BatchCert {
+            batch_id: vec![1; 32],
+            signers: nodes()[..2].to_vec(),
+            signatures: vec![vec![], vec![]],
+        }],
+    };
+    let out = mir_dsl::mir_runtime::testing::apply(
+        &mut f,
+        me.clone(),
+        vec![Event::new(
+            "iss",
+            "batchfetcher",
+            DeliverCert { sn: 0, cert },
+        )],
+    )
+    .unwrap();
+    let req = out[0].get::<RequestTransactions>().unwrap();
+    // A faulty proposer's batch: numbers far above the window would grow the progress forever.
+    let answer = ProvideTransactions {
+        txs: vec![
+            Tx::new("s", 9, "ok"),
+            Tx::new("s", 10, "no"),
+            Tx::new("s", 1 << 40, "no"),
+        ],
+        origin: req.origin.clone(),
+    };
+    let out = mir_dsl::mir_runtime::testing::apply(
+        &mut f,
+        me,
+        vec![Event::new("availability/0", "batchfetcher", answer)],
+    )
+    .unwrap();
+    assert_eq!(
+        out[0].get::<NewOrderedBatch>().unwrap().txs,
+        vec![Tx::new("s", 9, "ok")]
+    );
+    assert_eq!(f.protocol().duplicates(), 2);
 }

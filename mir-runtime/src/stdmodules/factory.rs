@@ -49,6 +49,8 @@ pub struct FactoryStats {
     pub dropped: AtomicU64,
     /// `NewSubmodule` requests ignored because they were below the garbage-collection index.
     pub stale_requests: AtomicU64,
+    /// Messages from peers addressed to the factory itself (not to a submodule): dropped.
+    pub refused: AtomicU64,
 }
 
 struct Sub {
@@ -273,6 +275,13 @@ impl PassiveModule for Factory {
                     self.stats
                         .collected
                         .fetch_add((before - self.subs.len()) as u64, Relaxed);
+                } else if ev.is::<crate::stdevents::MessageReceived>() {
+                    // A peer named the factory itself: bad input, not a bug of this node.
+                    let from = ev
+                        .get::<crate::stdevents::MessageReceived>()
+                        .map_or("?".to_owned(), |m| m.from.to_string());
+                    tracing::warn!(factory = %me, %from, "message from a peer to a factory (not a submodule); dropped");
+                    self.stats.refused.fetch_add(1, Relaxed);
                 } else {
                     return Err(ModuleError::unexpected_event(&ev));
                 }

@@ -14,7 +14,7 @@
 //!     else: ⟨RequestTransactions | cert⟩ to availability/<epoch>; its answer fills the placeholder
 //! upon the queue's head is filled do
 //!     pop it; for a batch: drop every tx whose (client, tx_no) was delivered (clientProgress.add)
-//!     and trigger ⟨NewOrderedBatch | sn, the rest⟩
+//!     or lies outside the client's window, and trigger ⟨NewOrderedBatch | sn, the rest⟩
 //! ```
 //!
 //! **Duplicates** are removed at output time, never when transactions arrive: arrival order
@@ -24,7 +24,12 @@
 //! which prunes what was delivered and re-proposes the rest. A [`SnapshotRequest`] is forwarded
 //! to the application and the client progress at that point goes to the checkpoint module
 //! ([`ClientProgressSnapshot`]), so it becomes part of the checkpoint; [`RestoreState`] resets
-//! the epoch, the progress and the queue.
+//! the epoch, the progress and the queue, and sends the mempool the restored epoch and progress.
+//!
+//! **Order of events.** The availability instance of an epoch must exist before the first
+//! certificate of that epoch reaches the fetcher (create it before emitting [`EpochStart`]), and
+//! must not be garbage-collected while the fetcher still waits for it: the factory drops local
+//! events for instances it does not have, and the output queue would wait for ever.
 
 use std::collections::VecDeque;
 
@@ -130,6 +135,7 @@ pub struct BatchFetcher {
     /// The number of the queue's head item.
     head: u64,
     duplicates: u64,
+    client_window: u64,
 }
 
 impl BatchFetcher {
@@ -142,10 +148,18 @@ impl BatchFetcher {
             queue: VecDeque::new(),
             head: 0,
             duplicates: 0,
+            client_window: u64::MAX,
         }
     }
 
-    /// Transactions dropped as duplicates so far.
+    /// Drops, at delivery, transactions numbered at or above their client's low watermark plus
+    /// `window` (use the mempool's `client_window`). Default: no limit.
+    pub fn with_client_window(mut self, window: u64) -> Self {
+        self.client_window = window;
+        self
+    }
+
+    /// Transactions dropped as duplicates (or outside their client's window) so far.
     pub fn duplicates(&self) -> u64 {
         self.duplicates
     }
@@ -225,13 +239,22 @@ impl BatchFetcher {
         Ok(())
     }
 
-    /// upon ⟨RestoreState | e, progress⟩ do reset; forward
+    /// upon ⟨RestoreState | e, progress⟩ do reset; tell the mempool; forward
     #[upon(event)]
     fn restore(&mut self, ctx: &mut Ctx<Self>, r: RestoreState) -> Handled {
         self.head += self.queue.len() as u64;
         self.queue.clear();
         self.epoch = r.epoch;
         self.progress = r.client_progress.clone();
+        // The mempool starts the restored epoch with the restored progress.
+        let mempool = self.modules.mempool.clone();
+        ctx.emit(
+            &mempool,
+            NewEpoch {
+                epoch: r.epoch,
+                client_progress: r.client_progress.clone(),
+            },
+        );
         let dest = self.modules.destination.clone();
         ctx.emit(&dest, r);
         Ok(())
@@ -252,9 +275,16 @@ impl BatchFetcher {
                 Item::Batch { sn, txs } => {
                     let all = txs.expect("filled");
                     let before = all.len();
+                    let window = self.client_window;
+                    let progress = &mut self.progress;
                     let txs: Vec<Tx> = all
                         .into_iter()
-                        .filter(|tx| self.progress.add(&tx.client, tx.tx_no))
+                        .filter(|tx| {
+                            // Outside the client's window: no correct mempool admits it, and
+                            // remembering it would let a faulty proposer grow the progress.
+                            tx.tx_no < progress.low_wm(&tx.client).saturating_add(window)
+                                && progress.add(&tx.client, tx.tx_no)
+                        })
                         .collect();
                     self.duplicates += (before - txs.len()) as u64;
                     ctx.emit(&dest, NewOrderedBatch { sn, txs });

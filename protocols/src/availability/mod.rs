@@ -248,6 +248,8 @@ pub struct Config {
     /// Where the batch fetcher sends ordered batches (and the mempool's rejections go to their
     /// submitter). Default `app`.
     pub destination: Option<String>,
+    /// Where the batch fetcher sends the client progress at each snapshot, if anywhere.
+    pub checkpoint: Option<String>,
 }
 
 /// The module names [`add_to`] uses.
@@ -317,8 +319,9 @@ pub fn add_to(
         availability: id(names::AVAILABILITY),
         mempool: id(names::MEMPOOL),
         destination: id(config.destination.as_deref().unwrap_or("app")),
-        checkpoint: None,
-    });
+        checkpoint: config.checkpoint.as_deref().map(id),
+    })
+    .with_client_window(config.mempool.client_window);
     Ok(builder
         .passive_on_worker(names::HASHER, Hasher)
         .passive(names::MEMPOOL, DslModule::new(mp))

@@ -85,6 +85,8 @@ pub struct SignerSigned {
 }
 
 impl Msc {
+    /// Asks the mempool for the next batch, unless a batch is already asked for, being hashed or
+    /// being certified, or nobody waits for a certificate.
     fn ask_mempool(&mut self, ctx: &mut Ctx<Self>) {
         if !self.asked_mempool && self.collecting.is_none() && !self.requests.is_empty() {
             self.asked_mempool = true;
@@ -128,11 +130,13 @@ impl Msc {
         );
     }
 
-    fn answer(&mut self, ctx: &mut Ctx<Self>, cert: Cert) {
-        if let Some(origin) = self.requests.pop_front() {
-            let to = origin.module.clone();
-            ctx.emit(&to, NewCert { cert, origin });
-        }
+    fn answer(&mut self, ctx: &mut Ctx<Self>, cert: Cert) -> Handled {
+        let Some(origin) = self.requests.pop_front() else {
+            fatal!("a certificate was made with no request waiting for it");
+        };
+        let to = origin.module.clone();
+        ctx.emit(&to, NewCert { cert, origin });
+        Ok(())
     }
 }
 
@@ -149,11 +153,11 @@ impl Msc {
     /// upon ⟨NewBatch | ids, txs⟩ do …
     #[upon(response)]
     fn new_batch(&mut self, ctx: &mut Ctx<Self>, batch: NewBatch, _c: BatchForCert) -> Handled {
-        self.asked_mempool = false;
         if batch.txs.is_empty() {
+            self.asked_mempool = false;
             // … if empty: answer every queued request with the empty certificate
             while !self.requests.is_empty() {
-                self.answer(ctx, Cert::default());
+                self.answer(ctx, Cert::default())?;
             }
             return Ok(());
         }
@@ -175,6 +179,9 @@ impl Msc {
         };
         let req_id = self.next_req_id;
         self.next_req_id += 1;
+        // The batch is now being collected: only now may the next one be asked for (asking in
+        // between would start a second collection over this one).
+        self.asked_mempool = false;
         self.collecting = Some(Collecting {
             req_id,
             batch_id,
@@ -270,7 +277,7 @@ impl Msc {
         let cert = Cert {
             batches: vec![batch_cert(col.batch_id, &col.sigs)],
         };
-        self.answer(ctx, cert);
+        self.answer(ctx, cert)?;
         self.ask_mempool(ctx);
         Ok(())
     }

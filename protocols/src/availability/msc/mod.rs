@@ -327,6 +327,7 @@ pub struct Msc {
     me: NodeId,
     // Certificate creation, source side.
     requests: VecDeque<Origin>,
+    /// A batch was asked for and is not being collected yet (asked, or its ID being hashed).
     asked_mempool: bool,
     collecting: Option<Collecting>,
     next_req_id: u64,

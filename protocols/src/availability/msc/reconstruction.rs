@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! upon ⟨RequestTransactions | cert⟩ do                     (cert was verified)
+//!     drop it unless its signers are distinct members of weak-quorum weight
 //!     for each batch ⟨id, signers⟩ of cert: look id up in the batch DB
 //! upon the batch DB misses id do
 //!     ask one signer: send [REQUEST-BATCH, id] to it; after fetch_timeout ask the next one
@@ -21,7 +22,7 @@
 
 use mir_dsl::mir_runtime::stdevents::crypto::HashResult;
 use mir_dsl::mir_runtime::NodeId;
-use mir_dsl::{ensure, fatal, ignore, protocol, Ctx, Handled};
+use mir_dsl::{ensure, ignore, protocol, Ctx, Handled};
 
 use super::super::batchdb::{BatchStored, LookupBatch, LookupBatchResponse, StoreBatch};
 use super::super::{batch_id_request, tx_ids_request, BatchId, Tx, TxId};
@@ -121,6 +122,11 @@ impl Msc {
     /// upon ⟨RequestTransactions | cert⟩ do look each batch up in the batch DB
     #[upon(event)]
     fn request_transactions(&mut self, ctx: &mut Ctx<Self>, req: RequestTransactions) -> Handled {
+        if let Err(e) = self.check_structure(&req.cert) {
+            // Certificates are to be verified before they are used; a bad one must not stop the
+            // node (it may come from a faulty proposer), nor make it ask non-members.
+            ignore!("RequestTransactions with an invalid certificate: {e}");
+        }
         let fetch = self.next_fetch;
         self.next_fetch += 1;
         self.fetches.insert(
@@ -136,9 +142,6 @@ impl Msc {
         }
         let db = self.modules.batchdb.clone();
         for (index, b) in req.cert.batches.into_iter().enumerate() {
-            if b.signers.is_empty() {
-                fatal!("RequestTransactions with a certificate without signers: verify certificates first");
-            }
             ctx.request(
                 &db,
                 LookupBatch::new(b.batch_id),

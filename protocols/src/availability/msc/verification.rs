@@ -3,6 +3,7 @@
 //! ```text
 //! upon ⟨VerifyCert | cert⟩ do
 //!     if cert is empty: answer valid
+//!     invalid if cert has more than one batch
 //!     for each batch certificate ⟨id, signers, Σ⟩ of cert:
 //!         invalid unless |signers| = |Σ|, the signers are distinct members, and they weigh ≥ f + 1
 //!     answer verifysigs({(p, (instance, BATCH_STORED, id), Σ[p])})
@@ -23,6 +24,14 @@ pub struct CertChecked {
 impl Msc {
     /// The structural checks of a certificate: `Err` says what is wrong.
     pub fn check_structure(&self, cert: &Cert) -> Result<(), String> {
+        if cert.batches.len() > 1 {
+            // Certificates are made one batch at a time; more would only let a proposer make
+            // every node check the same signatures many times.
+            return Err(format!(
+                "{} batches: a certificate holds at most one",
+                cert.batches.len()
+            ));
+        }
         for (i, b) in cert.batches.iter().enumerate() {
             if b.signers.len() != b.signatures.len() {
                 return Err(format!(
