@@ -337,6 +337,9 @@ pub struct Msc {
     // Reconstruction.
     fetches: BTreeMap<u64, Fetch>,
     next_fetch: u64,
+    /// Numbers fetch attempts across all batches, so a timeout of an earlier fetch of the same
+    /// batch never matches a later one.
+    next_attempt: u64,
     missing: BTreeMap<BatchId, Missing>,
 }
 
@@ -363,6 +366,7 @@ impl Msc {
             signed: BTreeMap::new(),
             fetches: BTreeMap::new(),
             next_fetch: 0,
+            next_attempt: 0,
             missing: BTreeMap::new(),
         }
     }

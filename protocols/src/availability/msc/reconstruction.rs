@@ -92,7 +92,8 @@ impl Msc {
         let Some(m) = self.missing.get_mut(batch_id) else {
             return;
         };
-        m.attempt += 1;
+        self.next_attempt += 1;
+        m.attempt = self.next_attempt;
         m.asked = (m.asked + 1) % m.signers.len();
         let signer = m.signers[m.asked].clone();
         let attempt = m.attempt;
