@@ -1268,3 +1268,19 @@ fn transactions_outside_their_clients_window_are_not_delivered() {
     );
     assert_eq!(f.protocol().duplicates(), 2);
 }
+
+#[test]
+fn after_max_requests_certificates_a_source_answers_with_the_empty_certificate() {
+    let mut cfg = config();
+    cfg.msc.max_requests = 2;
+    let mut c = cluster(12, cfg);
+    for i in 0..3 {
+        make_cert(&mut c, 0, txs("uma", i * 5..i * 5 + 5));
+    }
+    let certs = c.seen(0, |s| s.certs.clone());
+    assert!(!certs[0].is_empty() && !certs[1].is_empty());
+    assert!(
+        certs[2].is_empty(),
+        "the third would be refused by every signer"
+    );
+}

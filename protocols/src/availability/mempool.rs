@@ -18,7 +18,10 @@
 //! [`MempoolParams::capacity_bytes`] payload bytes (counting those being hashed), and per client
 //! only transaction numbers in `[low_wm, low_wm + client_window)`, where `low_wm` is the client's
 //! delivered low watermark from the last [`NewEpoch`]. A rejected transaction is answered with a
-//! [`TransactionsRejected`] to the module that submitted it; nothing is dropped silently.
+//! [`TransactionsRejected`] to the module that submitted it; nothing is dropped silently. A
+//! submitting module written in the DSL needs an `#[upon(event)]` handler for
+//! [`TransactionsRejected`] (unknown local events are fatal in the DSL): under a flood it will get
+//! one.
 //!
 //! **Batches.** A batch takes transactions in arrival order while it has fewer than
 //! `max_txs_in_batch` and their payloads fit in `max_payload_in_batch` bytes. A request is answered

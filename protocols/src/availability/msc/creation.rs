@@ -87,12 +87,28 @@ pub struct SignerSigned {
 impl Msc {
     /// Asks the mempool for the next batch, unless a batch is already asked for, being hashed or
     /// being certified, or nobody waits for a certificate.
-    fn ask_mempool(&mut self, ctx: &mut Ctx<Self>) {
-        if !self.asked_mempool && self.collecting.is_none() && !self.requests.is_empty() {
-            self.asked_mempool = true;
-            let mempool = self.modules.mempool.clone();
-            ctx.request(&mempool, RequestBatch::new(self.epoch), BatchForCert);
+    ///
+    /// After `max_requests` certificates in this instance, signers refuse to sign more for this
+    /// node: further requests get the empty certificate at once (with a warning).
+    fn ask_mempool(&mut self, ctx: &mut Ctx<Self>) -> Handled {
+        if self.asked_mempool || self.collecting.is_some() || self.requests.is_empty() {
+            return Ok(());
         }
+        if self.next_req_id >= self.params.max_requests {
+            tracing::warn!(
+                epoch = self.epoch,
+                max_requests = self.params.max_requests,
+                "certificate limit of this epoch reached; answering with the empty certificate"
+            );
+            while !self.requests.is_empty() {
+                self.answer(ctx, Cert::default())?;
+            }
+            return Ok(());
+        }
+        self.asked_mempool = true;
+        let mempool = self.modules.mempool.clone();
+        ctx.request(&mempool, RequestBatch::new(self.epoch), BatchForCert);
+        Ok(())
     }
 
     /// Sends the batch being certified to every member whose signature is not in (or being
@@ -146,7 +162,7 @@ impl Msc {
     #[upon(event)]
     fn request_cert(&mut self, ctx: &mut Ctx<Self>, req: RequestCert) -> Handled {
         self.requests.push_back(req.origin);
-        self.ask_mempool(ctx);
+        self.ask_mempool(ctx)?;
         Ok(())
     }
 
@@ -278,7 +294,7 @@ impl Msc {
             batches: vec![batch_cert(col.batch_id, &col.sigs)],
         };
         self.answer(ctx, cert)?;
-        self.ask_mempool(ctx);
+        self.ask_mempool(ctx)?;
         Ok(())
     }
 
