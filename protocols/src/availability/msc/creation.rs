@@ -7,6 +7,7 @@
 //!     if empty: answer every queued request with the empty certificate
 //!     else: id := hash(ids); send [REQUEST-SIG, r, txs] to all members
 //! upon [SIG, r, σ] from p such that p is a member, r is current, p not counted do
+//!     (a SIG for an earlier, complete certificate is expected: it is dropped quietly)
 //!     if verifysig(p, (instance, BATCH_STORED, id), σ) then sigs[p] := σ
 //! upon sig_timeout passes with sigs not yet a weak quorum do
 //!     send [REQUEST-SIG, r, txs] again to the members that have not answered
@@ -230,18 +231,21 @@ impl Msc {
             self.membership.contains(&from),
             "SIG from non-member {from}"
         );
-        let Some(c) = self.collecting.as_mut() else {
-            ignore!(
-                "SIG from {from} for request {} while collecting nothing",
+        let current = self.collecting.as_ref().map(|c| c.req_id);
+        if current != Some(msg.req_id) {
+            ensure!(
+                msg.req_id < self.next_req_id,
+                "SIG from {from} for request {}, which this node never made",
                 msg.req_id
-            )
+            );
+            // A signature that came after the certificate was complete: only f + 1 are needed,
+            // the others arrive late in every run. Expected, not bad input.
+            tracing::trace!(%from, req_id = msg.req_id, "late SIG for a complete certificate");
+            return Ok(());
+        }
+        let Some(c) = self.collecting.as_mut() else {
+            fatal!("checked above")
         };
-        ensure!(
-            c.req_id == msg.req_id,
-            "SIG from {from} for request {}, not the current {}",
-            msg.req_id,
-            c.req_id
-        );
         ensure!(
             !c.sigs.contains_key(&from) && c.checking.insert(from.clone()),
             "repeated SIG from {from}"
