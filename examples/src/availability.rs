@@ -18,6 +18,8 @@ use protocols::availability::msc::{
 use protocols::availability::{new_epoch_instance, Cert, Tx};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::DemoNode;
+
 /// Command: submit `txs` to this node's mempool and ask for a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateBatch {
@@ -188,14 +190,6 @@ impl AvailabilityApp {
         });
         Ok(())
     }
-}
-
-/// Everything a node of the demo needs.
-pub struct DemoNode {
-    /// The node (run it with [`mir_dsl::mir_runtime::Node::run`]).
-    pub node: mir_dsl::mir_runtime::Node,
-    /// Its gRPC transport.
-    pub grpc: mir_dsl::mir_runtime::transport::grpc::GrpcHandle,
 }
 
 /// Builds node `me` of the demo.

@@ -13,6 +13,8 @@ use mir_dsl::mir_runtime::stdevents::{GarbageCollect, Init, NewSubmodule};
 use mir_dsl::mir_runtime::{payload, ModuleId, NodeId, Payload};
 use mir_dsl::{ensure, protocol, Ctx, Handled};
 use protocols::bcb::{BcbInstance, BroadcastRefused, BroadcastRequest, Deliver};
+
+pub use crate::cluster::{free_ports, membership_toml, membership_toml_with_ports, DemoNode};
 use serde::{Deserialize, Serialize};
 
 /// Injected into the leader's `app`: broadcast this.
@@ -146,14 +148,6 @@ impl BcbApp {
     }
 }
 
-/// Everything a node of the demo needs.
-pub struct DemoNode {
-    /// The node (run it with [`mir_dsl::mir_runtime::Node::run`]).
-    pub node: mir_dsl::mir_runtime::Node,
-    /// Its gRPC transport.
-    pub grpc: mir_dsl::mir_runtime::transport::grpc::GrpcHandle,
-}
-
 /// Builds node `me` of the demo: app, BCB factory, k256 crypto on a worker thread, gRPC.
 pub fn demo_node(
     me: NodeId,
@@ -194,43 +188,4 @@ pub fn demo_node(
         .active("net", transport)
         .build()?;
     Ok(DemoNode { node, grpc })
-}
-
-/// A membership of `n` nodes on `host` from `base_port`, with test keys from `seed`, as TOML.
-pub fn membership_toml(n: usize, host: &str, base_port: u16, seed: u64) -> String {
-    let ports: Vec<u16> = (0..n).map(|i| base_port.saturating_add(i as u16)).collect();
-    membership_toml_with_ports(host, &ports, seed)
-}
-
-/// A membership with one node per port (node i on `ports[i]`), test keys from `seed`, as TOML.
-pub fn membership_toml_with_ports(host: &str, ports: &[u16], seed: u64) -> String {
-    let ids: Vec<NodeId> = (0..ports.len()).map(NodeId::from_index).collect();
-    let (_, registry) = mir_dsl::mir_runtime::stdmodules::ecdsa::test_keys(seed, &ids);
-    let mut out = format!(
-        "# {} nodes, test keys from seed {seed} (for demos only)\n",
-        ports.len()
-    );
-    for (id, port) in ids.iter().zip(ports) {
-        let pk: String = registry
-            .get(id)
-            .expect("made above")
-            .to_encoded_point(true)
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        out += &format!("\n[[node]]\nid = \"{id}\"\naddress = \"{host}:{port}\"\npublic_key = \"{pk}\"\nweight = 1\n");
-    }
-    out
-}
-
-/// `n` free TCP ports on loopback (free when asked; another program could take one meanwhile).
-pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
 }

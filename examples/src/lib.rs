@@ -6,9 +6,11 @@
 //! | `bcb` | Signed Echo Broadcast over gRPC with real k256 signatures: 4 nodes in one process, one node per process from a membership file, or interactive ([`bcb`]) |
 //! | `pingpong` | two modules, run by the production executor on tokio, or as two nodes over the simulated network in the deterministic simulator; written by hand ([`pingpong`]) and in the DSL ([`pingpong_dsl`], `--dsl`) |
 //!
-//! The modules of each example live in this library so that tests can drive them too.
+//! The modules of each example live in this library so that tests can drive them too; what the
+//! gRPC demos share (starting a local cluster, membership files with test keys) is in [`cluster`].
 
 pub mod availability;
 pub mod bcb;
+pub mod cluster;
 pub mod pingpong;
 pub mod pingpong_dsl;

@@ -85,29 +85,20 @@ fn run(cli: &Cli) -> Result<(), Error> {
     let (tx, rx) = mpsc::channel();
     let config = Config::default();
     rt.block_on(async {
-        let mut handles = Vec::new();
-        let mut grpcs = Vec::new();
-        let mut runs = Vec::new();
-        for id in &ids {
-            let n = demo_node(
-                id.clone(),
-                &membership,
-                keys[id].clone(),
-                &config,
-                tx.clone(),
-            )?;
-            handles.push(n.node.handle());
-            grpcs.push(n.grpc);
-            runs.push(tokio::spawn(n.node.run()));
-        }
-        for g in &grpcs {
-            if !g
-                .wait_connected(ids.len() - 1, Duration::from_secs(10))
-                .await
-            {
-                return Err::<(), Error>("the nodes did not connect within 10 s".into());
-            }
-        }
+        let nodes = ids
+            .iter()
+            .map(|id| {
+                demo_node(
+                    id.clone(),
+                    &membership,
+                    keys[id].clone(),
+                    &config,
+                    tx.clone(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = examples::cluster::start(nodes, Duration::from_secs(10)).await?;
+        let handles = &cluster.handles;
         println!("{} nodes connected over gRPC on loopback", ids.len());
         let result = tokio::task::block_in_place(|| -> Result<(), Error> {
             let txs: Vec<Tx> = (0..cli.txs)
@@ -170,12 +161,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
                 _ => unreachable!(),
             }
         });
-        for h in &handles {
-            h.stop();
-        }
-        for r in runs {
-            r.await??;
-        }
+        cluster.stop().await?;
         result
     })
 }

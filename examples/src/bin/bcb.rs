@@ -212,30 +212,21 @@ fn local(cli: &Cli) -> Result<(), Error> {
     let (keys, _) = test_keys(42, &ids);
     let (tx, rx) = mpsc::channel();
     rt.block_on(async {
-        let mut handles = Vec::new();
-        let mut grpcs = Vec::new();
-        let mut runs = Vec::new();
-        for id in &ids {
-            let n = demo_node(
-                id.clone(),
-                ids[0].clone(),
-                &membership,
-                keys[id].clone(),
-                tx.clone(),
-                cli.record.as_deref(),
-            )?;
-            handles.push(n.node.handle());
-            grpcs.push(n.grpc);
-            runs.push(tokio::spawn(n.node.run()));
-        }
-        for g in &grpcs {
-            if !g
-                .wait_connected(ids.len() - 1, Duration::from_secs(10))
-                .await
-            {
-                return Err::<(), Error>("the nodes did not connect within 10 s".into());
-            }
-        }
+        let nodes = ids
+            .iter()
+            .map(|id| {
+                demo_node(
+                    id.clone(),
+                    ids[0].clone(),
+                    &membership,
+                    keys[id].clone(),
+                    tx.clone(),
+                    cli.record.as_deref(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = examples::cluster::start(nodes, Duration::from_secs(10)).await?;
+        let handles = &cluster.handles;
         println!(
             "{} nodes connected over gRPC on loopback; leader is node {}",
             ids.len(),
@@ -277,12 +268,7 @@ fn local(cli: &Cli) -> Result<(), Error> {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        for h in &handles {
-            h.stop();
-        }
-        for r in runs {
-            r.await??;
-        }
+        cluster.stop().await?;
         if got < expected {
             return Err(format!("only {got} of {expected} deliveries within 30 s").into());
         }

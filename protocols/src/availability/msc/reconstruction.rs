@@ -69,11 +69,19 @@ pub struct FetchedStored;
 impl Msc {
     /// Batch `index` of fetch `fetch` is here; answers the fetch once all its batches are.
     fn fill(&mut self, ctx: &mut Ctx<Self>, fetch: u64, index: usize, txs: Vec<Tx>) {
-        let Some(f) = self.fetches.get_mut(&fetch) else {
-            return;
-        };
-        f.batches[index] = Some(txs);
-        if f.batches.iter().all(Option::is_some) {
+        if let Some(f) = self.fetches.get_mut(&fetch) {
+            f.batches[index] = Some(txs);
+            self.answer_if_complete(ctx, fetch);
+        }
+    }
+
+    /// Answers fetch `fetch` once all its batches are here (at once for the empty certificate).
+    fn answer_if_complete(&mut self, ctx: &mut Ctx<Self>, fetch: u64) {
+        if self
+            .fetches
+            .get(&fetch)
+            .is_some_and(|f| f.batches.iter().all(Option::is_some))
+        {
             let f = self.fetches.remove(&fetch).expect("present");
             let txs = f.batches.into_iter().flatten().flatten().collect();
             let to = f.origin.module.clone();
@@ -138,7 +146,7 @@ impl Msc {
             },
         );
         if req.cert.is_empty() {
-            self.fill_empty(ctx, fetch);
+            self.answer_if_complete(ctx, fetch);
             return Ok(());
         }
         let db = self.modules.batchdb.clone();
@@ -336,20 +344,5 @@ impl Msc {
             },
         );
         Ok(())
-    }
-}
-
-impl Msc {
-    fn fill_empty(&mut self, ctx: &mut Ctx<Self>, fetch: u64) {
-        if let Some(f) = self.fetches.remove(&fetch) {
-            let to = f.origin.module.clone();
-            ctx.emit(
-                &to,
-                ProvideTransactions {
-                    txs: Vec::new(),
-                    origin: f.origin,
-                },
-            );
-        }
     }
 }

@@ -1,0 +1,97 @@
+//! What the gRPC demos share: a node with its transport handle, membership files with test
+//! keys, free loopback ports, and starting and stopping a cluster of nodes in this process.
+
+use std::time::Duration;
+
+use mir_dsl::mir_runtime::transport::grpc::GrpcHandle;
+use mir_dsl::mir_runtime::{Exit, Node, NodeError, NodeHandle, NodeId};
+
+/// A demo node and its gRPC transport.
+pub struct DemoNode {
+    /// The node (run it with [`Node::run`]).
+    pub node: Node,
+    /// Its gRPC transport.
+    pub grpc: GrpcHandle,
+}
+
+/// Nodes running in this process (see [`start`]).
+pub struct Running {
+    /// One handle per node, in the order given.
+    pub handles: Vec<NodeHandle>,
+    runs: Vec<tokio::task::JoinHandle<Result<Exit, NodeError>>>,
+}
+
+/// Spawns every node on the current tokio runtime and waits until each is connected to all the
+/// others (at most `timeout`).
+pub async fn start(nodes: Vec<DemoNode>, timeout: Duration) -> Result<Running, String> {
+    let n = nodes.len();
+    let mut grpcs = Vec::with_capacity(n);
+    let mut running = Running {
+        handles: Vec::with_capacity(n),
+        runs: Vec::with_capacity(n),
+    };
+    for d in nodes {
+        running.handles.push(d.node.handle());
+        grpcs.push(d.grpc);
+        running.runs.push(tokio::spawn(d.node.run()));
+    }
+    for g in &grpcs {
+        if !g.wait_connected(n.saturating_sub(1), timeout).await {
+            running.stop().await.ok();
+            return Err(format!("the nodes did not connect within {timeout:?}"));
+        }
+    }
+    Ok(running)
+}
+
+impl Running {
+    /// Stops every node and waits for them; the first node error, if any.
+    pub async fn stop(self) -> Result<(), Box<dyn std::error::Error>> {
+        for h in &self.handles {
+            h.stop();
+        }
+        for r in self.runs {
+            r.await??;
+        }
+        Ok(())
+    }
+}
+
+/// A membership of `n` nodes on `host` from `base_port`, with test keys from `seed`, as TOML.
+pub fn membership_toml(n: usize, host: &str, base_port: u16, seed: u64) -> String {
+    let ports: Vec<u16> = (0..n).map(|i| base_port.saturating_add(i as u16)).collect();
+    membership_toml_with_ports(host, &ports, seed)
+}
+
+/// A membership with one node per port (node i on `ports[i]`), test keys from `seed`, as TOML.
+pub fn membership_toml_with_ports(host: &str, ports: &[u16], seed: u64) -> String {
+    let ids: Vec<NodeId> = (0..ports.len()).map(NodeId::from_index).collect();
+    let (_, registry) = mir_dsl::mir_runtime::stdmodules::ecdsa::test_keys(seed, &ids);
+    let mut out = format!(
+        "# {} nodes, test keys from seed {seed} (for demos only)\n",
+        ports.len()
+    );
+    for (id, port) in ids.iter().zip(ports) {
+        let pk: String = registry
+            .get(id)
+            .expect("made above")
+            .to_encoded_point(true)
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        out += &format!("\n[[node]]\nid = \"{id}\"\naddress = \"{host}:{port}\"\npublic_key = \"{pk}\"\nweight = 1\n");
+    }
+    out
+}
+
+/// `n` free TCP ports on loopback (free when asked; another program could take one meanwhile).
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
