@@ -116,6 +116,11 @@ impl Pinger {
 }
 
 impl PassiveModule for Pinger {
+    /// Takes its peer's messages (modules refuse them unless they say so).
+    fn accepts_messages(&self) -> bool {
+        true
+    }
+
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if ev.is::<Init>() {
@@ -159,6 +164,11 @@ pub struct Ponger {
 }
 
 impl PassiveModule for Ponger {
+    /// Takes its peer's messages (modules refuse them unless they say so).
+    fn accepts_messages(&self) -> bool {
+        true
+    }
+
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if ev.is::<Init>() {

@@ -190,6 +190,11 @@ fn response_impls(model: &Protocol) -> TokenStream {
     .collect()
 }
 
+/// Whether the block has a message handler (then the module takes peers' messages).
+fn takes_messages(model: &Protocol) -> bool {
+    model.handlers.iter().any(|h| h.kind == Kind::Message)
+}
+
 fn part_fn(prefix: &str, part: &Ident) -> Ident {
     format_ident!("__mir_{}_{}", prefix, part)
 }
@@ -201,10 +206,15 @@ fn part_block(model: &Protocol, part: &Ident) -> TokenStream {
     let (ae, ab) = (part_fn("after_event", part), part_fn("after_batch", part));
     let (ce, cb) = (conditions(model, false), conditions(model, true));
     let resp = response_impls(model);
+    let msgs = part_fn("messages", part);
+    let takes = takes_messages(model);
     quote! {
         #[automatically_derived]
         impl #self_ty {
             #dispatch
+            #[doc(hidden)]
+            #[allow(non_upper_case_globals)]
+            pub(crate) const #msgs: bool = #takes;
             #[doc(hidden)]
             pub(crate) fn #ae(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { #ce ::core::result::Result::Ok(()) }
             #[doc(hidden)]
@@ -238,6 +248,11 @@ fn main_block(model: &Protocol, parts: &[Ident]) -> TokenStream {
     let (ce, cb) = (conditions(model, false), conditions(model, true));
     let has_after_event = !ce.is_empty() || !parts.is_empty();
     let resp = response_impls(model);
+    let takes = takes_messages(model);
+    let part_takes = parts.iter().map(|part| {
+        let c = part_fn("messages", part);
+        quote!(|| Self::#c)
+    });
     quote! {
         #[automatically_derived]
         impl #self_ty {
@@ -247,6 +262,7 @@ fn main_block(model: &Protocol, parts: &[Ident]) -> TokenStream {
         #[automatically_derived]
         impl ::mir_dsl::Protocol for #self_ty {
             const __HAS_AFTER_EVENT: bool = #has_after_event;
+            const __TAKES_MESSAGES: bool = #takes #(#part_takes)*;
 
             #[inline(always)]
             fn __dispatch(

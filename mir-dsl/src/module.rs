@@ -14,6 +14,12 @@ pub trait Protocol: Send + 'static {
     #[doc(hidden)]
     const __HAS_AFTER_EVENT: bool = true;
 
+    /// Whether the protocol has a message handler (in its main block or a part): then its module
+    /// takes peers' messages ([`PassiveModule::accepts_messages`]); otherwise the node refuses
+    /// them before they reach it.
+    #[doc(hidden)]
+    const __TAKES_MESSAGES: bool = false;
+
     /// Offers `ev` to the handlers; gives it back if none takes it.
     #[doc(hidden)]
     fn __dispatch(&mut self, ctx: &mut Ctx<'_, Self>, ev: Event) -> Result<Option<Event>, Reject>;
@@ -127,6 +133,10 @@ impl<P: Protocol> PassiveModule for DslModule<P> {
         let mut ctx = Ctx::new(out, &mut self.conts, src);
         let res = self.proto.__after_batch(&mut ctx);
         settle(&self.stats, &me, res)
+    }
+
+    fn accepts_messages(&self) -> bool {
+        P::__TAKES_MESSAGES
     }
 }
 

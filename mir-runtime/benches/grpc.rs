@@ -22,6 +22,9 @@ mir_runtime::payload!(Blob = "bench.Blob");
 
 struct Count(Arc<AtomicU64>);
 impl PassiveModule for Count {
+    fn accepts_messages(&self) -> bool {
+        true
+    }
     fn apply_events(&mut self, events: Batch<'_>, _out: &mut Outbox) -> ModuleResult {
         let n = events.filter(|e| e.is::<MessageReceived>()).count();
         self.0.fetch_add(n as u64, Relaxed);

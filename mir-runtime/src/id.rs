@@ -127,6 +127,11 @@ impl ModuleId {
         Self::from_valid(NODE_SOURCE)
     }
 
+    /// Whether this is [`ModuleId::node`] (`@node`).
+    pub fn is_node(&self) -> bool {
+        self.as_str() == NODE_SOURCE
+    }
+
     /// The whole ID as a string.
     #[inline]
     pub fn as_str(&self) -> &str {

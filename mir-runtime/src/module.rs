@@ -202,6 +202,11 @@ impl Outbox {
         }
     }
 
+    /// Whether `dest`'s top-level module exists (always `true` outside a node).
+    pub(crate) fn has_module(&self, dest: &ModuleId) -> bool {
+        self.router.as_ref().is_none_or(|r| r.has(dest))
+    }
+
     pub(crate) fn router(&mut self) -> &mut Router {
         self.router
             .as_mut()
@@ -245,14 +250,16 @@ pub trait PassiveModule: Send + 'static {
     /// Handles a batch of events, writing output events to `out`.
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult;
 
-    /// Whether peers may send this module messages. A peer can name any module of a node as a
-    /// message's destination; for a module that answers `false` (the hasher, the crypto modules,
-    /// the timer: local services) the node drops every
-    /// [`MessageReceived`](crate::stdevents::MessageReceived) addressed to it before the module
-    /// sees it, logs it (WARN) and counts it ([`ModuleStats::messages_refused`](crate::ModuleStats)).
-    /// Asked once, when the node is built. Default `true`.
+    /// Whether peers may send this module messages: **refused unless declared**. A peer can name
+    /// any module of a node as a message's destination; for a module that answers `false` (the
+    /// default: local services such as the hasher, crypto, the timer, transports) the node drops
+    /// every [`MessageReceived`](crate::stdevents::MessageReceived) addressed to it before the
+    /// module sees it, logs it (WARN, rate-limited) and counts it
+    /// ([`ModuleStats::messages_refused`](crate::ModuleStats)). Protocol modules that take
+    /// messages answer `true` (a `#[protocol]` with `#[upon(message)]` handlers does so by
+    /// itself). Asked once, when the node is built.
     fn accepts_messages(&self) -> bool {
-        true
+        false
     }
 }
 
@@ -323,6 +330,14 @@ impl Context<'_> {
         self.set_alarm(at)
     }
 
+    /// Whether this node has the module `dest` would be routed to (its top-level module). Emitting
+    /// an event for a module the node does not have stops the node; a transport that delivers a
+    /// node's messages to itself checks here first and drops (and counts) the others, as it does
+    /// for messages from peers.
+    pub fn has_module(&self, dest: &ModuleId) -> bool {
+        self.out.has_module(dest)
+    }
+
     /// Cancels an alarm that has not fired yet (no effect otherwise).
     pub fn cancel_alarm(&mut self, id: AlarmId) {
         self.alarms.cancel.push(id);
@@ -351,8 +366,9 @@ pub trait ActiveModule: Send + 'static {
     }
 
     /// Whether peers may send this module messages; see
-    /// [`PassiveModule::accepts_messages`]. Default `true` (a transport must take them).
+    /// [`PassiveModule::accepts_messages`]. Default `false` (transports, the timer and clients'
+    /// gateways make messages; they do not take them).
     fn accepts_messages(&self) -> bool {
-        true
+        false
     }
 }

@@ -162,7 +162,7 @@ impl NodeBuilder {
             .map(|s| match s {
                 Slot::Passive(m, _) => m.accepts_messages(),
                 Slot::Active(m) => m.accepts_messages(),
-                Slot::Remote(_) | Slot::Port => true,
+                Slot::Remote(_) | Slot::Port => false,
             })
             .collect();
         Ok(NodeCore {
@@ -180,6 +180,7 @@ impl NodeBuilder {
                     queues: (0..n).map(|_| VecDeque::new()).collect(),
                     buffered: 0,
                     unknown: None,
+                    outside: 0,
                 },
             ),
             ids,
@@ -541,6 +542,9 @@ impl NodeCore {
             c.max_queued.store(self.max_queued[i] as u64, Relaxed);
         }
         self.stats.buffered.store(self.buffered() as u64, Relaxed);
+        self.stats
+            .outside
+            .store(self.outbox.router_ref().outside, Relaxed);
         self.stats.paused.store(paused, Relaxed);
     }
 }
@@ -613,6 +617,9 @@ pub(crate) struct Router {
     pub(crate) buffered: usize,
     /// The first event that named a module the node does not have.
     pub(crate) unknown: Option<Event>,
+    /// Events addressed to [`ModuleId::node`] (outside the node, e.g. a reply to an injected
+    /// event), dropped.
+    pub(crate) outside: u64,
 }
 
 impl Router {
@@ -641,11 +648,24 @@ impl Router {
                 self.queues[i].push_back(ev);
                 self.buffered += 1;
             }
-            None => {
-                if self.unknown.is_none() {
-                    self.unknown = Some(ev);
-                }
-            }
+            None => self.not_routed(ev),
         }
+    }
+
+    /// An event for `@node` (outside the node: a reply to an injected event) is dropped and
+    /// counted; any other unknown destination is kept to stop the node.
+    #[cold]
+    fn not_routed(&mut self, ev: Event) {
+        if ev.dest.is_node() {
+            self.outside += 1;
+            tracing::debug!(src = %ev.src, event = ev.name(), "event for @node (outside the node); dropped");
+        } else if self.unknown.is_none() {
+            self.unknown = Some(ev);
+        }
+    }
+
+    /// Whether `dest`'s top-level module exists.
+    pub(crate) fn has(&self, dest: &ModuleId) -> bool {
+        self.ids.iter().any(|id| id.as_str() == dest.top())
     }
 }

@@ -41,6 +41,9 @@ pub struct NodeStats {
     pub input_paused: bool,
     /// How many times input was paused.
     pub pauses: u64,
+    /// Events modules addressed to `@node` (replies to events injected from outside the node),
+    /// dropped: the outside does not receive events.
+    pub to_outside: u64,
 }
 
 impl NodeStats {
@@ -64,7 +67,7 @@ impl NodeStats {
                 "module stats"
             );
         }
-        tracing::info!(node = %self.node, buffered = self.buffered, input_paused = self.input_paused, pauses = self.pauses, "node stats");
+        tracing::info!(node = %self.node, buffered = self.buffered, input_paused = self.input_paused, pauses = self.pauses, to_outside = self.to_outside, "node stats");
     }
 }
 
@@ -87,6 +90,7 @@ pub(crate) struct SharedStats {
     pub(crate) buffered: AtomicU64,
     pub(crate) paused: AtomicBool,
     pub(crate) pauses: AtomicU64,
+    pub(crate) outside: AtomicU64,
 }
 
 impl SharedStats {
@@ -99,6 +103,7 @@ impl SharedStats {
             buffered: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             pauses: AtomicU64::new(0),
+            outside: AtomicU64::new(0),
         })
     }
 
@@ -122,6 +127,7 @@ impl SharedStats {
             buffered: self.buffered.load(Relaxed),
             input_paused: self.paused.load(Relaxed),
             pauses: self.pauses.load(Relaxed),
+            to_outside: self.outside.load(Relaxed),
         }
     }
 }

@@ -83,7 +83,7 @@ fn standard_events() -> Vec<Event> {
     payloads
         .into_iter()
         .map(|p| Event {
-            src: ModuleId::new("test"),
+            src: ModuleId::node(),
             dest: ModuleId::new("sink"),
             payload: p,
         })
@@ -159,8 +159,11 @@ fn logs_split_by_event_count_and_filter() {
     )
     .unwrap();
     for i in 0..20 {
-        sim.inject(&"0".into(), vec![Event::new("t", "sink", TestUint64(i))])
-            .unwrap();
+        sim.inject(
+            &"0".into(),
+            vec![Event::new("@node", "sink", TestUint64(i))],
+        )
+        .unwrap();
         sim.run_until_idle(Duration::from_secs(1)).unwrap();
     }
     drop(sim);
@@ -202,7 +205,7 @@ fn logs_split_by_event_count_and_filter() {
     sim.inject(
         &"0".into(),
         (0..20)
-            .map(|i| Event::new("t", "sink", TestUint64(i)))
+            .map(|i| Event::new("@node", "sink", TestUint64(i)))
             .collect(),
     )
     .unwrap();
@@ -241,7 +244,7 @@ fn a_truncated_log_gives_its_complete_entries_and_an_error() {
         sim.inject(
             &"0".into(),
             vec![Event::new(
-                "t",
+                "@node",
                 "sink",
                 TestString(format!("event number {i} with some text")),
             )],
@@ -288,7 +291,7 @@ async fn recording_works_on_the_production_executor_too() {
     let run = tokio::spawn(node.run());
     h.inject(
         (0..100)
-            .map(|i| Event::new("t", "sink", TestUint64(i)))
+            .map(|i| Event::new("@node", "sink", TestUint64(i)))
             .collect(),
     )
     .await
@@ -333,7 +336,7 @@ fn record_hashset(name: &str) -> (PathBuf, Vec<Entry>) {
             .interceptor(rec),
     )
     .unwrap();
-    sim.inject(&"0".into(), vec![Event::new("t", "bad", TestUint64(0))])
+    sim.inject(&"0".into(), vec![Event::new("@node", "bad", TestUint64(0))])
         .unwrap();
     sim.run_until_idle(Duration::from_secs(1)).unwrap();
     drop(sim);

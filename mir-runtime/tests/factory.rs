@@ -19,6 +19,9 @@ struct Echo {
 }
 
 impl PassiveModule for Echo {
+    fn accepts_messages(&self) -> bool {
+        true
+    }
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             let reply = if ev.is::<Init>() {

@@ -153,7 +153,7 @@ async fn injected_events_arrive_in_order_in_batches_of_at_most_max_batch_size() 
     let h = node.handle();
     let run = tokio::spawn(node.run());
     let evs: Vec<Event> = (0..100)
-        .map(|i| Event::new("x", "rec", TestUint64(i)))
+        .map(|i| Event::new("@node", "rec", TestUint64(i)))
         .collect();
     h.inject(evs).await.unwrap();
     wait_for(|| rec.count() == 101).await;
@@ -192,8 +192,8 @@ async fn a_module_error_stops_the_node_naming_module_and_event() {
     let h = node.handle();
     let run = tokio::spawn(node.run());
     h.inject(vec![
-        Event::new("x", "bad", TestUint64(1)),
-        ts("x", "bad", "boom"),
+        Event::new("@node", "bad", TestUint64(1)),
+        ts("@node", "bad", "boom"),
     ])
     .await
     .unwrap();
@@ -219,7 +219,7 @@ async fn a_module_error_stops_the_node_naming_module_and_event() {
     );
     // The node is gone: injection reports it.
     assert_eq!(
-        h.inject(vec![ts("x", "ok", "late")]).await,
+        h.inject(vec![ts("@node", "ok", "late")]).await,
         Err(InjectError::NodeStopped("n0".into()))
     );
 }
@@ -240,7 +240,7 @@ async fn a_module_panic_stops_the_node_naming_module_and_event() {
         .unwrap();
     let h = node.handle();
     let run = tokio::spawn(node.run());
-    h.inject(vec![ts("x", "bad", "this")]).await.unwrap();
+    h.inject(vec![ts("@node", "bad", "this")]).await.unwrap();
     let err = run.await.unwrap().unwrap_err();
     assert!(
         matches!(&err, NodeError::ModulePanicked { module, message, activity: Activity::Event(e), .. }
@@ -285,11 +285,11 @@ async fn injecting_for_a_missing_module_is_refused_and_the_node_goes_on() {
     let h = node.handle();
     let run = tokio::spawn(node.run());
     let err = h
-        .inject(vec![ts("x", "a", "fine"), ts("x", "nope", "bad")])
+        .inject(vec![ts("@node", "a", "fine"), ts("@node", "nope", "bad")])
         .await
         .unwrap_err();
     assert!(matches!(err, InjectError::UnknownDestination { ref top, .. } if top == "nope"));
-    h.inject(vec![ts("x", "a", "after")]).await.unwrap();
+    h.inject(vec![ts("@node", "a", "after")]).await.unwrap();
     wait_for(|| rec.count() == 2).await;
     h.stop();
     assert_eq!(run.await.unwrap(), Ok(Exit::Stopped));
@@ -318,7 +318,7 @@ async fn worker_modules_run_on_their_own_thread() {
     let run = tokio::spawn(node.run());
     h.inject(
         (0..50)
-            .map(|i| Event::new("x", "heavy", TestUint64(i)))
+            .map(|i| Event::new("@node", "heavy", TestUint64(i)))
             .collect(),
     )
     .await
@@ -352,7 +352,7 @@ async fn a_worker_module_error_stops_the_node() {
         .unwrap();
     let h = node.handle();
     let run = tokio::spawn(node.run());
-    h.inject(vec![ts("x", "heavy", "!")]).await.unwrap();
+    h.inject(vec![ts("@node", "heavy", "!")]).await.unwrap();
     let err = run.await.unwrap().unwrap_err();
     assert!(
         matches!(&err, NodeError::ModuleFailed { module, .. } if module.as_str() == "heavy"),
@@ -497,7 +497,7 @@ async fn backpressure_bounds_injected_events() {
         let mut max_gap = 0;
         while submitted < 20_000 {
             let evs: Vec<Event> = (0..100)
-                .map(|i| Event::new("x", "consumer", TestUint64(i)))
+                .map(|i| Event::new("@node", "consumer", TestUint64(i)))
                 .collect();
             sink.blocking_inject(evs).unwrap();
             submitted += 100;
@@ -536,14 +536,14 @@ async fn try_inject_reports_full_instead_of_waiting() {
         .unwrap();
     let h = node.handle();
     // Not running: the channel fills.
-    h.try_inject(vec![ts("x", "a", "1")]).unwrap();
+    h.try_inject(vec![ts("@node", "a", "1")]).unwrap();
     assert_eq!(
-        h.try_inject(vec![ts("x", "a", "2")]),
+        h.try_inject(vec![ts("@node", "a", "2")]),
         Err(InjectError::Full("n0".into()))
     );
     drop(node);
     assert_eq!(
-        h.try_inject(vec![ts("x", "a", "3")]),
+        h.try_inject(vec![ts("@node", "a", "3")]),
         Err(InjectError::NodeStopped("n0".into()))
     );
 }
@@ -564,7 +564,7 @@ async fn stats_are_structured_and_count_busy_time() {
         .unwrap();
     let h = node.handle();
     let run = tokio::spawn(node.run());
-    h.inject(vec![Event::new("x", "slow", TestUint64(1))])
+    h.inject(vec![Event::new("@node", "slow", TestUint64(1))])
         .await
         .unwrap();
     wait_for(|| h.stats().module("slow").unwrap().events_handled == 2).await;

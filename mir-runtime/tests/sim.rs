@@ -224,7 +224,7 @@ fn bad_setup_is_reported() {
         Err(SimError::UnknownNode("5".into()))
     );
     assert!(matches!(
-        sim.inject(&"0".into(), vec![Event::new("x", "zz", TestUint64(1))]),
+        sim.inject(&"0".into(), vec![Event::new("@node", "zz", TestUint64(1))]),
         Err(SimError::UnknownDestination { .. })
     ));
     sim.step().unwrap();
@@ -241,7 +241,7 @@ fn injected_events_and_stats() {
     sim.inject(
         &"0".into(),
         (0..10)
-            .map(|i| Event::new("x", "a", TestUint64(i)))
+            .map(|i| Event::new("@node", "a", TestUint64(i)))
             .collect(),
     )
     .unwrap();

@@ -239,6 +239,9 @@ fn send(out: &mut Outbox, to: &[usize], payload: impl Into<mir_dsl::mir_runtime:
 }
 
 impl PassiveModule for Equivocator {
+    fn accepts_messages(&self) -> bool {
+        true
+    }
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if ev.is::<Init>() {

@@ -59,6 +59,20 @@ pub enum InjectError {
         /// The event's type name.
         type_name: String,
     },
+    /// An event's source is neither `@node` ([`ModuleId::node`]) nor a module of the node
+    /// (nothing was injected). Replies go to an event's source: from outside the node, inject
+    /// with source `@node` (replies to it are dropped and counted as
+    /// [`NodeStats::to_outside`](crate::NodeStats)) or through an active module of the node
+    /// (a client gateway) that takes the replies.
+    #[error("cannot inject {type_name} into node {node}: source {src} is neither @node nor a module of the node")]
+    UnknownSource {
+        /// The node.
+        node: NodeId,
+        /// The source given.
+        src: ModuleId,
+        /// The event's type name.
+        type_name: String,
+    },
     /// The node's run has ended.
     #[error("node {0} is not running any more")]
     NodeStopped(NodeId),
@@ -80,6 +94,13 @@ pub struct EventSink {
 impl EventSink {
     fn check(&self, events: &[Event]) -> Result<(), InjectError> {
         for ev in events {
+            if !ev.src.is_node() && !self.ids.iter().any(|id| id.as_str() == ev.src.top()) {
+                return Err(InjectError::UnknownSource {
+                    node: self.node.clone(),
+                    src: ev.src.clone(),
+                    type_name: ev.name().to_owned(),
+                });
+            }
             let top = ev.dest.top();
             if !self.ids.iter().any(|id| id.as_str() == top) {
                 return Err(InjectError::UnknownDestination {

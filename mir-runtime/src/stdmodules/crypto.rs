@@ -113,11 +113,6 @@ impl CryptoImpl for TestCrypto {
 }
 
 impl PassiveModule for TestCrypto {
-    /// A local service: peers' messages to it are dropped by the node.
-    fn accepts_messages(&self) -> bool {
-        false
-    }
-
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             serve(self, ev, out)?;

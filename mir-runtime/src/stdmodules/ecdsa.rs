@@ -200,11 +200,6 @@ impl super::crypto::CryptoImpl for EcdsaCrypto {
 }
 
 impl PassiveModule for EcdsaCrypto {
-    /// A local service: peers' messages to it are dropped by the node.
-    fn accepts_messages(&self) -> bool {
-        false
-    }
-
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             super::crypto::serve(self, ev, out)?;

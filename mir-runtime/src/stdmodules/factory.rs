@@ -18,6 +18,9 @@
 //!    counted): peers may be ahead of us. Any other event for a missing submodule — typically a
 //!    late event for a garbage-collected one — is dropped, logged and counted.
 //! 5. A submodule's error or panic is the factory's error, naming the submodule.
+//! 6. Peers' messages reach a submodule only if it takes messages
+//!    ([`PassiveModule::accepts_messages`]); messages to the factory's own ID, or to a submodule
+//!    that takes none, are dropped, logged and counted as `refused`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -49,13 +52,16 @@ pub struct FactoryStats {
     pub dropped: AtomicU64,
     /// `NewSubmodule` requests ignored because they were below the garbage-collection index.
     pub stale_requests: AtomicU64,
-    /// Messages from peers addressed to the factory itself (not to a submodule): dropped.
+    /// Messages from peers addressed to the factory itself (not to a submodule), or to a
+    /// submodule that takes no messages: dropped.
     pub refused: AtomicU64,
 }
 
 struct Sub {
     module: Box<dyn PassiveModule>,
     retention: u64,
+    /// The submodule's [`PassiveModule::accepts_messages`], asked once at creation.
+    accepts: bool,
 }
 
 /// The factory module. See the [module docs](self).
@@ -135,6 +141,20 @@ impl Factory {
             .find(|(k, _)| k.as_str() == key)
             .expect("caller checked");
         let id = id.clone();
+        if !sub.accepts {
+            let stats = &self.stats;
+            batch.retain(|ev| {
+                let Some(m) = ev.get::<MessageReceived>() else {
+                    return true;
+                };
+                stats.refused.fetch_add(1, Relaxed);
+                tracing::warn!(submodule = %id, from = %m.from, "message from a peer to a submodule that takes no messages; dropped");
+                false
+            });
+            if batch.is_empty() {
+                return Ok(());
+            }
+        }
         let saved = out.me().clone();
         out.set_me(&id);
         let cursor = &mut self.cursor;
@@ -199,11 +219,13 @@ impl Factory {
             return Ok(());
         }
         let module = (self.generator)(&id, &req.params)?;
+        let accepts = module.accepts_messages();
         self.subs.insert(
             id.clone(),
             Sub {
                 module,
                 retention: req.retention_index,
+                accepts,
             },
         );
         self.stats.created.fetch_add(1, Relaxed);
@@ -308,5 +330,11 @@ impl PassiveModule for Factory {
             pending.push(ev);
         }
         self.flush(&mut pending, &mut key, out)
+    }
+
+    /// A factory takes messages for its submodules (each submodule's own
+    /// [`PassiveModule::accepts_messages`] decides; messages to the factory's own ID are refused).
+    fn accepts_messages(&self) -> bool {
+        true
     }
 }

@@ -25,11 +25,6 @@ pub fn digest(data: &[Vec<u8>]) -> Vec<u8> {
 pub struct Hasher;
 
 impl PassiveModule for Hasher {
-    /// A local service: peers' messages to it are dropped by the node.
-    fn accepts_messages(&self) -> bool {
-        false
-    }
-
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if ev.is::<Init>() {

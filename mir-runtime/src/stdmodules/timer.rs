@@ -71,11 +71,6 @@ impl Timer {
 }
 
 impl ActiveModule for Timer {
-    /// A local service: peers' messages to it are dropped by the node.
-    fn accepts_messages(&self) -> bool {
-        false
-    }
-
     fn apply_events(&mut self, events: Batch<'_>, cx: &mut Context<'_>) -> ModuleResult {
         for ev in events {
             let owner = ev.src.clone();

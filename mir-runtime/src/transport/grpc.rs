@@ -31,7 +31,8 @@
 //!   encrypted**.
 //! * A message for a member that is not connected (yet, or any more) waits in its bounded queue;
 //!   one for a node outside the membership is an error of the sender, counted as `not_connected`.
-//! * Messages to itself skip the network.
+//! * Messages to itself take the [local loopback](super#messages-to-itself): never the network,
+//!   never dropped.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher as _};
@@ -319,7 +320,7 @@ impl GrpcTransport {
         Ok(())
     }
 
-    fn send(&mut self, send: SendMessage) {
+    fn send(&mut self, send: SendMessage, cx: &mut Context<'_>) {
         let stats = &self.handle.stats.transport;
         let message = Message {
             dest_module: send.message.dest_module,
@@ -332,25 +333,7 @@ impl GrpcTransport {
         for dest in send.destinations {
             stats.sent.fetch_add(1, Relaxed);
             if dest == self.cfg.me {
-                let ev = Event::new(
-                    ModuleId::node(),
-                    message.dest_module.clone(),
-                    MessageReceived {
-                        from: dest,
-                        message: message.clone(),
-                    },
-                );
-                if let Some(sink) = &self.sink {
-                    match sink.try_inject(vec![ev]) {
-                        Ok(()) => {}
-                        Err(InjectError::Full(_)) => {
-                            stats.overflow.fetch_add(1, Relaxed);
-                        }
-                        Err(_) => {
-                            stats.rejected.fetch_add(1, Relaxed);
-                        }
-                    }
-                }
+                super::loopback(cx, stats, dest, &message);
                 continue;
             }
             let Some(tx) = self.peers.get(&dest) else {
@@ -393,7 +376,7 @@ impl ActiveModule for GrpcTransport {
                 continue;
             }
             match ev.into_payload::<SendMessage>() {
-                Ok(s) => self.send(s),
+                Ok(s) => self.send(s, cx),
                 Err(e) => {
                     return Err(ModuleError::new(format!(
                         "the gRPC transport only handles mir.SendMessage ({e})"

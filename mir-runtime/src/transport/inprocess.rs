@@ -23,7 +23,7 @@
 //! destination queue drops them and counts them as `overflow`. A destination that is not
 //! connected counts as `not_connected`; a message for a module the destination does not have is
 //! `rejected`. All are logged at WARN. Links are FIFO: one sender's messages to one receiver
-//! arrive in order.
+//! arrive in order. Messages to itself take the [local loopback](super#messages-to-itself).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -92,7 +92,12 @@ impl InProcessTransport {
     }
 
     /// Queues `send`'s messages per destination (injected together by [`Self::flush`]).
-    fn send(&self, send: SendMessage, outgoing: &mut BTreeMap<NodeId, Vec<Event>>) {
+    fn send(
+        &self,
+        send: SendMessage,
+        outgoing: &mut BTreeMap<NodeId, Vec<Event>>,
+        cx: &mut Context<'_>,
+    ) {
         let message = Message {
             dest_module: send.message.dest_module.clone(),
             payload: Payload::encoded(
@@ -101,6 +106,11 @@ impl InProcessTransport {
             ),
         };
         for dest in send.destinations {
+            if dest == self.me {
+                self.stats.sent.fetch_add(1, Relaxed);
+                super::loopback(cx, &self.stats, dest, &message);
+                continue;
+            }
             let received = MessageReceived {
                 from: self.me.clone(),
                 message: message.clone(),
@@ -141,7 +151,9 @@ impl InProcessTransport {
                         self.stats.overflow.fetch_add(len, Relaxed);
                         tracing::warn!(node = %self.me, dest = %dest, messages = len, "in-process transport: destination overloaded; messages dropped");
                     }
-                    Err(InjectError::UnknownDestination { .. }) => {
+                    Err(
+                        InjectError::UnknownDestination { .. } | InjectError::UnknownSource { .. },
+                    ) => {
                         self.stats.rejected.fetch_add(len, Relaxed);
                     }
                     Err(InjectError::NodeStopped(_)) => {
@@ -155,14 +167,14 @@ impl InProcessTransport {
 }
 
 impl ActiveModule for InProcessTransport {
-    fn apply_events(&mut self, events: Batch<'_>, _cx: &mut Context<'_>) -> ModuleResult {
+    fn apply_events(&mut self, events: Batch<'_>, cx: &mut Context<'_>) -> ModuleResult {
         let mut outgoing = BTreeMap::new();
         for ev in events {
             if ev.is::<Init>() {
                 continue;
             }
             match ev.into_payload::<SendMessage>() {
-                Ok(send) => self.send(send, &mut outgoing),
+                Ok(send) => self.send(send, &mut outgoing, cx),
                 Err(e) => {
                     return Err(ModuleError::new(format!(
                         "the in-process transport only handles mir.SendMessage ({e})"

@@ -12,11 +12,49 @@
 //! Every transport delivers payloads in **encoded** form, so a protocol that works in one process
 //! also works across the network, and drops (and counts) what it cannot deliver rather than
 //! stopping the node: a peer's bad input is never this node's bug.
+//!
+//! ## Messages to itself
+//!
+//! A node may list itself among a [`SendMessage`](crate::stdevents::SendMessage)'s destinations
+//! (protocols do: "send to all"). Every transport, and the simulator, delivers such a message on a
+//! **local, lossless loopback**: at once, into the destination module's queue, as a
+//! `MessageReceived` from this node, never through the network, never dropped for lack of room
+//! (it is part of the node's own output, like any event a module emits), never subject to the
+//! simulator's faults. The one exception is a message for a module the node does not have: it is
+//! dropped and counted as `rejected`, as it would be from a peer.
 
 pub mod grpc;
 pub mod inprocess;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::event::Event;
+use crate::id::NodeId;
+use crate::module::Context;
+use crate::stdevents::{Message, MessageReceived};
+
+/// Delivers `me`'s message to itself on the local loopback (see the module docs).
+pub(crate) fn loopback(
+    cx: &mut Context<'_>,
+    stats: &TransportStats,
+    me: NodeId,
+    message: &Message,
+) {
+    if !cx.has_module(&message.dest_module) {
+        stats.rejected.fetch_add(1, Relaxed);
+        tracing::warn!(node = %me, module = %message.dest_module, "loopback: message to itself for a module this node does not have; dropped");
+        return;
+    }
+    let dest = message.dest_module.clone();
+    cx.emit(Event::new(
+        crate::id::ModuleId::node(),
+        dest,
+        MessageReceived {
+            from: me,
+            message: message.clone(),
+        },
+    ));
+}
 
 /// Counters of a transport, readable while it runs.
 #[derive(Debug, Default)]

@@ -25,6 +25,9 @@ impl Recorder {
 }
 
 impl PassiveModule for Recorder {
+    fn accepts_messages(&self) -> bool {
+        true
+    }
     fn apply_events(&mut self, events: Batch<'_>, _out: &mut Outbox) -> ModuleResult {
         self.batches.lock().unwrap().push(events.len());
         self.events.lock().unwrap().extend(events);
@@ -36,6 +39,9 @@ impl PassiveModule for Recorder {
 pub struct FnModule<F>(pub F);
 
 impl<F: FnMut(Event, &mut Outbox) -> ModuleResult + Send + 'static> PassiveModule for FnModule<F> {
+    fn accepts_messages(&self) -> bool {
+        true
+    }
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             (self.0)(ev, out)?;

@@ -125,6 +125,17 @@ pub enum SimError {
         /// The event type.
         type_name: String,
     },
+    /// An injected event's source is neither `@node` nor a module of the node (see
+    /// [`InjectError::UnknownSource`](crate::InjectError::UnknownSource)).
+    #[error("cannot inject {type_name} into node {node}: source {src} is neither @node nor a module of the node")]
+    UnknownSource {
+        /// The node.
+        node: NodeId,
+        /// The source given.
+        src: ModuleId,
+        /// The event type.
+        type_name: String,
+    },
     /// A node could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -170,6 +181,9 @@ pub struct RunSummary {
     pub events: u64,
     /// Messages delivered by the simulated network.
     pub messages_delivered: u64,
+    /// Messages a node sent to itself, delivered at once on the local loopback (never lost,
+    /// delayed, duplicated or cut by faults).
+    pub messages_local: u64,
     /// Messages dropped because their destination node or module does not exist.
     pub messages_dropped: u64,
     /// Messages lost to faults: dropped links, partitions, crashed receivers.
@@ -287,6 +301,7 @@ impl Simulation {
                 steps: 0,
                 events: 0,
                 messages_delivered: 0,
+                messages_local: 0,
                 messages_dropped: 0,
                 messages_lost: 0,
                 messages_duplicated: 0,
@@ -405,6 +420,16 @@ impl Simulation {
             return Err(SimError::UnknownDestination {
                 node: node.clone(),
                 dest: ev.dest.clone(),
+                type_name: ev.name().to_owned(),
+            });
+        }
+        if let Some(ev) = events
+            .iter()
+            .find(|ev| !ev.src.is_node() && core.index_of(ev.src.top()).is_none())
+        {
+            return Err(SimError::UnknownSource {
+                node: node.clone(),
+                src: ev.src.clone(),
                 type_name: ev.name().to_owned(),
             });
         }
@@ -639,6 +664,10 @@ impl Simulation {
                     tracing::warn!(node = %from, dest = %dest, "simulated network: message to an unknown node; dropped");
                     continue;
                 };
+                if d == n {
+                    self.loopback(n, &me, &encoded)?;
+                    continue;
+                }
                 if self.network.cut(n, d) {
                     self.summary.messages_lost += 1;
                     continue;
@@ -671,6 +700,25 @@ impl Simulation {
         }
         self.nodes[n].core.recycle(batch);
         Ok(())
+    }
+
+    /// Node `n`'s message to itself: straight into its destination's queue, now (the local
+    /// loopback every executor provides), or dropped and counted if the node has no such module.
+    fn loopback(&mut self, n: usize, port: &ModuleId, message: &Message) -> Result<(), SimError> {
+        let core = &mut self.nodes[n].core;
+        if core.index_of(message.dest_module.top()).is_none() {
+            self.summary.messages_dropped += 1;
+            tracing::warn!(node = %core.node, dest = %message.dest_module, "simulated loopback: message for a module this node does not have; dropped");
+            return Ok(());
+        }
+        let received = MessageReceived {
+            from: core.node.clone(),
+            message: message.clone(),
+        };
+        let event = Event::new(port.clone(), message.dest_module.clone(), received);
+        self.summary.messages_local += 1;
+        let res = core.route(event);
+        res.map_err(|e| self.node_error(e))
     }
 
     /// Every batch handed to a module so far, in order (empty unless [`SimConfig::trace`]).
