@@ -200,21 +200,34 @@ pub fn demo_node(
     config: &protocols::availability::Config,
     report: mpsc::Sender<Report>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
-    use mir_dsl::mir_runtime::stdmodules::{EcdsaCrypto, Timer};
     use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
-    use mir_dsl::mir_runtime::Node;
-    let registry = membership.registry()?;
     let transport =
         GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), key.clone()))?;
     let grpc = transport.handle();
+    let builder = demo_modules(me, membership, key, config, report)?;
+    let node = builder.active("net", transport).build()?;
+    Ok(DemoNode { node, grpc })
+}
+
+/// The demo node's modules without a transport (add one named `net`, or hand the builder to the
+/// simulator, which adds its own): app, k256 crypto on a worker thread, timer and the
+/// availability layer.
+pub fn demo_modules(
+    me: NodeId,
+    membership: &mir_dsl::mir_runtime::membership::Membership,
+    key: k256::ecdsa::SigningKey,
+    config: &protocols::availability::Config,
+    report: mpsc::Sender<Report>,
+) -> Result<mir_dsl::mir_runtime::NodeBuilder, Box<dyn std::error::Error>> {
+    use mir_dsl::mir_runtime::stdmodules::{EcdsaCrypto, Timer};
+    use mir_dsl::mir_runtime::Node;
+    let registry = membership.registry()?;
     let app = AvailabilityApp::new(me.clone(), membership.weights(), report);
     let builder = Node::builder(me.clone())
         .passive("app", mir_dsl::DslModule::new(app))
         .passive_on_worker("crypto", EcdsaCrypto::new(key, registry).threads(2))
-        .active("timer", Timer::new())
-        .active("net", transport);
-    let node = protocols::availability::add_to(builder, me, config)?.build()?;
-    Ok(DemoNode { node, grpc })
+        .active("timer", Timer::new());
+    Ok(protocols::availability::add_to(builder, me, config)?)
 }
 
 /// Lowercase hex.

@@ -157,8 +157,29 @@ pub fn demo_node(
     report: mpsc::Sender<Report>,
     record: Option<&std::path::Path>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
-    use mir_dsl::mir_runtime::stdmodules::EcdsaCrypto;
     use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
+    let transport =
+        GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), key.clone()))?;
+    let grpc = transport.handle();
+    let mut builder = demo_modules(me.clone(), leader, membership, key, report)?;
+    if let Some(dir) = record {
+        let cfg = mir_dsl::mir_runtime::eventlog::RecorderConfig::new(dir);
+        builder = builder.interceptor(mir_dsl::mir_runtime::eventlog::Recorder::new(cfg, &me)?);
+    }
+    let node = builder.active("net", transport).build()?;
+    Ok(DemoNode { node, grpc })
+}
+
+/// The demo node's modules without a transport (add one named `net`, or hand the builder to the
+/// simulator, which adds its own): app, BCB factory, k256 crypto on a worker thread.
+pub fn demo_modules(
+    me: NodeId,
+    leader: NodeId,
+    membership: &mir_dsl::mir_runtime::membership::Membership,
+    key: k256::ecdsa::SigningKey,
+    report: mpsc::Sender<Report>,
+) -> Result<mir_dsl::mir_runtime::NodeBuilder, Box<dyn std::error::Error>> {
+    use mir_dsl::mir_runtime::stdmodules::EcdsaCrypto;
     use mir_dsl::mir_runtime::Node;
     if membership.get(&leader).is_none() {
         return Err(format!("the leader {leader} is not in the membership").into());
@@ -170,22 +191,11 @@ pub fn demo_node(
     };
     let quorum = mir_dsl::Membership::new(membership.weights());
     let registry = membership.registry()?;
-    let transport =
-        GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), key.clone()))?;
-    let grpc = transport.handle();
-    let mut builder = Node::builder(me.clone());
-    if let Some(dir) = record {
-        let cfg = mir_dsl::mir_runtime::eventlog::RecorderConfig::new(dir);
-        builder = builder.interceptor(mir_dsl::mir_runtime::eventlog::Recorder::new(cfg, &me)?);
-    }
-    let node = builder
+    Ok(Node::builder(me.clone())
         .passive(
             "app",
             mir_dsl::DslModule::new(BcbApp::new(me.clone(), leader, report)),
         )
         .passive("bcb", protocols::bcb::factory(modules, quorum, me))
-        .passive_on_worker("crypto", EcdsaCrypto::new(key, registry).threads(2))
-        .active("net", transport)
-        .build()?;
-    Ok(DemoNode { node, grpc })
+        .passive_on_worker("crypto", EcdsaCrypto::new(key, registry).threads(2)))
 }

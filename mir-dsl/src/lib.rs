@@ -60,7 +60,9 @@
 //! macros) means "this input is bad — from a Byzantine or confused peer — drop it": it is logged
 //! and counted ([`DslStats`]) and the node goes on. `Err(Reject::Fatal(..))` ([`fatal!`]) means
 //! "this node has a bug": the node stops with the error. Unknown *local* events are fatal; unknown
-//! or malformed *messages* are ignored and counted.
+//! or malformed *messages* are ignored and counted. A protocol with no `#[upon(message)]` handler
+//! (in its main block or any part) takes no peers' messages at all: the node refuses them before
+//! they reach it ([`PassiveModule::accepts_messages`](mir_runtime::PassiveModule::accepts_messages)).
 //!
 //! ## Requests, responses and typed continuations
 //!

@@ -85,8 +85,12 @@
 //! 4. Nothing is promised about the order between events from different sources; the simulator
 //!    deliberately varies it with the seed.
 //! 5. An event for a module the node does not have stops the node with an error naming it
-//!    (Mir dropped these silently). A module error or panic stops the node with an error naming
-//!    the node, the module and the event.
+//!    (Mir dropped these silently); events for `@node` (replies to events injected from outside)
+//!    are dropped and counted. A module error or panic stops the node with an error naming the
+//!    node, the module and the event.
+//! 6. Peers' messages reach only modules that declare they take them
+//!    ([`PassiveModule::accepts_messages`]); a node's messages to itself take a local, lossless
+//!    loopback ([`transport`]).
 //!
 //! ## Back-pressure
 //!

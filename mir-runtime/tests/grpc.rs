@@ -418,3 +418,37 @@ async fn a_node_joining_while_traffic_flows_starts_receiving() {
     stop(b).await;
     stop(late).await;
 }
+
+/// Messages to itself take the local loopback: never dropped, even when the node's injection
+/// channel could hold only one event (the transport used to inject them with `try_inject`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_to_itself_are_never_dropped() {
+    let c = cluster(1);
+    let id = NodeId::from_index(0);
+    let transport = GrpcTransport::new(GrpcConfig::new(
+        id.clone(),
+        c.membership.clone(),
+        c.keys[&id].clone(),
+    ))
+    .unwrap();
+    let grpc = transport.handle();
+    let (app, got) = common::self_sender("0", 5000);
+    let cfg = mir_runtime::NodeConfig {
+        inject_capacity: 1,
+        max_batch_size: 1,
+        ..mir_runtime::NodeConfig::default()
+    };
+    let node = Node::builder(id)
+        .config(cfg)
+        .passive("app", app)
+        .active("net", transport)
+        .build()
+        .unwrap();
+    let handle = node.handle();
+    let run = tokio::spawn(node.run());
+    wait_until(|| got.lock().unwrap().len() == 5000).await;
+    handle.stop();
+    assert_eq!(run.await.unwrap(), Ok(Exit::Stopped));
+    assert_eq!(*got.lock().unwrap(), (0..5000).collect::<Vec<_>>());
+    assert_eq!(grpc.stats().transport.overflow.load(Relaxed), 0);
+}

@@ -129,3 +129,37 @@ async fn a_full_destination_drops_and_counts_instead_of_blocking() {
     );
     drop(n1);
 }
+
+/// Messages to itself take the local loopback: never dropped, even when the node's injection
+/// channel could hold only one event (the transport used to inject them with `try_inject`).
+#[tokio::test]
+async fn messages_to_itself_are_never_dropped() {
+    let net = InProcessNetwork::new();
+    let t0 = net.transport(NodeId::new("0"));
+    let stats = t0.stats();
+    let (app, got) = common::self_sender("0", 5000);
+    let cfg = NodeConfig {
+        inject_capacity: 1,
+        max_batch_size: 1,
+        ..NodeConfig::default()
+    };
+    let n0 = Node::builder("0")
+        .config(cfg)
+        .passive("app", app)
+        .active("net", t0)
+        .build()
+        .unwrap();
+    net.connect(NodeId::new("0"), n0.handle().sink());
+    let h0 = n0.handle();
+    let r0 = tokio::spawn(n0.run());
+    for _ in 0..1000 {
+        if got.lock().unwrap().len() == 5000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h0.stop();
+    r0.await.unwrap().unwrap();
+    assert_eq!(*got.lock().unwrap(), (0..5000).collect::<Vec<_>>());
+    assert_eq!(stats.snapshot(), (5000, 0, 0, 0));
+}

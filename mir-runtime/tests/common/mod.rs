@@ -106,3 +106,31 @@ pub fn entries_under(dir: &std::path::Path) -> Vec<mir_runtime::eventlog::Entry>
         .flat_map(|f| mir_runtime::eventlog::read_log(f).unwrap())
         .collect()
 }
+
+/// A module `app` that, at `Init`, asks `net` to send `n` numbered messages to its own node
+/// `me` (one `SendMessage` each, in one batch), and records the numbers it receives back.
+pub fn self_sender(me: &str, n: u64) -> (impl PassiveModule, Arc<Mutex<Vec<u64>>>) {
+    use mir_runtime::stdevents::{Init, Message, MessageReceived, SendMessage, TestUint64};
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let me = mir_runtime::NodeId::new(me);
+    let module = FnModule(move |ev: Event, out: &mut Outbox| {
+        if ev.is::<Init>() {
+            for i in 0..n {
+                out.send(
+                    &id("net"),
+                    SendMessage {
+                        destinations: vec![me.clone()],
+                        message: Message::new("app", TestUint64(i)),
+                    },
+                );
+            }
+        } else if let Some(m) = ev.get::<MessageReceived>() {
+            assert_eq!(m.from, me);
+            let v = m.message.payload.decode::<TestUint64>().unwrap().unwrap().0;
+            g.lock().unwrap().push(v);
+        }
+        Ok(())
+    });
+    (module, got)
+}

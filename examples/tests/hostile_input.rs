@@ -1,0 +1,599 @@
+//! Hostile input at the network edge, on every transport.
+//!
+//! A member (node 1) sends node 0 every standard message type — a well-formed sample of each
+//! message a module handles, and garbage under the name of every event type the runtime and the
+//! protocols define — addressed to every module ID of the BCB and availability demo nodes (and to
+//! submodules, missing modules and `@node`). Then the cluster must still work: BCB delivers on all
+//! four nodes; the availability layer makes a certificate on node 0 and reads its batch back on
+//! node 2. Run on the simulator, the in-process transport and gRPC (k256 signatures everywhere).
+//! A property test throws random `(destination, payload)` pairs at a simulated BCB cluster.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use examples::availability::{self as avail, CreateBatch, ReadBatch};
+use examples::bcb::{self, Submit};
+use mir_dsl::mir_runtime::membership::Membership;
+use mir_dsl::mir_runtime::sim::{SimConfig, Simulation};
+use mir_dsl::mir_runtime::stdevents::{
+    GarbageCollect, Init, Message, MessageReceived, NewSubmodule, SendMessage, TestString,
+    TimerDelay,
+};
+use mir_dsl::mir_runtime::stdmodules::ecdsa::test_keys;
+use mir_dsl::mir_runtime::transport::inprocess::InProcessNetwork;
+use mir_dsl::mir_runtime::{Event, ModuleId, NodeBuilder, NodeHandle, NodeId, Payload};
+use protocols::availability::msc::{
+    ProvideBatchMessage, RequestBatchMessage, RequestSigMessage, SigMessage,
+};
+use protocols::availability::{Config, Tx};
+use protocols::bcb::{EchoMessage, FinalMessage, StartMessage};
+
+const N: usize = 4;
+
+/// The name of every event type of the runtime and the protocols.
+const NAMES: &[&str] = &[
+    "mir.Init",
+    "mir.SendMessage",
+    "mir.MessageReceived",
+    "mir.TimerDelay",
+    "mir.TimerRepeat",
+    "mir.TimerCancel",
+    "mir.TimerGarbageCollect",
+    "mir.NewSubmodule",
+    "mir.GarbageCollect",
+    "mir.TestString",
+    "mir.TestUint64",
+    "mir.crypto.HashRequest",
+    "mir.crypto.HashResult",
+    "mir.crypto.SignRequest",
+    "mir.crypto.SignResult",
+    "mir.crypto.VerifySig",
+    "mir.crypto.SigVerified",
+    "mir.crypto.VerifySigs",
+    "mir.crypto.SigsVerified",
+    "bcb.Instance",
+    "bcb.BroadcastRequest",
+    "bcb.Deliver",
+    "bcb.BroadcastRefused",
+    "bcb.StartMessage",
+    "bcb.EchoMessage",
+    "bcb.FinalMessage",
+    "batchdb.StoreBatch",
+    "batchdb.BatchStored",
+    "batchdb.LookupBatch",
+    "batchdb.LookupBatchResponse",
+    "batchfetcher.DeliverCert",
+    "batchfetcher.NewOrderedBatch",
+    "batchfetcher.EpochStart",
+    "batchfetcher.SnapshotRequest",
+    "batchfetcher.ClientProgressSnapshot",
+    "batchfetcher.RestoreState",
+    "mempool.NewTransactions",
+    "mempool.TransactionsRejected",
+    "mempool.RequestBatch",
+    "mempool.NewBatch",
+    "mempool.LookupTransactions",
+    "mempool.TransactionsFound",
+    "mempool.NewEpoch",
+    "mempool.BatchTimeout",
+    "availability.Tx",
+    "availability.Cert",
+    "availability.ClientProgress",
+    "availability.RequestCert",
+    "availability.NewCert",
+    "availability.VerifyCert",
+    "availability.CertVerified",
+    "availability.RequestTransactions",
+    "availability.ProvideTransactions",
+    "availability.FetchTimeout",
+    "availability.SigTimeout",
+    "availability.RequestSigMessage",
+    "availability.SigMessage",
+    "availability.RequestBatchMessage",
+    "availability.ProvideBatchMessage",
+    "demo.Submit",
+    "demo.CreateBatch",
+    "demo.ReadBatch",
+    "no.such.Type",
+];
+
+/// Well-formed values: the messages modules handle, and local events a peer must not be able to
+/// trigger.
+fn samples() -> Vec<Payload> {
+    let tx = Tx::new("mallory", 0, "evil");
+    vec![
+        Payload::new(Init),
+        Payload::new(TestString("hi".into())),
+        Payload::new(NewSubmodule {
+            id: ModuleId::new("bcb/77"),
+            params: Payload::new(Init),
+            retention_index: 0,
+        }),
+        Payload::new(GarbageCollect {
+            retention_index: u64::MAX,
+        }),
+        Payload::new(TimerDelay {
+            id: None,
+            delay: Duration::ZERO,
+            retention_index: 0,
+            events: vec![Event::new("@node", "app", Init)],
+        }),
+        Payload::new(SendMessage {
+            destinations: vec![NodeId::from_index(2)],
+            message: Message::new("app", TestString("relay me".into())),
+        }),
+        Payload::new(MessageReceived {
+            from: NodeId::from_index(2),
+            message: Message::new("app", TestString("forged sender".into())),
+        }),
+        Payload::new(StartMessage {
+            data: b"not from the leader".to_vec(),
+        }),
+        Payload::new(EchoMessage {
+            signature: vec![7; 64],
+        }),
+        Payload::new(FinalMessage {
+            data: b"forged".to_vec(),
+            signers: (0..N).map(NodeId::from_index).collect(),
+            signatures: vec![vec![1; 64]; N],
+        }),
+        Payload::new(RequestSigMessage {
+            req_id: 1,
+            txs: vec![tx.clone()],
+        }),
+        Payload::new(SigMessage {
+            req_id: 1,
+            signature: vec![3; 64],
+        }),
+        Payload::new(RequestBatchMessage {
+            batch_id: vec![0; 32],
+        }),
+        Payload::new(ProvideBatchMessage {
+            batch_id: vec![0; 32],
+            txs: vec![tx],
+        }),
+        Payload::new(Submit {
+            data: b"submitted by a peer".to_vec(),
+        }),
+    ]
+}
+
+/// The samples, plus garbage under every name.
+fn payloads() -> Vec<Payload> {
+    let mut out = samples();
+    for name in NAMES {
+        out.push(Payload::encoded(*name, vec![]));
+        out.push(Payload::encoded(*name, vec![0xff; 9]));
+        out.push(Payload::encoded(
+            *name,
+            (0..37u8).map(|i| i.wrapping_mul(101)).collect(),
+        ));
+    }
+    out
+}
+
+/// Every module of the node, submodules (existing, missing, nested), a missing module, `@node`.
+fn destinations(modules: &[&str]) -> Vec<ModuleId> {
+    let mut out: Vec<ModuleId> = modules.iter().map(|m| ModuleId::new(m)).collect();
+    for m in modules {
+        out.push(ModuleId::new(m).then(0));
+        out.push(ModuleId::new(m).then(1).then("deep"));
+        out.push(ModuleId::new(m).then(999));
+    }
+    out.push(ModuleId::new("nosuch"));
+    out.push(ModuleId::node());
+    out
+}
+
+const BCB_MODULES: &[&str] = &["app", "bcb", "crypto", "net"];
+const AVAILABILITY_MODULES: &[&str] = &[
+    "app",
+    "crypto",
+    "timer",
+    "net",
+    "mempool",
+    "batchdb",
+    "availability",
+    "batchfetcher",
+    "hasher",
+];
+
+/// What node 1 asks its transport to send to node 0: every payload to every destination.
+fn flood(modules: &[&str]) -> Vec<Event> {
+    let mut out = Vec::new();
+    for dest in destinations(modules) {
+        for payload in payloads() {
+            out.push(Event::new(
+                ModuleId::node(),
+                "net",
+                SendMessage {
+                    destinations: vec![NodeId::from_index(0)],
+                    message: Message {
+                        dest_module: dest.clone(),
+                        payload,
+                    },
+                },
+            ));
+        }
+    }
+    out
+}
+
+fn membership() -> Membership {
+    let ports = examples::cluster::free_ports(N).unwrap();
+    let toml = examples::cluster::membership_toml_with_ports("127.0.0.1", &ports, 42);
+    Membership::from_toml_str(&toml, "test").unwrap()
+}
+
+fn ids() -> Vec<NodeId> {
+    (0..N).map(NodeId::from_index).collect()
+}
+
+fn bcb_builders(m: &Membership, report: &mpsc::Sender<bcb::Report>) -> Vec<NodeBuilder> {
+    let (keys, _) = test_keys(42, &ids());
+    ids()
+        .into_iter()
+        .map(|id| {
+            let key = keys[&id].clone();
+            bcb::demo_modules(id, NodeId::from_index(0), m, key, report.clone()).unwrap()
+        })
+        .collect()
+}
+
+fn availability_builders(m: &Membership, report: &mpsc::Sender<avail::Report>) -> Vec<NodeBuilder> {
+    let (keys, _) = test_keys(42, &ids());
+    ids()
+        .into_iter()
+        .map(|id| {
+            let key = keys[&id].clone();
+            avail::demo_modules(id, m, key, &Config::default(), report.clone()).unwrap()
+        })
+        .collect()
+}
+
+fn submit() -> Event {
+    Event::new(
+        "@node",
+        "app",
+        Submit {
+            data: b"still working".to_vec(),
+        },
+    )
+}
+
+fn create() -> Event {
+    let txs = (0..5)
+        .map(|i| Tx::new("client", i, format!("tx {i}")))
+        .collect();
+    Event::new("@node", "app", CreateBatch { txs })
+}
+
+/// Every node delivered BCB instance 0 with the leader's data.
+fn check_bcb(reports: &[bcb::Report]) {
+    let mut nodes: Vec<NodeId> = reports
+        .iter()
+        .filter_map(|r| match r {
+            bcb::Report::Delivered {
+                node,
+                instance: 0,
+                data,
+            } if data == b"still working" => Some(node.clone()),
+            _ => None,
+        })
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ids(), "{reports:?}");
+}
+
+fn cert_of(r: avail::Report) -> Option<protocols::availability::Cert> {
+    match r {
+        avail::Report::Cert { node, cert } if node == NodeId::from_index(0) => Some(cert),
+        _ => None,
+    }
+}
+
+fn check_batch(r: &avail::Report) -> bool {
+    match r {
+        avail::Report::Batch { node, txs } => {
+            assert_eq!(*node, NodeId::from_index(2));
+            assert_eq!(txs.len(), 5);
+            true
+        }
+        avail::Report::Invalid { error, .. } => panic!("certificate refused: {error}"),
+        _ => false,
+    }
+}
+
+// ---- the simulator ----
+
+fn sim_of(builders: Vec<NodeBuilder>) -> Simulation {
+    let mut sim = Simulation::new(SimConfig::with_seed(5));
+    for b in builders {
+        sim.add_node(b).unwrap();
+    }
+    sim
+}
+
+#[test]
+fn simulator_bcb_survives_every_message_to_every_module() {
+    let (tx, rx) = mpsc::channel();
+    let mut sim = sim_of(bcb_builders(&membership(), &tx));
+    sim.inject(&NodeId::from_index(1), flood(BCB_MODULES))
+        .unwrap();
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    sim.inject(&NodeId::from_index(0), vec![submit()]).unwrap();
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    check_bcb(&rx.try_iter().collect::<Vec<_>>());
+    let stats = sim.stats(&NodeId::from_index(0)).unwrap();
+    for m in ["crypto", "net"] {
+        assert!(
+            stats.module(m).unwrap().messages_refused > 0,
+            "{m}: {stats:?}"
+        );
+    }
+}
+
+#[test]
+fn simulator_availability_survives_every_message_to_every_module() {
+    let (tx, rx) = mpsc::channel();
+    let mut sim = sim_of(availability_builders(&membership(), &tx));
+    sim.inject(&NodeId::from_index(1), flood(AVAILABILITY_MODULES))
+        .unwrap();
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    sim.inject(&NodeId::from_index(0), vec![create()]).unwrap();
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    let cert = rx.try_iter().find_map(cert_of).expect("a certificate");
+    assert!(!cert.is_empty());
+    sim.inject(
+        &NodeId::from_index(2),
+        vec![Event::new("@node", "app", ReadBatch { cert })],
+    )
+    .unwrap();
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    assert!(rx.try_iter().any(|r| check_batch(&r)));
+    let stats = sim.stats(&NodeId::from_index(0)).unwrap();
+    for m in ["crypto", "net", "timer", "hasher", "batchdb", "mempool"] {
+        assert!(
+            stats.module(m).unwrap().messages_refused > 0,
+            "{m}: {stats:?}"
+        );
+    }
+}
+
+/// Replies to events injected from outside the node (source `@node`) go nowhere: dropped and
+/// counted, never an unknown destination that stops the node. Injecting from a source that is
+/// neither `@node` nor a module is refused.
+#[test]
+fn replies_to_injected_events_never_stop_a_node() {
+    use mir_dsl::mir_runtime::sim::SimError;
+    use protocols::availability::mempool::NewTransactions;
+    use protocols::bcb::BroadcastRequest;
+    let (tx, _rx) = mpsc::channel();
+    let (atx, _arx) = mpsc::channel();
+    let m = membership();
+    let one = NodeId::from_index(1);
+    let mut sim = sim_of(bcb_builders(&m, &tx));
+    sim.run_for(Duration::from_millis(100)).unwrap(); // the app opens instance bcb/0
+                                                      // Node 1 is not the leader: the BCB instance refuses, replying to the source.
+    let request = BroadcastRequest { data: vec![1] };
+    sim.inject(&one, vec![Event::new("@node", "bcb/0", request.clone())])
+        .unwrap();
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    assert_eq!(sim.stats(&one).unwrap().to_outside, 1);
+    assert!(matches!(
+        sim.inject(&one, vec![Event::new("gateway", "bcb/0", request)]),
+        Err(SimError::UnknownSource { .. })
+    ));
+
+    // The mempool rejects a transaction outside the client's window, replying to the source.
+    let mut sim = sim_of(availability_builders(&m, &atx));
+    let new = NewTransactions {
+        txs: vec![Tx::new("c", u64::MAX, "x")],
+    };
+    sim.inject(&one, vec![Event::new("@node", "mempool", new)])
+        .unwrap();
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    assert_eq!(sim.stats(&one).unwrap().to_outside, 1);
+}
+
+// ---- production executors: in-process and gRPC ----
+
+fn wait<T>(rx: &mpsc::Receiver<T>, mut done: impl FnMut(&T) -> bool) -> Vec<T>
+where
+    T: std::fmt::Debug,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(r) = rx.recv_timeout(Duration::from_millis(50)) {
+            let stop = done(&r);
+            seen.push(r);
+            if stop {
+                return seen;
+            }
+        }
+    }
+    panic!("timed out; seen {seen:?}");
+}
+
+/// Floods node 0 from node 1, then checks BCB still delivers everywhere.
+async fn bcb_after_flood(handles: &[NodeHandle], rx: &mpsc::Receiver<bcb::Report>) {
+    handles[1].inject(flood(BCB_MODULES)).await.unwrap();
+    handles[0].inject(vec![submit()]).await.unwrap();
+    let mut delivered = 0;
+    let reports = tokio::task::block_in_place(|| {
+        wait(rx, |r| {
+            delivered += matches!(r, bcb::Report::Delivered { .. }) as usize;
+            delivered == N
+        })
+    });
+    check_bcb(&reports);
+    refused_eventually(&handles[0], "net").await;
+}
+
+/// Waits until `module` of the node has refused peers' messages (gRPC streams from node 1 may lag
+/// behind the others, whose echoes suffice for BCB).
+async fn refused_eventually(h: &NodeHandle, module: &str) {
+    for _ in 0..400 {
+        if h.stats().module(module).unwrap().messages_refused > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{module} refused nothing: {:?}", h.stats());
+}
+
+async fn availability_after_flood(handles: &[NodeHandle], rx: &mpsc::Receiver<avail::Report>) {
+    handles[1]
+        .inject(flood(AVAILABILITY_MODULES))
+        .await
+        .unwrap();
+    handles[0].inject(vec![create()]).await.unwrap();
+    let reports = tokio::task::block_in_place(|| {
+        wait(
+            rx,
+            |r| matches!(r, avail::Report::Cert { node, .. } if *node == NodeId::from_index(0)),
+        )
+    });
+    let cert = reports.into_iter().find_map(cert_of).unwrap();
+    handles[2]
+        .inject(vec![Event::new("@node", "app", ReadBatch { cert })])
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| wait(rx, check_batch));
+    refused_eventually(&handles[0], "hasher").await;
+}
+
+/// Runs the builders on the in-process transport; `f` gets the handles; every node must still be
+/// running at the end and stop cleanly.
+async fn in_process<F, Fut>(builders: Vec<NodeBuilder>, f: F)
+where
+    F: FnOnce(Vec<NodeHandle>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let net = InProcessNetwork::new();
+    let mut runs = Vec::new();
+    let mut handles = Vec::new();
+    for (i, b) in builders.into_iter().enumerate() {
+        let node = b
+            .active("net", net.transport(NodeId::from_index(i)))
+            .build()
+            .unwrap();
+        net.connect(NodeId::from_index(i), node.handle().sink());
+        handles.push(node.handle());
+        runs.push(tokio::spawn(node.run()));
+    }
+    f(handles.clone()).await;
+    for h in &handles {
+        h.stop();
+    }
+    for r in runs {
+        r.await.unwrap().expect("the node kept running");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_bcb_survives_every_message_to_every_module() {
+    let (tx, rx) = mpsc::channel();
+    let builders = bcb_builders(&membership(), &tx);
+    in_process(builders, |h| async move { bcb_after_flood(&h, &rx).await }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_availability_survives_every_message_to_every_module() {
+    let (tx, rx) = mpsc::channel();
+    let builders = availability_builders(&membership(), &tx);
+    in_process(builders, |h| async move {
+        availability_after_flood(&h, &rx).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_bcb_survives_every_message_to_every_module() {
+    let (tx, rx) = mpsc::channel();
+    let m = membership();
+    let (keys, _) = test_keys(42, &ids());
+    let nodes = ids()
+        .into_iter()
+        .map(|id| {
+            let key = keys[&id].clone();
+            bcb::demo_node(id, NodeId::from_index(0), &m, key, tx.clone(), None).unwrap()
+        })
+        .collect();
+    let cluster = examples::cluster::start(nodes, Duration::from_secs(20))
+        .await
+        .unwrap();
+    bcb_after_flood(&cluster.handles, &rx).await;
+    cluster.stop().await.expect("the nodes kept running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_availability_survives_every_message_to_every_module() {
+    let (tx, rx) = mpsc::channel();
+    let m = membership();
+    let (keys, _) = test_keys(42, &ids());
+    let nodes = ids()
+        .into_iter()
+        .map(|id| {
+            let key = keys[&id].clone();
+            avail::demo_node(id, &m, key, &Config::default(), tx.clone()).unwrap()
+        })
+        .collect();
+    let cluster = examples::cluster::start(nodes, Duration::from_secs(20))
+        .await
+        .unwrap();
+    availability_after_flood(&cluster.handles, &rx).await;
+    cluster.stop().await.expect("the nodes kept running");
+}
+
+// ---- random input ----
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn dest() -> impl Strategy<Value = ModuleId> {
+        let known: Vec<ModuleId> = destinations(BCB_MODULES);
+        prop_oneof![
+            proptest::sample::select(known),
+            "[a-z0-9]{1,6}(/[a-z0-9]{1,4}){0,2}".prop_map(|s| ModuleId::new(&s)),
+        ]
+    }
+
+    fn payload() -> impl Strategy<Value = Payload> {
+        let name = prop_oneof![
+            proptest::sample::select(NAMES.to_vec()).prop_map(str::to_owned),
+            "[ -~]{0,20}",
+        ];
+        (name, proptest::collection::vec(any::<u8>(), 0..80))
+            .prop_map(|(n, bytes)| Payload::encoded(n, bytes))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Random `(destination, payload bytes)` pairs from a member never stop a node, and BCB
+        /// still delivers on every node afterwards.
+        #[test]
+        fn random_messages_from_a_member_never_stop_a_node(
+            msgs in proptest::collection::vec((dest(), payload()), 1..40)
+        ) {
+            let (tx, rx) = mpsc::channel();
+            let mut sim = sim_of(bcb_builders(&membership(), &tx));
+            let evs = msgs.into_iter().map(|(dest_module, payload)| Event::new(
+                ModuleId::node(),
+                "net",
+                SendMessage {
+                    destinations: vec![NodeId::from_index(0)],
+                    message: Message { dest_module, payload },
+                },
+            )).collect();
+            sim.inject(&NodeId::from_index(1), evs).unwrap();
+            sim.run_for(Duration::from_millis(500)).unwrap();
+            sim.inject(&NodeId::from_index(0), vec![submit()]).unwrap();
+            sim.run_for(Duration::from_secs(2)).unwrap();
+            check_bcb(&rx.try_iter().collect::<Vec<_>>());
+        }
+    }
+}
