@@ -152,6 +152,7 @@ fn mir_dsl_module_apply_events_table() {
                 "test",
                 SignRequest {
                     data: vec![],
+                    domain: None,
                     origin: Origin {
                         module: id("x"),
                         id: 0,
@@ -210,6 +211,7 @@ impl Requester {
             &id("crypto"),
             SignRequest {
                 data: vec![v.0.to_le_bytes().to_vec()],
+                domain: None,
                 origin: placeholder(),
             },
             SignedForPeer { peer: v.0 },
@@ -223,6 +225,7 @@ impl Requester {
             &id("crypto"),
             SignRequest {
                 data: vec![v.0.into_bytes()],
+                domain: None,
                 origin: placeholder(),
             },
             SignedForMe,

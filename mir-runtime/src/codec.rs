@@ -7,6 +7,11 @@
 //! same bytes serve the wire, the event log and hashing/signing.
 //!
 //! Decoding input from peers or from files never panics: it returns a [`DecodeError`].
+//!
+//! Decoding is **strict**: a value has exactly one accepted encoding. Trailing bytes,
+//! non-minimal integers (a varint padded with `0x80` bytes) and any other encoding that is not
+//! what [`encode`] produces for the decoded value are rejected, so two different byte strings
+//! never decode to one message (what a peer signs, hashes or deduplicates is what it sent).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -41,11 +46,32 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     buf
 }
 
-/// Decodes a value of type `T` from exactly `bytes` (trailing bytes are an error, so one value has
-/// one encoding). `type_name` is used in the error.
-pub fn decode<T: DeserializeOwned>(type_name: &str, bytes: &[u8]) -> Result<T, DecodeError> {
+/// Decodes a value of type `T` from exactly its canonical encoding: trailing bytes and
+/// non-canonical encodings (e.g. non-minimal integers) are errors, so one value has one
+/// encoding. `type_name` is used in the error.
+///
+/// ```
+/// use mir_runtime::codec::{decode, encode};
+/// assert_eq!(decode::<u32>("n", &encode(&5u32)), Ok(5));
+/// assert!(decode::<u32>("n", &[0x85, 0x00]).is_err(), "5 padded to two bytes");
+/// assert!(decode::<u32>("n", &[5, 0]).is_err(), "a trailing byte");
+/// ```
+pub fn decode<T: DeserializeOwned + Serialize>(
+    type_name: &str,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
     match postcard::take_from_bytes::<T>(bytes) {
-        Ok((v, [])) => Ok(v),
+        Ok((v, [])) => {
+            // The canonical check: what we would send for this value is what we got. The
+            // encoding is never longer than the input, so this costs one pass over the bytes.
+            if encode(&v) != bytes {
+                return Err(DecodeError {
+                    type_name: type_name.to_owned(),
+                    reason: "not the canonical encoding (e.g. a non-minimal integer)".to_owned(),
+                });
+            }
+            Ok(v)
+        }
         Ok((_, rest)) => Err(DecodeError {
             type_name: type_name.to_owned(),
             reason: format!("{} trailing bytes", rest.len()),
@@ -77,6 +103,35 @@ pub(crate) fn put_bytes(b: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Msg {
+        n: u64,
+        data: Vec<u8>,
+        tag: Option<u16>,
+    }
+
+    #[test]
+    fn decoding_is_strict() {
+        let m = Msg {
+            n: 300,
+            data: vec![1, 2],
+            tag: Some(7),
+        };
+        let good = encode(&m);
+        assert_eq!(good, [0xac, 0x02, 2, 1, 2, 1, 7]);
+        assert_eq!(decode::<Msg>("Msg", &good), Ok(m));
+        let bad: [&[u8]; 5] = [
+            &[0xac, 0x82, 0x00, 2, 1, 2, 1, 7],    // 300 padded to three bytes
+            &[0xac, 0x02, 0x82, 0x00, 1, 2, 1, 7], // the length padded
+            &[0xac, 0x02, 2, 1, 2, 1, 0x87, 0x00], // the u16 padded
+            &[0xac, 0x02, 2, 1, 2, 1, 7, 0],       // a trailing byte
+            &[0xac, 0x02, 2, 1, 2, 2, 7],          // an Option tag of 2
+        ];
+        for b in bad {
+            assert!(decode::<Msg>("Msg", b).is_err(), "{b:?} was accepted");
+        }
+    }
 
     #[test]
     fn hand_written_framing_matches_postcard() {

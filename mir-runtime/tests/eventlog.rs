@@ -65,6 +65,7 @@ fn standard_events() -> Vec<Event> {
         TestUint64(u64::MAX).into(),
         crypto::SignRequest {
             data: vec![vec![1]],
+            domain: None,
             origin: crypto::Origin {
                 module: ModuleId::new("x"),
                 id: 7,

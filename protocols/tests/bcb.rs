@@ -269,8 +269,8 @@ impl PassiveModule for Equivocator {
             self.sent_finals = true;
             let me = NodeId::from_index(0);
             let n = |i: usize| NodeId::from_index(i);
-            let sig_a0 = self.crypto.sign_as(&me, &echo_data(b"a"));
-            let sig_b0 = self.crypto.sign_as(&me, &echo_data(b"b"));
+            let sig_a0 = self.crypto.sign_as(&me, &id("bcb"), &echo_data(b"a"));
+            let sig_b0 = self.crypto.sign_as(&me, &id("bcb"), &echo_data(b"b"));
             let (s1, s2, s3) = (
                 self.echoes[&n(1)].clone(),
                 self.echoes[&n(2)].clone(),
@@ -362,7 +362,8 @@ fn an_equivocating_leader_cannot_make_correct_nodes_disagree() {
 #[test]
 fn forged_duplicated_and_repeated_signer_finals_are_rejected() {
     let crypto = TestCrypto::new(NodeId::from_index(0), SEED);
-    let sig = |i: usize, m: &[u8]| crypto.sign_as(&NodeId::from_index(i), &echo_data(m));
+    let sig =
+        |i: usize, m: &[u8]| crypto.sign_as(&NodeId::from_index(i), &id("bcb"), &echo_data(m));
     let n = NodeId::from_index;
     let fin = |signers: Vec<NodeId>, signatures: Vec<Vec<u8>>| {
         let m = FinalMessage {

@@ -9,6 +9,23 @@
 //! Signed data is a list of byte strings. Implementations sign an unambiguous framing of the list
 //! (each part length-prefixed), so `["ab", "c"]` and `["a", "bc"]` never share a signature (Mir
 //! concatenated the parts).
+//!
+//! # Signature domains
+//!
+//! What is signed is never the data alone but [`signed_message`]: the framing of
+//! `["mir-sig/1", deployment, domain, data…]`, where
+//!
+//! * `deployment` identifies the deployment (by default the crypto module's fingerprint of all
+//!   members' public keys, [`KeyRegistry::fingerprint`](crate::stdmodules::KeyRegistry::fingerprint));
+//!   a signature made in one deployment is useless in any other;
+//! * `domain` is the full module ID of the protocol instance that asked (`origin.module`, e.g.
+//!   `bcb/7` or `availability/3`), unless the request names another one (`domain`, set with
+//!   `in_domain`): a signature made for one instance or factory is useless for another.
+//!
+//! Verification requests use the same rule, so an instance that verifies what its own peers
+//! signed (same module ID on every node) needs no configuration. A module that checks signatures
+//! made by *another* instance (a certificate checked by a different module) names that instance
+//! with [`VerifySig::in_domain`] / [`VerifySigs::in_domain`].
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +60,8 @@ pub trait Response: crate::EventPayload {
 pub struct SignRequest {
     /// What to sign.
     pub data: Vec<Vec<u8>>,
+    /// The domain to sign in; `None` (the default) means the requester's module ID.
+    pub domain: Option<ModuleId>,
     /// Who asked.
     pub origin: Origin,
 }
@@ -65,6 +84,9 @@ pub struct VerifySig {
     pub signature: Vec<u8>,
     /// The supposed signer.
     pub node: NodeId,
+    /// The domain the signature was made in; `None` (the default) means the requester's
+    /// module ID.
+    pub domain: Option<ModuleId>,
     /// Who asked.
     pub origin: Origin,
 }
@@ -96,6 +118,9 @@ pub struct SigCheck {
 pub struct VerifySigs {
     /// The signatures to check.
     pub items: Vec<SigCheck>,
+    /// The domain the signatures were made in; `None` (the default) means the requester's
+    /// module ID.
+    pub domain: Option<ModuleId>,
     /// Who asked.
     pub origin: Origin,
 }
@@ -157,8 +182,15 @@ impl SignRequest {
     pub fn new(data: Vec<Vec<u8>>) -> Self {
         SignRequest {
             data,
+            domain: None,
             origin: Origin::unset(),
         }
+    }
+
+    /// Signs in `domain` instead of the requester's module ID.
+    pub fn in_domain(mut self, domain: impl Into<ModuleId>) -> Self {
+        self.domain = Some(domain.into());
+        self
     }
 }
 
@@ -169,8 +201,15 @@ impl VerifySig {
             data,
             signature,
             node,
+            domain: None,
             origin: Origin::unset(),
         }
+    }
+
+    /// Checks a signature made in `domain` instead of the requester's module ID.
+    pub fn in_domain(mut self, domain: impl Into<ModuleId>) -> Self {
+        self.domain = Some(domain.into());
+        self
     }
 }
 
@@ -179,8 +218,15 @@ impl VerifySigs {
     pub fn new(items: Vec<SigCheck>) -> Self {
         VerifySigs {
             items,
+            domain: None,
             origin: Origin::unset(),
         }
+    }
+
+    /// Checks signatures made in `domain` instead of the requester's module ID.
+    pub fn in_domain(mut self, domain: impl Into<ModuleId>) -> Self {
+        self.domain = Some(domain.into());
+        self
     }
 }
 
@@ -242,5 +288,29 @@ pub fn frame(data: &[Vec<u8>]) -> Vec<u8> {
         out.extend_from_slice(&(d.len() as u64).to_le_bytes());
         out.extend_from_slice(d);
     }
+    out
+}
+
+/// The version tag that opens every [`signed_message`].
+pub const SIGNATURE_TAG: &[u8] = b"mir-sig/1";
+
+/// The bytes a crypto module signs for `data` in `domain` of `deployment`: the [framing](frame)
+/// of `[SIGNATURE_TAG, deployment, domain, data…]` (see the [module docs](self)).
+///
+/// ```
+/// use mir_runtime::stdevents::crypto::signed_message;
+/// let d = vec![b"ECHO".to_vec(), b"m".to_vec()];
+/// let a = signed_message(b"dep", &"bcb/1".into(), &d);
+/// assert_ne!(a, signed_message(b"dep", &"bcb2/1".into(), &d), "another instance");
+/// assert_ne!(a, signed_message(b"other", &"bcb/1".into(), &d), "another deployment");
+/// ```
+pub fn signed_message(deployment: &[u8], domain: &ModuleId, data: &[Vec<u8>]) -> Vec<u8> {
+    let head = [
+        SIGNATURE_TAG.to_vec(),
+        deployment.to_vec(),
+        domain.as_str().as_bytes().to_vec(),
+    ];
+    let mut out = frame(&head);
+    out.extend_from_slice(&frame(data));
     out
 }

@@ -1,9 +1,15 @@
 //! The crypto module: ECDSA over secp256k1 (k256), serving [`SignRequest`], [`VerifySig`] and
 //! [`VerifySigs`].
 //!
-//! * Signed data is a list of byte strings, signed in its unambiguous
-//!   [framing](crate::stdevents::crypto::frame) (each part length-prefixed), hashed with SHA-256.
+//! * Signed data is a list of byte strings, signed as its
+//!   [`signed_message`](crate::stdevents::crypto::signed_message) (the unambiguous framing of
+//!   the data with a version tag, the deployment and the requester's domain, see
+//!   [signature domains](crate::stdevents::crypto#signature-domains)), hashed with SHA-256.
 //!   Signatures are deterministic (RFC 6979), so the module behaves the same in the simulator.
+//! * The deployment defaults to the [fingerprint](KeyRegistry::fingerprint) of all public keys;
+//!   set another with [`EcdsaCrypto::deployment`].
+//! * Each (signer, message, signature) is verified at most once while it is remembered (see
+//!   [the verification cache](crate::stdmodules::crypto#each-statement-is-verified-at-most-once)).
 //! * Public keys of all nodes are in a [`KeyRegistry`] (SEC1-encoded, compressed or not).
 //! * Bad input never panics: a malformed signature, an unknown signer or a forged signature is an
 //!   error string in the response.
@@ -20,9 +26,10 @@ use k256::ecdsa::signature::{Signer, Verifier};
 use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use super::crypto::{CryptoCounters, Server};
 use crate::id::NodeId;
 use crate::module::{Batch, ModuleResult, Outbox, PassiveModule};
-use crate::stdevents::crypto::{frame, SigCheck};
+use crate::stdevents::crypto::frame;
 #[cfg(doc)]
 use crate::stdevents::crypto::{SignRequest, VerifySig, VerifySigs};
 
@@ -84,8 +91,30 @@ impl KeyRegistry {
         self.keys.get(node)
     }
 
-    /// Checks that `signature` is `node`'s signature of `data`; `None` if valid, else why not.
+    /// SHA-256 of every (node, compressed public key), in node order: what identifies a
+    /// deployment by default.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update(b"mir key registry");
+        for (node, key) in &self.keys {
+            let id = node.as_str().as_bytes();
+            let key = key.to_encoded_point(true);
+            h.update((id.len() as u64).to_le_bytes());
+            h.update(id);
+            h.update((key.as_bytes().len() as u64).to_le_bytes());
+            h.update(key.as_bytes());
+        }
+        h.finalize().to_vec()
+    }
+
+    /// Checks that `signature` is `node`'s signature of the [framing](frame) of `data` (no
+    /// domain: for the transport's own handshake); `None` if valid, else why not.
     pub fn check(&self, node: &NodeId, data: &[Vec<u8>], signature: &[u8]) -> Option<String> {
+        self.check_message(node, &frame(data), signature)
+    }
+
+    /// Checks that `signature` is `node`'s signature of `message`; `None` if valid, else why not.
+    pub fn check_message(&self, node: &NodeId, message: &[u8], signature: &[u8]) -> Option<String> {
         let Some(key) = self.keys.get(node) else {
             return Some(format!("unknown node {node}"));
         };
@@ -95,7 +124,7 @@ impl KeyRegistry {
                 signature.len()
             ));
         };
-        match key.verify(&frame(data), &sig) {
+        match key.verify(message, &sig) {
             Ok(()) => None,
             Err(_) => Some(format!("invalid signature of node {node}")),
         }
@@ -134,54 +163,93 @@ pub fn test_keys(seed: u64, nodes: &[NodeId]) -> (BTreeMap<NodeId, SigningKey>, 
     (keys, registry)
 }
 
-/// Signs `data` (framed) with `key`: a 64-byte signature.
+/// Signs the [framing](frame) of `data` with `key` (no domain: what the module signs is
+/// [`sign_message`] of a [`signed_message`](crate::stdevents::crypto::signed_message)): a
+/// 64-byte signature.
 pub fn sign(key: &SigningKey, data: &[Vec<u8>]) -> Vec<u8> {
-    let sig: Signature = key.sign(&frame(data));
+    sign_message(key, &frame(data))
+}
+
+/// Signs `message` with `key`: a 64-byte signature.
+pub fn sign_message(key: &SigningKey, message: &[u8]) -> Vec<u8> {
+    let sig: Signature = key.sign(message);
     sig.to_bytes().to_vec()
 }
 
 /// The crypto module of one node.
 pub struct EcdsaCrypto {
+    keys: Keys,
+    server: Server,
+}
+
+/// The keys and the thread count: what checks signatures.
+struct Keys {
     key: SigningKey,
     registry: KeyRegistry,
     threads: usize,
 }
 
 impl EcdsaCrypto {
-    /// Crypto with this node's `key` and everyone's public keys; one thread.
+    /// Crypto with this node's `key` and everyone's public keys; one thread; the deployment is
+    /// the registry's [fingerprint](KeyRegistry::fingerprint).
     pub fn new(key: SigningKey, registry: KeyRegistry) -> Self {
+        let server = Server::new(registry.fingerprint());
         EcdsaCrypto {
-            key,
-            registry,
-            threads: 1,
+            keys: Keys {
+                key,
+                registry,
+                threads: 1,
+            },
+            server,
         }
+    }
+
+    /// Signs and verifies for deployment `id` instead of the registry's fingerprint (see
+    /// [signature domains](crate::stdevents::crypto#signature-domains)).
+    pub fn deployment(mut self, id: impl Into<Vec<u8>>) -> Self {
+        self.server.deployment = id.into();
+        self.server.forget();
+        self
+    }
+
+    /// Remembers at most `entries` check outcomes (0 turns the cache off).
+    pub fn cache_entries(mut self, entries: usize) -> Self {
+        self.server.set_capacity(entries);
+        self
+    }
+
+    /// The module's counters (a shared handle).
+    pub fn counters(&self) -> CryptoCounters {
+        self.server.counters.clone()
     }
 
     /// Splits large [`VerifySigs`] requests over up to `threads` threads (at least 1).
     pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
+        self.keys.threads = threads.max(1);
         self
     }
 
-    /// The public keys this module verifies against.
+    /// The public keys this module verifies against (remembered outcomes are forgotten, since
+    /// the keys may change).
     pub fn registry_mut(&mut self) -> &mut KeyRegistry {
-        &mut self.registry
+        self.server.forget();
+        &mut self.keys.registry
     }
 }
 
-impl super::crypto::CryptoImpl for EcdsaCrypto {
-    fn sign(&self, data: &[Vec<u8>]) -> Vec<u8> {
-        sign(&self.key, data)
+impl super::crypto::CryptoImpl for Keys {
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        sign_message(&self.key, message)
     }
 
-    fn check(&self, node: &NodeId, data: &[Vec<u8>], signature: &[u8]) -> Option<String> {
-        self.registry.check(node, data, signature)
+    fn check(&self, node: &NodeId, message: &[u8], signature: &[u8]) -> Option<String> {
+        self.registry.check_message(node, message, signature)
     }
 
-    fn check_all(&self, items: &[SigCheck]) -> Vec<Option<String>> {
+    fn check_all(&self, items: &[(&NodeId, &[u8], &[u8])]) -> Vec<Option<String>> {
         const MIN_PER_THREAD: usize = 4;
         let threads = self.threads.min(items.len() / MIN_PER_THREAD).max(1);
-        let check = |i: &SigCheck| self.registry.check(&i.node, &i.data, &i.signature);
+        let check = |(n, m, s): &(&NodeId, &[u8], &[u8])| self.registry.check_message(n, m, s);
         if threads == 1 {
             return items.iter().map(check).collect();
         }
@@ -202,7 +270,7 @@ impl super::crypto::CryptoImpl for EcdsaCrypto {
 impl PassiveModule for EcdsaCrypto {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
-            super::crypto::serve(self, ev, out)?;
+            self.server.serve(&self.keys, ev, out)?;
         }
         Ok(())
     }
@@ -212,7 +280,7 @@ impl PassiveModule for EcdsaCrypto {
 mod tests {
     use super::*;
     use crate::id::ModuleId;
-    use crate::stdevents::crypto::Origin;
+    use crate::stdevents::crypto::{signed_message, Origin, SigCheck};
     use crate::stdevents::crypto::{SignRequest, SignResult, SigsVerified, VerifySigs};
     use crate::testing::apply;
     use crate::Event;
@@ -254,7 +322,14 @@ mod tests {
             .unwrap()
             .contains("unknown node"));
 
+        // What the module signs for "app": the data in app's domain of this deployment.
+        let message = signed_message(&registry.fingerprint(), &ModuleId::new("app"), &data);
+        let sigs: Vec<Vec<u8>> = nodes()
+            .iter()
+            .map(|n| sign_message(&keys[n], &message))
+            .collect();
         let mut m = EcdsaCrypto::new(keys[&nodes()[0]].clone(), registry).threads(3);
+        let counters = m.counters();
         let mut items: Vec<SigCheck> = nodes()
             .iter()
             .zip(&sigs)
@@ -276,6 +351,7 @@ mod tests {
                     "crypto",
                     SignRequest {
                         data: data.clone(),
+                        domain: None,
                         origin: origin(0),
                     },
                 ),
@@ -284,6 +360,7 @@ mod tests {
                     "crypto",
                     VerifySigs {
                         items,
+                        domain: None,
                         origin: origin(1),
                     },
                 ),
@@ -306,6 +383,9 @@ mod tests {
             .collect();
         assert_eq!(bad, [13], "results keep their order across threads");
         assert_eq!(out[1].dest.as_str(), "app");
+        // 20 items: 4 distinct valid ones and one forged, each computed once.
+        let s = counters.snapshot();
+        assert_eq!((s.signed, s.verified, s.cached), (1, 5, 15));
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod factory;
 pub mod hasher;
 pub mod timer;
 
-pub use crypto::TestCrypto;
+pub use crypto::{CryptoCounters, CryptoStats, TestCrypto, DEFAULT_CACHE_ENTRIES};
 pub use ecdsa::{EcdsaCrypto, KeyRegistry};
 pub use factory::{Factory, FactoryStats};
 pub use hasher::Hasher;

@@ -17,7 +17,7 @@ struct Forgotten;
 impl P {
     #[upon(event)]
     fn on(&mut self, ctx: &mut Ctx<Self>, v: TestString) -> Handled {
-        let req = SignRequest { data: vec![v.0.into_bytes()], origin: Origin { module: ModuleId::node(), id: 0 } };
+        let req = SignRequest { data: vec![v.0.into_bytes()], domain: None, origin: Origin { module: ModuleId::node(), id: 0 } };
         ctx.request(&ModuleId::new("crypto"), req, Forgotten);
         Ok(())
     }
