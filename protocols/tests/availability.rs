@@ -478,6 +478,30 @@ fn ordered_batches_keep_the_certificates_order_when_payloads_arrive_out_of_order
     }
 }
 
+/// A malformed certificate that reaches reconstruction (a faulty orderer) is answered as invalid,
+/// and the batch fetcher outputs an empty batch in its place instead of waiting for ever.
+#[test]
+fn an_invalid_certificate_is_answered_and_does_not_stall_the_fetcher() {
+    let mut c = cluster(4, config());
+    let good = make_cert(&mut c, 0, txs("heidi", 0..2));
+    let mut bad = good.clone();
+    bad.batches[0].signers[1] = bad.batches[0].signers[0].clone();
+    c.request_txs(2, bad.clone());
+    c.run();
+    assert_eq!(c.seen(2, |s| s.provided.clone()), vec![Vec::<Tx>::new()]);
+    c.inject(2, "batchfetcher", DeliverCert { sn: 0, cert: bad });
+    c.inject(2, "batchfetcher", DeliverCert { sn: 1, cert: good });
+    c.run();
+    let ordered = c.seen(2, |s| s.ordered.clone());
+    let sns: Vec<u64> = ordered.iter().map(|b| b.sn).collect();
+    assert_eq!(sns, [0, 1]);
+    assert!(
+        ordered[0].txs.is_empty(),
+        "the invalid certificate: an empty batch"
+    );
+    assert_eq!(ordered[1].txs, txs("heidi", 0..2));
+}
+
 #[test]
 fn duplicate_transactions_submitted_to_all_nodes_are_delivered_once() {
     for seed in 0..20 {
@@ -862,7 +886,9 @@ fn bad_configuration_gets_a_clear_error() {
 fn the_batch_db_keeps_batches_until_their_retention_index_is_collected() {
     use mir_dsl::mir_runtime::stdevents::GarbageCollect;
     use mir_dsl::mir_runtime::testing::apply;
-    use protocols::availability::batchdb::{BatchDb, LookupBatch, LookupBatchResponse, StoreBatch};
+    use protocols::availability::batchdb::{
+        BatchDb, BatchStored, LookupBatch, LookupBatchResponse, StoreBatch,
+    };
     let mut db = mir_dsl::DslModule::new(BatchDb::new());
     let me = ModuleId::new("batchdb");
     let mut call = |p: mir_dsl::mir_runtime::Payload| {
@@ -885,7 +911,10 @@ fn the_batch_db_keeps_batches_until_their_retention_index_is_collected() {
         found(call(LookupBatch::new(id(3)).into())),
         "index 3 is kept by a collection at 3"
     );
-    call(store(4, 2)); // below the collected index: answered, not kept
+    // Below the collected index: not kept, and the answer says so.
+    let out = call(store(4, 2));
+    let e = out[0].get::<BatchStored>().unwrap().error.clone().unwrap();
+    assert!(e.contains("below the garbage-collection index"), "{e}");
     assert!(!found(call(LookupBatch::new(id(4)).into())));
     call(GarbageCollect { retention_index: 6 }.into());
     assert!(!found(call(LookupBatch::new(id(1)).into())));
@@ -1001,6 +1030,7 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
     assert_eq!(out[0].dest, ModuleId::new("availability/0"));
     let req = out[0].get::<RequestTransactions>().unwrap();
     let answer = ProvideTransactions {
+        error: None,
         txs: vec![
             Tx::new("a", 0, "x"),
             Tx::new("a", 0, "x"),
@@ -1073,6 +1103,7 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
     assert_eq!(f.protocol().progress(), &ClientProgress::default());
     // The answer for the dropped certificate comes late: nothing is output.
     let late = ProvideTransactions {
+        error: None,
         txs: vec![Tx::new("c", 0, "z")],
         origin: out[0].get::<RequestTransactions>().unwrap().origin.clone(),
     };
@@ -1249,6 +1280,7 @@ fn transactions_outside_their_clients_window_are_not_delivered() {
     let req = out[0].get::<RequestTransactions>().unwrap();
     // A faulty proposer's batch: numbers far above the window would grow the progress forever.
     let answer = ProvideTransactions {
+        error: None,
         txs: vec![
             Tx::new("s", 9, "ok"),
             Tx::new("s", 10, "no"),

@@ -2,8 +2,9 @@
 //!
 //! In memory, like Mir's `fakebatchdb`. A batch stored twice keeps the highest retention index it
 //! was stored with; [`GarbageCollect`] `{ retention_index: r }` removes every batch whose highest
-//! retention index is below `r`, and later stores below `r` are answered but not kept (they would
-//! be removed at once).
+//! retention index is below `r`. A store below `r` is not kept (it would be removed at once) and
+//! its answer says so: [`BatchStored::error`] is `None` only when the batch is in the database,
+//! so a signer never vouches for a batch it does not hold.
 //!
 //! ```
 //! use protocols::availability::{batchdb::*, Tx};
@@ -11,7 +12,7 @@
 //! let mut db = mir_dsl::DslModule::new(BatchDb::new());
 //! let store = StoreBatch::new(vec![7; 32], vec![vec![1; 32]], vec![Tx::new("c", 0, "x")], 3);
 //! let out = apply(&mut db, "batchdb".into(), vec![Event::new("msc", "batchdb", store)]).unwrap();
-//! assert!(out[0].is::<BatchStored>());
+//! assert_eq!(out[0].get::<BatchStored>().unwrap().error, None);
 //! let out = apply(&mut db, "batchdb".into(), vec![Event::new("msc", "batchdb", LookupBatch::new(vec![7; 32]))]).unwrap();
 //! assert_eq!(out[0].get::<LookupBatchResponse>().unwrap().txs.as_ref().unwrap()[0].data, b"x");
 //! ```
@@ -41,9 +42,11 @@ pub struct StoreBatch {
     pub origin: Origin,
 }
 
-/// The batch of a [`StoreBatch`] is stored.
+/// The outcome of a [`StoreBatch`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchStored {
+    /// `None` if the batch is stored, else why it is not.
+    pub error: Option<String>,
     /// The request's origin.
     pub origin: Origin,
 }
@@ -136,10 +139,11 @@ impl BatchDb {
         Ok(())
     }
 
-    /// upon ⟨StoreBatch | id, txs, r⟩ do store; answer BatchStored
+    /// upon ⟨StoreBatch | id, txs, r⟩ do store unless r is garbage-collected; answer whether
+    /// stored
     #[upon(event)]
     fn store(&mut self, ctx: &mut Ctx<Self>, req: StoreBatch) -> Handled {
-        if req.retention_index >= self.gc_index {
+        let error = if req.retention_index >= self.gc_index {
             let retention = match self.batches.get(&req.batch_id) {
                 Some(old) if old.retention >= req.retention_index => old.retention,
                 Some(old) => {
@@ -162,15 +166,21 @@ impl BatchDb {
                     retention,
                 },
             );
+            None
         } else {
-            tracing::debug!(
-                retention = req.retention_index,
-                gc = self.gc_index,
-                "batch below the garbage-collection index not kept"
-            );
-        }
+            Some(format!(
+                "retention index {} is below the garbage-collection index {}",
+                req.retention_index, self.gc_index
+            ))
+        };
         let to = req.origin.module.clone();
-        ctx.emit(&to, BatchStored { origin: req.origin });
+        ctx.emit(
+            &to,
+            BatchStored {
+                error,
+                origin: req.origin,
+            },
+        );
         Ok(())
     }
 

@@ -12,6 +12,7 @@
 //!     append a placeholder to the output queue
 //!     if cert is empty: the placeholder holds the empty batch
 //!     else: ⟨RequestTransactions | cert⟩ to availability/<epoch>; its answer fills the placeholder
+//!           (an answer that the certificate is invalid fills it with the empty batch)
 //! upon the queue's head is filled do
 //!     pop it; for a batch: drop every tx whose (client, tx_no) was delivered (clientProgress.add)
 //!     or lies outside the client's window, and trigger ⟨NewOrderedBatch | sn, the rest⟩
@@ -25,6 +26,12 @@
 //! to the application and the client progress at that point goes to the checkpoint module
 //! ([`ClientProgressSnapshot`]), so it becomes part of the checkpoint; [`RestoreState`] resets
 //! the epoch, the progress and the queue, and sends the mempool the restored epoch and progress.
+//!
+//! **Invalid certificates.** The orderer is to deliver only verified certificates. If one is
+//! malformed anyway (a faulty orderer, a bug), the availability instance answers that it is
+//! invalid and the fetcher outputs an empty batch in its place and counts it
+//! ([`BatchFetcher::invalid_certs`]): the check is deterministic, so every correct node does the
+//! same, and the queue never waits for an answer that will not come.
 //!
 //! **Order of events.** The availability instance of an epoch must exist before the first
 //! certificate of that epoch reaches the fetcher (create it before emitting [`EpochStart`]), and
@@ -135,6 +142,7 @@ pub struct BatchFetcher {
     /// The number of the queue's head item.
     head: u64,
     duplicates: u64,
+    invalid_certs: u64,
     client_window: u64,
 }
 
@@ -148,6 +156,7 @@ impl BatchFetcher {
             queue: VecDeque::new(),
             head: 0,
             duplicates: 0,
+            invalid_certs: 0,
             client_window: u64::MAX,
         }
     }
@@ -162,6 +171,11 @@ impl BatchFetcher {
     /// Transactions dropped as duplicates (or outside their client's window) so far.
     pub fn duplicates(&self) -> u64 {
         self.duplicates
+    }
+
+    /// Certificates the availability layer found invalid, output as empty batches.
+    pub fn invalid_certs(&self) -> u64 {
+        self.invalid_certs
     }
 
     /// The client progress so far.
@@ -211,8 +225,19 @@ impl BatchFetcher {
         else {
             return Ok(()); // the queue was reset by a RestoreState meanwhile
         };
+        let batch = match p.error {
+            None => p.txs,
+            Some(e) => {
+                self.invalid_certs += 1;
+                tracing::warn!(
+                    item = c.item,
+                    "certificate invalid, output as an empty batch: {e}"
+                );
+                Vec::new()
+            }
+        };
         match slot {
-            Item::Batch { txs, .. } if txs.is_none() => *txs = Some(p.txs),
+            Item::Batch { txs, .. } if txs.is_none() => *txs = Some(batch),
             _ => fatal!(
                 "transactions for output item {} that waits for none",
                 c.item

@@ -391,9 +391,16 @@ impl Msc {
         Ok(())
     }
 
-    /// signer: … σ := sign(instance, BATCH_STORED, id)
+    /// signer: … if stored then σ := sign(instance, BATCH_STORED, id)
     #[upon(response)]
-    fn signer_stored(&mut self, ctx: &mut Ctx<Self>, _s: BatchStored, c: SignerStored) -> Handled {
+    fn signer_stored(&mut self, ctx: &mut Ctx<Self>, s: BatchStored, c: SignerStored) -> Handled {
+        if let Some(e) = s.error {
+            // Never vouch for a batch we do not hold; forget the request so it may be retried.
+            if let Some(m) = self.signed.get_mut(&c.from) {
+                m.remove(&c.req_id);
+            }
+            ignore!("REQUEST-SIG from {}: the batch was not stored: {e}", c.from);
+        }
         let crypto = self.modules.crypto.clone();
         let statement = stored_statement(&self.instance, &c.batch_id);
         ctx.request(

@@ -82,11 +82,14 @@ pub struct RequestTransactions {
     pub origin: Origin,
 }
 
-/// The transactions of a certificate, batch after batch in its order.
+/// The transactions of a certificate, batch after batch in its order, or why there are none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvideTransactions {
-    /// The transactions.
+    /// The transactions (empty when `error` is set).
     pub txs: Vec<Tx>,
+    /// `None` if `txs` are the certificate's transactions; else why the certificate cannot be
+    /// served (it is malformed: not a weak quorum of distinct members, more than one batch).
+    pub error: Option<String>,
     /// The request's origin.
     pub origin: Origin,
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! upon ⟨RequestTransactions | cert⟩ do                     (cert was verified)
-//!     drop it unless its signers are distinct members of weak-quorum weight
+//!     unless its signers are distinct members of weak-quorum weight: answer that it is invalid
 //!     for each batch ⟨id, signers⟩ of cert: look id up in the batch DB
 //! upon the batch DB misses id do
 //!     ask one signer: send [REQUEST-BATCH, id] to it; after fetch_timeout ask the next one
@@ -89,6 +89,7 @@ impl Msc {
                 &to,
                 ProvideTransactions {
                     txs,
+                    error: None,
                     origin: f.origin,
                 },
             );
@@ -133,7 +134,17 @@ impl Msc {
     fn request_transactions(&mut self, ctx: &mut Ctx<Self>, req: RequestTransactions) -> Handled {
         if let Err(e) = self.check_structure(&req.cert) {
             // Certificates are to be verified before they are used; a bad one must not stop the
-            // node (it may come from a faulty proposer), nor make it ask non-members.
+            // node (it may come from a faulty proposer), nor make it ask non-members, nor leave
+            // the requester waiting: it is told.
+            let to = req.origin.module.clone();
+            ctx.emit(
+                &to,
+                ProvideTransactions {
+                    txs: Vec::new(),
+                    error: Some(format!("invalid certificate: {e}")),
+                    origin: req.origin,
+                },
+            );
             ignore!("RequestTransactions with an invalid certificate: {e}");
         }
         let fetch = self.next_fetch;
