@@ -196,15 +196,18 @@ impl AvailabilityApp {
 pub fn demo_node(
     me: NodeId,
     membership: &mir_dsl::mir_runtime::membership::Membership,
-    key: k256::ecdsa::SigningKey,
+    keys: mir_dsl::mir_runtime::keys::NodeKeys,
     config: &protocols::availability::Config,
     report: mpsc::Sender<Report>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
     use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
-    let transport =
-        GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), key.clone()))?;
+    let transport = GrpcTransport::new(GrpcConfig::new(
+        me.clone(),
+        membership.clone(),
+        keys.transport,
+    ))?;
     let grpc = transport.handle();
-    let builder = demo_modules(me, membership, key, config, report)?;
+    let builder = demo_modules(me, membership, keys.signing, config, report)?;
     let node = builder.active("net", transport).build()?;
     Ok(DemoNode { node, grpc })
 }

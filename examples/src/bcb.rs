@@ -153,15 +153,18 @@ pub fn demo_node(
     me: NodeId,
     leader: NodeId,
     membership: &mir_dsl::mir_runtime::membership::Membership,
-    key: k256::ecdsa::SigningKey,
+    keys: mir_dsl::mir_runtime::keys::NodeKeys,
     report: mpsc::Sender<Report>,
     record: Option<&std::path::Path>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
     use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
-    let transport =
-        GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), key.clone()))?;
+    let transport = GrpcTransport::new(GrpcConfig::new(
+        me.clone(),
+        membership.clone(),
+        keys.transport,
+    ))?;
     let grpc = transport.handle();
-    let mut builder = demo_modules(me.clone(), leader, membership, key, report)?;
+    let mut builder = demo_modules(me.clone(), leader, membership, keys.signing, report)?;
     if let Some(dir) = record {
         let cfg = mir_dsl::mir_runtime::eventlog::RecorderConfig::new(dir);
         builder = builder.interceptor(mir_dsl::mir_runtime::eventlog::Recorder::new(cfg, &me)?);

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use mir_dsl::mir_runtime::keys::NodeKeys;
 use mir_dsl::mir_runtime::transport::grpc::GrpcHandle;
 use mir_dsl::mir_runtime::{Exit, Node, NodeError, NodeHandle, NodeId};
 
@@ -58,31 +59,27 @@ impl Running {
 }
 
 /// A membership of `n` nodes on `host` from `base_port`, with test keys from `seed`, as TOML.
-pub fn membership_toml(n: usize, host: &str, base_port: u16, seed: u64) -> String {
+pub fn membership_toml(n: usize, host: &str, base_port: u16, seed: u64) -> Result<String, String> {
     let ports: Vec<u16> = (0..n).map(|i| base_port.saturating_add(i as u16)).collect();
     membership_toml_with_ports(host, &ports, seed)
 }
 
-/// A membership with one node per port (node i on `ports[i]`), test keys from `seed`, as TOML.
-pub fn membership_toml_with_ports(host: &str, ports: &[u16], seed: u64) -> String {
-    let ids: Vec<NodeId> = (0..ports.len()).map(NodeId::from_index).collect();
-    let (_, registry) = mir_dsl::mir_runtime::stdmodules::ecdsa::test_keys(seed, &ids);
+/// A membership with one node per port (node i on `ports[i]`), **insecure** test keys from
+/// `seed` ([`NodeKeys::test`]), as TOML. `host` must be an IP address (a bad one is an error).
+pub fn membership_toml_with_ports(host: &str, ports: &[u16], seed: u64) -> Result<String, String> {
+    let ip: std::net::IpAddr = host
+        .parse()
+        .map_err(|_| format!("--host {host:?} is not an IP address"))?;
     let mut out = format!(
-        "# {} nodes, test keys from seed {seed} (for demos only)\n",
+        "# {} nodes, INSECURE test keys from seed {seed} (anyone can compute them; for demos only)\n",
         ports.len()
     );
-    for (id, port) in ids.iter().zip(ports) {
-        let pk: String = registry
-            .get(id)
-            .expect("made above")
-            .to_encoded_point(true)
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        out += &format!("\n[[node]]\nid = \"{id}\"\naddress = \"{host}:{port}\"\npublic_key = \"{pk}\"\nweight = 1\n");
+    for (i, port) in ports.iter().enumerate() {
+        let id = NodeId::from_index(i);
+        let entry = NodeKeys::test(seed, &id).member(id, (ip, *port).into(), 1);
+        out += &format!("\n{}", entry.to_toml());
     }
-    out
+    Ok(out)
 }
 
 /// `n` free TCP ports on loopback (free when asked; another program could take one meanwhile).
@@ -94,4 +91,33 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect()
+}
+
+/// The keys a node started from a membership file runs with: read from `key_dir` (written by
+/// `mir keygen`), or the **insecure** test keys of `test_seed`. Exactly one must be given, and
+/// the public demo keys are refused from a key directory (copying them there does not make them
+/// secret).
+pub fn node_keys(
+    me: &NodeId,
+    key_dir: Option<&std::path::Path>,
+    test_seed: Option<u64>,
+) -> Result<NodeKeys, String> {
+    match (key_dir, test_seed) {
+        (Some(dir), None) => {
+            let keys = NodeKeys::read(dir, me).map_err(|e| e.to_string())?;
+            if keys.is_demo(me) {
+                return Err(format!(
+                    "the keys in {} are the public demo keys of node {me}; make real ones with \
+                     `mir keygen`, or pass --insecure-test-keys to run a demo",
+                    dir.display()
+                ));
+            }
+            Ok(keys)
+        }
+        (None, Some(seed)) => {
+            tracing::warn!(node = %me, seed, "running with INSECURE test keys (anyone can compute them)");
+            Ok(NodeKeys::test(seed, me))
+        }
+        _ => Err("give either --keys DIR (from `mir keygen`) or --insecure-test-keys".into()),
+    }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use examples::availability::{self as avail, CreateBatch, ReadBatch};
 use examples::bcb::{self, Submit};
+use mir_dsl::mir_runtime::keys::NodeKeys;
 use mir_dsl::mir_runtime::membership::Membership;
 use mir_dsl::mir_runtime::sim::{SimConfig, Simulation};
 use mir_dsl::mir_runtime::stdevents::{
@@ -221,7 +222,7 @@ fn flood(modules: &[&str]) -> Vec<Event> {
 
 fn membership() -> Membership {
     let ports = examples::cluster::free_ports(N).unwrap();
-    let toml = examples::cluster::membership_toml_with_ports("127.0.0.1", &ports, 42);
+    let toml = examples::cluster::membership_toml_with_ports("127.0.0.1", &ports, 42).unwrap();
     Membership::from_toml_str(&toml, "test").unwrap()
 }
 
@@ -513,12 +514,11 @@ async fn in_process_availability_survives_every_message_to_every_module() {
 async fn grpc_bcb_survives_every_message_to_every_module() {
     let (tx, rx) = mpsc::channel();
     let m = membership();
-    let (keys, _) = test_keys(42, &ids());
     let nodes = ids()
         .into_iter()
         .map(|id| {
-            let key = keys[&id].clone();
-            bcb::demo_node(id, NodeId::from_index(0), &m, key, tx.clone(), None).unwrap()
+            let keys = NodeKeys::test(42, &id);
+            bcb::demo_node(id, NodeId::from_index(0), &m, keys, tx.clone(), None).unwrap()
         })
         .collect();
     let cluster = examples::cluster::start(nodes, Duration::from_secs(20))
@@ -532,12 +532,11 @@ async fn grpc_bcb_survives_every_message_to_every_module() {
 async fn grpc_availability_survives_every_message_to_every_module() {
     let (tx, rx) = mpsc::channel();
     let m = membership();
-    let (keys, _) = test_keys(42, &ids());
     let nodes = ids()
         .into_iter()
         .map(|id| {
-            let key = keys[&id].clone();
-            avail::demo_node(id, &m, key, &Config::default(), tx.clone()).unwrap()
+            let keys = NodeKeys::test(42, &id);
+            avail::demo_node(id, &m, keys, &Config::default(), tx.clone()).unwrap()
         })
         .collect();
     let cluster = examples::cluster::start(nodes, Duration::from_secs(20))

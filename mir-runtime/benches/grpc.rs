@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mir_runtime::membership::{Member, Membership};
+use mir_runtime::keys::NodeKeys;
+use mir_runtime::membership::Membership;
 use mir_runtime::stdevents::{Message, MessageReceived, SendMessage};
-use mir_runtime::stdmodules::ecdsa::test_keys;
 use mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
 use mir_runtime::{Batch, Event, ModuleResult, Node, NodeId, Outbox, PassiveModule};
 use serde::{Deserialize, Serialize};
@@ -74,31 +74,22 @@ fn main() {
     for size in [64usize, 512] {
         rt.block_on(async {
             let ids = [NodeId::new("0"), NodeId::new("1")];
-            let (keys, reg) = test_keys(1, &ids);
+            let keys: Vec<NodeKeys> = ids.iter().map(|id| NodeKeys::test(1, id)).collect();
             let nodes = ids
                 .iter()
-                .map(|id| Member {
-                    id: id.clone(),
-                    address: free_addr(),
-                    public_key: reg
-                        .get(id)
-                        .unwrap()
-                        .to_encoded_point(true)
-                        .as_bytes()
-                        .to_vec(),
-                    weight: 1,
-                })
+                .zip(&keys)
+                .map(|(id, k)| k.member(id.clone(), free_addr(), 1))
                 .collect();
             let membership = Membership { nodes };
             let got = Arc::new(AtomicU64::new(0));
             let mut handles = Vec::new();
             let mut grpcs = Vec::new();
             let mut runs = Vec::new();
-            for id in &ids {
+            for (id, k) in ids.iter().zip(&keys) {
                 let t = GrpcTransport::new(GrpcConfig::new(
                     id.clone(),
                     membership.clone(),
-                    keys[id].clone(),
+                    k.transport.clone(),
                 ))
                 .unwrap();
                 grpcs.push(t.handle());

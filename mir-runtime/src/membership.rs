@@ -6,9 +6,13 @@
 //! [[node]]
 //! id = "0"
 //! address = "127.0.0.1:7000"
-//! public_key = "02…"          # SEC1 secp256k1 public key, hex (compressed or not)
+//! public_key = "02…"          # SEC1 secp256k1 public key, hex (compressed or not): signatures
+//! transport_key = "3b6a…"     # Ed25519 public key, 64 hex digits: the TLS channel (pinned)
 //! weight = 1                  # optional, default 1; a string for weights beyond 64 bits
 //! ```
+//!
+//! `mir keygen` makes a node's keys and prints its entry; `mir membership` assembles entries into
+//! a file ([`Membership::to_toml`]).
 //!
 //! Every way a file can be wrong is a [`MembershipError`] that names the file and, for parse
 //! errors, the place: unknown fields, a missing field, a bad ID, address or key, a zero weight,
@@ -21,6 +25,7 @@
 //!     id = "a"
 //!     address = "127.0.0.1:7000"
 //!     public_key = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+//!     transport_key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
 //!     weight = "100000000000000000000"
 //! "#, "inline").unwrap();
 //! assert_eq!(m.nodes[0].weight, 100_000_000_000_000_000_000);
@@ -43,10 +48,31 @@ pub struct Member {
     pub id: NodeId,
     /// Where it listens.
     pub address: SocketAddr,
-    /// Its SEC1-encoded secp256k1 public key.
+    /// Its SEC1-encoded secp256k1 public key (signatures).
     pub public_key: Vec<u8>,
+    /// Its Ed25519 public transport key (the TLS channel; see [`crate::transport::tls`]).
+    pub transport_key: [u8; 32],
     /// Its voting weight (> 0).
     pub weight: u128,
+}
+
+impl Member {
+    /// This member's `[[node]]` entry (TOML).
+    pub fn to_toml(&self) -> String {
+        use crate::transport::tls::hex;
+        let weight = if self.weight <= u64::MAX as u128 {
+            self.weight.to_string()
+        } else {
+            format!("\"{}\"", self.weight)
+        };
+        format!(
+            "[[node]]\nid = \"{}\"\naddress = \"{}\"\npublic_key = \"{}\"\ntransport_key = \"{}\"\nweight = {weight}\n",
+            self.id,
+            self.address,
+            hex(&self.public_key),
+            hex(&self.transport_key)
+        )
+    }
 }
 
 /// The nodes of a deployment, in file order.
@@ -126,6 +152,7 @@ struct RawNode {
     id: String,
     address: String,
     public_key: String,
+    transport_key: String,
     #[serde(default)]
     weight: Option<RawWeight>,
 }
@@ -137,18 +164,8 @@ enum RawWeight {
     Str(String),
 }
 
-fn hex(s: &str) -> Result<Vec<u8>, String> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) {
-        return Err("public_key: odd number of hex digits".into());
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&s[i..i + 2], 16)
-                .map_err(|_| format!("public_key: {:?} is not hex", &s[i..i + 2]))
-        })
-        .collect()
+fn hex(field: &str, s: &str) -> Result<Vec<u8>, String> {
+    crate::transport::tls::unhex(s.trim()).map_err(|e| format!("{field}: {e}"))
 }
 
 impl Membership {
@@ -206,7 +223,16 @@ impl Membership {
                     n.address
                 ))
             })?;
-            let public_key = hex(&n.public_key).map_err(bad)?;
+            let public_key = hex("public_key", &n.public_key).map_err(bad)?;
+            let transport_key: [u8; 32] = hex("transport_key", &n.transport_key)
+                .map_err(bad)?
+                .try_into()
+                .map_err(|k: Vec<u8>| {
+                    bad(format!(
+                        "transport_key: expected 32 bytes (64 hex digits), got {}",
+                        k.len()
+                    ))
+                })?;
             let mut check = KeyRegistry::new();
             check
                 .insert_sec1(id.clone(), &public_key)
@@ -237,10 +263,17 @@ impl Membership {
                     address,
                 });
             }
+            if nodes
+                .iter()
+                .any(|m: &Member| m.transport_key == transport_key)
+            {
+                return Err(bad("transport_key: used by another node".into()));
+            }
             nodes.push(Member {
                 id,
                 address,
                 public_key,
+                transport_key,
                 weight,
             });
         }
@@ -266,6 +299,23 @@ impl Membership {
         )
     }
 
+    /// (node, public transport key) pairs, for the TLS channels.
+    pub fn transport_keys(&self) -> Vec<(NodeId, [u8; 32])> {
+        self.nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.transport_key))
+            .collect()
+    }
+
+    /// The file text (TOML) of this membership: what [`Membership::from_toml_str`] reads back.
+    pub fn to_toml(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Member::to_toml)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// (node, weight) pairs, for weighted quorums.
     pub fn weights(&self) -> Vec<(NodeId, u128)> {
         self.nodes
@@ -282,7 +332,9 @@ mod tests {
     const KEY: &str = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
 
     fn node(id: &str, port: u16, extra: &str) -> String {
-        format!("[[node]]\nid = \"{id}\"\naddress = \"127.0.0.1:{port}\"\npublic_key = \"{KEY}\"\n{extra}\n")
+        // A distinct transport key per port.
+        let tk = format!("{:064x}", port);
+        format!("[[node]]\nid = \"{id}\"\naddress = \"127.0.0.1:{port}\"\npublic_key = \"{KEY}\"\ntransport_key = \"{tk}\"\n{extra}\n")
     }
 
     fn err(text: &str) -> String {
@@ -298,9 +350,13 @@ mod tests {
         assert_eq!(m.ids(), vec![NodeId::new("0"), NodeId::new("1")]);
         assert_eq!(m.weights()[1].1, 3);
         assert_eq!(m.get(&"1".into()).unwrap().address.port(), 7001);
-        let json = r#"{"node": [{"id": "x", "address": "[::1]:9", "public_key": "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798", "weight": "100000000000000000000"}]}"#;
+        let json = r#"{"node": [{"id": "x", "address": "[::1]:9", "public_key": "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798", "transport_key": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "weight": "100000000000000000000"}]}"#;
         let j = Membership::from_json_str(json, "m.json").unwrap();
         assert_eq!(j.nodes[0].weight, 100_000_000_000_000_000_000);
+        // to_toml reads back as the same membership.
+        for m in [m, j] {
+            assert_eq!(Membership::from_toml_str(&m.to_toml(), "again").unwrap(), m);
+        }
     }
 
     #[test]
@@ -316,6 +372,17 @@ mod tests {
         assert!(
             err(&node("0", 7000, "").replace(KEY, "zz")).contains("public_key: \"zz\" is not hex")
         );
+        let tk = format!("{:064x}", 7000);
+        assert!(err(&node("0", 7000, "").replace(&tk, "00"))
+            .contains("transport_key: expected 32 bytes"));
+        assert!(
+            err(&node("0", 7000, "").replace(&format!("transport_key = \"{tk}\"\n"), ""))
+                .contains("missing field `transport_key`")
+        );
+        assert!(err(
+            &(node("0", 7000, "") + &node("1", 7001, "").replace(&format!("{:064x}", 7001), &tk))
+        )
+        .contains("transport_key: used by another node"));
         assert!(err(&node("0", 7000, "").replace(KEY, "0200")).contains("public_key:"));
         assert!(err(&node("0", 7000, "weight = 0")).contains("weight must be at least 1"));
         assert!(err(&node("0", 7000, "weight = \"ten\"")).contains("weight \"ten\" is not"));

@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::Parser;
 use examples::availability::{demo_node, hex, CreateBatch, ReadBatch, Report};
 use examples::bcb::{free_ports, membership_toml_with_ports};
+use mir_dsl::mir_runtime::keys::{NodeKeys, DEMO_SEED};
 use mir_dsl::mir_runtime::membership::Membership;
-use mir_dsl::mir_runtime::stdmodules::ecdsa::test_keys;
 use mir_dsl::mir_runtime::{Event, NodeId};
 use protocols::availability::{Cert, Config, Tx};
 
@@ -78,10 +78,9 @@ fn run(cli: &Cli) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let toml = membership_toml_with_ports("127.0.0.1", &free_ports(cli.nodes)?, 42);
+    let toml = membership_toml_with_ports("127.0.0.1", &free_ports(cli.nodes)?, DEMO_SEED)?;
     let membership = Membership::from_toml_str(&toml, "generated")?;
     let ids: Vec<NodeId> = membership.ids();
-    let (keys, _) = test_keys(42, &ids);
     let (tx, rx) = mpsc::channel();
     let config = Config::default();
     rt.block_on(async {
@@ -91,7 +90,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
                 demo_node(
                     id.clone(),
                     &membership,
-                    keys[id].clone(),
+                    NodeKeys::test(DEMO_SEED, id),
                     &config,
                     tx.clone(),
                 )

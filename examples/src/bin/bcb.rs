@@ -3,8 +3,9 @@
 //! ```text
 //! cargo run -p examples --bin bcb                         # 4 nodes in this process, on loopback
 //! cargo run -p examples --bin bcb -- --interactive        # the leader broadcasts each line of stdin
-//! cargo run -p examples --bin bcb -- membership --nodes 4 --base-port 7000 > m.toml
-//! cargo run -p examples --bin bcb -- node --id 0 --membership m.toml --message hi   # one per process
+//! cargo run -p examples --bin bcb -- membership --nodes 4 --base-port 7000 > m.toml   # demo keys
+//! cargo run -p examples --bin bcb -- node --id 0 --membership m.toml --insecure-test-keys --message hi
+//! cargo run -p examples --bin bcb -- node --id 0 --membership m.toml --keys keys/   # keys from `mir keygen`
 //! ```
 
 use std::io::BufRead;
@@ -15,8 +16,8 @@ use clap::{Parser, Subcommand};
 use examples::bcb::{
     demo_node, free_ports, membership_toml, membership_toml_with_ports, Report, Submit,
 };
+use mir_dsl::mir_runtime::keys::{NodeKeys, DEMO_SEED};
 use mir_dsl::mir_runtime::membership::Membership;
-use mir_dsl::mir_runtime::stdmodules::ecdsa::test_keys;
 use mir_dsl::mir_runtime::{Event, NodeHandle, NodeId};
 
 #[derive(Parser)]
@@ -80,12 +81,16 @@ enum Cmd {
         /// The membership file (.toml or .json).
         #[arg(long)]
         membership: std::path::PathBuf,
-        /// Seed of the test keys (as given to `membership`).
-        #[arg(long, default_value_t = 42, conflicts_with = "key_file")]
+        /// The directory holding this node's key files (`mir keygen --out DIR`).
+        #[arg(long, required_unless_present = "insecure_test_keys")]
+        keys: Option<std::path::PathBuf>,
+        /// Use the public test keys of `--seed` (as printed by `membership`): anyone can compute
+        /// them, so only for demos on one machine.
+        #[arg(long, conflicts_with = "keys")]
+        insecure_test_keys: bool,
+        /// Seed of the test keys (with --insecure-test-keys).
+        #[arg(long, default_value_t = 42, requires = "insecure_test_keys")]
         seed: u64,
-        /// A file holding this node's 32-byte secp256k1 secret key in hex (instead of test keys).
-        #[arg(long)]
-        key_file: Option<std::path::PathBuf>,
         /// The leader's ID.
         #[arg(long, default_value = "0")]
         leader: String,
@@ -128,15 +133,17 @@ fn main() {
             if *nodes == 0 {
                 Err("--nodes must be at least 1".into())
             } else {
-                print!("{}", membership_toml(*nodes, host, *base_port, *seed));
-                Ok(())
+                membership_toml(*nodes, host, *base_port, *seed)
+                    .map(|m| print!("{m}"))
+                    .map_err(Error::from)
             }
         }
         Some(Cmd::Node {
             id,
             membership,
+            keys,
+            insecure_test_keys,
             seed,
-            key_file,
             leader,
             message,
             interactive,
@@ -144,8 +151,8 @@ fn main() {
         }) => one_node(
             id,
             membership,
-            *seed,
-            key_file.as_deref(),
+            keys.as_deref(),
+            insecure_test_keys.then_some(*seed),
             leader,
             message.clone(),
             *interactive,
@@ -206,10 +213,9 @@ fn local(cli: &Cli) -> Result<(), Error> {
         return Err("--nodes must be at least 1".into());
     }
     let rt = runtime()?;
-    let toml = membership_toml_with_ports("127.0.0.1", &free_ports(cli.nodes)?, 42);
+    let toml = membership_toml_with_ports("127.0.0.1", &free_ports(cli.nodes)?, DEMO_SEED)?;
     let membership = Membership::from_toml_str(&toml, "generated")?;
     let ids = membership.ids();
-    let (keys, _) = test_keys(42, &ids);
     let (tx, rx) = mpsc::channel();
     rt.block_on(async {
         let nodes = ids
@@ -219,7 +225,7 @@ fn local(cli: &Cli) -> Result<(), Error> {
                     id.clone(),
                     ids[0].clone(),
                     &membership,
-                    keys[id].clone(),
+                    NodeKeys::test(DEMO_SEED, id),
                     tx.clone(),
                     cli.record.as_deref(),
                 )
@@ -280,8 +286,8 @@ fn local(cli: &Cli) -> Result<(), Error> {
 fn one_node(
     id: &str,
     membership: &std::path::Path,
-    seed: u64,
-    key_file: Option<&std::path::Path>,
+    key_dir: Option<&std::path::Path>,
+    test_seed: Option<u64>,
     leader: &str,
     message: Option<String>,
     interactive: bool,
@@ -293,27 +299,7 @@ fn one_node(
     if membership.get(&me).is_none() {
         return Err(format!("node {me} is not in the membership file").into());
     }
-    let key = match key_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
-            let hex = text.trim();
-            let bytes: Vec<u8> = (0..hex.len())
-                .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|b| u8::from_str_radix(b, 16).ok())
-                })
-                .collect::<Option<_>>()
-                .ok_or_else(|| format!("key file {}: not hex", path.display()))?;
-            k256::ecdsa::SigningKey::from_slice(&bytes)
-                .map_err(|e| format!("key file {}: {e}", path.display()))?
-        }
-        None => test_keys(seed, std::slice::from_ref(&me))
-            .0
-            .remove(&me)
-            .expect("made above"),
-    };
+    let keys = examples::cluster::node_keys(&me, key_dir, test_seed)?;
     if (message.is_some() || interactive) && me != leader {
         return Err(format!(
             "only the leader ({leader}) broadcasts; drop --message/--interactive on node {me}"
@@ -323,7 +309,7 @@ fn one_node(
     let rt = runtime()?;
     let (tx, rx) = mpsc::channel();
     rt.block_on(async {
-        let n = demo_node(me.clone(), leader.clone(), &membership, key, tx, None)?;
+        let n = demo_node(me.clone(), leader.clone(), &membership, keys, tx, None)?;
         let handle = n.node.handle();
         let run = tokio::spawn(n.node.run());
         let peers = membership.nodes.len() - 1;

@@ -1,143 +1,189 @@
-//! The gRPC transport (tonic): nodes in different processes or on different machines.
+//! The gRPC transport (tonic over rustls): nodes in different processes or on different machines.
 //!
 //! # Protocol
 //!
-//! One bidirectional stream (`/mir.Transport/Connect`) per ordered pair of nodes: node `a` opens a
-//! stream to `b` to send `a → b` messages. Frames are the [canonical encoding](crate::codec) of
-//! [`Frame`]:
+//! The service is described in `mir-runtime/proto/mir_transport.proto` (for tools in any
+//! language). One bidirectional stream (`/mir.transport.Transport/Connect`) per ordered pair of
+//! nodes: node `a` opens a stream to `b` to send `a → b` messages, each a [`PeerMessage`]
+//! (protobuf; the event payload inside stays in the [canonical encoding](crate::codec)).
 //!
-//! 1. the server sends a `Challenge` with a fresh random nonce;
-//! 2. the client answers `Hello { from, to, signature }`, signing
-//!    `("mir-grpc-hello", from, to, nonce)` with its key from the membership;
-//! 3. the server checks that `from` is a member, `to` is itself and the signature is `from`'s, and
-//!    answers `Welcome`; from then on every `Msg` on the stream is from `from` — **a node cannot
-//!    claim another node's ID**, and a recorded handshake cannot be replayed (the nonce changes);
-//! 4. the client sends `Msg` frames.
+//! Every connection is **TLS 1.3 with mutual authentication by the transport keys pinned in the
+//! membership** ([`tls`](super::tls)): a connection from or to a key the membership does not list
+//! is refused and counted, the sender of every message is the member whose key authenticated the
+//! channel (no frame names its sender, so a member cannot claim another's ID), and an attacker on
+//! the path can neither read nor inject nor replay.
 //!
-//! # Guarantees and limits (at the time of writing)
+//! # Limits (each a field of [`GrpcConfig`], with its default)
 //!
-//! * Sending never blocks the node: each peer has a bounded queue (`queue_capacity`); when it is
-//!   full the message is dropped and counted (`overflow`). Messages for a node outside the
-//!   membership are dropped and counted (`not_connected`).
-//! * A client reconnects after errors with exponential backoff (`reconnect`); queued messages wait
-//!   (bounded) and the message in flight when a connection broke is sent again first.
-//! * Receiving applies back-pressure: a received message waits for room in the node (so HTTP/2
-//!   flow control slows the sender) instead of being dropped.
-//! * Connections that do not start with the HTTP/2 preface within the handshake timeout (random
-//!   bytes, other protocols, idle sockets) are closed before they reach gRPC. Frames over
-//!   `max_message_size` are refused by tonic. All of these, malformed or truncated frames, bad
-//!   handshakes and messages for modules the node does not have are dropped, logged and counted
-//!   ([`GrpcStats`]); the node keeps serving its peers. Traffic is authenticated but **not
-//!   encrypted**.
-//! * A message for a member that is not connected (yet, or any more) waits in its bounded queue;
-//!   one for a node outside the membership is an error of the sender, counted as `not_connected`.
-//! * Messages to itself take the [local loopback](super#messages-to-itself): never the network,
-//!   never dropped.
+//! | limit | default | when exceeded |
+//! |---|---|---|
+//! | messages queued per peer (`queue_capacity`) | 4096 | dropped, counted `overflow` |
+//! | bytes queued per peer (`queue_bytes`) | 64 MiB | dropped, counted `overflow` |
+//! | one message (`max_message_size`) | 16 MiB | sender drops it (`too_large`); receiver closes the stream (`frames_rejected`) |
+//! | inbound connections in total (`max_connections`) | 256 | closed at accept (`connections_refused`) |
+//! | inbound connections per remote IP (`max_connections_per_ip`) | 64 | closed at accept (`connections_refused`) |
+//! | TCP + TLS handshake, and the first response (`handshake_timeout`) | 5 s | closed (`handshakes_rejected`); a client gives up and retries |
+//! | a stream with no message (`idle_timeout`) | 300 s | closed (`idle_closed`); the peer reconnects when it has something to send |
+//! | concurrent streams per connection and per member (`max_streams_per_member`) | 4 | refused (`streams_refused`) |
+//! | HTTP/2 keepalive ping interval and answer deadline (`keepalive`) | 10 s | the connection is closed (both sides) |
+//! | reconnection back-off (`reconnect`) | 50 ms doubling to 2 s | — |
+//! | back-off after a failed `accept` (EMFILE, …) | 10 ms doubling to 1 s | counted `accept_errors` |
+//!
+//! **Worst-case memory a peer can make this node hold** in the transport: inbound, at most
+//! `max_streams_per_member` streams, each holding one message of at most `max_message_size`
+//! while it waits for room in the node (back-pressure: HTTP/2 flow control then stops the peer),
+//! plus HTTP/2 buffers (tonic's defaults: 64 KiB stream and 1 MiB connection windows); outbound,
+//! `queue_bytes` + one message in flight per peer (a peer that stops reading makes its own queue
+//! fill and then overflow; it never grows past the budget). Connections that have not finished
+//! the TLS handshake hold a socket and a rustls state for at most `handshake_timeout`, at most
+//! `max_connections` of them.
+//!
+//! # Guarantees
+//!
+//! * Sending never blocks the node: a full queue drops and counts. Messages for a node outside
+//!   the membership are dropped and counted (`not_connected`).
+//! * A client reconnects after errors with exponential back-off; queued messages wait (bounded)
+//!   and the message in flight when a connection broke is sent again first.
+//! * Receiving applies back-pressure: a received message waits for room in the node.
+//! * Everything a peer can get wrong (a bad handshake, an unknown key, garbage bytes, a malformed
+//!   or oversized frame, a message for a module the node does not have) is dropped, counted in
+//!   [`GrpcStats`] and logged at most at the 1st, 2nd, 4th, 8th, … occurrence per peer and
+//!   reason ([`ratelog`](crate::ratelog)); the node keeps serving its peers.
+//! * Messages to itself take the [local loopback](super#messages-to-itself).
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher as _};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k256::ecdsa::SigningKey;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, Context as TaskContext, Poll, Service, StdError};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::codec;
+use super::tls::{server_name, Tls, TransportKey};
 use crate::event::{Event, Payload};
 use crate::executor::tokio::{EventSink, InjectError};
 use crate::id::{ModuleId, NodeId};
 use crate::membership::Membership;
 use crate::module::{ActiveModule, Batch, Context, ModuleError, ModuleResult};
+use crate::ratelog::{escaped, LogLimiter};
 use crate::stdevents::{Init, Message, MessageReceived, SendMessage};
-use crate::stdmodules::ecdsa::{sign, KeyRegistry};
 use crate::transport::TransportStats;
 
-const PATH: &str = "/mir.Transport/Connect";
-const HELLO: &[u8] = b"mir-grpc-hello";
+const PATH: &str = "/mir.transport.Transport/Connect";
 
-/// A frame on a stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Frame {
-    /// Server → client: sign this.
-    Challenge {
-        /// A fresh random nonce.
-        nonce: Vec<u8>,
-    },
-    /// Client → server: who I am, proven.
-    Hello {
-        /// The client.
-        from: NodeId,
-        /// The server it means to talk to.
-        to: NodeId,
-        /// `from`'s signature of `("mir-grpc-hello", from, to, nonce)`.
-        signature: Vec<u8>,
-    },
-    /// Server → client: authenticated.
-    Welcome,
-    /// Client → server: a message.
-    Msg(Message),
+/// The longest payload type name accepted from a peer.
+pub const MAX_TYPE_NAME: usize = 256;
+
+/// One message on a stream: the `PeerMessage` of `proto/mir_transport.proto`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct PeerMessage {
+    /// The destination module's ID.
+    #[prost(string, tag = "1")]
+    pub dest_module: String,
+    /// The payload's stable type name.
+    #[prost(string, tag = "2")]
+    pub payload_type: String,
+    /// The payload in the canonical encoding.
+    #[prost(bytes = "vec", tag = "3")]
+    pub payload: Vec<u8>,
 }
 
-fn hello_data(from: &NodeId, to: &NodeId, nonce: &[u8]) -> Vec<Vec<u8>> {
-    vec![
-        HELLO.to_vec(),
-        from.as_str().as_bytes().to_vec(),
-        to.as_str().as_bytes().to_vec(),
-        nonce.to_vec(),
-    ]
-}
-
-/// 32 unpredictable bytes: SHA-256 of OS-seeded hasher keys, a counter and the time.
-fn nonce() -> Vec<u8> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = Sha256::new();
-    for _ in 0..2 {
-        let mut s = std::collections::hash_map::RandomState::new().build_hasher();
-        s.write_u64(COUNTER.fetch_add(1, Relaxed));
-        h.update(s.finish().to_le_bytes());
+impl PeerMessage {
+    /// The wire form of `m`.
+    pub fn from_message(m: &Message) -> Self {
+        PeerMessage {
+            dest_module: m.dest_module.to_string(),
+            payload_type: m.payload.name().to_owned(),
+            payload: m.payload.encode_value(),
+        }
     }
-    h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
-    h.finalize().to_vec()
+
+    /// Decodes and checks one frame: a valid module ID and a plausible type name.
+    ///
+    /// ```
+    /// use mir_runtime::transport::grpc::PeerMessage;
+    /// use mir_runtime::stdevents::{Message, TestUint64};
+    /// use prost::Message as _;
+    /// let m = Message::new("app", TestUint64(7));
+    /// let bytes = PeerMessage::from_message(&m).encode_to_vec();
+    /// assert_eq!(PeerMessage::decode_message(&bytes).unwrap(), m);
+    /// assert!(PeerMessage::decode_message(&[0xff]).is_err());
+    /// ```
+    pub fn decode_message(bytes: &[u8]) -> Result<Message, String> {
+        use prost::Message as _;
+        let m = PeerMessage::decode(bytes).map_err(|e| format!("not a PeerMessage: {e}"))?;
+        let dest_module = ModuleId::try_new(&m.dest_module)
+            .map_err(|e| format!("bad destination module: {e}"))?;
+        if m.payload_type.is_empty() || m.payload_type.len() > MAX_TYPE_NAME {
+            return Err(format!(
+                "payload type name of {} bytes (1 to {MAX_TYPE_NAME})",
+                m.payload_type.len()
+            ));
+        }
+        Ok(Message {
+            dest_module,
+            payload: Payload::encoded(m.payload_type, m.payload),
+        })
+    }
 }
 
-/// Settings of the gRPC transport.
+/// Settings of the gRPC transport (see the [limits](self#limits-each-a-field-of-grpcconfig-with-its-default)).
 #[derive(Clone)]
 pub struct GrpcConfig {
     /// This node.
     pub me: NodeId,
     /// All nodes: addresses, public keys.
     pub membership: Membership,
-    /// This node's signing key (must match its public key in the membership).
-    pub key: SigningKey,
+    /// This node's transport key (its public part must be this node's `transport_key` in the
+    /// membership).
+    pub transport_key: TransportKey,
     /// Messages queued per peer before overflow. Default 4096.
     pub queue_capacity: usize,
-    /// The largest frame accepted or sent, in bytes. Default 16 MiB.
+    /// Bytes queued per peer before overflow. Default 64 MiB.
+    pub queue_bytes: usize,
+    /// The largest message accepted or sent, in bytes. Default 16 MiB.
     pub max_message_size: usize,
-    /// Reconnection backoff: first and longest wait. Default 50 ms and 2 s.
+    /// Reconnection back-off: first and longest wait. Default 50 ms and 2 s.
     pub reconnect: (Duration, Duration),
-    /// How long a peer has to complete the handshake. Default 5 s.
+    /// How long a connection has for TCP and TLS handshakes and the first response. Default 5 s.
     pub handshake_timeout: Duration,
+    /// An inbound stream that carries no message for this long is closed. Default 300 s.
+    pub idle_timeout: Duration,
+    /// HTTP/2 keepalive: ping interval, and how long an answer may take. Default 10 s.
+    pub keepalive: Duration,
+    /// Inbound connections at once. Default 256.
+    pub max_connections: usize,
+    /// Inbound connections at once from one IP address. Default 64.
+    pub max_connections_per_ip: usize,
+    /// Concurrent inbound streams per connection and per member. Default 4.
+    pub max_streams_per_member: usize,
 }
 
 impl GrpcConfig {
     /// Settings with the defaults.
-    pub fn new(me: NodeId, membership: Membership, key: SigningKey) -> Self {
+    pub fn new(me: NodeId, membership: Membership, transport_key: TransportKey) -> Self {
         GrpcConfig {
             me,
             membership,
-            key,
+            transport_key,
             queue_capacity: 4096,
+            queue_bytes: 64 << 20,
             max_message_size: 16 << 20,
             reconnect: (Duration::from_millis(50), Duration::from_secs(2)),
             handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            keepalive: Duration::from_secs(10),
+            max_connections: 256,
+            max_connections_per_ip: 64,
+            max_streams_per_member: 4,
         }
     }
 }
@@ -147,13 +193,35 @@ impl GrpcConfig {
 pub struct GrpcStats {
     /// The common counters.
     pub transport: TransportStats,
-    /// Incoming connections refused at the handshake (bad signature, wrong or unknown ID,
-    /// timeout, garbage).
+    /// Inbound connections that failed the TLS handshake (unknown key, a key without its
+    /// secret, not TLS, too slow).
     pub handshakes_rejected: AtomicU64,
-    /// Frames after the handshake that could not be decoded (the connection is then closed).
+    /// Inbound connections closed at accept because of `max_connections` or
+    /// `max_connections_per_ip`.
+    pub connections_refused: AtomicU64,
+    /// Failed `accept` calls (each followed by a back-off).
+    pub accept_errors: AtomicU64,
+    /// Streams refused because the member already had `max_streams_per_member`.
+    pub streams_refused: AtomicU64,
+    /// Inbound streams closed for carrying nothing for `idle_timeout`.
+    pub idle_closed: AtomicU64,
+    /// Frames that could not be decoded or were too large (the stream is then closed).
     pub frames_rejected: AtomicU64,
+    /// Messages this node did not send because they exceed `max_message_size`.
+    pub too_large: AtomicU64,
     /// Messages received and handed to the node.
     pub received: AtomicU64,
+    /// Which peer-caused warnings were logged (exact counts per peer and reason).
+    pub log: LogLimiter,
+}
+
+impl GrpcStats {
+    /// Counts `reason` for `peer` and logs it at the 1st, 2nd, 4th, … occurrence.
+    fn warn(&self, me: &NodeId, peer: &str, reason: &'static str, detail: &str) {
+        if let Some(count) = self.log.occurred(peer, reason) {
+            tracing::warn!(node = %me, peer = %escaped(peer), count, detail = %escaped(detail), "gRPC transport: {reason}");
+        }
+    }
 }
 
 /// A handle to observe and stop a running gRPC transport.
@@ -162,7 +230,8 @@ pub struct GrpcHandle {
     connected: watch::Receiver<usize>,
     stop: Arc<watch::Sender<bool>>,
     stats: Arc<GrpcStats>,
-    local: Arc<std::sync::Mutex<Option<SocketAddr>>>,
+    local: Arc<Mutex<Option<SocketAddr>>>,
+    limits: Arc<Mutex<Limits>>,
 }
 
 impl GrpcHandle {
@@ -178,6 +247,11 @@ impl GrpcHandle {
     /// Outgoing connections currently established.
     pub fn connected(&self) -> usize {
         *self.connected.borrow()
+    }
+
+    /// Inbound connections currently open (handshaking or established).
+    pub fn inbound_connections(&self) -> usize {
+        self.limits.lock().expect("lock").total
     }
 
     /// Stops the server and all connections (also happens when the transport is dropped).
@@ -196,11 +270,17 @@ impl GrpcHandle {
     }
 }
 
+/// A peer's send queue: frames and the bytes they hold.
+struct PeerQueue {
+    tx: mpsc::Sender<Vec<u8>>,
+    bytes: Arc<AtomicUsize>,
+}
+
 /// The gRPC transport module. Register it as an active module (conventionally `net`).
 pub struct GrpcTransport {
     cfg: GrpcConfig,
-    registry: KeyRegistry,
-    peers: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    tls: Tls,
+    peers: BTreeMap<NodeId, PeerQueue>,
     sink: Option<EventSink>,
     connected: Arc<watch::Sender<usize>>,
     handle: GrpcHandle,
@@ -212,24 +292,24 @@ pub enum GrpcError {
     /// This node is not in the membership.
     #[error("node {0} is not in the membership")]
     NotAMember(NodeId),
-    /// A public key in the membership is bad.
-    #[error(transparent)]
-    Key(#[from] crate::stdmodules::ecdsa::KeyError),
-    /// The signing key does not match this node's public key in the membership.
-    #[error("the signing key of node {0} does not match its public key in the membership")]
+    /// The transport key does not match this node's `transport_key` in the membership.
+    #[error("the transport key of node {0} does not match its transport_key in the membership")]
     WrongKey(NodeId),
+    /// The TLS settings cannot be built.
+    #[error(transparent)]
+    Tls(#[from] super::tls::TransportKeyError),
 }
 
 impl GrpcTransport {
     /// A transport for `cfg.me`. It listens and connects when the node starts (at `Init`).
     pub fn new(cfg: GrpcConfig) -> Result<Self, GrpcError> {
-        let registry = cfg.membership.registry()?;
-        let Some(me) = registry.get(&cfg.me) else {
+        let Some(me) = cfg.membership.get(&cfg.me) else {
             return Err(GrpcError::NotAMember(cfg.me.clone()));
         };
-        if me != cfg.key.verifying_key() {
+        if me.transport_key != cfg.transport_key.public_key() {
             return Err(GrpcError::WrongKey(cfg.me.clone()));
         }
+        let tls = Tls::new(&cfg.transport_key, &cfg.membership.transport_keys())?;
         let (connected, connected_rx) = watch::channel(0);
         let (stop, _) = watch::channel(false);
         let handle = GrpcHandle {
@@ -237,10 +317,11 @@ impl GrpcTransport {
             stop: Arc::new(stop),
             stats: Arc::default(),
             local: Arc::default(),
+            limits: Arc::default(),
         };
         Ok(GrpcTransport {
             cfg,
-            registry,
+            tls,
             peers: BTreeMap::new(),
             sink: None,
             connected: Arc::new(connected),
@@ -271,27 +352,28 @@ impl GrpcTransport {
             .map_err(ModuleError::new)?;
         *self.handle.local.lock().expect("lock") = std_listener.local_addr().ok();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(ModuleError::new)?;
-        let server = Server(Arc::new(ServerState {
+        let state = Arc::new(ServerState {
             me: self.cfg.me.clone(),
-            registry: self.registry.clone(),
             sink: sink.clone(),
             stats: self.handle.stats.clone(),
-            handshake_timeout: self.cfg.handshake_timeout,
-            max: self.cfg.max_message_size,
+            cfg: self.cfg.clone(),
+            tls: self.tls.clone(),
+            streams: Mutex::default(),
             stop: self.handle.stop.subscribe(),
-        }));
+        });
         let mut stop = self.handle.stop.subscribe();
-        let incoming = screen_connections(
-            listener,
-            self.handle.stats.clone(),
-            self.cfg.handshake_timeout,
-            self.handle.stop.subscribe(),
-        );
+        let incoming = accept_connections(listener, state.clone(), self.handle.limits.clone());
+        let server = Server(state);
+        let keepalive = self.cfg.keepalive;
+        let streams = u32::try_from(self.cfg.max_streams_per_member).unwrap_or(u32::MAX);
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
             if let Err(e) = tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(keepalive))
+                .http2_keepalive_timeout(Some(keepalive))
+                .max_concurrent_streams(Some(streams))
                 .serve_with_incoming_shutdown(server, incoming, shutdown)
                 .await
             {
@@ -302,15 +384,25 @@ impl GrpcTransport {
             if m.id == self.cfg.me {
                 continue;
             }
-            let (tx, rx) = mpsc::channel(self.cfg.queue_capacity);
-            self.peers.insert(m.id.clone(), tx);
+            let (tx, rx) = mpsc::channel(self.cfg.queue_capacity.max(1));
+            let bytes = Arc::new(AtomicUsize::new(0));
+            self.peers.insert(
+                m.id.clone(),
+                PeerQueue {
+                    tx,
+                    bytes: bytes.clone(),
+                },
+            );
             let client = Client {
                 me: self.cfg.me.clone(),
                 peer: m.id.clone(),
                 addr: m.address,
-                key: self.cfg.key.clone(),
-                max: self.cfg.max_message_size,
-                reconnect: self.cfg.reconnect,
+                tls: self
+                    .tls
+                    .client(&m.id)
+                    .expect("one client config per member"),
+                cfg: self.cfg.clone(),
+                queued: bytes,
                 connected: self.connected.clone(),
                 stop: self.handle.stop.subscribe(),
             };
@@ -321,7 +413,8 @@ impl GrpcTransport {
     }
 
     fn send(&mut self, send: SendMessage, cx: &mut Context<'_>) {
-        let stats = &self.handle.stats.transport;
+        use prost::Message as _;
+        let stats = &self.handle.stats;
         let message = Message {
             dest_module: send.message.dest_module,
             payload: Payload::encoded(
@@ -331,27 +424,62 @@ impl GrpcTransport {
         };
         let mut frame: Option<Vec<u8>> = None;
         for dest in send.destinations {
-            stats.sent.fetch_add(1, Relaxed);
+            stats.transport.sent.fetch_add(1, Relaxed);
             if dest == self.cfg.me {
-                super::loopback(cx, stats, dest, &message);
+                super::loopback(cx, &stats.transport, dest, &message);
                 continue;
             }
-            let Some(tx) = self.peers.get(&dest) else {
-                stats.not_connected.fetch_add(1, Relaxed);
-                tracing::warn!(node = %self.cfg.me, dest = %dest, "gRPC transport: not a member; message dropped");
+            let Some(q) = self.peers.get(&dest) else {
+                stats.transport.not_connected.fetch_add(1, Relaxed);
+                stats.warn(
+                    &self.cfg.me,
+                    dest.as_str(),
+                    "message for a node outside the membership dropped",
+                    "",
+                );
                 continue;
             };
             let bytes = frame
-                .get_or_insert_with(|| codec::encode(&Frame::Msg(message.clone())))
+                .get_or_insert_with(|| PeerMessage::from_message(&message).encode_to_vec())
                 .clone();
-            if let Err(e) = tx.try_send(bytes) {
+            let len = bytes.len();
+            if len > self.cfg.max_message_size {
+                stats.too_large.fetch_add(1, Relaxed);
+                stats.warn(
+                    &self.cfg.me,
+                    dest.as_str(),
+                    "message larger than max_message_size not sent",
+                    message.payload.name(),
+                );
+                continue;
+            }
+            if q.bytes.load(Relaxed) + len > self.cfg.queue_bytes {
+                stats.transport.overflow.fetch_add(1, Relaxed);
+                stats.warn(
+                    &self.cfg.me,
+                    dest.as_str(),
+                    "queue to peer over its byte budget; message dropped",
+                    "",
+                );
+                continue;
+            }
+            q.bytes.fetch_add(len, Relaxed);
+            if let Err(e) = q.tx.try_send(bytes) {
+                q.bytes.fetch_sub(len, Relaxed);
                 match e {
-                    mpsc::error::TrySendError::Full(_) => stats.overflow.fetch_add(1, Relaxed),
+                    mpsc::error::TrySendError::Full(_) => {
+                        stats.transport.overflow.fetch_add(1, Relaxed)
+                    }
                     mpsc::error::TrySendError::Closed(_) => {
-                        stats.not_connected.fetch_add(1, Relaxed)
+                        stats.transport.not_connected.fetch_add(1, Relaxed)
                     }
                 };
-                tracing::warn!(node = %self.cfg.me, dest = %dest, "gRPC transport: queue to peer full; message dropped");
+                stats.warn(
+                    &self.cfg.me,
+                    dest.as_str(),
+                    "queue to peer full; message dropped",
+                    "",
+                );
             }
         }
     }
@@ -390,53 +518,196 @@ impl ActiveModule for GrpcTransport {
 
 // ---- accepting connections ----
 
-/// What every HTTP/2 connection starts with.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Inbound connections open now, in total and per remote IP.
+#[derive(Debug, Default)]
+struct Limits {
+    total: usize,
+    per_ip: BTreeMap<IpAddr, usize>,
+}
 
-/// Accepts TCP connections and passes on only those that start like HTTP/2 within the handshake
-/// timeout; the others (random bytes, other protocols, idle sockets) are closed, logged and
-/// counted as rejected handshakes, without ever reaching the gRPC server.
-fn screen_connections(
+/// One open inbound connection (released when the connection is dropped).
+struct ConnGuard {
+    limits: Arc<Mutex<Limits>>,
+    ip: IpAddr,
+}
+
+impl ConnGuard {
+    /// Takes a place for a connection from `ip`, if the limits allow.
+    fn take(limits: &Arc<Mutex<Limits>>, ip: IpAddr, cfg: &GrpcConfig) -> Option<Self> {
+        let mut l = limits.lock().expect("lock");
+        let from_ip = l.per_ip.get(&ip).copied().unwrap_or(0);
+        if l.total >= cfg.max_connections || from_ip >= cfg.max_connections_per_ip {
+            return None;
+        }
+        l.total += 1;
+        *l.per_ip.entry(ip).or_default() += 1;
+        Some(ConnGuard {
+            limits: limits.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut l = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        l.total -= 1;
+        if let Some(n) = l.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                l.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Who is on the other end of an inbound connection (from the TLS handshake).
+#[derive(Debug, Clone)]
+struct PeerInfo {
+    node: NodeId,
+}
+
+/// An authenticated inbound connection.
+struct PeerStream {
+    io: tokio_rustls::server::TlsStream<TcpStream>,
+    info: PeerInfo,
+    _guard: ConnGuard,
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for PeerStream {
+    type ConnectInfo = PeerInfo;
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+/// Accepts TCP connections within the limits and passes on those that complete the TLS
+/// handshake with a member's pinned key within the handshake timeout; the others are closed,
+/// logged (rate-limited) and counted, without ever reaching the gRPC server.
+fn accept_connections(
     listener: tokio::net::TcpListener,
-    stats: Arc<GrpcStats>,
-    timeout: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> ReceiverStream<std::io::Result<tokio::net::TcpStream>> {
+    state: Arc<ServerState>,
+    limits: Arc<Mutex<Limits>>,
+) -> ReceiverStream<std::io::Result<PeerStream>> {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(10);
     let (tx, rx) = mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.server.clone());
+    let mut stop = state.stop.clone();
     tokio::spawn(async move {
+        let mut backoff = FIRST_BACKOFF;
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
                 _ = stop.wait_for(|s| *s) => return,
             };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
+            let (stream, remote) = match accepted {
+                Ok(a) => {
+                    backoff = FIRST_BACKOFF;
+                    a
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "gRPC transport: accept failed");
+                    // Out of file descriptors, or a transient error: wait instead of spinning.
+                    state.stats.accept_errors.fetch_add(1, Relaxed);
+                    state
+                        .stats
+                        .warn(&state.me, "-", "accept failed", &e.to_string());
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                     continue;
                 }
             };
-            let (tx, stats) = (tx.clone(), stats.clone());
+            let Some(guard) = ConnGuard::take(&limits, remote.ip(), &state.cfg) else {
+                state.stats.connections_refused.fetch_add(1, Relaxed);
+                state.stats.warn(
+                    &state.me,
+                    &remote.ip().to_string(),
+                    "connection over the limits closed",
+                    "",
+                );
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let (tx, state, acceptor) = (tx.clone(), state.clone(), acceptor.clone());
             tokio::spawn(async move {
-                let mut buf = [0u8; 24];
-                let ok = tokio::time::timeout(timeout, async {
-                    loop {
-                        match stream.peek(&mut buf).await {
-                            Ok(n) if n >= H2_PREFACE.len() => return buf == *H2_PREFACE,
-                            Ok(n) if n == 0 || buf[..n] != H2_PREFACE[..n] => return false,
-                            Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-                            Err(_) => return false,
-                        }
-                    }
-                })
+                let peer = remote.to_string();
+                let tls = match tokio::time::timeout(
+                    state.cfg.handshake_timeout,
+                    acceptor.accept(stream),
+                )
                 .await
-                .unwrap_or(false);
-                if ok {
-                    let _ = tx.send(Ok(stream)).await;
-                } else {
-                    stats.handshakes_rejected.fetch_add(1, Relaxed);
-                    tracing::warn!(%peer, "gRPC transport: connection that does not speak HTTP/2 closed");
-                }
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        state.stats.handshakes_rejected.fetch_add(1, Relaxed);
+                        return state.stats.warn(
+                            &state.me,
+                            &peer,
+                            "TLS handshake failed",
+                            &e.to_string(),
+                        );
+                    }
+                    Err(_) => {
+                        state.stats.handshakes_rejected.fetch_add(1, Relaxed);
+                        return state
+                            .stats
+                            .warn(&state.me, &peer, "TLS handshake timed out", "");
+                    }
+                };
+                let Some(node) = state.tls.peer_of(tls.get_ref().1.peer_certificates()) else {
+                    state.stats.handshakes_rejected.fetch_add(1, Relaxed);
+                    return state.stats.warn(
+                        &state.me,
+                        &peer,
+                        "TLS peer without a member's key",
+                        "",
+                    );
+                };
+                let _ = tx
+                    .send(Ok(PeerStream {
+                        io: tls,
+                        info: PeerInfo { node },
+                        _guard: guard,
+                    }))
+                    .await;
             });
         }
     });
@@ -484,19 +755,38 @@ impl Decoder for RawCodec {
 
 struct ServerState {
     me: NodeId,
-    registry: KeyRegistry,
     sink: EventSink,
     stats: Arc<GrpcStats>,
-    handshake_timeout: Duration,
-    max: usize,
+    cfg: GrpcConfig,
+    tls: Tls,
+    /// Open inbound streams per member.
+    streams: Mutex<BTreeMap<NodeId, usize>>,
     stop: watch::Receiver<bool>,
+}
+
+/// One open inbound stream of a member (released when the stream ends).
+struct StreamGuard {
+    state: Arc<ServerState>,
+    node: NodeId,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut s = self.state.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = s.get_mut(&self.node) {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&self.node);
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
 struct Server(Arc<ServerState>);
 
 impl tonic::server::NamedService for Server {
-    const NAME: &'static str = "mir.Transport";
+    const NAME: &'static str = "mir.transport.Transport";
 }
 
 impl<B> Service<http::Request<B>> for Server
@@ -516,14 +806,14 @@ where
         let state = self.0.clone();
         if req.uri().path() != PATH {
             return Box::pin(async move {
-                state.stats.handshakes_rejected.fetch_add(1, Relaxed);
+                state.stats.frames_rejected.fetch_add(1, Relaxed);
                 Ok(Status::unimplemented("unknown method").into_http())
             });
         }
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(RawCodec)
-                .max_decoding_message_size(state.max)
-                .max_encoding_message_size(state.max);
+                .max_decoding_message_size(state.cfg.max_message_size)
+                .max_encoding_message_size(state.cfg.max_message_size);
             Ok(grpc.streaming(Stream(state), req).await)
         })
     }
@@ -544,101 +834,88 @@ impl Service<Request<Streaming<Vec<u8>>>> for Stream {
     fn call(&mut self, req: Request<Streaming<Vec<u8>>>) -> Self::Future {
         let state = self.0.clone();
         Box::pin(async move {
-            let (tx, rx) = mpsc::channel(2);
-            tokio::spawn(serve_stream(state, req.into_inner(), tx));
+            let Some(PeerInfo { node }) = req.extensions().get::<PeerInfo>().cloned() else {
+                return Err(Status::unauthenticated("not an authenticated connection"));
+            };
+            {
+                let mut s = state.streams.lock().expect("lock");
+                let open = s.entry(node.clone()).or_default();
+                if *open >= state.cfg.max_streams_per_member {
+                    drop(s);
+                    state.stats.streams_refused.fetch_add(1, Relaxed);
+                    state.stats.warn(
+                        &state.me,
+                        node.as_str(),
+                        "stream over the per-member limit refused",
+                        "",
+                    );
+                    return Err(Status::resource_exhausted("too many streams"));
+                }
+                *open += 1;
+            }
+            let guard = StreamGuard {
+                state: state.clone(),
+                node: node.clone(),
+            };
+            let (tx, rx) = mpsc::channel(1);
+            tokio::spawn(serve_stream(state, node, req.into_inner(), tx, guard));
             Ok(Response::new(ReceiverStream::new(rx)))
         })
     }
 }
 
-/// Handshake, then hand every message to the node.
+/// Hands every message of an authenticated stream to the node. Ending this function ends the
+/// response stream, which tells the client the stream is closed.
 async fn serve_stream(
     state: Arc<ServerState>,
+    from: NodeId,
     mut inbound: Streaming<Vec<u8>>,
-    out: mpsc::Sender<Result<Vec<u8>, Status>>,
+    _out: mpsc::Sender<Result<Vec<u8>, Status>>,
+    _guard: StreamGuard,
 ) {
-    let reject = |why: String| {
-        state.stats.handshakes_rejected.fetch_add(1, Relaxed);
-        tracing::warn!(node = %state.me, reason = %why, "gRPC transport: connection refused at the handshake");
-    };
-    let nonce = nonce();
-    if out
-        .send(Ok(codec::encode(&Frame::Challenge {
-            nonce: nonce.clone(),
-        })))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let hello = match tokio::time::timeout(state.handshake_timeout, inbound.message()).await {
-        Err(_) => return reject("no Hello before the timeout".into()),
-        Ok(Err(e)) => return reject(format!("stream error: {e}")),
-        Ok(Ok(None)) => return reject("closed before Hello".into()),
-        Ok(Ok(Some(bytes))) => codec::decode::<Frame>("mir.grpc.Frame", &bytes),
-    };
-    let from = match hello {
-        Ok(Frame::Hello {
-            from,
-            to,
-            signature,
-        }) => {
-            if to != state.me {
-                return reject(format!("Hello for node {to}, this is node {}", state.me));
-            }
-            if let Some(e) =
-                state
-                    .registry
-                    .check(&from, &hello_data(&from, &to, &nonce), &signature)
-            {
-                let _ = out.send(Err(Status::unauthenticated("bad Hello"))).await;
-                return reject(format!("Hello claiming to be {from}: {e}"));
-            }
-            from
-        }
-        Ok(other) => return reject(format!("expected Hello, got {other:?}")),
-        Err(e) => return reject(format!("malformed Hello: {e}")),
-    };
-    if out.send(Ok(codec::encode(&Frame::Welcome))).await.is_err() {
-        return;
-    }
     let mut stop = state.stop.clone();
+    let peer = from.as_str();
     loop {
         let next = tokio::select! {
-            m = inbound.message() => m,
+            m = tokio::time::timeout(state.cfg.idle_timeout, inbound.message()) => m,
             _ = stop.wait_for(|s| *s) => return,
         };
         let bytes = match next {
-            Ok(Some(b)) => b,
-            Ok(None) => return,
-            Err(e)
+            Err(_) => {
+                state.stats.idle_closed.fetch_add(1, Relaxed);
+                tracing::debug!(node = %state.me, %peer, "gRPC transport: idle stream closed");
+                return;
+            }
+            Ok(Ok(Some(b))) => b,
+            Ok(Ok(None)) => return,
+            Ok(Err(e))
                 if matches!(
                     e.code(),
-                    tonic::Code::OutOfRange | tonic::Code::InvalidArgument | tonic::Code::Internal
+                    tonic::Code::OutOfRange
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::Internal
+                        | tonic::Code::ResourceExhausted
                 ) =>
             {
                 // An oversized or malformed gRPC frame.
                 state.stats.frames_rejected.fetch_add(1, Relaxed);
-                tracing::warn!(node = %state.me, peer = %from, error = %e, "gRPC transport: bad frame; connection closed");
-                return;
+                return state
+                    .stats
+                    .warn(&state.me, peer, "bad frame; stream closed", e.message());
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 // The peer went away (stopped, crashed, network): it will reconnect.
-                tracing::debug!(node = %state.me, peer = %from, error = %e, "gRPC transport: connection lost");
+                tracing::debug!(node = %state.me, %peer, error = %e, "gRPC transport: connection lost");
                 return;
             }
         };
-        let message = match codec::decode::<Frame>("mir.grpc.Frame", &bytes) {
-            Ok(Frame::Msg(m)) => m,
-            Ok(other) => {
-                state.stats.frames_rejected.fetch_add(1, Relaxed);
-                tracing::warn!(node = %state.me, peer = %from, frame = ?other, "gRPC transport: unexpected frame; connection closed");
-                return;
-            }
+        let message = match PeerMessage::decode_message(&bytes) {
+            Ok(m) => m,
             Err(e) => {
                 state.stats.frames_rejected.fetch_add(1, Relaxed);
-                tracing::warn!(node = %state.me, peer = %from, error = %e, "gRPC transport: malformed frame; connection closed");
-                return;
+                return state
+                    .stats
+                    .warn(&state.me, peer, "malformed frame; stream closed", &e);
             }
         };
         let ev = Event::new(
@@ -655,7 +932,12 @@ async fn serve_stream(
             }
             Err(InjectError::UnknownDestination { dest, .. }) => {
                 state.stats.transport.rejected.fetch_add(1, Relaxed);
-                tracing::warn!(node = %state.me, peer = %from, module = %dest, "gRPC transport: message for a module this node does not have; dropped");
+                state.stats.warn(
+                    &state.me,
+                    peer,
+                    "message for a module this node does not have dropped",
+                    dest.as_str(),
+                );
             }
             Err(_) => return, // the node stopped
         }
@@ -664,20 +946,50 @@ async fn serve_stream(
 
 // ---- the client side ----
 
+/// Dials one peer: TCP, then TLS with the peer's pinned key.
+#[derive(Clone)]
+struct Connector {
+    addr: SocketAddr,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Service<http::Uri> for Connector {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let (addr, tls) = (self.addr, self.tls.clone());
+        Box::pin(async move {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            let stream = tls.connect(server_name(), tcp).await?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
 struct Client {
     me: NodeId,
     peer: NodeId,
     addr: SocketAddr,
-    key: SigningKey,
-    max: usize,
-    reconnect: (Duration, Duration),
+    tls: Arc<rustls::ClientConfig>,
+    cfg: GrpcConfig,
+    /// Bytes waiting in this peer's queue (shared with the sender).
+    queued: Arc<AtomicUsize>,
     connected: Arc<watch::Sender<usize>>,
     stop: watch::Receiver<bool>,
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Client {
     async fn run(mut self, mut queue: mpsc::Receiver<Vec<u8>>) {
-        let mut backoff = self.reconnect.0;
+        let mut backoff = self.cfg.reconnect.0;
         let mut pending: Option<Vec<u8>> = None;
         loop {
             if *self.stop.borrow() {
@@ -685,7 +997,7 @@ impl Client {
             }
             match self.session(&mut queue, &mut pending).await {
                 Ok(true) => return, // stopped or the node is gone
-                Ok(false) => backoff = self.reconnect.0,
+                Ok(false) => backoff = self.cfg.reconnect.0,
                 Err(e) => {
                     tracing::debug!(node = %self.me, peer = %self.peer, error = %e, "gRPC transport: connection attempt failed")
                 }
@@ -694,49 +1006,46 @@ impl Client {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = self.stop.wait_for(|s| *s) => return,
             }
-            backoff = (backoff * 2).min(self.reconnect.1);
+            backoff = (backoff * 2).min(self.cfg.reconnect.1);
         }
     }
 
-    /// One connection: handshake, then forward the queue. `Ok(true)`: stop for good.
+    /// One connection: TLS, the stream, then forward the queue. `Ok(true)`: stop for good.
     async fn session(
         &mut self,
         queue: &mut mpsc::Receiver<Vec<u8>>,
         pending: &mut Option<Vec<u8>>,
-    ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<bool, BoxError> {
+        let deadline = self.cfg.handshake_timeout;
+        let connector = Connector {
+            addr: self.addr,
+            tls: tokio_rustls::TlsConnector::from(self.tls.clone()),
+        };
+        // The URI only names the peer in requests; the connector decides where to dial.
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
-            .connect_timeout(Duration::from_secs(1));
-        let channel = endpoint.connect().await?;
+            .connect_timeout(deadline)
+            .http2_keep_alive_interval(self.cfg.keepalive)
+            .keep_alive_timeout(self.cfg.keepalive)
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect_with_connector(connector).await?;
         let mut grpc = tonic::client::Grpc::new(channel)
-            .max_decoding_message_size(self.max)
-            .max_encoding_message_size(self.max);
-        grpc.ready().await?;
-        let (out, out_rx) = mpsc::channel::<Vec<u8>>(64);
-        let resp = grpc
-            .streaming(
+            .max_decoding_message_size(self.cfg.max_message_size)
+            .max_encoding_message_size(self.cfg.max_message_size);
+        tokio::time::timeout(deadline, grpc.ready())
+            .await
+            .map_err(|_| "the peer did not get ready in time")??;
+        let (out, out_rx) = mpsc::channel::<Vec<u8>>(1);
+        let resp = tokio::time::timeout(
+            deadline,
+            grpc.streaming(
                 Request::new(ReceiverStream::new(out_rx)),
                 http::uri::PathAndQuery::from_static(PATH),
                 RawCodec,
-            )
-            .await?;
+            ),
+        )
+        .await
+        .map_err(|_| "the peer did not answer the stream in time")??;
         let mut inbound = resp.into_inner();
-        let Some(bytes) = inbound.message().await? else {
-            return Err("closed before the challenge".into());
-        };
-        let Frame::Challenge { nonce } = codec::decode::<Frame>("mir.grpc.Frame", &bytes)? else {
-            return Err("expected a challenge".into());
-        };
-        let signature = sign(&self.key, &hello_data(&self.me, &self.peer, &nonce));
-        out.send(codec::encode(&Frame::Hello {
-            from: self.me.clone(),
-            to: self.peer.clone(),
-            signature,
-        }))
-        .await?;
-        match inbound.message().await? {
-            Some(b) if codec::decode::<Frame>("mir.grpc.Frame", &b)? == Frame::Welcome => {}
-            _ => return Err("handshake refused".into()),
-        }
         self.connected.send_modify(|c| *c += 1);
         let res = self.forward(queue, pending, &out, &mut inbound).await;
         self.connected.send_modify(|c| *c -= 1);
@@ -749,12 +1058,15 @@ impl Client {
         pending: &mut Option<Vec<u8>>,
         out: &mpsc::Sender<Vec<u8>>,
         inbound: &mut Streaming<Vec<u8>>,
-    ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<bool, BoxError> {
         loop {
             if pending.is_none() {
                 tokio::select! {
                     m = queue.recv() => match m {
-                        Some(m) => *pending = Some(m),
+                        Some(m) => {
+                            self.queued.fetch_sub(m.len(), Relaxed);
+                            *pending = Some(m);
+                        }
                         None => return Ok(true),
                     },
                     _ = self.stop.wait_for(|s| *s) => return Ok(true),
@@ -771,7 +1083,45 @@ impl Client {
                     *pending = None;
                 }
                 _ = self.stop.wait_for(|s| *s) => return Ok(true),
+                r = inbound.message() => {
+                    r?;
+                    return Ok(false); // the server closed the stream
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `.proto` file describes exactly the messages the Rust side derives.
+    #[test]
+    fn the_proto_file_matches_the_rust_types() {
+        let proto = include_str!("../../proto/mir_transport.proto");
+        for line in [
+            "package mir.transport;",
+            "service Transport {",
+            "rpc Connect(stream PeerMessage) returns (stream Ack);",
+            "message PeerMessage {",
+            "string dest_module = 1;",
+            "string payload_type = 2;",
+            "bytes payload = 3;",
+            "message Ack {}",
+        ] {
+            assert!(proto.contains(line), "the .proto lacks {line:?}");
+        }
+        assert_eq!(PATH, "/mir.transport.Transport/Connect");
+        // Field numbers and wire types: a hand-written protobuf encoding decodes as expected.
+        let bytes = [
+            0x0a, 3, b'a', b'p', b'p', // 1: "app"
+            0x12, 1, b't', // 2: "t"
+            0x1a, 2, 1, 2, // 3: [1, 2]
+        ];
+        let m = PeerMessage::decode_message(&bytes).unwrap();
+        assert_eq!(m.dest_module.as_str(), "app");
+        assert_eq!(m.payload.name(), "t");
+        assert_eq!(m.payload.encode_value(), [1, 2]);
     }
 }

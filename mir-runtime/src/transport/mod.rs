@@ -7,7 +7,7 @@
 //! |---|---|
 //! | in-process: many production nodes in one process | [`inprocess`] |
 //! | simulated, with faults | built into the [simulator](crate::sim) |
-//! | gRPC between processes and machines, with authenticated peers | [`grpc`] |
+//! | gRPC between processes and machines, over mutually authenticated TLS 1.3 ([`tls`]) | [`grpc`] |
 //!
 //! Every transport delivers payloads in **encoded** form, so a protocol that works in one process
 //! also works across the network, and drops (and counts) what it cannot deliver rather than
@@ -25,6 +25,7 @@
 
 pub mod grpc;
 pub mod inprocess;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
