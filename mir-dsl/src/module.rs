@@ -44,6 +44,9 @@ pub trait Protocol: Send + 'static {
 pub struct DslStats {
     handled: AtomicU64,
     ignored: AtomicU64,
+    /// Which ignored inputs were logged: the 1st, 2nd, 4th… per kind and peer (the reason's
+    /// head, e.g. `FINAL from 3`).
+    log: mir_runtime::ratelog::LogLimiter,
 }
 
 impl DslStats {
@@ -98,7 +101,12 @@ fn settle(stats: &DslStats, me: &mir_runtime::ModuleId, res: Handled) -> ModuleR
         Ok(()) => Ok(()),
         Err(Reject::Ignore(reason)) => {
             stats.ignored.fetch_add(1, Relaxed);
-            tracing::warn!(module = %me, %reason, "input ignored");
+            // Ignored input is usually a peer's doing: log it rate-limited, escaped.
+            let head = mir_runtime::ratelog::head(&reason);
+            if let Some(count) = stats.log.occurred(me.as_str(), head) {
+                let reason = mir_runtime::ratelog::escaped(&reason);
+                tracing::warn!(module = %me, %reason, count, "input ignored");
+            }
             Ok(())
         }
         Err(Reject::Fatal(e)) => Err(e),

@@ -193,6 +193,7 @@ impl NodeBuilder {
             sink: None,
             interceptor: self.interceptor,
             dispatched: 0,
+            log: crate::ratelog::LogLimiter::default(),
         })
     }
 }
@@ -236,6 +237,8 @@ pub(crate) struct NodeCore {
     interceptor: Option<Box<dyn crate::eventlog::Interceptor>>,
     /// Events dispatched so far (the position of the next batch's first event).
     dispatched: u64,
+    /// Which refused peer messages were logged (per sender and module).
+    log: crate::ratelog::LogLimiter,
 }
 
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -472,13 +475,17 @@ impl NodeCore {
                 return true;
             }
             let m = ev.get::<MessageReceived>();
-            tracing::warn!(
-                node = %self.node,
-                module = %self.ids[i],
-                from = %m.map_or("?".into(), |m| m.from.to_string()),
-                message = m.map_or("?", |m| m.message.payload.name()),
-                "message from a peer to a module that takes no messages; dropped"
-            );
+            let from = m.map_or("?", |m| m.from.as_str());
+            if let Some(count) = self.log.occurred(from, self.ids[i].as_str()) {
+                tracing::warn!(
+                    node = %self.node,
+                    module = %self.ids[i],
+                    from = %crate::ratelog::escaped(from),
+                    message = %crate::ratelog::escaped(m.map_or("?", |m| m.message.payload.name())),
+                    count,
+                    "message from a peer to a module that takes no messages; dropped"
+                );
+            }
             self.stats.modules[i].refused.fetch_add(1, Relaxed);
             false
         });

@@ -27,7 +27,7 @@ pub const MAX_PRINTED: usize = 200;
 /// Counts occurrences per (peer, reason) and says which to log (see the [module docs](self)).
 #[derive(Debug, Default)]
 pub struct LogLimiter {
-    counts: Mutex<HashMap<(String, &'static str), u64>>,
+    counts: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl LogLimiter {
@@ -35,24 +35,40 @@ impl LogLimiter {
     pub const MAX_KEYS: usize = 4096;
 
     /// Counts one occurrence; `Some(count)` if this one is to be logged.
-    pub fn occurred(&self, peer: &str, reason: &'static str) -> Option<u64> {
+    pub fn occurred(&self, peer: &str, reason: &str) -> Option<u64> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let key = if counts.len() >= Self::MAX_KEYS && !counts.contains_key(&(peer.into(), reason))
-        {
-            ("*".to_owned(), reason)
-        } else {
-            (peer.to_owned(), reason)
-        };
+        let mut key = (peer.to_owned(), reason.to_owned());
+        if counts.len() >= Self::MAX_KEYS && !counts.contains_key(&key) {
+            key.0 = "*".to_owned();
+        }
         let c = counts.entry(key).or_insert(0);
         *c += 1;
         c.is_power_of_two().then_some(*c)
     }
 
     /// How many times `reason` occurred for `peer` so far.
-    pub fn count(&self, peer: &str, reason: &'static str) -> u64 {
+    pub fn count(&self, peer: &str, reason: &str) -> u64 {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.get(&(peer.to_owned(), reason)).copied().unwrap_or(0)
+        counts
+            .get(&(peer.to_owned(), reason.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
+}
+
+/// The head of a reason: up to its first `:` (by convention `"<WHAT> from <peer>: <detail>"`), at
+/// most 80 bytes: a key for [`LogLimiter`] that names the kind of input and the peer, not the
+/// details.
+///
+/// ```
+/// assert_eq!(mir_runtime::ratelog::head("FINAL from 3: bad signature"), "FINAL from 3");
+/// ```
+pub fn head(reason: &str) -> &str {
+    let mut end = reason.find(':').unwrap_or(reason.len()).min(80);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// `s` quoted, with quotes, backslashes, control and unprintable characters escaped, and cut to [`MAX_PRINTED`]

@@ -264,6 +264,31 @@ fn early_message_buffer_is_bounded_per_sender() {
 }
 
 #[test]
+fn early_message_buffer_is_bounded_per_sender_in_bytes() {
+    // Each message's canonical encoding: sender, module, type name and a 1000-byte string.
+    let big = |from: &str, i: usize| {
+        msg(
+            from,
+            "echoFactory/inst1",
+            &format!("{i:04}{}", "x".repeat(996)),
+        )
+    };
+    let size = big("flooder", 0).payload.encode_value().len();
+    let mut f = factory().max_early_bytes_per_sender(3 * size);
+    let mut evs: Vec<Event> = (0..10).map(|i| big("flooder", i)).collect();
+    evs.push(msg("honest", "echoFactory/inst1", "h"));
+    // One message larger than the whole budget: dropped at once.
+    evs.push(msg("flooder", "echoFactory/inst1", &"y".repeat(4 * size)));
+    run(&mut f, evs).unwrap();
+    assert_eq!(f.stats().evicted.load(Relaxed), 8);
+    let out = run(&mut f, vec![new_sub(1)]).unwrap();
+    let got = strings(&out);
+    assert_eq!(got.len(), 5, "Init, the flooder's newest 3, the honest one");
+    assert!(got[1].starts_with("Inst 1: msg 0007"), "{}", &got[1][..20]);
+    assert_eq!(got[4], "Inst 1: msg h");
+}
+
+#[test]
 fn bad_requests_are_errors_naming_the_submodule() {
     let mut f = factory();
     let dup = run(&mut f, vec![new_sub(1), new_sub(1)]).unwrap_err();

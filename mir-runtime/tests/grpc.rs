@@ -474,14 +474,19 @@ async fn impostors_garbage_and_oversized_frames_are_rejected_and_counted() {
     stop(b).await;
 }
 
-/// Copies bytes between `client` and `server`; the client's bytes are also appended to `tap`,
-/// and while `tamper` is set the next chunk from the client gets one bit flipped (once).
-async fn relay(
-    listener: tokio::net::TcpListener,
-    server: SocketAddr,
+/// What a test relay does to the bytes it copies.
+#[derive(Clone, Default)]
+struct RelayControl {
+    /// Everything the client sent.
     tap: Arc<Mutex<Vec<u8>>>,
+    /// While set, the next chunk from the client gets one bit flipped (once).
     tamper: Arc<std::sync::atomic::AtomicBool>,
-) {
+    /// While set, nothing is copied either way (the sockets stay open): a silent path.
+    freeze: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Copies bytes between each client and `server` as `ctl` says.
+async fn relay(listener: tokio::net::TcpListener, server: SocketAddr, ctl: RelayControl) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -492,15 +497,18 @@ async fn relay(
         };
         let (mut cr, mut cw) = client.into_split();
         let (mut ur, mut uw) = upstream.into_split();
-        let (tap, tamper) = (tap.clone(), tamper.clone());
+        let c = ctl.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             while let Ok(n) = cr.read(&mut buf).await {
                 if n == 0 {
                     break;
                 }
-                tap.lock().unwrap().extend_from_slice(&buf[..n]);
-                if tamper.swap(false, Relaxed) {
+                while c.freeze.load(Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                c.tap.lock().unwrap().extend_from_slice(&buf[..n]);
+                if c.tamper.swap(false, Relaxed) {
                     buf[n / 2] ^= 0x01;
                 }
                 if uw.write_all(&buf[..n]).await.is_err() {
@@ -508,8 +516,20 @@ async fn relay(
                 }
             }
         });
+        let c = ctl.clone();
         tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut ur, &mut cw).await;
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = ur.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                while c.freeze.load(Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if cw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
         });
     }
 }
@@ -522,14 +542,9 @@ async fn a_man_in_the_middle_can_neither_read_nor_inject() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut via_relay = c.membership.clone();
     via_relay.nodes[1].address = listener.local_addr().unwrap();
-    let tap = Arc::new(Mutex::new(Vec::new()));
-    let tamper = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    tokio::spawn(relay(
-        listener,
-        c.membership.nodes[1].address,
-        tap.clone(),
-        tamper.clone(),
-    ));
+    let ctl = RelayControl::default();
+    let (tap, tamper) = (ctl.tap.clone(), ctl.tamper.clone());
+    tokio::spawn(relay(listener, c.membership.nodes[1].address, ctl));
     let b = start(&c, 1, |_| {});
     let a = start_with(&c, 0, via_relay, |cfg| {
         cfg.reconnect = (Duration::from_millis(20), Duration::from_millis(100))
@@ -695,4 +710,191 @@ async fn messages_to_itself_are_never_dropped() {
     assert_eq!(run.await.unwrap(), Ok(Exit::Stopped));
     assert_eq!(*got.lock().unwrap(), (0..5000).collect::<Vec<_>>());
     assert_eq!(grpc.stats().transport.overflow.load(Relaxed), 0);
+}
+
+// ---- limits: each one holds ----
+
+/// A TCP connection from `ip` (a loopback address) to `to` that says nothing.
+async fn silent_connection(ip: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((ip, 0).into()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_total_and_per_ip_limits_are_closed_at_accept() {
+    let c = cluster(2);
+    let b = start(&c, 1, |cfg| {
+        cfg.max_connections = 3;
+        cfg.max_connections_per_ip = 2;
+        cfg.handshake_timeout = Duration::from_secs(30);
+    });
+    let addr = c.membership.nodes[1].address;
+    wait_until(|| b.grpc.local_addr().is_some()).await; // listening
+    let refused = || b.grpc.stats().connections_refused.load(Relaxed);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(silent_connection([127, 0, 0, 2], addr).await);
+    }
+    wait_until(|| refused() == 1).await; // the third from 127.0.0.2
+    held.push(silent_connection([127, 0, 0, 3], addr).await);
+    held.push(silent_connection([127, 0, 0, 4], addr).await);
+    wait_until(|| refused() == 2).await; // the fourth in all
+    assert_eq!(b.grpc.inbound_connections(), 3);
+    // Closing them frees the places: node 0 gets in.
+    drop(held);
+    wait_until(|| b.grpc.inbound_connections() == 0).await;
+    let a = start(&c, 0, |_| {});
+    assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
+    a.handle.inject(vec![send(&[1], 1)]).await.unwrap();
+    wait_until(|| received(&b.rec) == [("0".to_owned(), 1)]).await;
+    stop(a).await;
+    stop(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_does_not_finish_the_handshake_is_closed_at_the_deadline() {
+    use tokio::io::AsyncReadExt;
+    let c = cluster(1);
+    let b = start(&c, 0, |cfg| {
+        cfg.handshake_timeout = Duration::from_millis(300)
+    });
+    wait_until(|| b.grpc.local_addr().is_some()).await; // listening
+    let mut s = silent_connection([127, 0, 0, 1], c.membership.nodes[0].address).await;
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    // The server closes it (read returns end of stream or an error) after the deadline.
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("closed within 10 s");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+    wait_until(|| b.grpc.stats().handshakes_rejected.load(Relaxed) == 1).await;
+    wait_until(|| b.grpc.inbound_connections() == 0).await;
+    stop(b).await;
+}
+
+/// A client closes its idle stream itself and comes back when it has something to send; nothing
+/// is lost on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_closes_its_stream_and_comes_back_when_it_has_something_to_send() {
+    let c = cluster(2);
+    let b = start(&c, 1, |_| {});
+    let a = start(&c, 0, |cfg| cfg.idle_timeout = Duration::from_millis(100));
+    assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
+    for round in 0..5u64 {
+        a.handle.inject(vec![send(&[1], round)]).await.unwrap();
+        wait_until(|| received(&b.rec).len() == round as usize + 1).await;
+        wait_until(|| a.grpc.connected() == 0).await; // closed after 100 ms of silence
+    }
+    let got: Vec<u64> = received(&b.rec).iter().map(|(_, n)| *n).collect();
+    assert_eq!(got, (0..5).collect::<Vec<_>>());
+    assert_eq!(
+        b.grpc.stats().idle_closed.load(Relaxed),
+        0,
+        "the client closed first"
+    );
+    stop(a).await;
+    stop(b).await;
+}
+
+/// A peer that keeps a stream open and silent is cut off by the server after twice the idle
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_closes_a_stream_its_peer_leaves_idle() {
+    let c = cluster(3);
+    let b = start(&c, 1, |cfg| cfg.idle_timeout = Duration::from_millis(100));
+    wait_until(|| b.grpc.local_addr().is_some()).await;
+    let key2 = c.keys[&NodeId::from_index(2)].clone();
+    let t0 = std::time::Instant::now();
+    // Sends nothing and waits (at most 5 s) for the server to end the stream.
+    hand_made_client(
+        c.membership.nodes[1].address,
+        key2.public_key(),
+        &key2,
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "closed by the server, not the 5 s wait"
+    );
+    wait_until(|| b.grpc.stats().idle_closed.load(Relaxed) == 1).await;
+    stop(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_per_member_are_capped() {
+    let c = cluster(3);
+    let b = start(&c, 1, |cfg| cfg.max_streams_per_member = 1);
+    let a = start(&c, 0, |_| {});
+    assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
+    // Node 0 already has its stream; a second one with its key is refused.
+    let key0 = c.keys[&NodeId::from_index(0)].clone();
+    let addr = c.membership.nodes[1].address;
+    let r = hand_made_client(addr, key0.public_key(), &key0, vec![frame("app", 7)]).await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(b.grpc.stats().streams_refused.load(Relaxed), 1);
+    // Another member still gets its own.
+    let key2 = c.keys[&NodeId::from_index(2)].clone();
+    hand_made_client(addr, key2.public_key(), &key2, vec![frame("app", 8)])
+        .await
+        .unwrap();
+    wait_until(|| received(&b.rec).contains(&("2".to_owned(), 8))).await;
+    assert!(!received(&b.rec).contains(&("0".to_owned(), 7)));
+    stop(a).await;
+    stop(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_drops_a_path_that_went_silent_and_the_client_reconnects() {
+    let c = cluster(2);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut via_relay = c.membership.clone();
+    via_relay.nodes[1].address = listener.local_addr().unwrap();
+    let ctl = RelayControl::default();
+    tokio::spawn(relay(listener, c.membership.nodes[1].address, ctl.clone()));
+    let b = start(&c, 1, |_| {});
+    let a = start_with(&c, 0, via_relay, |cfg| {
+        cfg.keepalive = Duration::from_millis(200);
+        cfg.handshake_timeout = Duration::from_millis(500);
+        cfg.reconnect = (Duration::from_millis(20), Duration::from_millis(100));
+    });
+    assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
+    // The path goes silent (no reset, no FIN): only keepalive can tell.
+    ctl.freeze.store(true, Relaxed);
+    wait_until(|| a.grpc.connected() == 0).await;
+    ctl.freeze.store(false, Relaxed);
+    assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
+    a.handle.inject(vec![send(&[1], 5)]).await.unwrap();
+    wait_until(|| received(&b.rec).contains(&("0".to_owned(), 5))).await;
+    stop(a).await;
+    stop(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_accepts_and_never_answers_does_not_wedge_reconnection() {
+    let c = cluster(2);
+    // "Node 1" accepts TCP connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut view = c.membership.clone();
+    view.nodes[1].address = silent.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            count.fetch_add(1, Relaxed);
+            held.push(s);
+        }
+    });
+    let a = start_with(&c, 0, view, |cfg| {
+        cfg.handshake_timeout = Duration::from_millis(200);
+        cfg.reconnect = (Duration::from_millis(20), Duration::from_millis(50));
+    });
+    // The client gives up on each attempt at the deadline and tries again.
+    wait_until(|| accepted.load(Relaxed) >= 3).await;
+    assert_eq!(a.grpc.connected(), 0);
+    stop(a).await;
 }

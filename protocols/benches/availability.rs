@@ -66,18 +66,20 @@ fn run(certs: usize, batch: usize, payload: usize, ecdsa_crypto: bool) -> Run {
     let ids: Vec<NodeId> = (0..4).map(NodeId::from_index).collect();
     let membership: Vec<(NodeId, u128)> = ids.iter().map(|n| (n.clone(), 1)).collect();
     let (keys, registry) = ecdsa::test_keys(1, &ids);
+    // Limits count Tx::size: the payload plus the client ID ("client-k", 8 bytes) and the number.
+    let tx_size = payload + "client-0".len() + 8;
     let cfg = Config {
         mempool: MempoolParams {
             max_txs_in_batch: batch,
-            max_payload_in_batch: batch * payload,
+            max_payload_in_batch: batch * tx_size,
             capacity_txs: (certs * batch).max(batch),
-            capacity_bytes: (certs * batch * payload).max(batch * payload),
+            capacity_bytes: (certs * batch * tx_size).max(batch * tx_size),
             client_window: (certs * batch) as u64,
             ..MempoolParams::default()
         },
         msc: MscParams {
             max_txs_in_batch: batch,
-            max_payload_in_batch: batch * payload,
+            max_payload_in_batch: batch * tx_size,
             max_requests: certs as u64,
             ..MscParams::default()
         },

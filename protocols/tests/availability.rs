@@ -654,10 +654,11 @@ fn the_mempool_bounds_hold_under_a_flood() {
 fn batches_form_by_count_by_bytes_and_by_timeout() {
     let mut cfg = config();
     cfg.mempool.max_txs_in_batch = 4;
-    cfg.mempool.max_payload_in_batch = 20;
+    cfg.mempool.max_payload_in_batch = 50;
     cfg.mempool.batch_timeout = Duration::from_millis(100);
     let mut c = cluster(2, cfg);
-    // 10-byte transactions: two fill the bytes of a batch.
+    // Sizes count the client ID and the 8-byte number: ten(_) is 1 + 8 + 10 = 19 bytes, one(_)
+    // is 10. Two tens fill the bytes of a batch (a third would make 57 > 50).
     let ten = |i: u64| Tx::new("x", i, vec![b'a'; 10]);
     let one = |i: u64| Tx::new("y", i, vec![b'b'; 1]);
     c.submit(0, vec![ten(0), ten(1), ten(2)]);
@@ -675,12 +676,12 @@ fn batches_form_by_count_by_bytes_and_by_timeout() {
         1,
         "a full batch is answered at once"
     );
-    // 10 + 10 = 20 bytes: full.
+    // 19 + 19 = 38 bytes, and a third ten does not fit: full.
     assert_eq!(
         c.seen(0, |s| s.batches[0].txs.clone()),
         vec![ten(0), ten(1)]
     );
-    // By count: 10 + 1 + 1 + 1 = 13 bytes, 4 transactions: also at once.
+    // By count: 19 + 10 + 10 + 10 = 49 bytes, 4 transactions: also at once.
     ask(&mut c);
     c.sim.run_for(Duration::from_millis(1)).unwrap();
     assert_eq!(
@@ -851,6 +852,83 @@ fn a_signer_stores_and_signs_at_most_max_requests_batches_per_source() {
     c.run();
     // Only three signatures go back to node 1.
     assert_eq!(c.sim.summary().messages_delivered - before, 3);
+}
+
+#[test]
+fn a_signer_stores_at_most_max_bytes_per_source() {
+    use protocols::availability::msc::RequestSigMessage;
+    let mut cfg = config();
+    cfg.mempool.max_payload_in_batch = 1024;
+    cfg.msc.max_payload_in_batch = 1024;
+    cfg.msc.max_bytes_per_source = 2048;
+    let mut c = cluster(8, cfg);
+    c.run();
+    let before = c.sim.summary().messages_delivered;
+    // Five one-transaction batches of 5 + 8 + 500 = 513 bytes each: three fit in 2048.
+    let flood = (0..5)
+        .map(|i| {
+            let tx = Tx::new("flood", i, vec![0u8; 500]);
+            received(
+                1,
+                "availability/0",
+                RequestSigMessage {
+                    req_id: i,
+                    txs: vec![tx],
+                },
+            )
+        })
+        .collect();
+    c.sim.inject(&nodes()[0], flood).unwrap();
+    c.run();
+    assert_eq!(c.sim.summary().messages_delivered - before, 3);
+}
+
+#[test]
+fn the_batch_db_holds_at_most_its_capacity() {
+    use mir_dsl::mir_runtime::stdevents::GarbageCollect;
+    use mir_dsl::mir_runtime::testing::apply;
+    use protocols::availability::batchdb::{BatchDb, BatchStored, StoreBatch};
+    let mut db = mir_dsl::DslModule::new(BatchDb::new().with_capacity_bytes(100));
+    let me = ModuleId::new("batchdb");
+    type Db = mir_dsl::DslModule<BatchDb>;
+    let store = |db: &mut Db, i: u8, n: u64, r: u64| {
+        // n transactions of 1 + 8 + 30 = 39 bytes.
+        let txs = (0..n).map(|k| Tx::new("c", k, vec![0u8; 30])).collect();
+        let out = apply(
+            db,
+            me.clone(),
+            vec![Event::new(
+                "x",
+                "batchdb",
+                StoreBatch::new(vec![i; 32], vec![], txs, r),
+            )],
+        )
+        .unwrap();
+        out[0].get::<BatchStored>().unwrap().error.clone()
+    };
+    assert_eq!(store(&mut db, 1, 2, 1), None, "78 bytes");
+    let full = store(&mut db, 2, 1, 1).expect("117 > 100");
+    assert!(
+        full.contains("the batch DB is full (78 of 100 bytes held"),
+        "{full}"
+    );
+    assert_eq!(store(&mut db, 1, 2, 2), None, "stored again: no new bytes");
+    apply(
+        &mut db,
+        me.clone(),
+        vec![Event::new(
+            "x",
+            "batchdb",
+            GarbageCollect { retention_index: 3 },
+        )],
+    )
+    .unwrap();
+    assert_eq!(db.protocol().bytes(), 0);
+    assert_eq!(
+        store(&mut db, 2, 1, 3),
+        None,
+        "room again after garbage collection"
+    );
 }
 
 #[test]
@@ -1245,6 +1323,20 @@ fn the_mempool_byte_cap_holds() {
         r.iter().all(|r| r.reason == "mempool full (4096 bytes)"),
         "{r:?}"
     );
+    // Client IDs count too: empty payloads under 1000-byte client IDs fill it the same way.
+    let mut cfg = config();
+    cfg.mempool.max_payload_in_batch = 1024;
+    cfg.mempool.capacity_bytes = 4096;
+    let mut c = cluster(12, cfg);
+    c.submit(
+        0,
+        (0..10)
+            .map(|i| Tx::new("c".repeat(1000).as_str(), i, Vec::new()))
+            .collect(),
+    );
+    c.run();
+    let r = c.seen(0, |s| s.rejected[0].rejected.clone());
+    assert_eq!(r.len(), 6, "4 × 1008 bytes fit in 4096");
 }
 
 #[test]

@@ -14,8 +14,10 @@
 //!    and its output order varied).
 //! 3. [`GarbageCollect`] `{r}` removes every submodule with a retention index below `r`.
 //! 4. A [`MessageReceived`] for a submodule that does not exist (yet) is kept, up to
-//!    `max_early_per_sender` per sending node (beyond that the sender's oldest is evicted and
-//!    counted): peers may be ahead of us. Any other event for a missing submodule — typically a
+//!    `max_early_per_sender` messages (default 1024) and `max_early_bytes_per_sender` bytes
+//!    (default 4 MiB, counting each message's canonical encoding) per sending node; beyond
+//!    either, the sender's oldest are evicted and counted: peers may be ahead of us, but one
+//!    peer can make the factory hold at most its own budget. Any other event for a missing submodule — typically a
 //!    late event for a garbage-collected one — is dropped, logged and counted.
 //! 5. A submodule's error or panic is the factory's error, naming the submodule.
 //! 6. Peers' messages reach a submodule only if it takes messages
@@ -57,6 +59,9 @@ pub struct FactoryStats {
     pub refused: AtomicU64,
 }
 
+/// (arrival number, event, its size in bytes), oldest first.
+type EarlyQueue = VecDeque<(u64, Event, usize)>;
+
 struct Sub {
     module: Box<dyn PassiveModule>,
     retention: u64,
@@ -77,15 +82,20 @@ pub struct Factory {
     generator: Generator,
     subs: BTreeMap<ModuleId, Sub>,
     gc_index: u64,
-    early: BTreeMap<NodeId, VecDeque<(u64, Event)>>,
+    /// Per sender: its early messages and the bytes they hold.
+    early: BTreeMap<NodeId, (EarlyQueue, usize)>,
     early_seq: u64,
     max_early_per_sender: usize,
+    max_early_bytes_per_sender: usize,
     stats: Arc<FactoryStats>,
     cursor: Cursor,
+    /// Which peer-caused warnings were logged (per sender and kind).
+    log: crate::ratelog::LogLimiter,
 }
 
 impl Factory {
-    /// A factory whose submodules `generator` makes. Keeps up to 1024 early messages per sender.
+    /// A factory whose submodules `generator` makes. Keeps up to 1024 early messages and 4 MiB
+    /// of them per sender.
     pub fn new<F>(generator: F) -> Self
     where
         F: FnMut(&ModuleId, &Payload) -> Result<Box<dyn PassiveModule>, ModuleError>
@@ -100,14 +110,22 @@ impl Factory {
             early: BTreeMap::new(),
             early_seq: 0,
             max_early_per_sender: 1024,
+            max_early_bytes_per_sender: 4 << 20,
             stats: Arc::default(),
             cursor: Cursor::default(),
+            log: crate::ratelog::LogLimiter::default(),
         }
     }
 
     /// Sets how many early messages are kept per sending node (at least 1).
     pub fn max_early_per_sender(mut self, n: usize) -> Self {
         self.max_early_per_sender = n.max(1);
+        self
+    }
+
+    /// Sets how many bytes of early messages are kept per sending node.
+    pub fn max_early_bytes_per_sender(mut self, bytes: usize) -> Self {
+        self.max_early_bytes_per_sender = bytes;
         self
     }
 
@@ -142,13 +160,15 @@ impl Factory {
             .expect("caller checked");
         let id = id.clone();
         if !sub.accepts {
-            let stats = &self.stats;
+            let (stats, log) = (&self.stats, &self.log);
             batch.retain(|ev| {
                 let Some(m) = ev.get::<MessageReceived>() else {
                     return true;
                 };
                 stats.refused.fetch_add(1, Relaxed);
-                tracing::warn!(submodule = %id, from = %m.from, "message from a peer to a submodule that takes no messages; dropped");
+                if let Some(count) = log.occurred(m.from.as_str(), "to a submodule that takes none") {
+                    tracing::warn!(submodule = %id, from = %crate::ratelog::escaped(m.from.as_str()), count, "message from a peer to a submodule that takes no messages; dropped");
+                }
                 false
             });
             if batch.is_empty() {
@@ -232,18 +252,19 @@ impl Factory {
         // Init first, then the early messages for it, in arrival order.
         let mut batch = vec![Event::new(me.clone(), id.clone(), Init)];
         let mut early: Vec<(u64, Event)> = Vec::new();
-        for queue in self.early.values_mut() {
+        for (queue, held) in self.early.values_mut() {
             let mut kept = VecDeque::with_capacity(queue.len());
-            for (seq, ev) in queue.drain(..) {
+            for (seq, ev, size) in queue.drain(..) {
                 if Self::sub_key(me, &ev.dest) == Some(id.as_str()) {
+                    *held -= size;
                     early.push((seq, ev));
                 } else {
-                    kept.push_back((seq, ev));
+                    kept.push_back((seq, ev, size));
                 }
             }
             *queue = kept;
         }
-        self.early.retain(|_, q| !q.is_empty());
+        self.early.retain(|_, (q, _)| !q.is_empty());
         early.sort_by_key(|(seq, _)| *seq);
         batch.extend(early.into_iter().map(|(_, ev)| ev));
         self.run_sub(id.as_str(), &mut batch, out)
@@ -251,22 +272,33 @@ impl Factory {
 
     fn buffer_or_drop(&mut self, ev: Event) {
         if ev.is::<MessageReceived>() {
-            let from = match ev.payload.decode::<MessageReceived>() {
-                Ok(Some(m)) => m.from,
+            let (from, size) = match ev.payload.decode::<MessageReceived>() {
+                Ok(Some(m)) => (m.from, ev.payload.encode_value().len()),
                 _ => {
                     self.stats.dropped.fetch_add(1, Relaxed);
                     tracing::warn!(dest = %ev.dest, "malformed early message for a missing submodule; dropped");
                     return;
                 }
             };
+            if size > self.max_early_bytes_per_sender {
+                self.stats.evicted.fetch_add(1, Relaxed);
+                tracing::debug!(sender = %from, size, "early message larger than the sender's whole buffer; dropped");
+                return;
+            }
             self.early_seq += 1;
-            let queue = self.early.entry(from.clone()).or_default();
-            if queue.len() >= self.max_early_per_sender {
-                queue.pop_front();
+            let (queue, held) = self.early.entry(from.clone()).or_default();
+            while queue.len() >= self.max_early_per_sender
+                || *held + size > self.max_early_bytes_per_sender
+            {
+                let Some((_, _, old)) = queue.pop_front() else {
+                    break;
+                };
+                *held -= old;
                 self.stats.evicted.fetch_add(1, Relaxed);
                 tracing::debug!(sender = %from, "early-message buffer full; oldest evicted");
             }
-            queue.push_back((self.early_seq, ev));
+            *held += size;
+            queue.push_back((self.early_seq, ev, size));
             self.stats.buffered.fetch_add(1, Relaxed);
         } else {
             self.stats.dropped.fetch_add(1, Relaxed);
@@ -302,7 +334,10 @@ impl PassiveModule for Factory {
                     let from = ev
                         .get::<crate::stdevents::MessageReceived>()
                         .map_or("?".to_owned(), |m| m.from.to_string());
-                    tracing::warn!(factory = %me, %from, "message from a peer to a factory (not a submodule); dropped");
+                    if let Some(count) = self.log.occurred(&from, "to the factory itself") {
+                        let from = crate::ratelog::escaped(&from);
+                        tracing::warn!(factory = %me, %from, count, "message from a peer to a factory (not a submodule); dropped");
+                    }
                     self.stats.refused.fetch_add(1, Relaxed);
                 } else {
                     return Err(ModuleError::unexpected_event(&ev));

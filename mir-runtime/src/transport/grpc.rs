@@ -23,7 +23,7 @@
 //! | inbound connections in total (`max_connections`) | 256 | closed at accept (`connections_refused`) |
 //! | inbound connections per remote IP (`max_connections_per_ip`) | 64 | closed at accept (`connections_refused`) |
 //! | TCP + TLS handshake, and the first response (`handshake_timeout`) | 5 s | closed (`handshakes_rejected`); a client gives up and retries |
-//! | a stream with no message (`idle_timeout`) | 300 s | closed (`idle_closed`); the peer reconnects when it has something to send |
+//! | a stream with no message (`idle_timeout`) | 300 s | the client closes it and reconnects when it has something to send; a server closes one idle for twice as long (`idle_closed`) |
 //! | concurrent streams per connection and per member (`max_streams_per_member`) | 4 | refused (`streams_refused`) |
 //! | HTTP/2 keepalive ping interval and answer deadline (`keepalive`) | 10 s | the connection is closed (both sides) |
 //! | reconnection back-off (`reconnect`) | 50 ms doubling to 2 s | — |
@@ -155,7 +155,9 @@ pub struct GrpcConfig {
     pub reconnect: (Duration, Duration),
     /// How long a connection has for TCP and TLS handshakes and the first response. Default 5 s.
     pub handshake_timeout: Duration,
-    /// An inbound stream that carries no message for this long is closed. Default 300 s.
+    /// A client closes its stream after sending nothing for this long (and opens a new one when
+    /// it has something to send); a server closes an inbound stream that carried nothing for
+    /// twice as long (a peer that does not close its own). Default 300 s.
     pub idle_timeout: Duration,
     /// HTTP/2 keepalive: ping interval, and how long an answer may take. Default 10 s.
     pub keepalive: Duration,
@@ -203,7 +205,8 @@ pub struct GrpcStats {
     pub accept_errors: AtomicU64,
     /// Streams refused because the member already had `max_streams_per_member`.
     pub streams_refused: AtomicU64,
-    /// Inbound streams closed for carrying nothing for `idle_timeout`.
+    /// Inbound streams closed by this node for carrying nothing for twice `idle_timeout` (the
+    /// peer should have closed them).
     pub idle_closed: AtomicU64,
     /// Frames that could not be decoded or were too large (the stream is then closed).
     pub frames_rejected: AtomicU64,
@@ -211,6 +214,9 @@ pub struct GrpcStats {
     pub too_large: AtomicU64,
     /// Messages received and handed to the node.
     pub received: AtomicU64,
+    /// Bytes waiting in the send queues now, all peers together (at most `queue_bytes` per
+    /// peer).
+    pub queued_bytes: AtomicUsize,
     /// Which peer-caused warnings were logged (exact counts per peer and reason).
     pub log: LogLimiter,
 }
@@ -403,6 +409,7 @@ impl GrpcTransport {
                     .expect("one client config per member"),
                 cfg: self.cfg.clone(),
                 queued: bytes,
+                stats: self.handle.stats.clone(),
                 connected: self.connected.clone(),
                 stop: self.handle.stop.subscribe(),
             };
@@ -464,8 +471,10 @@ impl GrpcTransport {
                 continue;
             }
             q.bytes.fetch_add(len, Relaxed);
+            stats.queued_bytes.fetch_add(len, Relaxed);
             if let Err(e) = q.tx.try_send(bytes) {
                 q.bytes.fetch_sub(len, Relaxed);
+                stats.queued_bytes.fetch_sub(len, Relaxed);
                 match e {
                     mpsc::error::TrySendError::Full(_) => {
                         stats.transport.overflow.fetch_add(1, Relaxed)
@@ -877,7 +886,7 @@ async fn serve_stream(
     let peer = from.as_str();
     loop {
         let next = tokio::select! {
-            m = tokio::time::timeout(state.cfg.idle_timeout, inbound.message()) => m,
+            m = tokio::time::timeout(state.cfg.idle_timeout * 2, inbound.message()) => m,
             _ = stop.wait_for(|s| *s) => return,
         };
         let bytes = match next {
@@ -981,11 +990,29 @@ struct Client {
     cfg: GrpcConfig,
     /// Bytes waiting in this peer's queue (shared with the sender).
     queued: Arc<AtomicUsize>,
+    stats: Arc<GrpcStats>,
     connected: Arc<watch::Sender<usize>>,
     stop: watch::Receiver<bool>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A message of `len` bytes left a peer's queue.
+fn took(queued: &AtomicUsize, stats: &GrpcStats, len: usize) {
+    queued.fetch_sub(len, Relaxed);
+    stats.queued_bytes.fetch_sub(len, Relaxed);
+}
+
+/// How a client's session ended.
+enum End {
+    /// The transport stopped, or the node is gone: stop for good.
+    Stop,
+    /// The server closed the stream: reconnect.
+    Closed,
+    /// Nothing to send for `idle_timeout`: this side closed the stream; reconnect when there
+    /// is something to send.
+    Idle,
+}
 
 impl Client {
     async fn run(mut self, mut queue: mpsc::Receiver<Vec<u8>>) {
@@ -996,8 +1023,23 @@ impl Client {
                 return;
             }
             match self.session(&mut queue, &mut pending).await {
-                Ok(true) => return, // stopped or the node is gone
-                Ok(false) => backoff = self.cfg.reconnect.0,
+                Ok(End::Stop) => return,
+                Ok(End::Closed) => backoff = self.cfg.reconnect.0,
+                Ok(End::Idle) => {
+                    backoff = self.cfg.reconnect.0;
+                    // Wait for something to send before connecting again.
+                    tokio::select! {
+                        m = queue.recv() => match m {
+                            Some(m) => {
+                                took(&self.queued, &self.stats, m.len());
+                                pending = Some(m);
+                            }
+                            None => return,
+                        },
+                        _ = self.stop.wait_for(|s| *s) => return,
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::debug!(node = %self.me, peer = %self.peer, error = %e, "gRPC transport: connection attempt failed")
                 }
@@ -1010,12 +1052,12 @@ impl Client {
         }
     }
 
-    /// One connection: TLS, the stream, then forward the queue. `Ok(true)`: stop for good.
+    /// One connection: TLS, the stream, then forward the queue.
     async fn session(
         &mut self,
         queue: &mut mpsc::Receiver<Vec<u8>>,
         pending: &mut Option<Vec<u8>>,
-    ) -> Result<bool, BoxError> {
+    ) -> Result<End, BoxError> {
         let deadline = self.cfg.handshake_timeout;
         let connector = Connector {
             addr: self.addr,
@@ -1058,22 +1100,25 @@ impl Client {
         pending: &mut Option<Vec<u8>>,
         out: &mpsc::Sender<Vec<u8>>,
         inbound: &mut Streaming<Vec<u8>>,
-    ) -> Result<bool, BoxError> {
+    ) -> Result<End, BoxError> {
         loop {
             if pending.is_none() {
                 tokio::select! {
                     m = queue.recv() => match m {
                         Some(m) => {
-                            self.queued.fetch_sub(m.len(), Relaxed);
+                            took(&self.queued, &self.stats, m.len());
                             *pending = Some(m);
                         }
-                        None => return Ok(true),
+                        None => return Ok(End::Stop),
                     },
-                    _ = self.stop.wait_for(|s| *s) => return Ok(true),
+                    _ = self.stop.wait_for(|s| *s) => return Ok(End::Stop),
                     r = inbound.message() => {
                         r?;
-                        return Ok(false); // the server closed the stream
+                        return Ok(End::Closed); // the server closed the stream
                     }
+                    // Nothing to send for a while: close our side cleanly (nothing is in
+                    // flight, so nothing can be lost) rather than wait for the server to.
+                    _ = tokio::time::sleep(self.cfg.idle_timeout) => return Ok(End::Idle),
                 }
             }
             let frame = pending.clone().expect("set above");
@@ -1082,13 +1127,93 @@ impl Client {
                     r?;
                     *pending = None;
                 }
-                _ = self.stop.wait_for(|s| *s) => return Ok(true),
+                _ = self.stop.wait_for(|s| *s) => return Ok(End::Stop),
                 r = inbound.message() => {
                     r?;
-                    return Ok(false); // the server closed the stream
+                    return Ok(End::Closed); // the server closed the stream
                 }
             }
         }
+    }
+}
+
+// ---- a standalone client ----
+
+/// One authenticated stream to one node, outside any node: for tools and tests that speak the
+/// peer protocol as a member (its `key` must be listed in the node's membership; the node sees
+/// every message as sent by that member).
+///
+/// ```no_run
+/// # async fn f(addr: std::net::SocketAddr, key: mir_runtime::transport::tls::TransportKey, server: [u8; 32]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use mir_runtime::stdevents::{Message, TestUint64};
+/// use mir_runtime::transport::grpc::PeerClient;
+/// let mut c = PeerClient::connect(addr, &key, server, std::time::Duration::from_secs(5)).await?;
+/// c.send(&Message::new("app", TestUint64(7))).await?;
+/// # Ok(()) }
+/// ```
+pub struct PeerClient {
+    out: mpsc::Sender<Vec<u8>>,
+    inbound: Streaming<Vec<u8>>,
+}
+
+impl PeerClient {
+    /// Connects to the node at `addr` whose transport key is `server_key`, as the member whose
+    /// transport key is `key`; gives up after `timeout`.
+    pub async fn connect(
+        addr: SocketAddr,
+        key: &TransportKey,
+        server_key: [u8; 32],
+        timeout: Duration,
+    ) -> Result<Self, BoxError> {
+        let connector = Connector {
+            addr,
+            tls: tokio_rustls::TlsConnector::from(super::tls::client_config(key, server_key)?),
+        };
+        let connect = async {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .connect_with_connector(connector)
+                .await?;
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await?;
+            let (out, out_rx) = mpsc::channel::<Vec<u8>>(1);
+            let resp = grpc
+                .streaming(
+                    Request::new(ReceiverStream::new(out_rx)),
+                    http::uri::PathAndQuery::from_static(PATH),
+                    RawCodec,
+                )
+                .await?;
+            Ok::<_, BoxError>(PeerClient {
+                out,
+                inbound: resp.into_inner(),
+            })
+        };
+        tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| "connecting timed out")?
+    }
+
+    /// Sends `m`.
+    pub async fn send(&mut self, m: &Message) -> Result<(), BoxError> {
+        use prost::Message as _;
+        self.send_frame(PeerMessage::from_message(m).encode_to_vec())
+            .await
+    }
+
+    /// Sends `frame` as it is (which may be garbage: for tests of the receiver).
+    pub async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), BoxError> {
+        self.out
+            .send(frame)
+            .await
+            .map_err(|_| "the stream is closed".into())
+    }
+
+    /// Waits at most `wait` for the node to end the stream; whether it did.
+    pub async fn closed(&mut self, wait: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(wait, self.inbound.message()).await,
+            Ok(Ok(None) | Err(_))
+        )
     }
 }
 

@@ -200,20 +200,10 @@ impl Tls {
         server.alpn_protocols = vec![b"h2".to_vec()];
         let mut clients = BTreeMap::new();
         for (id, pk) in members {
-            let pinned = Arc::new(PinnedKeys {
-                accepted: Arc::new([(spki(pk), id.clone())].into_iter().collect()),
-                provider: provider.clone(),
-            });
-            let mut client = ClientConfig::builder_with_provider(provider.clone())
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .map_err(|e| TransportKeyError(e.to_string()))?
-                .dangerous()
-                .with_custom_certificate_verifier(pinned)
-                .with_client_cert_resolver(Arc::new(
-                    rustls::client::AlwaysResolvesClientRawPublicKeys::new(certified.clone()),
-                ));
-            client.alpn_protocols = vec![b"h2".to_vec()];
-            clients.insert(id.clone(), Arc::new(client));
+            clients.insert(
+                id.clone(),
+                client_config_with(&provider, &certified, id, pk)?,
+            );
         }
         Ok(Tls {
             server: Arc::new(server),
@@ -232,6 +222,39 @@ impl Tls {
         let cert = certs?.first()?;
         self.by_key.get(cert.as_ref()).cloned()
     }
+}
+
+/// The TLS client settings to dial a node whose transport key is `server_key`, presenting `key`
+/// (which the node's membership must list). What [`PeerClient`](super::grpc::PeerClient) uses.
+pub fn client_config(
+    key: &TransportKey,
+    server_key: [u8; 32],
+) -> Result<Arc<ClientConfig>, TransportKeyError> {
+    let provider = provider();
+    let certified = key.certified(&provider)?;
+    client_config_with(&provider, &certified, &NodeId::new("server"), &server_key)
+}
+
+fn client_config_with(
+    provider: &Arc<CryptoProvider>,
+    certified: &Arc<CertifiedKey>,
+    id: &NodeId,
+    server_key: &[u8; 32],
+) -> Result<Arc<ClientConfig>, TransportKeyError> {
+    let pinned = Arc::new(PinnedKeys {
+        accepted: Arc::new([(spki(server_key), id.clone())].into_iter().collect()),
+        provider: provider.clone(),
+    });
+    let mut client = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportKeyError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(pinned)
+        .with_client_cert_resolver(Arc::new(
+            rustls::client::AlwaysResolvesClientRawPublicKeys::new(certified.clone()),
+        ));
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(client))
 }
 
 /// The server name clients put in their ClientHello (identity comes from the pinned key, not

@@ -6,6 +6,12 @@
 //! its answer says so: [`BatchStored::error`] is `None` only when the batch is in the database,
 //! so a signer never vouches for a batch it does not hold.
 //!
+//! The database holds at most `capacity_bytes` (by [`Tx::size`](super::Tx::size); default
+//! [`DEFAULT_CAPACITY_BYTES`]): a new batch that does not fit is refused with an error, never
+//! stored. Signers bound what each source can make them store per epoch
+//! ([`MscParams::max_bytes_per_source`](super::msc::MscParams::max_bytes_per_source)); this is
+//! the backstop over all sources and epochs until garbage collection.
+//!
 //! ```
 //! use protocols::availability::{batchdb::*, Tx};
 //! use mir_dsl::mir_runtime::{testing::apply, stdevents::crypto::Origin, Event, ModuleId};
@@ -107,18 +113,45 @@ struct Stored {
     retention: u64,
 }
 
+/// How many bytes a batch DB holds by default: 1 GiB.
+pub const DEFAULT_CAPACITY_BYTES: usize = 1 << 30;
+
 /// The batch database module (a `#[protocol]`; wrap it in [`mir_dsl::DslModule`]).
-#[derive(Default)]
 pub struct BatchDb {
     batches: BTreeMap<BatchId, Stored>,
     by_retention: BTreeMap<u64, BTreeSet<BatchId>>,
     gc_index: u64,
+    bytes: usize,
+    capacity_bytes: usize,
+}
+
+impl Default for BatchDb {
+    fn default() -> Self {
+        BatchDb {
+            batches: BTreeMap::new(),
+            by_retention: BTreeMap::new(),
+            gc_index: 0,
+            bytes: 0,
+            capacity_bytes: DEFAULT_CAPACITY_BYTES,
+        }
+    }
 }
 
 impl BatchDb {
-    /// An empty database.
+    /// An empty database holding at most [`DEFAULT_CAPACITY_BYTES`].
     pub fn new() -> Self {
         BatchDb::default()
+    }
+
+    /// Holds at most `bytes` (by [`Tx::size`](super::Tx::size)).
+    pub fn with_capacity_bytes(mut self, bytes: usize) -> Self {
+        self.capacity_bytes = bytes;
+        self
+    }
+
+    /// The bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// How many batches are stored.
@@ -143,7 +176,20 @@ impl BatchDb {
     /// stored
     #[upon(event)]
     fn store(&mut self, ctx: &mut Ctx<Self>, req: StoreBatch) -> Handled {
-        let error = if req.retention_index >= self.gc_index {
+        let size = super::total_bytes(&req.txs);
+        let error = if req.retention_index < self.gc_index {
+            Some(format!(
+                "retention index {} is below the garbage-collection index {}",
+                req.retention_index, self.gc_index
+            ))
+        } else if !self.batches.contains_key(&req.batch_id)
+            && self.bytes + size > self.capacity_bytes
+        {
+            Some(format!(
+                "the batch DB is full ({} of {} bytes held; the batch has {size})",
+                self.bytes, self.capacity_bytes
+            ))
+        } else {
             let retention = match self.batches.get(&req.batch_id) {
                 Some(old) if old.retention >= req.retention_index => old.retention,
                 Some(old) => {
@@ -159,19 +205,15 @@ impl BatchDb {
                 .entry(retention)
                 .or_default()
                 .insert(req.batch_id.clone());
-            self.batches.insert(
-                req.batch_id,
-                Stored {
-                    txs: req.txs,
-                    retention,
-                },
-            );
+            let new = Stored {
+                txs: req.txs,
+                retention,
+            };
+            if let Some(old) = self.batches.insert(req.batch_id, new) {
+                self.bytes -= super::total_bytes(&old.txs);
+            }
+            self.bytes += size;
             None
-        } else {
-            Some(format!(
-                "retention index {} is below the garbage-collection index {}",
-                req.retention_index, self.gc_index
-            ))
         };
         let to = req.origin.module.clone();
         ctx.emit(
@@ -207,7 +249,9 @@ impl BatchDb {
         let keep = self.by_retention.split_off(&self.gc_index);
         for ids in std::mem::replace(&mut self.by_retention, keep).into_values() {
             for id in ids {
-                self.batches.remove(&id);
+                if let Some(old) = self.batches.remove(&id) {
+                    self.bytes -= super::total_bytes(&old.txs);
+                }
             }
         }
         Ok(())

@@ -164,13 +164,15 @@ impl LookupTransactions {
 pub struct MempoolParams {
     /// Most transactions in a batch (Mir: 1024).
     pub max_txs_in_batch: usize,
-    /// Most payload bytes in a batch (Mir: 1 MiB); a larger transaction is rejected.
+    /// Most bytes in a batch, counted by [`Tx::size`](super::Tx::size) (client ID, number and
+    /// payload; Mir counted payloads only, 1 MiB); a larger transaction is rejected.
     pub max_payload_in_batch: usize,
     /// How long a batch request waits for a full batch (Mir: 100 ms).
     pub batch_timeout: Duration,
     /// Most transactions held (including those being hashed).
     pub capacity_txs: usize,
-    /// Most payload bytes held (including those being hashed).
+    /// Most bytes held, counted by [`Tx::size`](super::Tx::size) (including transactions being
+    /// hashed).
     pub capacity_bytes: usize,
     /// How many transaction numbers above its delivered low watermark a client may have.
     pub client_window: u64,
@@ -314,10 +316,10 @@ impl Mempool {
     fn refusal(&self, tx: &Tx) -> Option<String> {
         let p = &self.params;
         let low = self.progress.low_wm(&tx.client);
-        if tx.data.len() > p.max_payload_in_batch {
+        if tx.size() > p.max_payload_in_batch {
             Some(format!(
                 "{} bytes is more than a batch may hold ({})",
-                tx.data.len(),
+                tx.size(),
                 p.max_payload_in_batch
             ))
         } else if self.progress.contains(&tx.client, tx.tx_no) {
@@ -331,7 +333,7 @@ impl Mempool {
             Some("already in the mempool".into())
         } else if self.len() >= p.capacity_txs {
             Some(format!("mempool full ({} transactions)", p.capacity_txs))
-        } else if self.bytes() + tx.data.len() > p.capacity_bytes {
+        } else if self.bytes() + tx.size() > p.capacity_bytes {
             Some(format!("mempool full ({} bytes)", p.capacity_bytes))
         } else {
             None
@@ -349,11 +351,11 @@ impl Mempool {
         let mut next = self.cursor;
         for (&seq, (id, tx)) in self.txs.range(self.cursor..) {
             if ids.len() == self.params.max_txs_in_batch
-                || bytes + tx.data.len() > self.params.max_payload_in_batch
+                || bytes + tx.size() > self.params.max_payload_in_batch
             {
                 break;
             }
-            bytes += tx.data.len();
+            bytes += tx.size();
             ids.push(id.clone());
             txs.push(tx.clone());
             next = seq + 1;
@@ -369,10 +371,10 @@ impl Mempool {
         if let Some((id, tx)) = self.txs.remove(&seq) {
             self.by_id.remove(&id);
             self.present.remove(&(tx.client.clone(), tx.tx_no));
-            self.held_bytes -= tx.data.len();
+            self.held_bytes -= tx.size();
             if seq >= self.cursor {
                 self.avail_txs -= 1;
-                self.avail_bytes -= tx.data.len();
+                self.avail_bytes -= tx.size();
             }
         }
     }
@@ -400,7 +402,7 @@ impl Mempool {
                 None => {
                     self.present.insert((tx.client.clone(), tx.tx_no));
                     self.hashing_txs += 1;
-                    self.hashing_bytes += tx.data.len();
+                    self.hashing_bytes += tx.size();
                     admitted.push(tx);
                 }
             }
@@ -433,7 +435,7 @@ impl Mempool {
         }
         for (id, tx) in ids.digests.into_iter().zip(cont.txs) {
             self.hashing_txs -= 1;
-            self.hashing_bytes -= tx.data.len();
+            self.hashing_bytes -= tx.size();
             let key = (tx.client.clone(), tx.tx_no);
             // Delivered while it was being hashed (a new epoch came in between).
             if self.progress.contains(&tx.client, tx.tx_no) || self.by_id.contains_key(&id) {
@@ -442,9 +444,9 @@ impl Mempool {
             }
             let seq = self.next_seq;
             self.next_seq += 1;
-            self.held_bytes += tx.data.len();
+            self.held_bytes += tx.size();
             self.avail_txs += 1;
-            self.avail_bytes += tx.data.len();
+            self.avail_bytes += tx.size();
             self.by_id.insert(id.clone(), seq);
             self.txs.insert(seq, (id, tx));
         }

@@ -80,6 +80,17 @@ pub struct Tx {
 }
 
 impl Tx {
+    /// The bytes this transaction makes a node hold, as every limit counts them: the client ID,
+    /// the 8-byte number and the payload (a client controls all three).
+    ///
+    /// ```
+    /// use protocols::availability::Tx;
+    /// assert_eq!(Tx::new("alice", 0, "xyz").size(), 5 + 8 + 3);
+    /// ```
+    pub fn size(&self) -> usize {
+        self.client.0.len() + 8 + self.data.len()
+    }
+
     /// A transaction.
     pub fn new(client: impl Into<ClientId>, tx_no: u64, data: impl Into<Vec<u8>>) -> Self {
         Tx {
@@ -119,9 +130,9 @@ pub fn batch_id_request(tx_ids: &[TxId]) -> HashRequest {
     HashRequest::new(vec![batch_id_data(tx_ids)])
 }
 
-/// The payload bytes of `txs` (what batch size limits count).
+/// The bytes of `txs` as limits count them ([`Tx::size`]: client IDs, numbers and payloads).
 pub fn total_bytes(txs: &[Tx]) -> usize {
-    txs.iter().map(|t| t.data.len()).sum()
+    txs.iter().map(Tx::size).sum()
 }
 
 /// Which transactions of each client were delivered: everything below `low_wm`, and the numbers

@@ -254,6 +254,8 @@ struct SimNode {
 /// println!("digest {}", sim.digest());
 /// ```
 pub struct Simulation {
+    /// Which dropped messages were logged (per node and destination module).
+    log: crate::ratelog::LogLimiter,
     cfg: SimConfig,
     rng: SimRng,
     now: Time,
@@ -283,6 +285,7 @@ impl Simulation {
             ..Network::default()
         };
         Simulation {
+            log: crate::ratelog::LogLimiter::default(),
             rng: SimRng::new(cfg.seed),
             cfg,
             now: Time::ZERO,
@@ -569,7 +572,10 @@ impl Simulation {
                 let core = &mut self.nodes[node].core;
                 if core.index_of(event.dest.top()).is_none() {
                     self.summary.messages_dropped += 1;
-                    tracing::warn!(node = %core.node, dest = %event.dest, "simulated network: message for a module this node does not have; dropped");
+                    if let Some(count) = self.log.occurred(core.node.as_str(), event.dest.top()) {
+                        let dest = crate::ratelog::escaped(event.dest.as_str());
+                        tracing::warn!(node = %core.node, %dest, count, "simulated network: message for a module this node does not have; dropped");
+                    }
                     return Ok(());
                 }
                 self.hasher.update(b"M");
@@ -708,7 +714,13 @@ impl Simulation {
         let core = &mut self.nodes[n].core;
         if core.index_of(message.dest_module.top()).is_none() {
             self.summary.messages_dropped += 1;
-            tracing::warn!(node = %core.node, dest = %message.dest_module, "simulated loopback: message for a module this node does not have; dropped");
+            if let Some(count) = self
+                .log
+                .occurred(core.node.as_str(), message.dest_module.top())
+            {
+                let dest = crate::ratelog::escaped(message.dest_module.as_str());
+                tracing::warn!(node = %core.node, %dest, count, "simulated loopback: message for a module this node does not have; dropped");
+            }
             return Ok(());
         }
         let received = MessageReceived {

@@ -341,6 +341,15 @@ impl Msc {
             "REQUEST-SIG from {from}: it already asked {} times in this epoch",
             self.params.max_requests
         );
+        let bytes = super::super::total_bytes(&msg.txs);
+        let stored = self.stored_bytes.entry(from.clone()).or_default();
+        ensure!(
+            *stored + bytes <= self.params.max_bytes_per_source,
+            "REQUEST-SIG from {from}: {} more bytes would pass its {}-byte budget for this epoch",
+            bytes,
+            self.params.max_bytes_per_source
+        );
+        *stored += bytes;
         mine.insert(msg.req_id, None);
         let hasher = self.modules.hasher.clone();
         ctx.request(

@@ -239,9 +239,14 @@ pub struct MscParams {
     /// Most batches a signer stores and signs for one source in one instance (ISS: the segment
     /// length). Bounds what a Byzantine source can make others store.
     pub max_requests: u64,
+    /// Most bytes (by [`Tx::size`](super::Tx::size)) a signer stores for one source in one
+    /// instance: with `max_requests`, what one Byzantine member can make every correct node
+    /// hold per epoch. Default 64 MiB.
+    pub max_bytes_per_source: usize,
     /// Most transactions in a batch a signer accepts (the mempool's `max_txs_in_batch`).
     pub max_txs_in_batch: usize,
-    /// Most payload bytes in a batch a signer accepts (the mempool's `max_payload_in_batch`).
+    /// Most bytes in a batch a signer accepts, counted by [`Tx::size`](super::Tx::size) (the
+    /// mempool's `max_payload_in_batch`).
     pub max_payload_in_batch: usize,
     /// How long reconstruction waits for a signer before asking the next one.
     pub fetch_timeout: Duration,
@@ -254,6 +259,7 @@ impl Default for MscParams {
     fn default() -> Self {
         MscParams {
             max_requests: 1024,
+            max_bytes_per_source: 64 << 20,
             max_txs_in_batch: 1024,
             max_payload_in_batch: 1 << 20,
             fetch_timeout: Duration::from_millis(500),
@@ -274,6 +280,12 @@ impl MscParams {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_requests == 0 {
             return Err("max_requests must be at least 1 (else no node ever signs)".into());
+        }
+        if self.max_bytes_per_source < self.max_payload_in_batch {
+            return Err(format!(
+                "max_bytes_per_source ({}) must hold at least one full batch ({})",
+                self.max_bytes_per_source, self.max_payload_in_batch
+            ));
         }
         if self.max_txs_in_batch == 0 || self.max_payload_in_batch == 0 {
             return Err("max_txs_in_batch and max_payload_in_batch must be at least 1".into());
@@ -337,6 +349,8 @@ pub struct Msc {
     // Certificate creation, signer side: per source, its certificate numbers and our signature
     // (`None` while it is being made); at most `max_requests` per source.
     signed: BTreeMap<NodeId, BTreeMap<u64, Option<Vec<u8>>>>,
+    /// Bytes of the batches stored for each source (this instance: this epoch).
+    stored_bytes: BTreeMap<NodeId, usize>,
     // Reconstruction.
     fetches: BTreeMap<u64, Fetch>,
     next_fetch: u64,
@@ -367,6 +381,7 @@ impl Msc {
             collecting: None,
             next_req_id: 0,
             signed: BTreeMap::new(),
+            stored_bytes: BTreeMap::new(),
             fetches: BTreeMap::new(),
             next_fetch: 0,
             next_attempt: 0,
@@ -390,7 +405,7 @@ impl Msc {
         let bytes = super::total_bytes(txs);
         if bytes > self.params.max_payload_in_batch {
             return Err(format!(
-                "{bytes} payload bytes, more than {}",
+                "{bytes} bytes, more than {}",
                 self.params.max_payload_in_batch
             ));
         }
