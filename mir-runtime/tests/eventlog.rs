@@ -377,3 +377,57 @@ fn replay_catches_a_nondeterministic_module_and_confirms_a_deterministic_one() {
     assert_eq!((report.inputs, steps), (33, 33), "Init and 32 numbers");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A gzip bomb (64 MiB of zeros in about 64 KiB) is refused at the limit, before it is held.
+#[test]
+fn a_log_that_decompresses_past_the_limit_is_refused() {
+    use std::io::Write;
+    let d = dir("bomb");
+    std::fs::create_dir_all(&d).unwrap();
+    let path = d.join("eventlog-bomb.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::best(),
+    );
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    gz.finish().unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20);
+    match mir_runtime::eventlog::read_log_limited(&path, 1 << 20) {
+        Err(e @ LogError::TooLarge { .. }) => {
+            assert!(e
+                .to_string()
+                .contains("decompresses to more than 1048576 bytes"))
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Any bytes, gzip-wrapped or not, read as a log: entries or an error, never a panic.
+    #[test]
+    fn any_file_reads_as_entries_or_an_error(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048), wrap in 0u8..3) {
+        use std::io::Write;
+        let d = dir(&format!("prop-{}", std::thread::current().name().unwrap_or("t").len()));
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("eventlog-prop.gz");
+        // 0: the bytes as they are; 1: gzip of the bytes; 2: gzip of one record holding them
+        // (so the entry decoder itself gets the random bytes).
+        if wrap == 0 {
+            std::fs::write(&path, &raw).unwrap();
+        } else {
+            let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+            if wrap == 2 {
+                gz.write_all(&(raw.len() as u32).to_le_bytes()).unwrap();
+            }
+            gz.write_all(&raw).unwrap();
+            gz.finish().unwrap();
+        }
+        let _ = read_log(&path);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

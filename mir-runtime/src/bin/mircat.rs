@@ -2,18 +2,19 @@
 //!
 //! ```text
 //! mircat LOG... [--node N] [--module M] [--event TYPE] [--from-index I] [--to-index I]
-//!               [--from-ms T] [--to-ms T] [--limit N] [--json] [--stats]
+//!               [--from-ms T] [--to-ms T] [--limit N] [--json] [--stats] [--max-log-bytes B]
 //! ```
 //!
 //! `LOG` is an event-log file or a directory (searched for `eventlog-*.gz`). Several nodes' logs
 //! are merged by time. A missing file is an error; a truncated or corrupt file is reported on
-//! standard error and everything before the damage is still shown (exit status 2).
+//! standard error and everything before the damage is still shown (exit status 2); a file that
+//! decompresses past `--max-log-bytes` (4 GiB by default) is refused (exit status 1).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use mir_runtime::eventlog::{read_log, Entry, LogError};
+use mir_runtime::eventlog::{read_log_limited, Entry, LogError, DEFAULT_MAX_LOG_BYTES};
 use mir_runtime::stdevents::crypto::*;
 use mir_runtime::stdevents::*;
 use mir_runtime::{Event, EventPayload, ModuleId, Payload};
@@ -51,6 +52,10 @@ struct Cli {
     /// Show at most this many events.
     #[arg(long)]
     limit: Option<usize>,
+    /// Refuse a log file that decompresses to more than this many bytes (a damaged or hostile
+    /// file); the default is 4 GiB.
+    #[arg(long, default_value_t = DEFAULT_MAX_LOG_BYTES)]
+    max_log_bytes: u64,
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -161,7 +166,7 @@ fn main() {
             std::process::exit(1);
         }
         for f in found {
-            match read_log(&f) {
+            match read_log_limited(&f, cli.max_log_bytes) {
                 Ok(e) => entries.extend(e),
                 Err(LogError::Truncated { entries: e, .. }) => {
                     eprintln!(

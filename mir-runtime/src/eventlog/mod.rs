@@ -311,6 +311,15 @@ pub enum LogError {
         /// The complete entries before the cut.
         entries: Vec<Entry>,
     },
+    /// The file decompresses to more than the limit (a damaged or hostile file: a small gzip
+    /// file can expand a thousandfold). Nothing is returned.
+    #[error("event log {path}: decompresses to more than {limit} bytes (raise the limit if the log is genuine)")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// A record is not a valid entry; `entries` holds everything before it.
     #[error("event log {path}: record #{} is corrupt: {error}", entries.len())]
     Corrupt {
@@ -323,8 +332,21 @@ pub enum LogError {
     },
 }
 
-/// Reads every entry of a log file.
+/// How many decompressed bytes [`read_log`] reads at most: 4 GiB.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 4 << 30;
+
+/// Reads every entry of a log file (at most [`DEFAULT_MAX_LOG_BYTES`] decompressed).
+///
+/// A log is outside input: a truncated or corrupt file is an error carrying the entries before
+/// the damage, a file that decompresses past the limit is [`LogError::TooLarge`], and nothing in
+/// a file can make the reader panic or recurse (entries are flat: an event's payload stays
+/// encoded bytes until something decodes it as a known type).
 pub fn read_log(path: impl AsRef<Path>) -> Result<Vec<Entry>, LogError> {
+    read_log_limited(path, DEFAULT_MAX_LOG_BYTES)
+}
+
+/// [`read_log`] with another limit on the decompressed size.
+pub fn read_log_limited(path: impl AsRef<Path>, max_bytes: u64) -> Result<Vec<Entry>, LogError> {
     let path = path.as_ref().to_owned();
     let file = std::fs::File::open(&path).map_err(|e| LogError::Io {
         path: path.clone(),
@@ -332,7 +354,16 @@ pub fn read_log(path: impl AsRef<Path>) -> Result<Vec<Entry>, LogError> {
     })?;
     let mut data = Vec::new();
     // A cut gzip stream still yields what was decompressed before the cut.
-    let complete = GzDecoder::new(file).read_to_end(&mut data).is_ok();
+    let complete = GzDecoder::new(file)
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut data)
+        .is_ok();
+    if data.len() as u64 > max_bytes {
+        return Err(LogError::TooLarge {
+            path,
+            limit: max_bytes,
+        });
+    }
     let mut entries = Vec::new();
     let mut rest = &data[..];
     while !rest.is_empty() {
