@@ -12,8 +12,10 @@
 //! | the production executor (tokio) | [`Node`], [`NodeHandle`], [`EventSink`] |
 //! | the deterministic simulator | [`sim::Simulation`] |
 //! | standard events and modules | [`stdevents`], [`stdmodules`] (timer, factory, crypto, hasher, null) |
-//! | transports | [`transport`] (in-process; the simulator has its own) |
-//! | membership files (TOML/JSON: IDs, addresses, keys, weights) | [`membership`] |
+//! | transports | [`transport`] (in-process; gRPC over mutually authenticated TLS 1.3; the simulator has its own) |
+//! | membership files (TOML/JSON: IDs, addresses, signing and transport keys, weights) | [`membership`] |
+//! | a node's secret keys and key files (`mir keygen`, `mir membership`) | [`keys`] |
+//! | rate-limited, escaped warnings for what peers cause | [`ratelog`] |
 //! | recording event logs, reading them back | [`eventlog`] |
 //! | statistics | [`NodeStats`] |
 //!

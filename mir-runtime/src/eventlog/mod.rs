@@ -352,9 +352,20 @@ pub fn read_log_limited(path: impl AsRef<Path>, max_bytes: u64) -> Result<Vec<En
         path: path.clone(),
         reason: e.to_string(),
     })?;
+    read_log_from(&path, file, max_bytes)
+}
+
+/// Reads a log from `reader` (gzip-compressed, as written); `name` names it in errors. What
+/// [`read_log_limited`] does once the file is open.
+pub fn read_log_from(
+    name: &Path,
+    reader: impl Read,
+    max_bytes: u64,
+) -> Result<Vec<Entry>, LogError> {
+    let path = name.to_owned();
     let mut data = Vec::new();
     // A cut gzip stream still yields what was decompressed before the cut.
-    let complete = GzDecoder::new(file)
+    let complete = GzDecoder::new(reader)
         .take(max_bytes.saturating_add(1))
         .read_to_end(&mut data)
         .is_ok();
