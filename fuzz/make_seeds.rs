@@ -15,7 +15,9 @@ use protocols::availability::{BatchCert, Cert, Tx};
 use protocols::bcb::{EchoMessage, FinalMessage};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), bytes).unwrap();
 }
@@ -29,10 +31,19 @@ fn main() {
     let messages = [
         Message::new("app", TestUint64(7)),
         Message::new("bcb/1", final_msg.clone()),
-        Message::new("bcb/1", EchoMessage { signature: vec![9; 64] }),
+        Message::new(
+            "bcb/1",
+            EchoMessage {
+                signature: vec![9; 64],
+            },
+        ),
     ];
     for (i, m) in messages.iter().enumerate() {
-        write("frame", &format!("msg{i}"), &PeerMessage::from_message(m).encode_to_vec());
+        write(
+            "frame",
+            &format!("msg{i}"),
+            &PeerMessage::from_message(m).encode_to_vec(),
+        );
         write("event", &format!("msg{i}"), &codec::encode(m));
         let ev = Event::new(
             "net",
@@ -44,7 +55,11 @@ fn main() {
         );
         write("event", &format!("event{i}"), &ev.encode());
     }
-    write("event", "string", &Event::new("a", "b", TestString("x".into())).encode());
+    write(
+        "event",
+        "string",
+        &Event::new("a", "b", TestString("x".into())).encode(),
+    );
 
     let ids: Vec<NodeId> = (0..4).map(NodeId::from_index).collect();
     let nodes = ids
@@ -71,7 +86,11 @@ fn main() {
             module: m.dest_module.clone(),
             time_ns: 1000 * i as u64,
             index: i as u64,
-            events: vec![Event::new("net", m.dest_module.clone(), TestUint64(i as u64))],
+            events: vec![Event::new(
+                "net",
+                m.dest_module.clone(),
+                TestUint64(i as u64),
+            )],
         };
         let e = codec::encode(&entry);
         raw.extend_from_slice(&(e.len() as u32).to_le_bytes());
@@ -90,7 +109,10 @@ fn main() {
     };
     write("client", "cert", &cert.to_bytes());
     write("client", "empty-cert", &Cert::default().to_bytes());
-    let txs = vec![Tx::new("alice", 0, "pay bob 5"), Tx::new("bob", 3, vec![0u8; 40])];
+    let txs = vec![
+        Tx::new("alice", 0, "pay bob 5"),
+        Tx::new("bob", 3, vec![0u8; 40]),
+    ];
     write("client", "tx", &codec::encode(&txs[0]));
     write("client", "txs", &codec::encode(&NewTransactions { txs }));
     write("client", "final", &codec::encode(&final_msg));

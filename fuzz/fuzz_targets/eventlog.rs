@@ -3,9 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = mir_runtime::eventlog::read_log_from(
-        std::path::Path::new("fuzz.gz"),
-        data,
-        16 << 20,
-    );
+    let _ = mir_runtime::eventlog::read_log_from(std::path::Path::new("fuzz.gz"), data, 16 << 20);
 });
