@@ -164,6 +164,8 @@ async fn send_and_receive_both_ways_with_authenticated_senders() {
         "node 5 is not a member"
     );
     assert_eq!(a.grpc.stats().handshakes_rejected.load(Relaxed), 0);
+    // Everything sent has left the queues' byte accounting.
+    wait_until(|| a.grpc.stats().queued_bytes.load(Relaxed) == 0).await;
     stop(a).await;
     stop(b).await;
 }
@@ -195,6 +197,8 @@ async fn reconnects_to_a_restarted_peer_and_nothing_listens_after_stop() {
         received(&b2.rec),
         vec![("0".to_owned(), 2), ("0".to_owned(), 3)]
     );
+    // Messages that waited through the outage were counted once and released once.
+    wait_until(|| a.grpc.stats().queued_bytes.load(Relaxed) == 0).await;
     stop(a).await;
     stop(b2).await;
 }

@@ -1003,6 +1003,34 @@ fn took(queued: &AtomicUsize, stats: &GrpcStats, len: usize) {
     stats.queued_bytes.fetch_sub(len, Relaxed);
 }
 
+/// The stream of frames HTTP/2 sends: a message leaves its peer's queue budget when HTTP/2 takes
+/// it (or when the stream ends without sending it).
+struct Outgoing {
+    rx: mpsc::Receiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    stats: Arc<GrpcStats>,
+}
+
+impl tokio_stream::Stream for Outgoing {
+    type Item = Vec<u8>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Vec<u8>>> {
+        let next = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(m)) = &next {
+            took(&self.queued, &self.stats, m.len());
+        }
+        next
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok(m) = self.rx.try_recv() {
+            took(&self.queued, &self.stats, m.len());
+        }
+    }
+}
+
 /// How a client's session ended.
 enum End {
     /// The transport stopped, or the node is gone: stop for good.
@@ -1030,10 +1058,7 @@ impl Client {
                     // Wait for something to send before connecting again.
                     tokio::select! {
                         m = queue.recv() => match m {
-                            Some(m) => {
-                                took(&self.queued, &self.stats, m.len());
-                                pending = Some(m);
-                            }
+                            Some(m) => pending = Some(m),
                             None => return,
                         },
                         _ = self.stop.wait_for(|s| *s) => return,
@@ -1076,11 +1101,18 @@ impl Client {
         tokio::time::timeout(deadline, grpc.ready())
             .await
             .map_err(|_| "the peer did not get ready in time")??;
-        let (out, out_rx) = mpsc::channel::<Vec<u8>>(1);
+        // Up to 64 messages wait for HTTP/2 here; they stay counted in the peer's queue bytes
+        // until HTTP/2 takes them (`Outgoing`), so the byte budget covers them too.
+        let (out, out_rx) = mpsc::channel::<Vec<u8>>(64);
+        let outgoing = Outgoing {
+            rx: out_rx,
+            queued: self.queued.clone(),
+            stats: self.stats.clone(),
+        };
         let resp = tokio::time::timeout(
             deadline,
             grpc.streaming(
-                Request::new(ReceiverStream::new(out_rx)),
+                Request::new(outgoing),
                 http::uri::PathAndQuery::from_static(PATH),
                 RawCodec,
             ),
@@ -1105,10 +1137,7 @@ impl Client {
             if pending.is_none() {
                 tokio::select! {
                     m = queue.recv() => match m {
-                        Some(m) => {
-                            took(&self.queued, &self.stats, m.len());
-                            *pending = Some(m);
-                        }
+                        Some(m) => *pending = Some(m),
                         None => return Ok(End::Stop),
                     },
                     _ = self.stop.wait_for(|s| *s) => return Ok(End::Stop),
