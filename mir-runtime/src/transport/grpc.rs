@@ -33,8 +33,10 @@
 //! `max_streams_per_member` streams, each holding one message of at most `max_message_size`
 //! while it waits for room in the node (back-pressure: HTTP/2 flow control then stops the peer),
 //! plus HTTP/2 buffers (tonic's defaults: 64 KiB stream and 1 MiB connection windows); outbound,
-//! `queue_bytes` + one message in flight per peer (a peer that stops reading makes its own queue
-//! fill and then overflow; it never grows past the budget). Connections that have not finished
+//! `queue_bytes` per peer — queued messages, the one being retried and those waiting for HTTP/2
+//! all count until HTTP/2 takes them — plus what HTTP/2 holds within its flow-control window (a
+//! peer that stops reading makes its own queue fill and then overflow; it never grows past the
+//! budget; [`GrpcStats::queued_bytes`] shows the total). Connections that have not finished
 //! the TLS handshake hold a socket and a rustls state for at most `handshake_timeout`, at most
 //! `max_connections` of them.
 //!

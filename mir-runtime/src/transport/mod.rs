@@ -1,6 +1,6 @@
 //! Transports: modules that carry [`SendMessage`](crate::stdevents::SendMessage) to other nodes
 //! and hand what arrives to the destination module as
-//! [`MessageReceived`](crate::stdevents::MessageReceived). A protocol never changes when its
+//! [`MessageReceived`]. A protocol never changes when its
 //! transport does.
 //!
 //! | transport | where |
