@@ -95,7 +95,7 @@ fn main() {
     let (signs, verifies) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let elapsed = rt.block_on(async {
         let net = InProcessNetwork::new();
-        let quorum = mir_dsl::Membership::equal(ids.clone());
+        let quorum = mir_dsl::Voters::equal(ids.clone());
         let modules = protocols::bcb::BcbModules {
             net: ModuleId::new("net"),
             crypto: ModuleId::new("crypto"),

@@ -192,7 +192,7 @@ pub fn demo_modules(
         crypto: ModuleId::new("crypto"),
         consumer: ModuleId::new("app"),
     };
-    let quorum = mir_dsl::Membership::new(membership.weights());
+    let quorum = mir_dsl::Voters::new(membership.weights());
     let registry = membership.registry()?;
     Ok(Node::builder(me.clone())
         .passive(

@@ -99,7 +99,7 @@ mod quorum;
 
 pub use ctx::{Ctx, HandlesResponse, Reject};
 pub use module::{DslModule, DslStats, Protocol};
-pub use quorum::{Membership, QuorumError, Weight};
+pub use quorum::{QuorumError, Voters, Weight};
 
 pub use mir_dsl_macros::protocol;
 pub use mir_runtime;

@@ -35,9 +35,9 @@ impl std::error::Error for QuorumError {}
 /// A weighted membership.
 ///
 /// ```
-/// use mir_dsl::Membership;
+/// use mir_dsl::Voters;
 /// use mir_dsl::mir_runtime::NodeId;
-/// let m = Membership::equal((0..4).map(NodeId::from_index));
+/// let m = Voters::equal((0..4).map(NodeId::from_index));
 /// assert_eq!((m.total(), m.f()), (4, 1));
 /// let ids: Vec<NodeId> = (0..3).map(NodeId::from_index).collect();
 /// assert!(m.is_strong_quorum(&ids).unwrap());
@@ -46,12 +46,12 @@ impl std::error::Error for QuorumError {}
 /// assert!(m.is_strong_quorum(&[ids[0].clone(), ids[0].clone(), ids[1].clone()]).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
+pub struct Voters {
     weights: BTreeMap<NodeId, Weight>,
     total: Weight,
 }
 
-impl Membership {
+impl Voters {
     /// A membership from (node, weight) pairs. Panics if the total weight overflows `u128` or a
     /// node is listed twice (configuration bugs).
     pub fn new(weights: impl IntoIterator<Item = (NodeId, Weight)>) -> Self {
@@ -64,7 +64,7 @@ impl Membership {
                 "node {n} listed twice in a membership"
             );
         }
-        Membership {
+        Voters {
             weights: map,
             total,
         }
@@ -72,7 +72,7 @@ impl Membership {
 
     /// Every node with weight 1.
     pub fn equal(nodes: impl IntoIterator<Item = NodeId>) -> Self {
-        Membership::new(nodes.into_iter().map(|n| (n, 1)))
+        Voters::new(nodes.into_iter().map(|n| (n, 1)))
     }
 
     /// The members, in order.
@@ -155,7 +155,7 @@ mod tests {
     #[test]
     fn equal_weights() {
         for (n, f, strong) in [(1u128, 0u128, 1u128), (4, 1, 3), (7, 2, 5), (10, 3, 7)] {
-            let m = Membership::equal(ids(n as usize));
+            let m = Voters::equal(ids(n as usize));
             assert_eq!(
                 (m.f(), m.strong_quorum(), m.weak_quorum()),
                 (f, strong, f + 1),
@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn weights_beyond_64_bits() {
         let big: Weight = 100_000_000_000_000_000_000; // 10^20, as in Mir's tests
-        let m = Membership::new(ids(4).into_iter().map(|n| (n, big)));
+        let m = Voters::new(ids(4).into_iter().map(|n| (n, big)));
         assert_eq!(m.total(), 4 * big);
         assert_eq!(m.f(), (4 * big - 1) / 3);
         let all = ids(4);
@@ -176,7 +176,7 @@ mod tests {
         assert!(m.is_weak_quorum(&all[..2]).unwrap());
         assert!(!m.is_weak_quorum(&all[..1]).unwrap());
         // Near the top of u128: no overflow in the quorum arithmetic.
-        let huge = Membership::new([
+        let huge = Voters::new([
             (NodeId::new("a"), u128::MAX / 2),
             (NodeId::new("b"), u128::MAX / 2),
         ]);
@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn unequal_weights() {
         // One heavy node holds most of the weight.
-        let m = Membership::new([
+        let m = Voters::new([
             (NodeId::new("heavy"), 7),
             (NodeId::new("a"), 1),
             (NodeId::new("b"), 1),
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn repeated_and_foreign_nodes_are_errors() {
-        let m = Membership::equal(ids(4));
+        let m = Voters::equal(ids(4));
         let a = NodeId::new("0");
         assert_eq!(m.weight_of([&a, &a]), Err(QuorumError::Repeated(a.clone())));
         assert_eq!(

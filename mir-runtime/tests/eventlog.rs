@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Recorder as Sink;
+use common::Collector as Sink;
 use mir_runtime::eventlog::{read_log, Entry, LogError, Recorder, RecorderConfig};
 use mir_runtime::sim::{SimConfig, Simulation};
 use mir_runtime::stdevents::*;

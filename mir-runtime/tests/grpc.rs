@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use common::Recorder;
+use common::Collector;
 use std::sync::{Arc, Mutex};
 
 use mir_runtime::keys::NodeKeys;
@@ -52,7 +52,7 @@ fn cluster(n: usize) -> Cluster {
 struct Running {
     handle: NodeHandle,
     grpc: GrpcHandle,
-    rec: Recorder,
+    rec: Collector,
     run: tokio::task::JoinHandle<Result<Exit, mir_runtime::NodeError>>,
 }
 
@@ -72,7 +72,7 @@ fn start_with(
     tweak(&mut cfg);
     let transport = GrpcTransport::new(cfg).unwrap();
     let grpc = transport.handle();
-    let rec = Recorder::default();
+    let rec = Collector::default();
     let node = Node::builder(id)
         .passive("app", rec.clone())
         .active("net", transport)
@@ -105,7 +105,7 @@ fn send(to: &[usize], n: u64) -> Event {
     )
 }
 
-fn received(r: &Recorder) -> Vec<(String, u64)> {
+fn received(r: &Collector) -> Vec<(String, u64)> {
     r.events()
         .iter()
         .filter_map(|e| e.get::<MessageReceived>())
@@ -564,7 +564,7 @@ async fn a_man_in_the_middle_can_neither_read_nor_inject() {
             },
         )
     };
-    let strings = |r: &Recorder| -> Vec<String> {
+    let strings = |r: &Collector| -> Vec<String> {
         r.events()
             .iter()
             .filter_map(|e| e.get::<MessageReceived>())
@@ -610,7 +610,7 @@ async fn a_man_in_the_middle_can_neither_read_nor_inject() {
 }
 
 /// The sender of the received test string `s`.
-fn received_from(r: &Recorder, s: &str) -> String {
+fn received_from(r: &Collector, s: &str) -> String {
     r.events()
         .iter()
         .filter_map(|e| e.get::<MessageReceived>())

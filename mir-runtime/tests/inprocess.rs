@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{id, FnModule, Recorder};
+use common::{id, Collector, FnModule};
 use mir_runtime::stdevents::{Init, Message, MessageReceived, SendMessage, TestUint64};
 use mir_runtime::transport::inprocess::InProcessNetwork;
 use mir_runtime::{Event, Node, NodeConfig, NodeId, Outbox};
@@ -39,7 +39,7 @@ async fn delivers_in_order_and_counts_what_it_cannot_deliver() {
         .active("net", t0)
         .build()
         .unwrap();
-    let rec = Recorder::default();
+    let rec = Collector::default();
     let cfg = NodeConfig {
         inject_capacity: 256,
         ..NodeConfig::default()
@@ -108,7 +108,7 @@ async fn a_full_destination_drops_and_counts_instead_of_blocking() {
     };
     let n1 = Node::builder("1")
         .config(cfg)
-        .passive("app", Recorder::default())
+        .passive("app", Collector::default())
         .build()
         .unwrap();
     net.connect(NodeId::new("1"), n1.handle().sink());

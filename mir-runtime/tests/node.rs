@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{id, FnModule, Recorder};
+use common::{id, Collector, FnModule};
 use mir_runtime::stdevents::{Init, TestString, TestUint64};
 use mir_runtime::{
     ActiveModule, Activity, AlarmId, Batch, BuildError, ConfigError, Context, Event, Exit,
@@ -35,7 +35,7 @@ fn invalid_configuration_is_refused_with_a_clear_error() {
             max_batch_size: 0,
             ..NodeConfig::default()
         })
-        .passive("a", Recorder::default())
+        .passive("a", Collector::default())
         .build()
         .unwrap_err();
     assert_eq!(err, BuildError::Config(ConfigError::ZeroBatchSize));
@@ -45,7 +45,7 @@ fn invalid_configuration_is_refused_with_a_clear_error() {
             resume_threshold: 10,
             ..NodeConfig::default()
         })
-        .passive("a", Recorder::default())
+        .passive("a", Collector::default())
         .build()
         .unwrap_err();
     assert!(
@@ -59,19 +59,19 @@ fn invalid_configuration_is_refused_with_a_clear_error() {
     );
     assert!(matches!(
         Node::builder("n")
-            .passive("a/b", Recorder::default())
+            .passive("a/b", Collector::default())
             .build(),
         Err(BuildError::NotTopLevel(_))
     ));
     assert!(matches!(
         Node::builder("n")
-            .passive("a b", Recorder::default())
+            .passive("a b", Collector::default())
             .build(),
         Err(BuildError::BadId(_))
     ));
     assert!(matches!(
         Node::builder("n")
-            .passive("a", Recorder::default())
+            .passive("a", Collector::default())
             .active("a", mir_runtime::stdmodules::Timer::new())
             .build(),
         Err(BuildError::DuplicateModule(_))
@@ -82,7 +82,7 @@ fn invalid_configuration_is_refused_with_a_clear_error() {
 #[tokio::test]
 async fn every_module_gets_one_init_first_in_registration_order() {
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (r1, r2) = (Recorder::default(), Recorder::default());
+    let (r1, r2) = (Collector::default(), Collector::default());
     let o1 = order.clone();
     let o2 = order.clone();
     let mut rec1 = r1.clone();
@@ -122,7 +122,7 @@ async fn every_module_gets_one_init_first_in_registration_order() {
 trait One {
     fn apply_events_one(&mut self, ev: Event, out: &mut Outbox) -> ModuleResult;
 }
-impl One for Recorder {
+impl One for Collector {
     fn apply_events_one(&mut self, ev: Event, _out: &mut Outbox) -> ModuleResult {
         self.events.lock().unwrap().push(ev);
         Ok(())
@@ -132,7 +132,7 @@ impl One for Recorder {
 #[tokio::test]
 async fn stop_before_run_returns_stopped_at_once() {
     let node = Node::builder("n0")
-        .passive("a", Recorder::default())
+        .passive("a", Collector::default())
         .build()
         .unwrap();
     node.handle().stop();
@@ -141,7 +141,7 @@ async fn stop_before_run_returns_stopped_at_once() {
 
 #[tokio::test]
 async fn injected_events_arrive_in_order_in_batches_of_at_most_max_batch_size() {
-    let rec = Recorder::default();
+    let rec = Collector::default();
     let node = Node::builder("n0")
         .config(NodeConfig {
             max_batch_size: 7,
@@ -176,7 +176,7 @@ async fn injected_events_arrive_in_order_in_batches_of_at_most_max_batch_size() 
 #[tokio::test]
 async fn a_module_error_stops_the_node_naming_module_and_event() {
     let node = Node::builder("n0")
-        .passive("ok", Recorder::default())
+        .passive("ok", Collector::default())
         .passive(
             "bad",
             FnModule(|ev: Event, _out: &mut Outbox| {
@@ -277,7 +277,7 @@ async fn an_event_for_a_missing_module_is_an_error_not_silently_dropped() {
 
 #[tokio::test]
 async fn injecting_for_a_missing_module_is_refused_and_the_node_goes_on() {
-    let rec = Recorder::default();
+    let rec = Collector::default();
     let node = Node::builder("n0")
         .passive("a", rec.clone())
         .build()
@@ -299,7 +299,7 @@ async fn injecting_for_a_missing_module_is_refused_and_the_node_goes_on() {
 /// A module on a worker thread runs off the loop's thread and its output flows back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_modules_run_on_their_own_thread() {
-    let rec = Recorder::default();
+    let rec = Collector::default();
     let node = Node::builder("n0")
         .passive_on_worker(
             "heavy",
@@ -531,7 +531,7 @@ async fn try_inject_reports_full_instead_of_waiting() {
     };
     let node = Node::builder("n0")
         .config(cfg)
-        .passive("a", Recorder::default())
+        .passive("a", Collector::default())
         .build()
         .unwrap();
     let h = node.handle();

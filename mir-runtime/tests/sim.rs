@@ -5,7 +5,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{id, FnModule, Recorder};
+use common::{id, Collector, FnModule};
 use mir_runtime::sim::{SimConfig, SimError, Simulation};
 use mir_runtime::stdevents::{Init, Message, MessageReceived, SendMessage, TestString, TestUint64};
 use mir_runtime::{Event, ModuleError, Node, NodeError, NodeId, Outbox, Time};
@@ -139,7 +139,7 @@ fn step_by_step_and_run_until() {
 #[test]
 fn a_message_for_a_missing_module_or_node_is_dropped_and_counted() {
     let mut sim = Simulation::new(SimConfig::with_seed(5));
-    let rec = Recorder::default();
+    let rec = Collector::default();
     sim.add_node(Node::builder("0").passive(
         "app",
         FnModule(|ev: Event, out: &mut Outbox| {
@@ -209,14 +209,14 @@ fn module_errors_name_node_and_time() {
 #[test]
 fn bad_setup_is_reported() {
     let mut sim = Simulation::new(SimConfig::default());
-    sim.add_node(Node::builder("0").passive("a", Recorder::default()))
+    sim.add_node(Node::builder("0").passive("a", Collector::default()))
         .unwrap();
     assert_eq!(
-        sim.add_node(Node::builder("0").passive("a", Recorder::default())),
+        sim.add_node(Node::builder("0").passive("a", Collector::default())),
         Err(SimError::DuplicateNode("0".into()))
     );
     assert!(matches!(
-        sim.add_node(Node::builder("1").passive("net", Recorder::default())),
+        sim.add_node(Node::builder("1").passive("net", Collector::default())),
         Err(SimError::Build(_))
     ));
     assert_eq!(
@@ -228,14 +228,14 @@ fn bad_setup_is_reported() {
         Err(SimError::UnknownDestination { .. })
     ));
     sim.step().unwrap();
-    let late = sim.add_node(Node::builder("2").passive("a", Recorder::default()));
+    let late = sim.add_node(Node::builder("2").passive("a", Collector::default()));
     assert_eq!(late, Err(SimError::AlreadyStarted("2".into())));
 }
 
 #[test]
 fn injected_events_and_stats() {
     let mut sim = Simulation::new(SimConfig::with_seed(9));
-    let rec = Recorder::default();
+    let rec = Collector::default();
     sim.add_node(Node::builder("0").passive("a", rec.clone()))
         .unwrap();
     sim.inject(
@@ -316,7 +316,7 @@ fn the_determinism_check_finds_where_a_nondeterministic_module_diverges() {
             sim.add_node(
                 Node::builder("0")
                     .passive("bad", nondeterministic())
-                    .passive("sink", Recorder::default()),
+                    .passive("sink", Collector::default()),
             )?;
             Ok(())
         },

@@ -50,7 +50,7 @@ use mir_dsl::mir_runtime::stdevents::crypto::{
     SigCheck, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
 };
 use mir_dsl::mir_runtime::{payload, ModuleId, NodeId};
-use mir_dsl::{ensure, fatal, ignore, protocol, Ctx, Handled, Membership};
+use mir_dsl::{ensure, fatal, ignore, protocol, Ctx, Handled, Voters};
 use serde::{Deserialize, Serialize};
 
 // ---- Events (local) ----
@@ -161,7 +161,7 @@ pub struct Bcb {
     // Parameters.
     modules: BcbModules,
     instance: Vec<u8>,
-    membership: Membership,
+    membership: Voters,
     leader: NodeId,
     me: NodeId,
     // State, named as in the pseudocode.
@@ -180,7 +180,7 @@ impl Bcb {
     pub fn new(
         modules: BcbModules,
         instance: Vec<u8>,
-        membership: Membership,
+        membership: Voters,
         leader: NodeId,
         me: NodeId,
     ) -> Self {
@@ -220,7 +220,7 @@ impl Bcb {
 /// yet are kept (bounded per sender) until they are.
 pub fn factory(
     modules: BcbModules,
-    membership: Membership,
+    membership: Voters,
     me: NodeId,
 ) -> mir_dsl::mir_runtime::stdmodules::Factory {
     mir_dsl::mir_runtime::stdmodules::Factory::new(move |_id, params| {

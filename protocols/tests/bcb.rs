@@ -15,7 +15,7 @@ use mir_dsl::mir_runtime::stdmodules::TestCrypto;
 use mir_dsl::mir_runtime::{
     Batch, Event, ModuleId, ModuleResult, Node, NodeId, Outbox, PassiveModule,
 };
-use mir_dsl::{DslModule, DslStats, Membership};
+use mir_dsl::{DslModule, DslStats, Voters};
 use protocols::bcb::{
     Bcb, BcbModules, BroadcastRefused, BroadcastRequest, Deliver, EchoMessage, FinalMessage,
     StartMessage,
@@ -133,7 +133,7 @@ fn cluster_with(
                 let m = DslModule::new(Bcb::new(
                     modules(),
                     INSTANCE.to_vec(),
-                    Membership::equal(nodes()),
+                    Voters::equal(nodes()),
                     nodes()[0].clone(),
                     me.clone(),
                 ));
@@ -451,7 +451,7 @@ fn a_recorded_bcb_run_replays_to_the_same_outputs() {
         DslModule::new(Bcb::new(
             modules(),
             INSTANCE.to_vec(),
-            Membership::equal(nodes()),
+            Voters::equal(nodes()),
             nodes()[0].clone(),
             me.clone(),
         ))

@@ -15,7 +15,7 @@ use mir_dsl::mir_runtime::stdmodules::{CryptoCounters, TestCrypto};
 use mir_dsl::mir_runtime::{
     Batch, Event, ModuleId, ModuleResult, Node, NodeId, Outbox, PassiveModule, Payload,
 };
-use mir_dsl::Membership;
+use mir_dsl::Voters;
 use protocols::bcb::{factory, BcbInstance, BcbModules, Deliver, FinalMessage};
 
 const SEED: u64 = 7;
@@ -69,7 +69,7 @@ fn cluster() -> Cluster {
         let c = TestCrypto::new(me.clone(), SEED);
         delivered.push(app.clone());
         crypto.push(c.counters());
-        let membership = Membership::equal(nodes());
+        let membership = Voters::equal(nodes());
         let b = Node::builder(me.clone())
             .passive("app", app)
             .passive("crypto", c)

@@ -8,7 +8,7 @@ use mir_dsl::mir_runtime::stdevents::Init;
 use mir_dsl::mir_runtime::stdmodules::{ecdsa::test_keys, EcdsaCrypto};
 use mir_dsl::mir_runtime::transport::inprocess::InProcessNetwork;
 use mir_dsl::mir_runtime::{Batch, ModuleId, ModuleResult, Node, NodeId, Outbox, PassiveModule};
-use mir_dsl::{DslModule, Membership};
+use mir_dsl::{DslModule, Voters};
 use protocols::bcb::{Bcb, BcbModules, BroadcastRequest, Deliver};
 
 type Delivered = Arc<Mutex<Vec<(NodeId, Vec<u8>)>>>;
@@ -54,7 +54,7 @@ async fn four_nodes_deliver_over_the_in_process_transport_with_real_signatures()
         let bcb = Bcb::new(
             modules.clone(),
             b"inst".to_vec(),
-            Membership::equal(ids.clone()),
+            Voters::equal(ids.clone()),
             ids[0].clone(),
             me.clone(),
         );

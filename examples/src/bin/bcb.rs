@@ -379,7 +379,7 @@ fn replay(log: &std::path::Path, node: &str, nodes: usize, step: bool) -> Result
         crypto: ModuleId::new("crypto"),
         consumer: ModuleId::new("app"),
     };
-    let bcb = protocols::bcb::factory(modules, mir_dsl::Membership::equal(ids), me.clone());
+    let bcb = protocols::bcb::factory(modules, mir_dsl::Voters::equal(ids), me.clone());
     let mut fresh: std::collections::BTreeMap<ModuleId, Box<dyn PassiveModule>> =
         Default::default();
     fresh.insert(ModuleId::new("bcb"), Box::new(bcb));

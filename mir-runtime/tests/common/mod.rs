@@ -7,12 +7,12 @@ use mir_runtime::{Batch, Event, ModuleId, ModuleResult, Outbox, PassiveModule};
 
 /// Records every event and the size of every batch it receives.
 #[derive(Clone, Default)]
-pub struct Recorder {
+pub struct Collector {
     pub events: Arc<Mutex<Vec<Event>>>,
     pub batches: Arc<Mutex<Vec<usize>>>,
 }
 
-impl Recorder {
+impl Collector {
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().unwrap().clone()
     }
@@ -24,7 +24,7 @@ impl Recorder {
     }
 }
 
-impl PassiveModule for Recorder {
+impl PassiveModule for Collector {
     fn accepts_messages(&self) -> bool {
         true
     }

@@ -36,7 +36,7 @@
 //! reason ([`mempool::TransactionsRejected`]), and each client has a window of transaction numbers
 //! above its delivered low watermark (Mir had neither: one client could fill a node's memory).
 //! Certificate verification rejects repeated and non-member signers (through
-//! [`mir_dsl::Membership::is_weak_quorum`]). Batch reconstruction asks one signer at a time and
+//! [`mir_dsl::Voters::is_weak_quorum`]). Batch reconstruction asks one signer at a time and
 //! moves to the next on a timeout, forever (Mir asked all signers once and never retried, so one
 //! lost message stalled the node). A signer signs at most `max_requests` batches per source and
 //! epoch, so a Byzantine source cannot make it store without bound.

@@ -30,7 +30,7 @@ use mir_dsl::mir_runtime::stdevents::crypto::Origin;
 use mir_dsl::mir_runtime::stdevents::Init;
 use mir_dsl::mir_runtime::stdmodules::Factory;
 use mir_dsl::mir_runtime::{payload, request_response, ModuleError, ModuleId, NodeId};
-use mir_dsl::{protocol, Ctx, Handled, Membership, Weight};
+use mir_dsl::{protocol, Ctx, Handled, Voters, Weight};
 use serde::{Deserialize, Serialize};
 
 use super::{BatchCert, BatchId, Cert, Tx};
@@ -338,7 +338,7 @@ pub struct Msc {
     params: MscParams,
     instance: Vec<u8>,
     epoch: u64,
-    membership: Membership,
+    membership: Voters,
     me: NodeId,
     // Certificate creation, source side.
     requests: VecDeque<Origin>,
@@ -366,7 +366,7 @@ impl Msc {
         modules: MscModules,
         params: MscParams,
         epoch: u64,
-        membership: Membership,
+        membership: Voters,
         me: NodeId,
     ) -> Self {
         Msc {
@@ -445,7 +445,7 @@ pub fn factory(modules: MscModules, params: MscParams, me: NodeId) -> Factory {
             modules.clone(),
             params.clone(),
             inst.epoch,
-            Membership::new(inst.membership),
+            Voters::new(inst.membership),
             me.clone(),
         );
         Ok(Box::new(mir_dsl::DslModule::new(m)) as Box<dyn mir_dsl::mir_runtime::PassiveModule>)
