@@ -52,17 +52,9 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--instances" => {
-                instances = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--instances N")
+                instances = args.next().and_then(|v| v.parse().ok()).expect("--instances N")
             }
-            "--window" => {
-                window = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--window W")
-            }
+            "--window" => window = args.next().and_then(|v| v.parse().ok()).expect("--window W"),
             "--record" => record = true,
             "--bench" => {}
             other => eprintln!("ignoring argument {other}"),
@@ -86,11 +78,8 @@ fn main() {
     }
     let t_verify = t0.elapsed().as_secs_f64() / n as f64;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (tx, rx) = mpsc::channel();
     let (signs, verifies) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let elapsed = rt.block_on(async {
@@ -110,10 +99,8 @@ fn main() {
                 verifies: verifies.clone(),
             };
             // The in-process transport drops on overflow (it never blocks): leave room for bursts.
-            let cfg = mir_dsl::mir_runtime::NodeConfig {
-                inject_capacity: 8192,
-                ..Default::default()
-            };
+            let cfg =
+                mir_dsl::mir_runtime::NodeConfig { inject_capacity: 8192, ..Default::default() };
             let mut builder = Node::builder(me.clone()).config(cfg);
             if record {
                 let dir =
@@ -126,10 +113,7 @@ fn main() {
                 builder = builder.interceptor(rec);
             }
             let node = builder
-                .passive(
-                    "app",
-                    DslModule::new(BcbApp::new(me.clone(), ids[0].clone(), tx.clone())),
-                )
+                .passive("app", DslModule::new(BcbApp::new(me.clone(), ids[0].clone(), tx.clone())))
                 .passive(
                     "bcb",
                     protocols::bcb::factory(modules.clone(), quorum.clone(), me.clone()),
@@ -156,9 +140,7 @@ fn main() {
                     .inject(vec![Event::new(
                         "app",
                         "app",
-                        Submit {
-                            data: vec![submitted as u8; 64],
-                        },
+                        Submit { data: vec![submitted as u8; 64] },
                     )])
                     .await
                     .unwrap();
@@ -199,10 +181,7 @@ fn main() {
         t_sign * 1e6,
         t_verify * 1e6
     );
-    println!(
-        "signature CPU per instance:          {:.0} µs",
-        crypto_per_instance * 1e6
-    );
+    println!("signature CPU per instance:          {:.0} µs", crypto_per_instance * 1e6);
     println!("signatures alone allow (2 cores):    {bound:.0} instances/s");
     println!(
         "framework's share of the time:       {:.0}%",

@@ -34,10 +34,7 @@ pub struct ReadBatch {
     pub cert: Cert,
 }
 
-payload!(
-    CreateBatch = "demo.CreateBatch",
-    ReadBatch = "demo.ReadBatch"
-);
+payload!(CreateBatch = "demo.CreateBatch", ReadBatch = "demo.ReadBatch");
 
 /// What the app reports to the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,12 +96,7 @@ impl AvailabilityApp {
         membership: Vec<(NodeId, Weight)>,
         report: mpsc::Sender<Report>,
     ) -> Self {
-        AvailabilityApp {
-            me,
-            membership,
-            instance: ModuleId::new("availability/0"),
-            report,
-        }
+        AvailabilityApp { me, membership, instance: ModuleId::new("availability/0"), report }
     }
 }
 
@@ -113,10 +105,7 @@ impl AvailabilityApp {
     /// upon Init do create the multisig collector of epoch 0
     #[upon(event)]
     fn init(&mut self, ctx: &mut Ctx<Self>, _i: Init) -> Handled {
-        ctx.emit(
-            &ModuleId::new("availability"),
-            new_epoch_instance(0, &self.membership),
-        );
+        ctx.emit(&ModuleId::new("availability"), new_epoch_instance(0, &self.membership));
         Ok(())
     }
 
@@ -132,25 +121,15 @@ impl AvailabilityApp {
     /// upon NewCert(cert) do report it
     #[upon(response)]
     fn cert(&mut self, _ctx: &mut Ctx<Self>, c: NewCert, _w: CertFor) -> Handled {
-        let _ = self.report.send(Report::Cert {
-            node: self.me.clone(),
-            cert: c.cert,
-        });
+        let _ = self.report.send(Report::Cert { node: self.me.clone(), cert: c.cert });
         Ok(())
     }
 
     /// upon TransactionsRejected do report them
     #[upon(event)]
     fn rejected(&mut self, _ctx: &mut Ctx<Self>, r: TransactionsRejected) -> Handled {
-        let rejected = r
-            .rejected
-            .into_iter()
-            .map(|r| (r.tx_no, r.reason))
-            .collect();
-        let _ = self.report.send(Report::Rejected {
-            node: self.me.clone(),
-            rejected,
-        });
+        let rejected = r.rejected.into_iter().map(|r| (r.tx_no, r.reason)).collect();
+        let _ = self.report.send(Report::Rejected { node: self.me.clone(), rejected });
         Ok(())
     }
 
@@ -158,11 +137,7 @@ impl AvailabilityApp {
     #[upon(event)]
     fn read(&mut self, ctx: &mut Ctx<Self>, r: ReadBatch) -> Handled {
         let inst = self.instance.clone();
-        ctx.request(
-            &inst,
-            VerifyCert::new(r.cert.clone()),
-            Verifying { cert: r.cert },
-        );
+        ctx.request(&inst, VerifyCert::new(r.cert.clone()), Verifying { cert: r.cert });
         Ok(())
     }
 
@@ -184,10 +159,7 @@ impl AvailabilityApp {
     /// … and report them
     #[upon(response)]
     fn batch(&mut self, _ctx: &mut Ctx<Self>, p: ProvideTransactions, _r: Reading) -> Handled {
-        let _ = self.report.send(Report::Batch {
-            node: self.me.clone(),
-            txs: p.txs,
-        });
+        let _ = self.report.send(Report::Batch { node: self.me.clone(), txs: p.txs });
         Ok(())
     }
 }
@@ -201,11 +173,8 @@ pub fn demo_node(
     report: mpsc::Sender<Report>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
     use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
-    let transport = GrpcTransport::new(GrpcConfig::new(
-        me.clone(),
-        membership.clone(),
-        keys.transport,
-    ))?;
+    let transport =
+        GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), keys.transport))?;
     let grpc = transport.handle();
     let builder = demo_modules(me, membership, keys.signing, config, report)?;
     let node = builder.active("net", transport).build()?;

@@ -73,17 +73,10 @@ impl BcbApp {
     fn open_until(&mut self, ctx: &mut Ctx<Self>, end: u64) {
         while self.opened < end {
             let k = self.opened;
-            let params = Payload::new(BcbInstance {
-                leader: self.leader.clone(),
-                instance: k,
-            });
+            let params = Payload::new(BcbInstance { leader: self.leader.clone(), instance: k });
             ctx.emit(
                 &self.factory.clone(),
-                NewSubmodule {
-                    id: self.factory.then(k),
-                    params,
-                    retention_index: k,
-                },
+                NewSubmodule { id: self.factory.then(k), params, retention_index: k },
             );
             self.opened += 1;
         }
@@ -122,19 +115,14 @@ impl BcbApp {
             mir_dsl::fatal!("instance id of {} bytes", d.instance.len())
         };
         let instance = u64::from_le_bytes(bytes);
-        let _ = self.report.send(Report::Delivered {
-            node: self.me.clone(),
-            instance,
-            data: d.data,
-        });
+        let _ =
+            self.report.send(Report::Delivered { node: self.me.clone(), instance, data: d.data });
         self.delivered += 1;
         self.open_until(ctx, self.delivered + self.window);
         if self.delivered > self.window {
             ctx.emit(
                 &self.factory.clone(),
-                GarbageCollect {
-                    retention_index: self.delivered - self.window,
-                },
+                GarbageCollect { retention_index: self.delivered - self.window },
             );
         }
         Ok(())
@@ -158,11 +146,8 @@ pub fn demo_node(
     record: Option<&std::path::Path>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
     use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
-    let transport = GrpcTransport::new(GrpcConfig::new(
-        me.clone(),
-        membership.clone(),
-        keys.transport,
-    ))?;
+    let transport =
+        GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), keys.transport))?;
     let grpc = transport.handle();
     let mut builder = demo_modules(me.clone(), leader, membership, keys.signing, report)?;
     if let Some(dir) = record {
@@ -195,10 +180,7 @@ pub fn demo_modules(
     let quorum = mir_dsl::Voters::new(membership.weights());
     let registry = membership.registry()?;
     Ok(Node::builder(me.clone())
-        .passive(
-            "app",
-            mir_dsl::DslModule::new(BcbApp::new(me.clone(), leader, report)),
-        )
+        .passive("app", mir_dsl::DslModule::new(BcbApp::new(me.clone(), leader, report)))
         .passive("bcb", protocols::bcb::factory(modules, quorum, me))
         .passive_on_worker("crypto", EcdsaCrypto::new(key, registry).threads(2)))
 }

@@ -27,10 +27,7 @@ pub struct Running {
 pub async fn start(nodes: Vec<DemoNode>, timeout: Duration) -> Result<Running, String> {
     let n = nodes.len();
     let mut grpcs = Vec::with_capacity(n);
-    let mut running = Running {
-        handles: Vec::with_capacity(n),
-        runs: Vec::with_capacity(n),
-    };
+    let mut running = Running { handles: Vec::with_capacity(n), runs: Vec::with_capacity(n) };
     for d in nodes {
         running.handles.push(d.node.handle());
         grpcs.push(d.grpc);
@@ -67,9 +64,8 @@ pub fn membership_toml(n: usize, host: &str, base_port: u16, seed: u64) -> Resul
 /// A membership with one node per port (node i on `ports[i]`), **insecure** test keys from
 /// `seed` ([`NodeKeys::test`]), as TOML. `host` must be an IP address (a bad one is an error).
 pub fn membership_toml_with_ports(host: &str, ports: &[u16], seed: u64) -> Result<String, String> {
-    let ip: std::net::IpAddr = host
-        .parse()
-        .map_err(|_| format!("--host {host:?} is not an IP address"))?;
+    let ip: std::net::IpAddr =
+        host.parse().map_err(|_| format!("--host {host:?} is not an IP address"))?;
     let mut out = format!(
         "# {} nodes, INSECURE test keys from seed {seed} (anyone can compute them; for demos only)\n",
         ports.len()
@@ -84,13 +80,9 @@ pub fn membership_toml_with_ports(host: &str, ports: &[u16], seed: u64) -> Resul
 
 /// `n` free TCP ports on loopback (free when asked; another program could take one meanwhile).
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect()
 }
 
 /// The keys a node started from a membership file runs with: read from `key_dir` (written by

@@ -25,11 +25,7 @@ pub struct Pong(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tick;
 
-mir_runtime::payload!(
-    Ping = "pingpong.Ping",
-    Pong = "pingpong.Pong",
-    Tick = "pingpong.Tick"
-);
+mir_runtime::payload!(Ping = "pingpong.Ping", Pong = "pingpong.Pong", Tick = "pingpong.Tick");
 
 /// Where the other side is: a module of this node, or a module on another node (through the
 /// transport module `net`).
@@ -56,10 +52,7 @@ impl Peer {
                 net,
                 SendMessage {
                     destinations: vec![node.clone()],
-                    message: Message {
-                        dest_module: module.clone(),
-                        payload: payload.into(),
-                    },
+                    message: Message { dest_module: module.clone(), payload: payload.into() },
                 },
             ),
         }
@@ -72,9 +65,7 @@ impl Peer {
 /// caller, and dropped if so).
 fn payload_of(ev: Event) -> Result<(Payload, Option<NodeId>), ModuleError> {
     if ev.is::<MessageReceived>() {
-        let m = ev
-            .into_payload::<MessageReceived>()
-            .map_err(ModuleError::new)?;
+        let m = ev.into_payload::<MessageReceived>().map_err(ModuleError::new)?;
         return Ok((m.message.payload, Some(m.from)));
     }
     Ok((ev.payload, None))
@@ -104,14 +95,7 @@ impl Pinger {
         count: u64,
         report: mpsc::Sender<String>,
     ) -> Self {
-        Pinger {
-            peer,
-            timer,
-            period,
-            count,
-            report,
-            sent: 0,
-        }
+        Pinger { peer, timer, period, count, report, sent: 0 }
     }
 }
 
@@ -185,9 +169,7 @@ impl PassiveModule for Ponger {
                     .send(out, Pong(n)),
                     (None, Some(m)) => out.send(m, Pong(n)),
                     (None, None) => {
-                        return Err(ModuleError::new(
-                            "local ping but no local pinger configured",
-                        ))
+                        return Err(ModuleError::new("local ping but no local pinger configured"))
                     }
                 },
                 Err(PayloadError::Malformed(e)) => {
@@ -239,11 +221,7 @@ pub fn two_nodes(
             net: net.clone(),
         };
         let pinger = Pinger::new(peer, timer, period, count, report);
-        let ponger = Ponger {
-            local_reply: None,
-            net,
-            remote_pinger: ModuleId::new("ping"),
-        };
+        let ponger = Ponger { local_reply: None, net, remote_pinger: ModuleId::new("ping") };
         (n0.passive("ping", pinger), n1.passive("pong", ponger))
     }
 }

@@ -53,12 +53,7 @@ impl Pinger {
     fn tick(&mut self, ctx: &mut Ctx<Self>, _tick: Tick) -> Handled {
         if self.sent < self.count {
             self.sent += 1;
-            ctx.send_to_module(
-                &self.net,
-                [&self.peer],
-                &ModuleId::new("pong"),
-                Ping(self.sent),
-            );
+            ctx.send_to_module(&self.net, [&self.peer], &ModuleId::new("pong"), Ping(self.sent));
         }
         Ok(())
     }
@@ -66,9 +61,7 @@ impl Pinger {
     /// upon PONG(n) from q do report
     #[upon(message)]
     fn pong(&mut self, _ctx: &mut Ctx<Self>, from: NodeId, pong: Pong) -> Handled {
-        let _ = self
-            .report
-            .send(format!("pong {} from node {from}", pong.0));
+        let _ = self.report.send(format!("pong {} from node {from}", pong.0));
         Ok(())
     }
 }

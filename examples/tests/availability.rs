@@ -15,19 +15,13 @@ fn the_demo_makes_a_certificate_and_reads_the_batch_back_on_another_node() {
         "demo failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("node 1 made a certificate for batch"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("node 1 made a certificate for batch"), "{stdout}");
     assert!(stdout.contains("node 2 read 7 transactions:"), "{stdout}");
     // A correct run ignores no input (late signatures for a complete certificate are expected).
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("input ignored"), "{stderr}");
     for i in 0..7 {
-        assert!(
-            stdout.contains(&format!("demo-client #{i}: transaction {i}")),
-            "{stdout}"
-        );
+        assert!(stdout.contains(&format!("demo-client #{i}: transaction {i}")), "{stdout}");
     }
 }
 
@@ -39,8 +33,5 @@ fn bad_arguments_get_a_clear_error() {
         .expect("the demo runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--read-on 9: there are only 4 nodes"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("--read-on 9: there are only 4 nodes"), "{stderr}");
 }

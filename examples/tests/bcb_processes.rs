@@ -43,10 +43,7 @@ fn four_processes_deliver_the_leaders_message() {
             if i == 0 {
                 cmd.args(["--message", "across processes"]);
             }
-            cmd.stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -62,11 +59,7 @@ fn four_processes_deliver_the_leaders_message() {
     for (i, c) in children.into_iter().enumerate() {
         let out = c.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "node {i} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "node {i} failed: {}", String::from_utf8_lossy(&out.stderr));
         assert!(
             stdout.contains(&format!("node {i} delivered #0: across processes")),
             "node {i} printed: {stdout}"
@@ -92,20 +85,14 @@ fn a_bad_membership_file_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("address \"nowhere\" is not an IP address and port"),
-        "{err}"
-    );
+    assert!(err.contains("address \"nowhere\" is not an IP address and port"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Runs `bcb node --id 0 --membership <demo membership> <args>`; its standard error.
 fn node_error(args: &[&str]) -> String {
-    let dir = std::env::temp_dir().join(format!(
-        "mir-bcb-keys-{}-{}",
-        std::process::id(),
-        args.len()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("mir-bcb-keys-{}-{}", std::process::id(), args.len()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("m.toml");
@@ -117,9 +104,7 @@ fn node_error(args: &[&str]) -> String {
     .unwrap();
     // The demo keys copied into a key directory.
     let keys = dir.join("keys");
-    NodeKeys::test(42, &NodeId::from_index(0))
-        .write(&keys, &NodeId::from_index(0))
-        .unwrap();
+    NodeKeys::test(42, &NodeId::from_index(0)).write(&keys, &NodeId::from_index(0)).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bcb"));
     cmd.args(["node", "--id", "0", "--membership", file.to_str().unwrap()]);
     for a in args {
@@ -136,9 +121,6 @@ fn the_public_demo_keys_are_refused_unless_asked_for() {
     let no_keys = node_error(&[]);
     assert!(no_keys.contains("--keys"), "{no_keys}");
     let demo = node_error(&["--keys", "KEYS"]);
-    assert!(
-        demo.contains("are the public demo keys of node 0"),
-        "{demo}"
-    );
+    assert!(demo.contains("are the public demo keys of node 0"), "{demo}");
     assert!(demo.contains("--insecure-test-keys"), "{demo}");
 }

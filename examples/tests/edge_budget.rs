@@ -74,13 +74,8 @@ async fn a_peer_that_never_reads_cannot_grow_a_nodes_memory_past_the_budget() {
     assert!(grpc0.wait_connected(2, Duration::from_secs(20)).await);
 
     // A certificate for a batch of 200 × (3 + 8 + 4000) bytes.
-    let txs: Vec<Tx> = (0..200)
-        .map(|i| Tx::new("big", i, vec![7u8; 4000]))
-        .collect();
-    handles[0]
-        .inject(vec![Event::new("@node", "app", CreateBatch { txs })])
-        .await
-        .unwrap();
+    let txs: Vec<Tx> = (0..200).map(|i| Tx::new("big", i, vec![7u8; 4000])).collect();
+    handles[0].inject(vec![Event::new("@node", "app", CreateBatch { txs })]).await.unwrap();
     let cert = tokio::task::block_in_place(|| {
         wait_for(&rx, |r| match r {
             Report::Cert { cert, .. } => Some(cert),
@@ -100,12 +95,8 @@ async fn a_peer_that_never_reads_cannot_grow_a_nodes_memory_past_the_budget() {
     .await
     .unwrap();
     for _ in 0..40 {
-        let ask = RequestBatchMessage {
-            batch_id: batch_id.clone(),
-        };
-        byz.send(&Message::new("availability/0", ask))
-            .await
-            .unwrap();
+        let ask = RequestBatchMessage { batch_id: batch_id.clone() };
+        byz.send(&Message::new("availability/0", ask)).await.unwrap();
     }
     // The answers pile up to the budget, no further.
     let stats = grpc0.stats();
@@ -113,10 +104,7 @@ async fn a_peer_that_never_reads_cannot_grow_a_nodes_memory_past_the_budget() {
     let mut peak = 0;
     while stats.transport.overflow.load(Relaxed) < 30 {
         peak = peak.max(stats.queued_bytes.load(Relaxed));
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "answers not dropped"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(30), "answers not dropped");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     peak = peak.max(stats.queued_bytes.load(Relaxed));
@@ -125,10 +113,7 @@ async fn a_peer_that_never_reads_cannot_grow_a_nodes_memory_past_the_budget() {
 
     // Node 0 still works with the correct nodes: it makes another certificate.
     let more: Vec<Tx> = (0..3).map(|i| Tx::new("small", i, "x")).collect();
-    handles[0]
-        .inject(vec![Event::new("@node", "app", CreateBatch { txs: more })])
-        .await
-        .unwrap();
+    handles[0].inject(vec![Event::new("@node", "app", CreateBatch { txs: more })]).await.unwrap();
     let second = tokio::task::block_in_place(|| {
         wait_for(&rx, |r| match r {
             Report::Cert { cert, .. } => Some(cert),

@@ -110,9 +110,7 @@ fn samples() -> Vec<Payload> {
             params: Payload::new(Init),
             retention_index: 0,
         }),
-        Payload::new(GarbageCollect {
-            retention_index: u64::MAX,
-        }),
+        Payload::new(GarbageCollect { retention_index: u64::MAX }),
         Payload::new(TimerDelay {
             id: None,
             delay: Duration::ZERO,
@@ -127,35 +125,18 @@ fn samples() -> Vec<Payload> {
             from: NodeId::from_index(2),
             message: Message::new("app", TestString("forged sender".into())),
         }),
-        Payload::new(StartMessage {
-            data: b"not from the leader".to_vec(),
-        }),
-        Payload::new(EchoMessage {
-            signature: vec![7; 64],
-        }),
+        Payload::new(StartMessage { data: b"not from the leader".to_vec() }),
+        Payload::new(EchoMessage { signature: vec![7; 64] }),
         Payload::new(FinalMessage {
             data: b"forged".to_vec(),
             signers: (0..N).map(NodeId::from_index).collect(),
             signatures: vec![vec![1; 64]; N],
         }),
-        Payload::new(RequestSigMessage {
-            req_id: 1,
-            txs: vec![tx.clone()],
-        }),
-        Payload::new(SigMessage {
-            req_id: 1,
-            signature: vec![3; 64],
-        }),
-        Payload::new(RequestBatchMessage {
-            batch_id: vec![0; 32],
-        }),
-        Payload::new(ProvideBatchMessage {
-            batch_id: vec![0; 32],
-            txs: vec![tx],
-        }),
-        Payload::new(Submit {
-            data: b"submitted by a peer".to_vec(),
-        }),
+        Payload::new(RequestSigMessage { req_id: 1, txs: vec![tx.clone()] }),
+        Payload::new(SigMessage { req_id: 1, signature: vec![3; 64] }),
+        Payload::new(RequestBatchMessage { batch_id: vec![0; 32] }),
+        Payload::new(ProvideBatchMessage { batch_id: vec![0; 32], txs: vec![tx] }),
+        Payload::new(Submit { data: b"submitted by a peer".to_vec() }),
     ]
 }
 
@@ -165,10 +146,7 @@ fn payloads() -> Vec<Payload> {
     for name in NAMES {
         out.push(Payload::encoded(*name, vec![]));
         out.push(Payload::encoded(*name, vec![0xff; 9]));
-        out.push(Payload::encoded(
-            *name,
-            (0..37u8).map(|i| i.wrapping_mul(101)).collect(),
-        ));
+        out.push(Payload::encoded(*name, (0..37u8).map(|i| i.wrapping_mul(101)).collect()));
     }
     out
 }
@@ -209,10 +187,7 @@ fn flood(modules: &[&str]) -> Vec<Event> {
                 "net",
                 SendMessage {
                     destinations: vec![NodeId::from_index(0)],
-                    message: Message {
-                        dest_module: dest.clone(),
-                        payload,
-                    },
+                    message: Message { dest_module: dest.clone(), payload },
                 },
             ));
         }
@@ -253,19 +228,11 @@ fn availability_builders(m: &Membership, report: &mpsc::Sender<avail::Report>) -
 }
 
 fn submit() -> Event {
-    Event::new(
-        "@node",
-        "app",
-        Submit {
-            data: b"still working".to_vec(),
-        },
-    )
+    Event::new("@node", "app", Submit { data: b"still working".to_vec() })
 }
 
 fn create() -> Event {
-    let txs = (0..5)
-        .map(|i| Tx::new("client", i, format!("tx {i}")))
-        .collect();
+    let txs = (0..5).map(|i| Tx::new("client", i, format!("tx {i}"))).collect();
     Event::new("@node", "app", CreateBatch { txs })
 }
 
@@ -274,11 +241,9 @@ fn check_bcb(reports: &[bcb::Report]) {
     let mut nodes: Vec<NodeId> = reports
         .iter()
         .filter_map(|r| match r {
-            bcb::Report::Delivered {
-                node,
-                instance: 0,
-                data,
-            } if data == b"still working" => Some(node.clone()),
+            bcb::Report::Delivered { node, instance: 0, data } if data == b"still working" => {
+                Some(node.clone())
+            }
             _ => None,
         })
         .collect();
@@ -319,18 +284,14 @@ fn sim_of(builders: Vec<NodeBuilder>) -> Simulation {
 fn simulator_bcb_survives_every_message_to_every_module() {
     let (tx, rx) = mpsc::channel();
     let mut sim = sim_of(bcb_builders(&membership(), &tx));
-    sim.inject(&NodeId::from_index(1), flood(BCB_MODULES))
-        .unwrap();
+    sim.inject(&NodeId::from_index(1), flood(BCB_MODULES)).unwrap();
     sim.run_for(Duration::from_secs(2)).unwrap();
     sim.inject(&NodeId::from_index(0), vec![submit()]).unwrap();
     sim.run_for(Duration::from_secs(2)).unwrap();
     check_bcb(&rx.try_iter().collect::<Vec<_>>());
     let stats = sim.stats(&NodeId::from_index(0)).unwrap();
     for m in ["crypto", "net"] {
-        assert!(
-            stats.module(m).unwrap().messages_refused > 0,
-            "{m}: {stats:?}"
-        );
+        assert!(stats.module(m).unwrap().messages_refused > 0, "{m}: {stats:?}");
     }
 }
 
@@ -338,26 +299,19 @@ fn simulator_bcb_survives_every_message_to_every_module() {
 fn simulator_availability_survives_every_message_to_every_module() {
     let (tx, rx) = mpsc::channel();
     let mut sim = sim_of(availability_builders(&membership(), &tx));
-    sim.inject(&NodeId::from_index(1), flood(AVAILABILITY_MODULES))
-        .unwrap();
+    sim.inject(&NodeId::from_index(1), flood(AVAILABILITY_MODULES)).unwrap();
     sim.run_for(Duration::from_secs(2)).unwrap();
     sim.inject(&NodeId::from_index(0), vec![create()]).unwrap();
     sim.run_for(Duration::from_secs(2)).unwrap();
     let cert = rx.try_iter().find_map(cert_of).expect("a certificate");
     assert!(!cert.is_empty());
-    sim.inject(
-        &NodeId::from_index(2),
-        vec![Event::new("@node", "app", ReadBatch { cert })],
-    )
-    .unwrap();
+    sim.inject(&NodeId::from_index(2), vec![Event::new("@node", "app", ReadBatch { cert })])
+        .unwrap();
     sim.run_for(Duration::from_secs(2)).unwrap();
     assert!(rx.try_iter().any(|r| check_batch(&r)));
     let stats = sim.stats(&NodeId::from_index(0)).unwrap();
     for m in ["crypto", "net", "timer", "hasher", "batchdb", "mempool"] {
-        assert!(
-            stats.module(m).unwrap().messages_refused > 0,
-            "{m}: {stats:?}"
-        );
+        assert!(stats.module(m).unwrap().messages_refused > 0, "{m}: {stats:?}");
     }
 }
 
@@ -377,8 +331,7 @@ fn replies_to_injected_events_never_stop_a_node() {
     sim.run_for(Duration::from_millis(100)).unwrap(); // the app opens instance bcb/0
                                                       // Node 1 is not the leader: the BCB instance refuses, replying to the source.
     let request = BroadcastRequest { data: vec![1] };
-    sim.inject(&one, vec![Event::new("@node", "bcb/0", request.clone())])
-        .unwrap();
+    sim.inject(&one, vec![Event::new("@node", "bcb/0", request.clone())]).unwrap();
     sim.run_for(Duration::from_secs(1)).unwrap();
     assert_eq!(sim.stats(&one).unwrap().to_outside, 1);
     assert!(matches!(
@@ -388,11 +341,8 @@ fn replies_to_injected_events_never_stop_a_node() {
 
     // The mempool rejects a transaction outside the client's window, replying to the source.
     let mut sim = sim_of(availability_builders(&m, &atx));
-    let new = NewTransactions {
-        txs: vec![Tx::new("c", u64::MAX, "x")],
-    };
-    sim.inject(&one, vec![Event::new("@node", "mempool", new)])
-        .unwrap();
+    let new = NewTransactions { txs: vec![Tx::new("c", u64::MAX, "x")] };
+    sim.inject(&one, vec![Event::new("@node", "mempool", new)]).unwrap();
     sim.run_for(Duration::from_secs(1)).unwrap();
     assert_eq!(sim.stats(&one).unwrap().to_outside, 1);
 }
@@ -445,10 +395,7 @@ async fn refused_eventually(h: &NodeHandle, module: &str) {
 }
 
 async fn availability_after_flood(handles: &[NodeHandle], rx: &mpsc::Receiver<avail::Report>) {
-    handles[1]
-        .inject(flood(AVAILABILITY_MODULES))
-        .await
-        .unwrap();
+    handles[1].inject(flood(AVAILABILITY_MODULES)).await.unwrap();
     handles[0].inject(vec![create()]).await.unwrap();
     let reports = tokio::task::block_in_place(|| {
         wait(
@@ -457,10 +404,7 @@ async fn availability_after_flood(handles: &[NodeHandle], rx: &mpsc::Receiver<av
         )
     });
     let cert = reports.into_iter().find_map(cert_of).unwrap();
-    handles[2]
-        .inject(vec![Event::new("@node", "app", ReadBatch { cert })])
-        .await
-        .unwrap();
+    handles[2].inject(vec![Event::new("@node", "app", ReadBatch { cert })]).await.unwrap();
     tokio::task::block_in_place(|| wait(rx, check_batch));
     refused_eventually(&handles[0], "hasher").await;
 }
@@ -476,10 +420,7 @@ where
     let mut runs = Vec::new();
     let mut handles = Vec::new();
     for (i, b) in builders.into_iter().enumerate() {
-        let node = b
-            .active("net", net.transport(NodeId::from_index(i)))
-            .build()
-            .unwrap();
+        let node = b.active("net", net.transport(NodeId::from_index(i))).build().unwrap();
         net.connect(NodeId::from_index(i), node.handle().sink());
         handles.push(node.handle());
         runs.push(tokio::spawn(node.run()));
@@ -504,10 +445,7 @@ async fn in_process_bcb_survives_every_message_to_every_module() {
 async fn in_process_availability_survives_every_message_to_every_module() {
     let (tx, rx) = mpsc::channel();
     let builders = availability_builders(&membership(), &tx);
-    in_process(builders, |h| async move {
-        availability_after_flood(&h, &rx).await
-    })
-    .await;
+    in_process(builders, |h| async move { availability_after_flood(&h, &rx).await }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,9 +459,7 @@ async fn grpc_bcb_survives_every_message_to_every_module() {
             bcb::demo_node(id, NodeId::from_index(0), &m, keys, tx.clone(), None).unwrap()
         })
         .collect();
-    let cluster = examples::cluster::start(nodes, Duration::from_secs(20))
-        .await
-        .unwrap();
+    let cluster = examples::cluster::start(nodes, Duration::from_secs(20)).await.unwrap();
     bcb_after_flood(&cluster.handles, &rx).await;
     cluster.stop().await.expect("the nodes kept running");
 }
@@ -539,9 +475,7 @@ async fn grpc_availability_survives_every_message_to_every_module() {
             avail::demo_node(id, &m, keys, &Config::default(), tx.clone()).unwrap()
         })
         .collect();
-    let cluster = examples::cluster::start(nodes, Duration::from_secs(20))
-        .await
-        .unwrap();
+    let cluster = examples::cluster::start(nodes, Duration::from_secs(20)).await.unwrap();
     availability_after_flood(&cluster.handles, &rx).await;
     cluster.stop().await.expect("the nodes kept running");
 }

@@ -18,12 +18,7 @@ fn run(seed: u64, dsl: bool) -> (Vec<String>, String) {
 #[test]
 fn every_ping_is_answered_and_runs_repeat() {
     let (lines, digest) = run(3, false);
-    assert_eq!(
-        lines,
-        (1..=10)
-            .map(|n| format!("pong {n} from node 1"))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(lines, (1..=10).map(|n| format!("pong {n} from node 1")).collect::<Vec<_>>());
     assert_eq!(run(3, false).1, digest);
     assert_ne!(run(4, false).1, digest, "another seed, other latencies");
 }

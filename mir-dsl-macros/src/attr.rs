@@ -41,9 +41,7 @@ impl Parse for ProtocolArgs {
             if parts.is_empty() {
                 return Err(syn::Error::new(key.span(), "`parts()` is empty: list the parts, `#[protocol(parts(a, b))]`, or write `#[protocol]`"));
             }
-            ProtocolArgs::Main {
-                parts: parts.into_iter().collect(),
-            }
+            ProtocolArgs::Main { parts: parts.into_iter().collect() }
         } else {
             return Err(syn::Error::new(
                 key.span(),
@@ -115,10 +113,7 @@ pub fn parse_upon(attr: &syn::Attribute) -> syn::Result<Upon> {
         }
     };
     if let Some(w) = it.next() {
-        return Err(syn::Error::new(
-            w.span(),
-            "too many arguments to `#[upon(…)]`",
-        ));
+        return Err(syn::Error::new(w.span(), "too many arguments to `#[upon(…)]`"));
     }
     Ok(Upon { kind, span })
 }

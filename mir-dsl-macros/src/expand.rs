@@ -61,10 +61,7 @@ fn groups(
 ) -> Vec<Vec<&Handler>> {
     let mut out: Vec<Vec<&Handler>> = Vec::new();
     for h in handlers.iter().filter(|h| h.kind == kind) {
-        match out
-            .iter_mut()
-            .find(|g| key(g[0]).iter().zip(key(h)).all(|(a, b)| same(a, b)))
-        {
+        match out.iter_mut().find(|g| key(g[0]).iter().zip(key(h)).all(|(a, b)| same(a, b))) {
             Some(g) => g.push(h),
             None => out.push(vec![h]),
         }
@@ -80,16 +77,16 @@ fn calls(group: &[&Handler], args: &[Ident]) -> TokenStream {
         .enumerate()
         .map(|(i, h)| {
             let m = &h.method;
-            let a: Vec<TokenStream> = args
-                .iter()
-                .map(|a| {
-                    if i + 1 < n {
-                        quote!(::core::clone::Clone::clone(&#a))
-                    } else {
-                        quote!(#a)
-                    }
-                })
-                .collect();
+            let a: Vec<TokenStream> =
+                args.iter()
+                    .map(|a| {
+                        if i + 1 < n {
+                            quote!(::core::clone::Clone::clone(&#a))
+                        } else {
+                            quote!(#a)
+                        }
+                    })
+                    .collect();
             quote_spanned! {h.span=> self.#m(ctx, #(#a),*)?; }
         })
         .collect()
@@ -100,22 +97,19 @@ fn calls(group: &[&Handler], args: &[Ident]) -> TokenStream {
 fn dispatch_fn(model: &Protocol, name: &Ident, vis: TokenStream) -> TokenStream {
     let p = p();
     let hs = &model.handlers;
-    let events = groups(hs, Kind::Event, |h| vec![h.ty.as_ref().unwrap()])
-        .into_iter()
-        .map(|g| {
-            let ty = g[0].ty.as_ref().unwrap();
-            let c = calls(&g, &[format_ident!("value")]);
-            quote! {
-                if ev.is::<#ty>() {
-                    let value = #p::value::<#ty>(ev)?;
-                    #c
-                    return ::core::result::Result::Ok(::core::option::Option::None);
-                }
+    let events = groups(hs, Kind::Event, |h| vec![h.ty.as_ref().unwrap()]).into_iter().map(|g| {
+        let ty = g[0].ty.as_ref().unwrap();
+        let c = calls(&g, &[format_ident!("value")]);
+        quote! {
+            if ev.is::<#ty>() {
+                let value = #p::value::<#ty>(ev)?;
+                #c
+                return ::core::result::Result::Ok(::core::option::Option::None);
             }
-        });
-    let messages = groups(hs, Kind::Message, |h| vec![h.ty.as_ref().unwrap()])
-        .into_iter()
-        .map(|g| {
+        }
+    });
+    let messages =
+        groups(hs, Kind::Message, |h| vec![h.ty.as_ref().unwrap()]).into_iter().map(|g| {
             let ty = g[0].ty.as_ref().unwrap();
             let c = calls(&g, &[format_ident!("from"), format_ident!("msg")]);
             quote! {
@@ -126,28 +120,27 @@ fn dispatch_fn(model: &Protocol, name: &Ident, vis: TokenStream) -> TokenStream 
                 }
             }
         });
-    let responses = groups(hs, Kind::Response, |h| {
-        vec![h.ty.as_ref().unwrap(), h.cont.as_ref().unwrap()]
-    })
-    .into_iter()
-    .map(|g| {
-        let (ty, cont) = (g[0].ty.as_ref().unwrap(), g[0].cont.as_ref().unwrap());
-        let c = calls(&g, &[format_ident!("res"), format_ident!("cont")]);
-        quote! {
-            let ev = if ev.is::<#ty>() {
-                let ev = #p::typed::<#ty>(ev)?;
-                if #p::pending_is::<Self, #ty, #cont>(ctx, #p::get::<#ty>(&ev))? {
-                    let res = #p::value::<#ty>(ev)?;
-                    let cont = #p::take_continuation::<Self, #ty, #cont>(ctx, &res);
-                    #c
-                    return ::core::result::Result::Ok(::core::option::Option::None);
+    let responses =
+        groups(hs, Kind::Response, |h| vec![h.ty.as_ref().unwrap(), h.cont.as_ref().unwrap()])
+            .into_iter()
+            .map(|g| {
+                let (ty, cont) = (g[0].ty.as_ref().unwrap(), g[0].cont.as_ref().unwrap());
+                let c = calls(&g, &[format_ident!("res"), format_ident!("cont")]);
+                quote! {
+                    let ev = if ev.is::<#ty>() {
+                        let ev = #p::typed::<#ty>(ev)?;
+                        if #p::pending_is::<Self, #ty, #cont>(ctx, #p::get::<#ty>(&ev))? {
+                            let res = #p::value::<#ty>(ev)?;
+                            let cont = #p::take_continuation::<Self, #ty, #cont>(ctx, &res);
+                            #c
+                            return ::core::result::Result::Ok(::core::option::Option::None);
+                        }
+                        ev
+                    } else {
+                        ev
+                    };
                 }
-                ev
-            } else {
-                ev
-            };
-        }
-    });
+            });
     quote! {
         #[doc(hidden)]
         #[inline(always)]

@@ -16,9 +16,7 @@ pub struct Ctxt {
 
 impl Ctxt {
     pub fn new() -> Self {
-        Ctxt {
-            errors: RefCell::new(Some(Vec::new())),
-        }
+        Ctxt { errors: RefCell::new(Some(Vec::new())) }
     }
 
     pub fn error(&self, span: Span, msg: impl std::fmt::Display) {
@@ -30,11 +28,7 @@ impl Ctxt {
     }
 
     pub fn syn_error(&self, e: syn::Error) {
-        self.errors
-            .borrow_mut()
-            .as_mut()
-            .expect("checked already")
-            .push(e);
+        self.errors.borrow_mut().as_mut().expect("checked already").push(e);
     }
 
     /// The combined errors, if any.
@@ -107,10 +101,7 @@ pub fn build(cx: &Ctxt, item: &mut ItemImpl) -> Protocol {
             Err(e) => cx.syn_error(e),
         }
     }
-    Protocol {
-        self_ty: (*item.self_ty).clone(),
-        handlers,
-    }
+    Protocol { self_ty: (*item.self_ty).clone(), handlers }
 }
 
 /// Rule: `#[protocol]` goes on an inherent, non-generic impl block (generated impls name the type).
@@ -153,10 +144,7 @@ fn check_signature(cx: &Ctxt, f: &ImplItemFn) -> bool {
     match f.sig.inputs.first() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_some() => {}
         Some(FnArg::Receiver(r)) => {
-            cx.error(
-                r.span(),
-                "expected `&mut self`: handlers change the protocol's state",
-            );
+            cx.error(r.span(), "expected `&mut self`: handlers change the protocol's state");
             ok = false;
         }
         _ => {
@@ -198,22 +186,15 @@ fn handler(cx: &Ctxt, f: &ImplItemFn, kind: Kind, span: Span) -> Option<Handler>
             Kind::Condition { .. } => "a condition",
         };
         // Point at the first parameter too many, or at the name when some are missing.
-        let typed: Vec<&FnArg> = f
-            .sig
-            .inputs
-            .iter()
-            .filter(|a| matches!(a, FnArg::Typed(_)))
-            .collect();
+        let typed: Vec<&FnArg> =
+            f.sig.inputs.iter().filter(|a| matches!(a, FnArg::Typed(_))).collect();
         let span = typed.get(expected).map_or(f.sig.ident.span(), |a| a.span());
         let count = match expected {
             1 => "one parameter",
             2 => "two parameters",
             _ => "three parameters",
         };
-        cx.error(
-            span,
-            format!("{what} takes {count} after `&mut self`: {shape}"),
-        );
+        cx.error(span, format!("{what} takes {count} after `&mut self`: {shape}"));
         return None;
     }
     let mut ok = true;
@@ -226,21 +207,12 @@ fn handler(cx: &Ctxt, f: &ImplItemFn, kind: Kind, span: Span) -> Option<Handler>
     if !ok {
         return None;
     }
-    let ty = (expected >= 2).then(|| {
-        ps[ps.len() - if kind == Kind::Event { 1 } else { 2 }]
-            .1
-            .clone()
-    });
+    let ty =
+        (expected >= 2).then(|| ps[ps.len() - if kind == Kind::Event { 1 } else { 2 }].1.clone());
     let ty = match kind {
         Kind::Message => Some(ps[2].1.clone()),
         _ => ty,
     };
     let cont = (kind == Kind::Response).then(|| ps[2].1.clone());
-    Some(Handler {
-        kind,
-        method: f.sig.ident.clone(),
-        ty,
-        cont,
-        span,
-    })
+    Some(Handler { kind, method: f.sig.ident.clone(), ty, cont, span })
 }

@@ -110,13 +110,7 @@ impl DslHop {
 fn ring(dsl: bool, modules: usize, total: u64, done: std::sync::mpsc::Sender<()>) -> NodeBuilder {
     let name = |i: usize| format!("m{i}");
     let next = |i: usize| ModuleId::new(&name((i + 1) % modules));
-    let head = Head {
-        next: next(0),
-        total,
-        sent: 0,
-        back: 0,
-        done: Some(done),
-    };
+    let head = Head { next: next(0), total, sent: 0, back: 0, done: Some(done) };
     let mut b = Node::builder("0");
     b = if dsl {
         b.passive(&name(0), DslModule::new(DslHead(head)))
@@ -135,10 +129,7 @@ fn ring(dsl: bool, modules: usize, total: u64, done: std::sync::mpsc::Sender<()>
 
 /// Nanoseconds per event handled.
 fn ns_per_event(dsl: bool, modules: usize, total: u64) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let node = ring(dsl, modules, total, tx).build().unwrap();
     let h = node.handle();
@@ -170,26 +161,15 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--events" => {
-                events = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--events N")
-            }
+            "--events" => events = args.next().and_then(|v| v.parse().ok()).expect("--events N"),
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs R"),
             "--bench" => {}
             other => eprintln!("ignoring argument {other}"),
         }
     }
     println!("DSL overhead: same logic by hand and in #[protocol], tokio executor, one thread, median of {runs} runs");
-    println!(
-        "{:<24} {:>12} {:>12} {:>10}",
-        "workload", "hand ns/ev", "DSL ns/ev", "overhead"
-    );
-    for (label, modules) in [
-        ("ping-pong (2 modules)", 2usize),
-        ("ring of 10 modules", 10),
-    ] {
+    println!("{:<24} {:>12} {:>12} {:>10}", "workload", "hand ns/ev", "DSL ns/ev", "overhead");
+    for (label, modules) in [("ping-pong (2 modules)", 2usize), ("ring of 10 modules", 10)] {
         let total = events / modules as u64;
         // Interleave the two so machine noise hits both alike.
         let (mut hand, mut dsl) = (Vec::new(), Vec::new());
@@ -198,12 +178,6 @@ fn main() {
             dsl.push(ns_per_event(true, modules, total));
         }
         let (h, d) = (median(hand), median(dsl));
-        println!(
-            "{:<24} {:>12.2} {:>12.2} {:>9.1}%",
-            label,
-            h,
-            d,
-            (d / h - 1.0) * 100.0
-        );
+        println!("{:<24} {:>12.2} {:>12.2} {:>9.1}%", label, h, d, (d / h - 1.0) * 100.0);
     }
 }

@@ -60,12 +60,7 @@ pub struct Ctx<'a, P: ?Sized> {
 impl<'a, P: ?Sized> Ctx<'a, P> {
     #[inline]
     pub(crate) fn new(out: &'a mut Outbox, conts: &'a mut Continuations, src: ModuleId) -> Self {
-        Ctx {
-            out,
-            conts,
-            src,
-            _protocol: PhantomData,
-        }
+        Ctx { out, conts, src, _protocol: PhantomData }
     }
 
     pub(crate) fn into_source(self) -> ModuleId {
@@ -116,10 +111,7 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
             net,
             SendMessage {
                 destinations,
-                message: Message {
-                    dest_module: module.clone(),
-                    payload: msg.into(),
-                },
+                message: Message { dest_module: module.clone(), payload: msg.into() },
             },
         );
     }
@@ -181,10 +173,7 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
         let id = self.conts.next;
         self.conts.next += 1;
         self.conts.pending.insert(id, Box::new(cont));
-        request.set_origin(Origin {
-            module: self.out.me().clone(),
-            id,
-        });
+        request.set_origin(Origin { module: self.out.me().clone(), id });
         self.out.send(dest, request);
     }
 
@@ -228,11 +217,7 @@ pub mod private {
         ctx: &mut Ctx<'_, P>,
         res: &R,
     ) -> C {
-        let c = ctx
-            .conts
-            .pending
-            .remove(&res.origin().id)
-            .expect("checked by pending_is");
+        let c = ctx.conts.pending.remove(&res.origin().id).expect("checked by pending_is");
         *c.downcast::<C>().expect("checked by pending_is")
     }
 }

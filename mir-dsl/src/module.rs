@@ -71,11 +71,7 @@ pub struct DslModule<P> {
 impl<P: Protocol> DslModule<P> {
     /// A module running `proto`.
     pub fn new(proto: P) -> Self {
-        DslModule {
-            proto,
-            conts: Continuations::default(),
-            stats: Arc::default(),
-        }
+        DslModule { proto, conts: Continuations::default(), stats: Arc::default() }
     }
 
     /// The protocol's state.
@@ -199,8 +195,7 @@ pub mod private {
     /// The value of a local event (it was checked to be a `T`).
     #[inline(always)]
     pub fn value<T: EventPayload>(ev: Event) -> Result<T, Reject> {
-        ev.into_payload::<T>()
-            .map_err(|e| Reject::Fatal(ModuleError::new(e)))
+        ev.into_payload::<T>().map_err(|e| Reject::Fatal(ModuleError::new(e)))
     }
 
     /// The event with its payload typed as `T` (it was checked to be a `T`; it may arrive encoded,
@@ -224,23 +219,20 @@ pub mod private {
     /// Whether `ev` is a received message of type `M`.
     #[inline]
     pub fn message_is<M: EventPayload>(ev: &Event) -> bool {
-        ev.get::<MessageReceived>()
-            .is_some_and(|m| m.message.payload.is::<M>())
+        ev.get::<MessageReceived>().is_some_and(|m| m.message.payload.is::<M>())
     }
 
     /// The sender and value of a received message of type `M` (checked by [`message_is`]); a
     /// malformed one is bad input from its sender.
     #[inline]
     pub fn message_value<M: EventPayload>(ev: Event) -> Result<(NodeId, M), Reject> {
-        let m = ev
-            .into_payload::<MessageReceived>()
-            .map_err(|e| Reject::Fatal(ModuleError::new(e)))?;
+        let m =
+            ev.into_payload::<MessageReceived>().map_err(|e| Reject::Fatal(ModuleError::new(e)))?;
         match m.message.payload.into_typed::<M>() {
             Ok(v) => Ok((m.from, v)),
-            Err(PayloadError::Malformed(e)) => Err(Reject::Ignore(format!(
-                "malformed message from node {}: {e}",
-                m.from
-            ))),
+            Err(PayloadError::Malformed(e)) => {
+                Err(Reject::Ignore(format!("malformed message from node {}: {e}", m.from)))
+            }
             Err(PayloadError::OtherType(p)) => Err(Reject::Fatal(ModuleError::new(format!(
                 "expected {}, got {}",
                 M::NAME,

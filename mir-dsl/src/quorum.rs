@@ -59,15 +59,9 @@ impl Voters {
         let mut total: Weight = 0;
         for (n, w) in weights {
             total = total.checked_add(w).expect("total weight overflows u128");
-            assert!(
-                map.insert(n.clone(), w).is_none(),
-                "node {n} listed twice in a membership"
-            );
+            assert!(map.insert(n.clone(), w).is_none(), "node {n} listed twice in a membership");
         }
-        Voters {
-            weights: map,
-            total,
-        }
+        Voters { weights: map, total }
     }
 
     /// Every node with weight 1.
@@ -115,10 +109,7 @@ impl Voters {
         let mut seen = std::collections::BTreeSet::new();
         let mut w: Weight = 0;
         for n in nodes {
-            let nw = *self
-                .weights
-                .get(n)
-                .ok_or_else(|| QuorumError::NotMember(n.clone()))?;
+            let nw = *self.weights.get(n).ok_or_else(|| QuorumError::NotMember(n.clone()))?;
             if !seen.insert(n) {
                 return Err(QuorumError::Repeated(n.clone()));
             }
@@ -156,11 +147,7 @@ mod tests {
     fn equal_weights() {
         for (n, f, strong) in [(1u128, 0u128, 1u128), (4, 1, 3), (7, 2, 5), (10, 3, 7)] {
             let m = Voters::equal(ids(n as usize));
-            assert_eq!(
-                (m.f(), m.strong_quorum(), m.weak_quorum()),
-                (f, strong, f + 1),
-                "n = {n}"
-            );
+            assert_eq!((m.f(), m.strong_quorum(), m.weak_quorum()), (f, strong, f + 1), "n = {n}");
         }
     }
 
@@ -176,10 +163,8 @@ mod tests {
         assert!(m.is_weak_quorum(&all[..2]).unwrap());
         assert!(!m.is_weak_quorum(&all[..1]).unwrap());
         // Near the top of u128: no overflow in the quorum arithmetic.
-        let huge = Voters::new([
-            (NodeId::new("a"), u128::MAX / 2),
-            (NodeId::new("b"), u128::MAX / 2),
-        ]);
+        let huge =
+            Voters::new([(NodeId::new("a"), u128::MAX / 2), (NodeId::new("b"), u128::MAX / 2)]);
         assert!(huge.strong_quorum() > huge.f());
     }
 
@@ -204,9 +189,6 @@ mod tests {
         let m = Voters::equal(ids(4));
         let a = NodeId::new("0");
         assert_eq!(m.weight_of([&a, &a]), Err(QuorumError::Repeated(a.clone())));
-        assert_eq!(
-            m.weight_of([&NodeId::new("9")]),
-            Err(QuorumError::NotMember(NodeId::new("9")))
-        );
+        assert_eq!(m.weight_of([&NodeId::new("9")]), Err(QuorumError::NotMember(NodeId::new("9"))));
     }
 }

@@ -109,34 +109,22 @@ fn mir_dsl_module_apply_events_table() {
     let mut m = DslModule::new(TestModule::default());
     assert!(run(&mut m, vec![]).unwrap().is_empty());
     // hello → world, 42
-    assert_eq!(
-        strings(&run(&mut m, vec![s("hello")]).unwrap()),
-        ["world", "42"]
-    );
+    assert_eq!(strings(&run(&mut m, vec![s("hello")]).unwrap()), ["world", "42"]);
     // handler error → the module's error
     let err = run(&mut DslModule::new(TestModule::default()), vec![s("bye")]).unwrap_err();
     assert_eq!(err.0, "bye");
     // a batch condition fires once after 4 strings
     let mut m = DslModule::new(TestModule::default());
-    assert_eq!(
-        strings(&run(&mut m, vec![s("a"), s("b"), s("c"), s("d")]).unwrap()),
-        ["4 strings"]
-    );
+    assert_eq!(strings(&run(&mut m, vec![s("a"), s("b"), s("c"), s("d")]).unwrap()), ["4 strings"]);
     // numbers below 100 are echoed; cumulative reports 100…500 after the batch
     let mut m = DslModule::new(TestModule::default());
     let out = run(&mut m, vec![u(50), u(150), u(99), u(201)]).unwrap();
-    assert_eq!(
-        strings(&out),
-        ["50", "99", "100", "200", "300", "400", "500"]
-    );
+    assert_eq!(strings(&out), ["50", "99", "100", "200", "300", "400", "500"]);
     // an unknown message is ignored and counted; Init is fine
     let msg = Event::new(
         "net",
         "test",
-        MessageReceived {
-            from: NodeId::new("3"),
-            message: Message::new("test", TestUint64(1)),
-        },
+        MessageReceived { from: NodeId::new("3"), message: Message::new("test", TestUint64(1)) },
     );
     let init = Event::new(ModuleId::node(), "test", Init);
     let mut m = DslModule::new(TestModule::default());
@@ -153,10 +141,7 @@ fn mir_dsl_module_apply_events_table() {
                 SignRequest {
                     data: vec![],
                     domain: None,
-                    origin: Origin {
-                        module: id("x"),
-                        id: 0,
-                    },
+                    origin: Origin { module: id("x"), id: 0 },
                 },
             ),
         ],
@@ -164,11 +149,7 @@ fn mir_dsl_module_apply_events_table() {
     .unwrap_err();
     assert_eq!(err.0, "unexpected event type mir.crypto.SignRequest from x");
     // a condition error
-    let err = run(
-        &mut DslModule::new(TestModule::default()),
-        vec![s("too much")],
-    )
-    .unwrap_err();
+    let err = run(&mut DslModule::new(TestModule::default()), vec![s("too much")]).unwrap_err();
     assert_eq!(err.0, "too much");
 }
 
@@ -223,11 +204,7 @@ impl Requester {
     fn on_string(&mut self, ctx: &mut Ctx<Self>, v: TestString) -> Handled {
         ctx.request(
             &id("crypto"),
-            SignRequest {
-                data: vec![v.0.into_bytes()],
-                domain: None,
-                origin: placeholder(),
-            },
+            SignRequest { data: vec![v.0.into_bytes()], domain: None, origin: placeholder() },
             SignedForMe,
         );
         Ok(())
@@ -240,8 +217,7 @@ impl Requester {
         res: SignResult,
         cont: SignedForPeer,
     ) -> Handled {
-        self.got
-            .push(format!("peer {} sig {:?}", cont.peer, res.signature));
+        self.got.push(format!("peer {} sig {:?}", cont.peer, res.signature));
         Ok(())
     }
 
@@ -271,22 +247,12 @@ impl Requester {
 }
 
 fn placeholder() -> Origin {
-    Origin {
-        module: ModuleId::node(),
-        id: 0,
-    }
+    Origin { module: ModuleId::node(), id: 0 }
 }
 
 fn respond(req: &Event, sig: u8) -> Event {
     let r = req.get::<SignRequest>().unwrap();
-    Event::new(
-        "crypto",
-        "test",
-        SignResult {
-            signature: vec![sig],
-            origin: r.origin.clone(),
-        },
-    )
+    Event::new("crypto", "test", SignResult { signature: vec![sig], origin: r.origin.clone() })
 }
 
 #[test]
@@ -295,32 +261,16 @@ fn responses_reach_the_handler_of_their_continuation_type_with_their_context() {
     let reqs = run(&mut m, vec![u(7), s("x"), u(9)]).unwrap();
     assert_eq!(reqs.len(), 3);
     assert_eq!(reqs[0].dest.as_str(), "crypto");
-    let origins: Vec<u64> = reqs
-        .iter()
-        .map(|r| r.get::<SignRequest>().unwrap().origin.id)
-        .collect();
-    assert_eq!(
-        origins,
-        [0, 1, 2],
-        "sequential, deterministic request numbers"
-    );
+    let origins: Vec<u64> =
+        reqs.iter().map(|r| r.get::<SignRequest>().unwrap().origin.id).collect();
+    assert_eq!(origins, [0, 1, 2], "sequential, deterministic request numbers");
     assert_eq!(m.pending_requests(), 3);
     // Answer out of order, with an unrelated event in between (the context survives it).
-    run(
-        &mut m,
-        vec![respond(&reqs[2], 2), u(1000), respond(&reqs[1], 1)],
-    )
-    .unwrap();
+    run(&mut m, vec![respond(&reqs[2], 2), u(1000), respond(&reqs[1], 1)]).unwrap();
     run(&mut m, vec![respond(&reqs[0], 0)]).unwrap();
     assert_eq!(
         m.protocol().got,
-        [
-            "peer 9 sig [2]",
-            "again for peer 9",
-            "me sig [1]",
-            "peer 7 sig [0]",
-            "again for peer 7"
-        ]
+        ["peer 9 sig [2]", "again for peer 9", "me sig [1]", "peer 7 sig [0]", "again for peer 7"]
     );
     // Only the request made for 1000 is still pending: contexts are cleaned up after use.
     assert_eq!(m.pending_requests(), 1);
@@ -332,19 +282,10 @@ fn a_response_without_a_request_is_an_error_and_cannot_be_replayed() {
     let orphan = Event::new(
         "crypto",
         "test",
-        SignResult {
-            signature: vec![],
-            origin: Origin {
-                module: id("test"),
-                id: 5,
-            },
-        },
+        SignResult { signature: vec![], origin: Origin { module: id("test"), id: 5 } },
     );
     let err = run(&mut m, vec![orphan]).unwrap_err();
-    assert_eq!(
-        err.0,
-        "response mir.crypto.SignResult (request #5) matches no pending request"
-    );
+    assert_eq!(err.0, "response mir.crypto.SignResult (request #5) matches no pending request");
 
     let mut m = DslModule::new(Requester::default());
     let reqs = run(&mut m, vec![u(1)]).unwrap();
@@ -357,18 +298,9 @@ fn a_response_without_a_request_is_an_error_and_cannot_be_replayed() {
     let elsewhere = Event::new(
         "crypto",
         "test",
-        SignResult {
-            signature: vec![],
-            origin: Origin {
-                module: id("other"),
-                id: 0,
-            },
-        },
+        SignResult { signature: vec![], origin: Origin { module: id("other"), id: 0 } },
     );
-    assert!(run(&mut m, vec![elsewhere])
-        .unwrap_err()
-        .0
-        .contains("for module other reached test"));
+    assert!(run(&mut m, vec![elsewhere]).unwrap_err().0.contains("for module other reached test"));
 }
 
 // ---- messages ----
@@ -399,10 +331,7 @@ fn received(from: &str, payload: Payload) -> Event {
         "test",
         MessageReceived {
             from: NodeId::new(from),
-            message: Message {
-                dest_module: id("test"),
-                payload,
-            },
+            message: Message { dest_module: id("test"), payload },
         },
     )
 }
@@ -416,25 +345,16 @@ fn messages_are_decoded_and_bad_ones_ignored() {
         &mut m,
         vec![
             received("1", enc(&TestUint64(5))),
-            received(
-                "2",
-                Payload::encoded("mir.TestUint64", vec![0xff, 0xff, 0xff]),
-            ),
+            received("2", Payload::encoded("mir.TestUint64", vec![0xff, 0xff, 0xff])),
             received("3", Payload::encoded("evil.Unknown", vec![1, 2])),
             received("4", Payload::new(TestString("hi".into()))),
         ],
     )
     .unwrap();
     assert_eq!(m.protocol().heard, ["TestUint64(5) from 1"]);
-    assert_eq!(
-        m.stats().ignored(),
-        2,
-        "the malformed and the unknown message"
-    );
+    assert_eq!(m.stats().ignored(), 2, "the malformed and the unknown message");
     assert_eq!(out.len(), 1);
-    let send = out[0]
-        .get::<mir_dsl::mir_runtime::stdevents::SendMessage>()
-        .unwrap();
+    let send = out[0].get::<mir_dsl::mir_runtime::stdevents::SendMessage>().unwrap();
     assert_eq!(send.destinations, [NodeId::new("4")]);
     assert_eq!(send.message.dest_module, id("test"));
 }
@@ -498,14 +418,7 @@ fn parts_share_state_and_split_the_handlers() {
     assert_eq!((p.events, p.batches), (3, 1));
     assert!(run(
         &mut m,
-        vec![Event::new(
-            "x",
-            "test",
-            SignResult {
-                signature: vec![],
-                origin: placeholder()
-            }
-        )]
+        vec![Event::new("x", "test", SignResult { signature: vec![], origin: placeholder() })]
     )
     .is_err());
 }

@@ -43,10 +43,7 @@ fn main() {
     let sig = sign_message(&keys[&me], &framed);
     let vk = *registry.get(&me).unwrap();
     let parsed = Signature::from_slice(&sig).unwrap();
-    let origin = Origin {
-        module: ModuleId::new("app"),
-        id: 0,
-    };
+    let origin = Origin { module: ModuleId::new("app"), id: 0 };
     let batch = 64;
 
     let rate = |f: &mut dyn FnMut()| {
@@ -59,12 +56,8 @@ fn main() {
     // The module accepts the signature it is timed on.
     let mut check = VerifySig::new(data.clone(), sig.clone(), me.clone());
     check.origin = origin.clone();
-    let out = apply(
-        &mut module,
-        ModuleId::new("crypto"),
-        vec![Event::new("app", "crypto", check)],
-    )
-    .unwrap();
+    let out = apply(&mut module, ModuleId::new("crypto"), vec![Event::new("app", "crypto", check)])
+        .unwrap();
     assert_eq!(out[0].get::<SigVerified>().unwrap().error, None);
     let (mut ds, mut ms, mut dv, mut mv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
@@ -125,16 +118,7 @@ fn main() {
         "{:<10} {:>14} {:>14} {:>10}",
         "operation", "direct ops/s", "module ops/s", "overhead"
     );
-    for (name, d, m) in [
-        ("sign", median(ds), median(ms)),
-        ("verify", median(dv), median(mv)),
-    ] {
-        println!(
-            "{:<10} {:>14.0} {:>14.0} {:>9.1}%",
-            name,
-            d,
-            m,
-            (d / m - 1.0) * 100.0
-        );
+    for (name, d, m) in [("sign", median(ds), median(ms)), ("verify", median(dv), median(mv))] {
+        println!("{:<10} {:>14.0} {:>14.0} {:>9.1}%", name, d, m, (d / m - 1.0) * 100.0);
     }
 }

@@ -82,27 +82,13 @@ fn ring(
     done: std::sync::mpsc::Sender<()>,
 ) -> NodeBuilder {
     let name = |i: usize| format!("m{i}");
-    let mut b = builder.config(NodeConfig {
-        max_batch_size: batch(),
-        ..NodeConfig::default()
-    });
+    let mut b = builder.config(NodeConfig { max_batch_size: batch(), ..NodeConfig::default() });
     b = b.passive(
         &name(0),
-        Head {
-            next: ModuleId::new(&name(1)),
-            total,
-            sent: 0,
-            back: 0,
-            done: Some(done),
-        },
+        Head { next: ModuleId::new(&name(1)), total, sent: 0, back: 0, done: Some(done) },
     );
     for i in 1..modules {
-        b = b.passive(
-            &name(i),
-            Hop {
-                next: ModuleId::new(&name((i + 1) % modules)),
-            },
-        );
+        b = b.passive(&name(i), Hop { next: ModuleId::new(&name((i + 1) % modules)) });
     }
     b
 }
@@ -114,10 +100,7 @@ fn tokio_ring(modules: usize, total: u64) -> f64 {
 
 /// The same, optionally recording every event to an event log (in a temporary directory).
 fn tokio_ring_with(modules: usize, total: u64, record: bool) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let mut builder = ring(Node::builder("0"), modules, total, tx);
     let dir = std::env::temp_dir().join(format!("mir-bench-log-{}", std::process::id()));
@@ -152,15 +135,10 @@ fn tokio_ring_with(modules: usize, total: u64, record: bool) -> f64 {
 /// Events handled per second in the simulator.
 fn sim_ring(modules: usize, total: u64, digest: bool) -> f64 {
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut sim = Simulation::new(SimConfig {
-        digest,
-        ..SimConfig::with_seed(1)
-    });
-    sim.add_node(ring(Node::builder("0"), modules, total, tx))
-        .unwrap();
+    let mut sim = Simulation::new(SimConfig { digest, ..SimConfig::with_seed(1) });
+    sim.add_node(ring(Node::builder("0"), modules, total, tx)).unwrap();
     let t0 = Instant::now();
-    sim.run_until(Duration::from_secs(1), |_| rx.try_recv().is_ok())
-        .unwrap();
+    sim.run_until(Duration::from_secs(1), |_| rx.try_recv().is_ok()).unwrap();
     let dt = t0.elapsed();
     sim.summary().events as f64 / dt.as_secs_f64()
 }
@@ -170,9 +148,7 @@ type Boxed = Box<dyn Any + Send>;
 /// Baseline: `tasks` tokio tasks in a ring over bounded mpsc channels, passing batches of
 /// `--batch` boxed payloads; each task allocates a new box per payload (as each event hop does).
 fn baseline_ring(tasks: usize, total: u64) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(async move {
         let mut txs = Vec::new();
         let mut rxs = Vec::new();
@@ -188,9 +164,8 @@ fn baseline_ring(tasks: usize, total: u64) -> f64 {
         let mut rx0 = rxs.remove(0);
         let tx1 = txs[1 % tasks].clone();
         handles.push(tokio::spawn(async move {
-            let first: Vec<Boxed> = (0..batch() as u64)
-                .map(|i| Box::new(TestUint64(i)) as Boxed)
-                .collect();
+            let first: Vec<Boxed> =
+                (0..batch() as u64).map(|i| Box::new(TestUint64(i)) as Boxed).collect();
             tx1.send(first).await.unwrap();
             let mut moved = 0u64;
             for r in 0..rounds {
@@ -253,34 +228,19 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--events" => {
-                events = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--events N")
-            }
+            "--events" => events = args.next().and_then(|v| v.parse().ok()).expect("--events N"),
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs R"),
             "--only" => only = args.next(),
-            "--batch" => BATCH.store(
-                args.next().and_then(|v| v.parse().ok()).expect("--batch N"),
-                Relaxed,
-            ),
+            "--batch" => {
+                BATCH.store(args.next().and_then(|v| v.parse().ok()).expect("--batch N"), Relaxed)
+            }
             "--bench" => {}
             other => eprintln!("ignoring argument {other}"),
         }
     }
-    println!(
-        "event loop throughput, one thread, batches of {}, median of {runs} runs",
-        batch()
-    );
-    println!(
-        "{:<52} {:>12} {:>12} {:>6}",
-        "workload", "events/s", "baseline/s", "ratio"
-    );
-    for (label, modules) in [
-        ("ping-pong (2 modules)", 2usize),
-        ("ring of 10 modules", 10),
-    ] {
+    println!("event loop throughput, one thread, batches of {}, median of {runs} runs", batch());
+    println!("{:<52} {:>12} {:>12} {:>6}", "workload", "events/s", "baseline/s", "ratio");
+    for (label, modules) in [("ping-pong (2 modules)", 2usize), ("ring of 10 modules", 10)] {
         // Tokens complete the ring `events / modules` times so every workload handles ~`events`.
         let total = events / modules as u64;
         let want = |w: &str| only.as_deref().is_none_or(|o| o == w);

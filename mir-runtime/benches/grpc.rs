@@ -33,10 +33,7 @@ impl PassiveModule for Count {
 }
 
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 fn main() {
@@ -46,40 +43,23 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--messages" => {
-                messages = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--messages N")
+                messages = args.next().and_then(|v| v.parse().ok()).expect("--messages N")
             }
-            "--window" => {
-                window = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--window W")
-            }
+            "--window" => window = args.next().and_then(|v| v.parse().ok()).expect("--window W"),
             "--bench" => {}
             other => eprintln!("ignoring argument {other}"),
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("gRPC transport, 2 nodes on loopback, window {window}");
-    println!(
-        "{:>8} {:>12} {:>10} {:>10}",
-        "payload", "messages/s", "MB/s", "dropped"
-    );
+    println!("{:>8} {:>12} {:>10} {:>10}", "payload", "messages/s", "MB/s", "dropped");
     for size in [64usize, 512] {
         rt.block_on(async {
             let ids = [NodeId::new("0"), NodeId::new("1")];
             let keys: Vec<NodeKeys> = ids.iter().map(|id| NodeKeys::test(1, id)).collect();
-            let nodes = ids
-                .iter()
-                .zip(&keys)
-                .map(|(id, k)| k.member(id.clone(), free_addr(), 1))
-                .collect();
+            let nodes =
+                ids.iter().zip(&keys).map(|(id, k)| k.member(id.clone(), free_addr(), 1)).collect();
             let membership = Membership { nodes };
             let got = Arc::new(AtomicU64::new(0));
             let mut handles = Vec::new();

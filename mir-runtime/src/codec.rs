@@ -76,10 +76,7 @@ pub fn decode<T: DeserializeOwned + Serialize>(
             type_name: type_name.to_owned(),
             reason: format!("{} trailing bytes", rest.len()),
         }),
-        Err(e) => Err(DecodeError {
-            type_name: type_name.to_owned(),
-            reason: e.to_string(),
-        }),
+        Err(e) => Err(DecodeError { type_name: type_name.to_owned(), reason: e.to_string() }),
     }
 }
 
@@ -113,11 +110,7 @@ mod tests {
 
     #[test]
     fn decoding_is_strict() {
-        let m = Msg {
-            n: 300,
-            data: vec![1, 2],
-            tag: Some(7),
-        };
+        let m = Msg { n: 300, data: vec![1, 2], tag: Some(7) };
         let good = encode(&m);
         assert_eq!(good, [0xac, 0x02, 2, 1, 2, 1, 7]);
         assert_eq!(decode::<Msg>("Msg", &good), Ok(m));

@@ -124,50 +124,20 @@ mod tests {
     #[test]
     fn validation() {
         assert_eq!(NodeConfig::default().validate(), Ok(()));
-        let c = NodeConfig {
-            max_batch_size: 0,
-            ..Default::default()
-        };
+        let c = NodeConfig { max_batch_size: 0, ..Default::default() };
         assert_eq!(c.validate(), Err(ConfigError::ZeroBatchSize));
-        let c = NodeConfig {
-            pause_threshold: 5,
-            resume_threshold: 10,
-            ..Default::default()
-        };
-        assert_eq!(
-            c.validate(),
-            Err(ConfigError::ResumeAbovePause {
-                pause: 5,
-                resume: 10
-            })
-        );
-        let c = NodeConfig {
-            pause_threshold: 0,
-            resume_threshold: 0,
-            ..Default::default()
-        };
+        let c = NodeConfig { pause_threshold: 5, resume_threshold: 10, ..Default::default() };
+        assert_eq!(c.validate(), Err(ConfigError::ResumeAbovePause { pause: 5, resume: 10 }));
+        let c = NodeConfig { pause_threshold: 0, resume_threshold: 0, ..Default::default() };
         assert_eq!(c.validate(), Err(ConfigError::ZeroPauseThreshold));
-        let c = NodeConfig {
-            inject_capacity: 0,
-            ..Default::default()
-        };
+        let c = NodeConfig { inject_capacity: 0, ..Default::default() };
         assert_eq!(c.validate(), Err(ConfigError::ZeroInjectCapacity));
-        let c = NodeConfig {
-            stats_period: Some(Duration::ZERO),
-            ..Default::default()
-        };
+        let c = NodeConfig { stats_period: Some(Duration::ZERO), ..Default::default() };
         assert_eq!(c.validate(), Err(ConfigError::ZeroStatsPeriod));
-        let c = NodeConfig {
-            pause_threshold: 7,
-            resume_threshold: 7,
-            ..Default::default()
-        };
+        let c = NodeConfig { pause_threshold: 7, resume_threshold: 7, ..Default::default() };
         assert_eq!(c.validate(), Ok(()));
-        assert!(ConfigError::ResumeAbovePause {
-            pause: 5,
-            resume: 10
-        }
-        .to_string()
-        .contains("resume_threshold (10)"));
+        assert!(ConfigError::ResumeAbovePause { pause: 5, resume: 10 }
+            .to_string()
+            .contains("resume_threshold (10)"));
     }
 }

@@ -19,11 +19,7 @@ pub struct EventRef {
 
 impl fmt::Display for EventRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "event {} (#{} of a batch of {})",
-            self.type_name, self.index, self.batch_len
-        )
+        write!(f, "event {} (#{} of a batch of {})", self.type_name, self.index, self.batch_len)
     }
 }
 

@@ -199,11 +199,7 @@ impl Payload {
         } else {
             data[0] = MaybeUninit::new(Box::into_raw(Box::new(value)) as usize);
         }
-        Payload {
-            vt: &VTableFor::<T>::VT,
-            data,
-            _not_sync: PhantomData,
-        }
+        Payload { vt: &VTableFor::<T>::VT, data, _not_sync: PhantomData }
     }
 
     #[inline]
@@ -223,10 +219,7 @@ impl Payload {
 
     /// Wraps an encoded value (type name and canonical bytes).
     pub fn encoded(name: impl Into<String>, bytes: Vec<u8>) -> Self {
-        Payload::from_value(EncodedPayload(Encoded {
-            name: name.into(),
-            bytes,
-        }))
+        Payload::from_value(EncodedPayload(Encoded { name: name.into(), bytes }))
     }
 
     /// The stable type name.
@@ -272,8 +265,7 @@ impl Payload {
     #[inline]
     pub fn get<T: EventPayload>(&self) -> Option<&T> {
         // SAFETY: the type check makes the cast valid (invariant 1).
-        self.holds::<T>()
-            .then(|| unsafe { &*(self.ptr() as *const T) })
+        self.holds::<T>().then(|| unsafe { &*(self.ptr() as *const T) })
     }
 
     /// The value as a `T`: a typed payload is unwrapped, an encoded payload of `T`'s name is
@@ -334,10 +326,7 @@ impl Payload {
 
     /// The payload in encoded form (a typed payload is encoded; an encoded one is copied).
     pub fn to_encoded(&self) -> Encoded {
-        Encoded {
-            name: self.name().to_owned(),
-            bytes: self.encode_value(),
-        }
+        Encoded { name: self.name().to_owned(), bytes: self.encode_value() }
     }
 }
 
@@ -416,11 +405,7 @@ impl Event {
         dest: impl Into<ModuleId>,
         payload: impl Into<Payload>,
     ) -> Self {
-        Event {
-            src: src.into(),
-            dest: dest.into(),
-            payload: payload.into(),
-        }
+        Event { src: src.into(), dest: dest.into(), payload: payload.into() }
     }
 
     /// The payload's stable type name.
@@ -486,14 +471,7 @@ impl Event {
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{} -> {}] {}: {:?}",
-            self.src,
-            self.dest,
-            self.payload.name(),
-            self.payload
-        )
+        write!(f, "[{} -> {}] {}: {:?}", self.src, self.dest, self.payload.name(), self.payload)
     }
 }
 
@@ -577,9 +555,7 @@ mod tests {
             assert_eq!(LIVE_SMALL.load(SeqCst), 2);
             assert_eq!(LIVE_BIG.load(SeqCst), 2);
             // A failed downcast hands the payload back intact.
-            let Err(PayloadError::OtherType(back)) = a2.into_typed::<Big>() else {
-                panic!()
-            };
+            let Err(PayloadError::OtherType(back)) = a2.into_typed::<Big>() else { panic!() };
             assert_eq!(back.get::<Small>().unwrap().id, 1);
             drop((small, big, back, b2));
         }
@@ -607,10 +583,7 @@ mod tests {
         let p = Payload::new(OverAligned(7));
         let r = p.get::<OverAligned>().unwrap();
         assert_eq!(r as *const OverAligned as usize % 32, 0);
-        assert_eq!(
-            p.clone().into_typed::<OverAligned>().unwrap(),
-            OverAligned(7)
-        );
+        assert_eq!(p.clone().into_typed::<OverAligned>().unwrap(), OverAligned(7));
     }
 
     #[test]

@@ -48,10 +48,7 @@ fn check_module_id(s: &str) -> Result<(), IdError> {
             return Err(IdError::Empty(s.to_owned()));
         }
         if let Some(ch) = seg.chars().find(|c| !valid_segment_char(*c)) {
-            return Err(IdError::BadChar {
-                id: s.to_owned(),
-                ch,
-            });
+            return Err(IdError::BadChar { id: s.to_owned(), ch });
         }
     }
     Ok(())
@@ -108,16 +105,9 @@ impl ModuleId {
         if s.len() <= INLINE {
             let mut buf = [0u8; INLINE];
             buf[..s.len()].copy_from_slice(s.as_bytes());
-            ModuleId(Repr::Inline {
-                len: s.len() as u8,
-                top: top as u8,
-                buf,
-            })
+            ModuleId(Repr::Inline { len: s.len() as u8, top: top as u8, buf })
         } else {
-            ModuleId(Repr::Heap {
-                top: top as u32,
-                s: Arc::new(Box::from(s)),
-            })
+            ModuleId(Repr::Heap { top: top as u32, s: Arc::new(Box::from(s)) })
         }
     }
 
@@ -237,10 +227,7 @@ impl Clone for ModuleId {
                 // the event loop's hot path.
                 ModuleId(unsafe { std::ptr::read(&self.0) })
             }
-            Repr::Heap { top, s } => ModuleId(Repr::Heap {
-                top: *top,
-                s: s.clone(),
-            }),
+            Repr::Heap { top, s } => ModuleId(Repr::Heap { top: *top, s: s.clone() }),
         }
     }
 }
@@ -355,10 +342,7 @@ impl NodeId {
             return Err(IdError::Empty(s.to_owned()));
         }
         if let Some(ch) = s.chars().find(|c| !valid_segment_char(*c)) {
-            return Err(IdError::BadChar {
-                id: s.to_owned(),
-                ch,
-            });
+            return Err(IdError::BadChar { id: s.to_owned(), ch });
         }
         Ok(NodeId(Arc::from(s)))
     }
@@ -456,9 +440,6 @@ mod tests {
         let bytes = postcard::to_allocvec(&"bad id").unwrap();
         assert!(postcard::from_bytes::<ModuleId>(&bytes).is_err());
         let good = postcard::to_allocvec(&ModuleId::new("x/y")).unwrap();
-        assert_eq!(
-            postcard::from_bytes::<ModuleId>(&good).unwrap(),
-            ModuleId::new("x/y")
-        );
+        assert_eq!(postcard::from_bytes::<ModuleId>(&good).unwrap(), ModuleId::new("x/y"));
     }
 }

@@ -66,9 +66,7 @@ pub struct NodeKeys {
 
 impl std::fmt::Debug for NodeKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeKeys")
-            .field("transport", &self.transport)
-            .finish_non_exhaustive()
+        f.debug_struct("NodeKeys").field("transport", &self.transport).finish_non_exhaustive()
     }
 }
 
@@ -102,9 +100,7 @@ impl NodeKeys {
     pub fn test(seed: u64, id: &NodeId) -> Self {
         let ids = std::slice::from_ref(id);
         let signing = test_keys(seed, ids).0.remove(id).expect("made for id");
-        let transport = test_transport_keys(seed, ids)
-            .remove(id)
-            .expect("made for id");
+        let transport = test_transport_keys(seed, ids).remove(id).expect("made for id");
         NodeKeys { signing, transport }
     }
 
@@ -121,12 +117,7 @@ impl NodeKeys {
         Member {
             id,
             address,
-            public_key: self
-                .signing
-                .verifying_key()
-                .to_encoded_point(true)
-                .as_bytes()
-                .to_vec(),
+            public_key: self.signing.verifying_key().to_encoded_point(true).as_bytes().to_vec(),
             transport_key: self.transport.public_key(),
             weight,
         }
@@ -134,19 +125,14 @@ impl NodeKeys {
 
     /// The two key files of `id` in `dir`.
     pub fn paths(dir: &Path, id: &NodeId) -> (PathBuf, PathBuf) {
-        (
-            dir.join(format!("{id}.signing.key")),
-            dir.join(format!("{id}.transport.key")),
-        )
+        (dir.join(format!("{id}.signing.key")), dir.join(format!("{id}.transport.key")))
     }
 
     /// Writes `id`'s key files into `dir` (created if missing), readable only by the owner; an
     /// existing file is never overwritten.
     pub fn write(&self, dir: &Path, id: &NodeId) -> Result<(PathBuf, PathBuf), KeyFileError> {
-        std::fs::create_dir_all(dir).map_err(|e| KeyFileError::Io {
-            path: dir.to_owned(),
-            reason: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| KeyFileError::Io { path: dir.to_owned(), reason: e.to_string() })?;
         let (s, t) = Self::paths(dir, id);
         write_secret(&s, &hex(&self.signing.to_bytes()))?;
         write_secret(&t, &self.transport.to_hex())?;
@@ -164,21 +150,15 @@ impl NodeKeys {
                 path: s.clone(),
                 reason: format!("not a secp256k1 secret key in hex: {reason}"),
             })?;
-        let transport =
-            TransportKey::from_hex(&read_secret(&t)?).map_err(|e| KeyFileError::Bad {
-                path: t.clone(),
-                reason: e.to_string(),
-            })?;
+        let transport = TransportKey::from_hex(&read_secret(&t)?)
+            .map_err(|e| KeyFileError::Bad { path: t.clone(), reason: e.to_string() })?;
         Ok(NodeKeys { signing, transport })
     }
 }
 
 fn write_secret(path: &Path, text: &str) -> Result<(), KeyFileError> {
     use std::io::Write;
-    let io = |e: std::io::Error| KeyFileError::Io {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    };
+    let io = |e: std::io::Error| KeyFileError::Io { path: path.to_owned(), reason: e.to_string() };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -192,10 +172,7 @@ fn write_secret(path: &Path, text: &str) -> Result<(), KeyFileError> {
 }
 
 fn read_secret(path: &Path) -> Result<String, KeyFileError> {
-    let io = |e: std::io::Error| KeyFileError::Io {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    };
+    let io = |e: std::io::Error| KeyFileError::Io { path: path.to_owned(), reason: e.to_string() };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.len() > 1024 {
         return Err(KeyFileError::Bad {
@@ -234,29 +211,19 @@ mod tests {
         #[cfg(unix)]
         for p in [&s, &t] {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(p).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let back = NodeKeys::read(&dir, &id).unwrap();
         assert_eq!(back.signing.to_bytes(), k.signing.to_bytes());
         assert_eq!(back.transport.public_key(), k.transport.public_key());
         // Never overwritten.
-        assert!(k
-            .write(&dir, &id)
-            .unwrap_err()
-            .to_string()
-            .contains("exists"));
+        assert!(k.write(&dir, &id).unwrap_err().to_string().contains("exists"));
         // Too open: refused with the fix in the message.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(NodeKeys::read(&dir, &id)
-                .unwrap_err()
-                .to_string()
-                .contains("chmod 600"));
+            assert!(NodeKeys::read(&dir, &id).unwrap_err().to_string().contains("chmod 600"));
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

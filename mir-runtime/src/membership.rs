@@ -172,10 +172,8 @@ impl Membership {
     /// Reads a `.toml` or `.json` membership file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, MembershipError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| MembershipError::Io {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| MembershipError::Io { path: path.to_owned(), reason: e.to_string() })?;
         let name = path.display().to_string();
         match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => Self::from_toml_str(&text, &name),
@@ -252,10 +250,7 @@ impl Membership {
                 .checked_add(weight)
                 .ok_or_else(|| MembershipError::WeightOverflow(source_name.into()))?;
             if !ids.insert(id.clone()) {
-                return Err(MembershipError::DuplicateNode {
-                    source_name: source_name.into(),
-                    id,
-                });
+                return Err(MembershipError::DuplicateNode { source_name: source_name.into(), id });
             }
             if !addrs.insert(address) {
                 return Err(MembershipError::DuplicateAddress {
@@ -263,19 +258,10 @@ impl Membership {
                     address,
                 });
             }
-            if nodes
-                .iter()
-                .any(|m: &Member| m.transport_key == transport_key)
-            {
+            if nodes.iter().any(|m: &Member| m.transport_key == transport_key) {
                 return Err(bad("transport_key: used by another node".into()));
             }
-            nodes.push(Member {
-                id,
-                address,
-                public_key,
-                transport_key,
-                weight,
-            });
+            nodes.push(Member { id, address, public_key, transport_key, weight });
         }
         Ok(Membership { nodes })
     }
@@ -292,36 +278,22 @@ impl Membership {
 
     /// The public keys, for the crypto module.
     pub fn registry(&self) -> Result<KeyRegistry, KeyError> {
-        KeyRegistry::from_sec1(
-            self.nodes
-                .iter()
-                .map(|n| (n.id.clone(), n.public_key.as_slice())),
-        )
+        KeyRegistry::from_sec1(self.nodes.iter().map(|n| (n.id.clone(), n.public_key.as_slice())))
     }
 
     /// (node, public transport key) pairs, for the TLS channels.
     pub fn transport_keys(&self) -> Vec<(NodeId, [u8; 32])> {
-        self.nodes
-            .iter()
-            .map(|n| (n.id.clone(), n.transport_key))
-            .collect()
+        self.nodes.iter().map(|n| (n.id.clone(), n.transport_key)).collect()
     }
 
     /// The file text (TOML) of this membership: what [`Membership::from_toml_str`] reads back.
     pub fn to_toml(&self) -> String {
-        self.nodes
-            .iter()
-            .map(Member::to_toml)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.nodes.iter().map(Member::to_toml).collect::<Vec<_>>().join("\n")
     }
 
     /// (node, weight) pairs, for weighted quorums.
     pub fn weights(&self) -> Vec<(NodeId, u128)> {
-        self.nodes
-            .iter()
-            .map(|n| (n.id.clone(), n.weight))
-            .collect()
+        self.nodes.iter().map(|n| (n.id.clone(), n.weight)).collect()
     }
 }
 
@@ -338,9 +310,7 @@ mod tests {
     }
 
     fn err(text: &str) -> String {
-        Membership::from_toml_str(text, "m.toml")
-            .unwrap_err()
-            .to_string()
+        Membership::from_toml_str(text, "m.toml").unwrap_err().to_string()
     }
 
     #[test]
@@ -365,20 +335,16 @@ mod tests {
         assert_eq!(err("node = []"), "membership file m.toml lists no node");
         assert!(err(&(node("0", 7000, "") + "colour = 1")).contains("unknown field `colour`"));
         assert!(err(&node("a b", 7000, "")).contains("node #0 (a b): invalid ID"));
-        assert!(
-            err(&node("0", 7000, "").replace("127.0.0.1:7000", "localhost"))
-                .contains("address \"localhost\" is not an IP address and port")
-        );
+        assert!(err(&node("0", 7000, "").replace("127.0.0.1:7000", "localhost"))
+            .contains("address \"localhost\" is not an IP address and port"));
         assert!(
             err(&node("0", 7000, "").replace(KEY, "zz")).contains("public_key: \"zz\" is not hex")
         );
         let tk = format!("{:064x}", 7000);
         assert!(err(&node("0", 7000, "").replace(&tk, "00"))
             .contains("transport_key: expected 32 bytes"));
-        assert!(
-            err(&node("0", 7000, "").replace(&format!("transport_key = \"{tk}\"\n"), ""))
-                .contains("missing field `transport_key`")
-        );
+        assert!(err(&node("0", 7000, "").replace(&format!("transport_key = \"{tk}\"\n"), ""))
+            .contains("missing field `transport_key`"));
         assert!(err(
             &(node("0", 7000, "") + &node("1", 7001, "").replace(&format!("{:064x}", 7001), &tk))
         )
@@ -408,10 +374,7 @@ mod tests {
         assert_eq!(Membership::from_file(&t).unwrap().nodes.len(), 1);
         let y = dir.join("m.yaml");
         std::fs::write(&y, "x").unwrap();
-        assert!(matches!(
-            Membership::from_file(&y),
-            Err(MembershipError::UnknownFormat(_))
-        ));
+        assert!(matches!(Membership::from_file(&y), Err(MembershipError::UnknownFormat(_))));
         assert!(Membership::from_file(dir.join("missing.toml"))
             .unwrap_err()
             .to_string()

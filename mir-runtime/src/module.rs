@@ -36,11 +36,7 @@ impl ModuleError {
 
     /// The standard error for an event type a module does not handle.
     pub fn unexpected_event(ev: &Event) -> Self {
-        ModuleError(format!(
-            "unexpected event type {} from {}",
-            ev.name(),
-            ev.src
-        ))
+        ModuleError(format!("unexpected event type {} from {}", ev.name(), ev.src))
     }
 }
 
@@ -76,10 +72,7 @@ impl<'a> Batch<'a> {
     pub(crate) fn new(events: &'a mut Vec<Event>, cursor: &'a mut Cursor) -> Self {
         cursor.taken = 0;
         cursor.name = Some("");
-        Batch {
-            drain: events.drain(..),
-            cursor,
-        }
+        Batch { drain: events.drain(..), cursor }
     }
 }
 
@@ -136,21 +129,11 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// An empty outbox for module `me` (useful to call a module directly in tests).
     pub fn new(me: ModuleId) -> Self {
-        Outbox {
-            me,
-            events: Vec::new(),
-            router: None,
-            emitted: 0,
-        }
+        Outbox { me, events: Vec::new(), router: None, emitted: 0 }
     }
 
     pub(crate) fn with_router(me: ModuleId, router: Router) -> Self {
-        Outbox {
-            me,
-            events: Vec::new(),
-            router: Some(router),
-            emitted: 0,
-        }
+        Outbox { me, events: Vec::new(), router: Some(router), emitted: 0 }
     }
 
     /// The ID of the module writing to this outbox (the source of [`Outbox::send`]).
@@ -171,11 +154,7 @@ impl Outbox {
     /// Emits `payload` from this module to `dest`.
     #[inline]
     pub fn send(&mut self, dest: &ModuleId, payload: impl Into<Payload>) {
-        let ev = Event {
-            src: self.me.clone(),
-            dest: dest.clone(),
-            payload: payload.into(),
-        };
+        let ev = Event { src: self.me.clone(), dest: dest.clone(), payload: payload.into() };
         self.emit(ev);
     }
 
@@ -208,15 +187,11 @@ impl Outbox {
     }
 
     pub(crate) fn router(&mut self) -> &mut Router {
-        self.router
-            .as_mut()
-            .expect("the node's outbox has a router")
+        self.router.as_mut().expect("the node's outbox has a router")
     }
 
     pub(crate) fn router_ref(&self) -> &Router {
-        self.router
-            .as_ref()
-            .expect("the node's outbox has a router")
+        self.router.as_ref().expect("the node's outbox has a router")
     }
 
     /// Prepares the node's outbox for a call of module `src`.

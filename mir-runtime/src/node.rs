@@ -275,9 +275,8 @@ pub(crate) fn run_passive(
 ) -> Result<(), NodeError> {
     let len = batch.len();
     out.set_me(id);
-    let res = catch_unwind(AssertUnwindSafe(|| {
-        module.apply_events(Batch::new(batch, cursor), out)
-    }));
+    let res =
+        catch_unwind(AssertUnwindSafe(|| module.apply_events(Batch::new(batch, cursor), out)));
     batch.clear();
     fail(node, id, res, || activity(cursor, len))
 }
@@ -351,12 +350,7 @@ impl NodeCore {
             dest: ev.dest.clone(),
             top: ev.dest.top().to_owned(),
             type_name: ev.name().to_owned(),
-            known: self
-                .ids
-                .iter()
-                .map(|i| i.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: self.ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
         }
     }
 
@@ -457,9 +451,7 @@ impl NodeCore {
             }
         };
         self.scratch = batch;
-        self.stats.modules[i]
-            .busy_ns
-            .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+        self.stats.modules[i].busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
         res?;
         self.check_routed()?;
         Ok(Dispatch::Handled)
@@ -513,9 +505,7 @@ impl NodeCore {
             sink: self.sink.as_ref(),
         };
         let res = catch_unwind(AssertUnwindSafe(|| m.on_alarm(alarm, &mut cx)));
-        self.stats.modules[i]
-            .busy_ns
-            .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+        self.stats.modules[i].busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
         fail(&self.node, id, res, || Activity::Alarm(alarm.0))?;
         self.check_routed()
     }
@@ -549,9 +539,7 @@ impl NodeCore {
             c.max_queued.store(self.max_queued[i] as u64, Relaxed);
         }
         self.stats.buffered.store(self.buffered() as u64, Relaxed);
-        self.stats
-            .outside
-            .store(self.outbox.router_ref().outside, Relaxed);
+        self.stats.outside.store(self.outbox.router_ref().outside, Relaxed);
         self.stats.paused.store(paused, Relaxed);
     }
 }

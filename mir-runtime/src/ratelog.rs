@@ -49,10 +49,7 @@ impl LogLimiter {
     /// How many times `reason` occurred for `peer` so far.
     pub fn count(&self, peer: &str, reason: &str) -> u64 {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts
-            .get(&(peer.to_owned(), reason.to_owned()))
-            .copied()
-            .unwrap_or(0)
+        counts.get(&(peer.to_owned(), reason.to_owned())).copied().unwrap_or(0)
     }
 }
 
@@ -102,10 +99,6 @@ mod tests {
         }
         assert_eq!(l.count("0", "r"), 1);
         assert_eq!(l.count("*", "r"), 10, "the overflow peers share one key");
-        assert_eq!(
-            l.occurred("0", "r"),
-            Some(2),
-            "a known peer keeps its own key"
-        );
+        assert_eq!(l.occurred("0", "r"), Some(2), "a known peer keeps its own key");
     }
 }

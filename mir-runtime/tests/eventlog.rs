@@ -28,16 +28,8 @@ fn standard_events() -> Vec<Event> {
     let inner = vec![Event::new("a", "sink", TestUint64(1))];
     let payloads: Vec<Payload> = vec![
         Init.into(),
-        SendMessage {
-            destinations: vec!["0".into()],
-            message: msg.clone(),
-        }
-        .into(),
-        MessageReceived {
-            from: "1".into(),
-            message: msg,
-        }
-        .into(),
+        SendMessage { destinations: vec!["0".into()], message: msg.clone() }.into(),
+        MessageReceived { from: "1".into(), message: msg }.into(),
         TimerDelay {
             id: Some(TimerId(1)),
             delay: Duration::from_millis(5),
@@ -45,13 +37,8 @@ fn standard_events() -> Vec<Event> {
             events: inner.clone(),
         }
         .into(),
-        TimerRepeat {
-            id: None,
-            period: Duration::from_secs(1),
-            retention_index: 0,
-            events: inner,
-        }
-        .into(),
+        TimerRepeat { id: None, period: Duration::from_secs(1), retention_index: 0, events: inner }
+            .into(),
         TimerCancel { id: TimerId(3) }.into(),
         TimerGarbageCollect { retention_index: 4 }.into(),
         NewSubmodule {
@@ -66,28 +53,18 @@ fn standard_events() -> Vec<Event> {
         crypto::SignRequest {
             data: vec![vec![1]],
             domain: None,
-            origin: crypto::Origin {
-                module: ModuleId::new("x"),
-                id: 7,
-            },
+            origin: crypto::Origin { module: ModuleId::new("x"), id: 7 },
         }
         .into(),
         crypto::HashResult {
             digests: vec![vec![2; 32]],
-            origin: crypto::Origin {
-                module: ModuleId::new("x"),
-                id: 8,
-            },
+            origin: crypto::Origin { module: ModuleId::new("x"), id: 8 },
         }
         .into(),
     ];
     payloads
         .into_iter()
-        .map(|p| Event {
-            src: ModuleId::node(),
-            dest: ModuleId::new("sink"),
-            payload: p,
-        })
+        .map(|p| Event { src: ModuleId::node(), dest: ModuleId::new("sink"), payload: p })
         .collect()
 }
 
@@ -97,40 +74,23 @@ fn every_standard_event_round_trips_through_a_log() {
     let rec = Recorder::new(RecorderConfig::new(&d), &NodeId::new("0")).unwrap();
     let files = rec.files();
     let mut sim = Simulation::new(SimConfig::with_seed(1));
-    sim.add_node(
-        Node::builder("0")
-            .passive("sink", Sink::default())
-            .interceptor(rec),
-    )
-    .unwrap();
+    sim.add_node(Node::builder("0").passive("sink", Sink::default()).interceptor(rec)).unwrap();
     let sent = standard_events();
     sim.inject(&"0".into(), sent.clone()).unwrap();
     let summary = sim.run_until_idle(Duration::from_secs(1)).unwrap();
     drop(sim);
     let entries = all_entries(&files.lock().unwrap());
     let logged: Vec<Event> = entries.iter().flat_map(|e| e.events.clone()).collect();
-    assert_eq!(
-        logged.len() as u64,
-        summary.events,
-        "every event handed to a module is in the log"
-    );
+    assert_eq!(logged.len() as u64, summary.events, "every event handed to a module is in the log");
     let to_sink: Vec<Event> = entries
         .iter()
         .filter(|e| e.module.as_str() == "sink")
         .flat_map(|e| e.events.clone())
         .collect();
-    assert_eq!(
-        to_sink[1..],
-        sent[..],
-        "same canonical encodings (after the Init)"
-    );
+    assert_eq!(to_sink[1..], sent[..], "same canonical encodings (after the Init)");
     assert!(to_sink[1..].iter().all(|e| e.payload.is_encoded()));
     assert_eq!(
-        to_sink[5]
-            .clone()
-            .into_payload::<TimerRepeat>()
-            .unwrap()
-            .period,
+        to_sink[5].clone().into_payload::<TimerRepeat>().unwrap().period,
         Duration::from_secs(1)
     );
     // Positions count events in dispatch order.
@@ -145,26 +105,13 @@ fn every_standard_event_round_trips_through_a_log() {
 #[test]
 fn logs_split_by_event_count_and_filter() {
     let d = dir("split");
-    let cfg = RecorderConfig {
-        max_file_events: 5,
-        chunk_bytes: 1,
-        ..RecorderConfig::new(&d)
-    };
+    let cfg = RecorderConfig { max_file_events: 5, chunk_bytes: 1, ..RecorderConfig::new(&d) };
     let rec = Recorder::new(cfg, &NodeId::new("0")).unwrap();
     let files = rec.files();
     let mut sim = Simulation::new(SimConfig::with_seed(1));
-    sim.add_node(
-        Node::builder("0")
-            .passive("sink", Sink::default())
-            .interceptor(rec),
-    )
-    .unwrap();
+    sim.add_node(Node::builder("0").passive("sink", Sink::default()).interceptor(rec)).unwrap();
     for i in 0..20 {
-        sim.inject(
-            &"0".into(),
-            vec![Event::new("@node", "sink", TestUint64(i))],
-        )
-        .unwrap();
+        sim.inject(&"0".into(), vec![Event::new("@node", "sink", TestUint64(i))]).unwrap();
         sim.run_until_idle(Duration::from_secs(1)).unwrap();
     }
     drop(sim);
@@ -176,48 +123,27 @@ fn logs_split_by_event_count_and_filter() {
         .map(|e| e.events.len())
         .sum::<usize>()
         <= 5));
-    assert_eq!(
-        all_entries(&files)
-            .iter()
-            .map(|e| e.events.len())
-            .sum::<usize>(),
-        22
-    );
+    assert_eq!(all_entries(&files).iter().map(|e| e.events.len()).sum::<usize>(), 22);
 
     // A filter keeping only numbers above 15.
     let d2 = dir("filter");
     let keep = Arc::new(|_: &ModuleId, e: &Event| e.get::<TestUint64>().is_some_and(|n| n.0 > 15));
     let rec = Recorder::new(
-        RecorderConfig {
-            filter: Some(keep),
-            ..RecorderConfig::new(&d2)
-        },
+        RecorderConfig { filter: Some(keep), ..RecorderConfig::new(&d2) },
         &NodeId::new("0"),
     )
     .unwrap();
     let files2 = rec.files();
     let mut sim = Simulation::new(SimConfig::with_seed(1));
-    sim.add_node(
-        Node::builder("0")
-            .passive("sink", Sink::default())
-            .interceptor(rec),
-    )
-    .unwrap();
-    sim.inject(
-        &"0".into(),
-        (0..20)
-            .map(|i| Event::new("@node", "sink", TestUint64(i)))
-            .collect(),
-    )
-    .unwrap();
+    sim.add_node(Node::builder("0").passive("sink", Sink::default()).interceptor(rec)).unwrap();
+    sim.inject(&"0".into(), (0..20).map(|i| Event::new("@node", "sink", TestUint64(i))).collect())
+        .unwrap();
     sim.run_until_idle(Duration::from_secs(1)).unwrap();
     drop(sim);
     let kept: Vec<u64> = all_entries(&files2.lock().unwrap())
         .iter()
         .flat_map(|e| {
-            e.events
-                .iter()
-                .map(|ev| ev.payload.decode::<TestUint64>().unwrap().unwrap().0)
+            e.events.iter().map(|ev| ev.payload.decode::<TestUint64>().unwrap().unwrap().0)
         })
         .collect();
     assert_eq!(kept, vec![16, 17, 18, 19]);
@@ -228,19 +154,11 @@ fn logs_split_by_event_count_and_filter() {
 #[test]
 fn a_truncated_log_gives_its_complete_entries_and_an_error() {
     let d = dir("truncated");
-    let cfg = RecorderConfig {
-        chunk_bytes: 1,
-        ..RecorderConfig::new(&d)
-    };
+    let cfg = RecorderConfig { chunk_bytes: 1, ..RecorderConfig::new(&d) };
     let rec = Recorder::new(cfg, &NodeId::new("0")).unwrap();
     let files = rec.files();
     let mut sim = Simulation::new(SimConfig::with_seed(1));
-    sim.add_node(
-        Node::builder("0")
-            .passive("sink", Sink::default())
-            .interceptor(rec),
-    )
-    .unwrap();
+    sim.add_node(Node::builder("0").passive("sink", Sink::default()).interceptor(rec)).unwrap();
     for i in 0..50 {
         sim.inject(
             &"0".into(),
@@ -261,18 +179,11 @@ fn a_truncated_log_gives_its_complete_entries_and_an_error() {
     match read_log(&file) {
         Err(LogError::Truncated { entries, .. }) => {
             assert!(!entries.is_empty() && entries.len() < whole.len());
-            assert_eq!(
-                entries[..],
-                whole[..entries.len()],
-                "what was before the cut is intact"
-            );
+            assert_eq!(entries[..], whole[..entries.len()], "what was before the cut is intact");
         }
         other => panic!("expected a truncation error, got {other:?}"),
     }
-    assert!(matches!(
-        read_log(d.join("missing.gz")),
-        Err(LogError::Io { .. })
-    ));
+    assert!(matches!(read_log(d.join("missing.gz")), Err(LogError::Io { .. })));
     std::fs::write(d.join("garbage.gz"), b"not gzip at all").unwrap();
     assert!(read_log(d.join("garbage.gz")).is_err());
     std::fs::remove_dir_all(&d).unwrap();
@@ -283,29 +194,17 @@ async fn recording_works_on_the_production_executor_too() {
     let d = dir("tokio");
     let rec = Recorder::new(RecorderConfig::new(&d), &NodeId::new("n")).unwrap();
     let files = rec.files();
-    let node = Node::builder("n")
-        .passive("sink", Sink::default())
-        .interceptor(rec)
-        .build()
-        .unwrap();
+    let node =
+        Node::builder("n").passive("sink", Sink::default()).interceptor(rec).build().unwrap();
     let h = node.handle();
     let run = tokio::spawn(node.run());
-    h.inject(
-        (0..100)
-            .map(|i| Event::new("@node", "sink", TestUint64(i)))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    h.inject((0..100).map(|i| Event::new("@node", "sink", TestUint64(i))).collect()).await.unwrap();
     while h.stats().module("sink").unwrap().events_handled < 101 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     h.stop();
     run.await.unwrap().unwrap(); // the node, and with it the recorder, is dropped: files are complete
-    let n: usize = all_entries(&files.lock().unwrap())
-        .iter()
-        .map(|e| e.events.len())
-        .sum();
+    let n: usize = all_entries(&files.lock().unwrap()).iter().map(|e| e.events.len()).sum();
     assert_eq!(n, 101);
     std::fs::remove_dir_all(&d).unwrap();
 }
@@ -337,8 +236,7 @@ fn record_hashset(name: &str) -> (PathBuf, Vec<Entry>) {
             .interceptor(rec),
     )
     .unwrap();
-    sim.inject(&"0".into(), vec![Event::new("@node", "bad", TestUint64(0))])
-        .unwrap();
+    sim.inject(&"0".into(), vec![Event::new("@node", "bad", TestUint64(0))]).unwrap();
     sim.run_until_idle(Duration::from_secs(1)).unwrap();
     drop(sim);
     let entries = all_entries(&files.lock().unwrap());
@@ -353,15 +251,8 @@ fn replay_catches_a_nondeterministic_module_and_confirms_a_deterministic_one() {
     modules.insert(ModuleId::new("bad"), Box::new(hashset_module()));
     let err =
         mir_runtime::eventlog::replay(&entries, &NodeId::new("0"), modules, |_| {}).unwrap_err();
-    assert!(
-        matches!(err, mir_runtime::eventlog::ReplayError::Mismatch { .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .starts_with("module bad emitted, as its event #"),
-        "{err}"
-    );
+    assert!(matches!(err, mir_runtime::eventlog::ReplayError::Mismatch { .. }), "{err}");
+    assert!(err.to_string().starts_with("module bad emitted, as its event #"), "{err}");
 
     // The sink emits nothing, deterministically: replaying it confirms the (empty) record; the
     // step callback sees every input.
@@ -397,9 +288,7 @@ fn a_log_that_decompresses_past_the_limit_is_refused() {
     assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20);
     match mir_runtime::eventlog::read_log_limited(&path, 1 << 20) {
         Err(e @ LogError::TooLarge { .. }) => {
-            assert!(e
-                .to_string()
-                .contains("decompresses to more than 1048576 bytes"))
+            assert!(e.to_string().contains("decompresses to more than 1048576 bytes"))
         }
         other => panic!("expected TooLarge, got {other:?}"),
     }

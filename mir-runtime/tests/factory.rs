@@ -29,12 +29,8 @@ impl PassiveModule for Echo {
             } else if let Some(TestString(s)) = ev.get::<TestString>() {
                 format!("{}{s}", self.prefix)
             } else if let Some(m) = ev.get::<MessageReceived>() {
-                let TestString(s) = m
-                    .message
-                    .payload
-                    .decode::<TestString>()
-                    .map_err(ModuleError::new)?
-                    .unwrap();
+                let TestString(s) =
+                    m.message.payload.decode::<TestString>().map_err(ModuleError::new)?.unwrap();
                 format!("{}msg {s}", self.prefix)
             } else {
                 return Err(ModuleError::unexpected_event(&ev));
@@ -68,9 +64,7 @@ fn new_sub(i: u64) -> Event {
 }
 
 fn strings(evs: &[Event]) -> Vec<String> {
-    evs.iter()
-        .map(|e| e.get::<TestString>().unwrap().0.clone())
-        .collect()
+    evs.iter().map(|e| e.get::<TestString>().unwrap().0.clone()).collect()
 }
 
 fn run(f: &mut Factory, evs: Vec<Event>) -> Result<Vec<Event>, ModuleError> {
@@ -80,15 +74,8 @@ fn run(f: &mut Factory, evs: Vec<Event>) -> Result<Vec<Event>, ModuleError> {
 #[test]
 fn mir_factory_module_00_to_07() {
     let mut f = factory();
-    let _ = run(
-        &mut f,
-        vec![Event::new(
-            mir_runtime::ModuleId::node(),
-            "echoFactory",
-            Init,
-        )],
-    )
-    .unwrap();
+    let _ =
+        run(&mut f, vec![Event::new(mir_runtime::ModuleId::node(), "echoFactory", Init)]).unwrap();
 
     // 00 Instantiate.
     let out = run(&mut f, vec![new_sub(0)]).unwrap();
@@ -98,77 +85,42 @@ fn mir_factory_module_00_to_07() {
     assert_eq!(strings(&out), ["echoFactory/inst0 Init"]);
 
     // 01 Invoke.
-    let out = run(
-        &mut f,
-        vec![Event::new(
-            "test",
-            "echoFactory/inst0",
-            TestString("Hi!".into()),
-        )],
-    )
-    .unwrap();
+    let out = run(&mut f, vec![Event::new("test", "echoFactory/inst0", TestString("Hi!".into()))])
+        .unwrap();
     assert_eq!(strings(&out), ["Inst 0: Hi!"]);
 
     // 02 Instantiate many.
     let out = run(&mut f, (1..=5).map(new_sub).collect()).unwrap();
     assert_eq!(
         strings(&out),
-        (1..=5)
-            .map(|i| format!("echoFactory/inst{i} Init"))
-            .collect::<Vec<_>>()
+        (1..=5).map(|i| format!("echoFactory/inst{i} Init")).collect::<Vec<_>>()
     );
 
     // 03 Invoke many (in reverse order): the output order is the input order — no sorting needed.
     let evs = (0..=5)
         .rev()
         .map(|i| {
-            Event::new(
-                "test",
-                format!("echoFactory/inst{i}").as_str(),
-                TestString("Hi!".into()),
-            )
+            Event::new("test", format!("echoFactory/inst{i}").as_str(), TestString("Hi!".into()))
         })
         .collect();
     let out = run(&mut f, evs).unwrap();
-    assert_eq!(
-        strings(&out),
-        (0..=5)
-            .rev()
-            .map(|i| format!("Inst {i}: Hi!"))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(strings(&out), (0..=5).rev().map(|i| format!("Inst {i}: Hi!")).collect::<Vec<_>>());
 
     // 04 Wrong event type for the factory itself: an error.
-    let err = run(
-        &mut f,
-        vec![Event::new("test", "echoFactory", TestUint64(0))],
-    )
-    .unwrap_err();
+    let err = run(&mut f, vec![Event::new("test", "echoFactory", TestUint64(0))]).unwrap_err();
     assert_eq!(err.0, "unexpected event type mir.TestUint64 from test");
 
     // 05 Wrong submodule ID: no error, no output, counted.
-    let out = run(
-        &mut f,
-        vec![Event::new(
-            "test",
-            "echoFactory/non-existent-module",
-            TestUint64(0),
-        )],
-    )
-    .unwrap();
+    let out =
+        run(&mut f, vec![Event::new("test", "echoFactory/non-existent-module", TestUint64(0))])
+            .unwrap();
     assert!(out.is_empty());
     assert_eq!(f.stats().dropped.load(Relaxed), 1);
 
     // 06 Garbage-collect some.
-    let out = run(
-        &mut f,
-        vec![Event::new(
-            "test",
-            "echoFactory",
-            GarbageCollect { retention_index: 3 },
-        )],
-    )
-    .unwrap();
+    let out =
+        run(&mut f, vec![Event::new("test", "echoFactory", GarbageCollect { retention_index: 3 })])
+            .unwrap();
     assert!(out.is_empty());
     assert_eq!(f.submodules().len(), 3);
     assert_eq!(f.stats().collected.load(Relaxed), 3);
@@ -176,11 +128,7 @@ fn mir_factory_module_00_to_07() {
     // 07 Invoke garbage-collected: only inst3–inst5 answer; the others are dropped and counted.
     let evs = (0..=5)
         .map(|i| {
-            Event::new(
-                "test",
-                format!("echoFactory/inst{i}").as_str(),
-                TestString("Hi!".into()),
-            )
+            Event::new("test", format!("echoFactory/inst{i}").as_str(), TestString("Hi!".into()))
         })
         .collect();
     let out = run(&mut f, evs).unwrap();
@@ -228,12 +176,7 @@ fn early_messages_wait_for_their_submodule_in_arrival_order() {
     let out = run(&mut f, vec![new_sub(7)]).unwrap();
     assert_eq!(
         strings(&out),
-        [
-            "echoFactory/inst7 Init",
-            "Inst 7: msg 1",
-            "Inst 7: msg 2",
-            "Inst 7: msg 3"
-        ]
+        ["echoFactory/inst7 Init", "Inst 7: msg 1", "Inst 7: msg 2", "Inst 7: msg 3"]
     );
     // inst8's message is still kept.
     let out = run(&mut f, vec![new_sub(8)]).unwrap();
@@ -243,9 +186,8 @@ fn early_messages_wait_for_their_submodule_in_arrival_order() {
 #[test]
 fn early_message_buffer_is_bounded_per_sender() {
     let mut f = factory().max_early_per_sender(3);
-    let mut evs: Vec<Event> = (0..10)
-        .map(|i| msg("flooder", "echoFactory/inst1", &format!("f{i}")))
-        .collect();
+    let mut evs: Vec<Event> =
+        (0..10).map(|i| msg("flooder", "echoFactory/inst1", &format!("f{i}"))).collect();
     evs.push(msg("honest", "echoFactory/inst1", "h"));
     run(&mut f, evs).unwrap();
     assert_eq!(f.stats().evicted.load(Relaxed), 7);
@@ -267,11 +209,7 @@ fn early_message_buffer_is_bounded_per_sender() {
 fn early_message_buffer_is_bounded_per_sender_in_bytes() {
     // Each message's canonical encoding: sender, module, type name and a 1000-byte string.
     let big = |from: &str, i: usize| {
-        msg(
-            from,
-            "echoFactory/inst1",
-            &format!("{i:04}{}", "x".repeat(996)),
-        )
+        msg(from, "echoFactory/inst1", &format!("{i:04}{}", "x".repeat(996)))
     };
     let size = big("flooder", 0).payload.encode_value().len();
     let mut f = factory().max_early_bytes_per_sender(3 * size);
@@ -303,16 +241,9 @@ fn bad_requests_are_errors_naming_the_submodule() {
             retention_index: 0,
         },
     );
-    assert!(run(&mut f, vec![bad])
-        .unwrap_err()
-        .0
-        .contains("one segment"));
+    assert!(run(&mut f, vec![bad]).unwrap_err().0.contains("one segment"));
     let mut f = factory();
     run(&mut f, vec![new_sub(1)]).unwrap();
-    let err = run(
-        &mut f,
-        vec![Event::new("t", "echoFactory/inst1", TestUint64(5))],
-    )
-    .unwrap_err();
+    let err = run(&mut f, vec![Event::new("t", "echoFactory/inst1", TestUint64(5))]).unwrap_err();
     assert_eq!(err.0, "submodule echoFactory/inst1 failed while handling event mir.TestUint64 (#0 of 1): unexpected event type mir.TestUint64 from t");
 }

@@ -29,30 +29,20 @@ fn node(me: usize, n: usize, log: Log) -> NodeBuilder {
             timer.repeat(out, None, Duration::from_millis(PERIOD_MS), 0, vec![t]);
         } else if ev.is::<TestString>() {
             tick += 1;
-            let destinations = (0..n)
-                .filter(|i| *i != me)
-                .map(NodeId::from_index)
-                .collect();
+            let destinations = (0..n).filter(|i| *i != me).map(NodeId::from_index).collect();
             out.send(
                 &id("net"),
-                SendMessage {
-                    destinations,
-                    message: Message::new("app", TestUint64(tick)),
-                },
+                SendMessage { destinations, message: Message::new("app", TestUint64(tick)) },
             );
         } else if ev.is::<MessageReceived>() {
-            let m = ev
-                .into_payload::<MessageReceived>()
-                .map_err(ModuleError::new)?;
+            let m = ev.into_payload::<MessageReceived>().map_err(ModuleError::new)?;
             let TestUint64(t) = m.message.payload.into_typed().map_err(ModuleError::new)?;
             let from: usize = m.from.as_str().parse().unwrap();
             log.lock().unwrap().push((me, from, t));
         }
         Ok(())
     });
-    Node::builder(NodeId::from_index(me))
-        .passive("app", app)
-        .active("timer", Timer::new())
+    Node::builder(NodeId::from_index(me)).passive("app", app).active("timer", Timer::new())
 }
 
 fn cluster(seed: u64, n: usize) -> (Simulation, Log) {
@@ -60,8 +50,7 @@ fn cluster(seed: u64, n: usize) -> (Simulation, Log) {
     let mut sim = Simulation::new(SimConfig::with_seed(seed));
     for me in 0..n {
         let l = log.clone();
-        sim.add_restartable_node(move || node(me, n, l.clone()))
-            .unwrap();
+        sim.add_restartable_node(move || node(me, n, l.clone())).unwrap();
     }
     (sim, log)
 }
@@ -87,10 +76,7 @@ fn partition_from_2s_to_5s_cuts_exactly_the_messages_sent_across_meanwhile() {
             .filter(|(to, from, t)| to != from && side(*to) != side(*from) && *t > 0)
             .collect();
         // Ticks 20..=49 are sent in [2 s, 5 s): none of them crosses.
-        assert!(
-            across.iter().all(|(_, _, t)| *t < 20 || *t >= 50),
-            "seed {seed}"
-        );
+        assert!(across.iter().all(|(_, _, t)| *t < 20 || *t >= 50), "seed {seed}");
         assert!(across.iter().any(|(_, _, t)| *t < 20) && across.iter().any(|(_, _, t)| *t >= 50));
         // Within a side, everything arrives.
         let within = log
@@ -98,22 +84,14 @@ fn partition_from_2s_to_5s_cuts_exactly_the_messages_sent_across_meanwhile() {
             .filter(|(to, from, t)| to != from && side(*to) == side(*from) && (20..50).contains(t))
             .count();
         assert_eq!(within, 4 * 30, "seed {seed}");
-        assert_eq!(
-            s.messages_lost,
-            4 * 2 * 30,
-            "4 nodes × 2 peers across × 30 ticks"
-        );
+        assert_eq!(s.messages_lost, 4 * 2 * 30, "4 nodes × 2 peers across × 30 ticks");
     }
 }
 
 #[test]
 fn lossy_and_duplicating_links() {
     let (mut sim, log) = cluster(3, 3);
-    let always = |drop, duplicate| LinkConfig {
-        drop,
-        duplicate,
-        ..LinkConfig::default()
-    };
+    let always = |drop, duplicate| LinkConfig { drop, duplicate, ..LinkConfig::default() };
     sim.apply_fault(Fault::Link {
         from: NodeId::from_index(0),
         to: NodeId::from_index(1),
@@ -128,17 +106,9 @@ fn lossy_and_duplicating_links() {
     .unwrap();
     let s = sim.run_for(Duration::from_millis(1050)).unwrap();
     let log = log.lock().unwrap();
-    let count = |to, from| {
-        log.iter()
-            .filter(|(t, f, k)| *t == to && *f == from && *k > 0)
-            .count()
-    };
+    let count = |to, from| log.iter().filter(|(t, f, k)| *t == to && *f == from && *k > 0).count();
     assert_eq!(count(1, 0), 0, "the link 0→1 drops everything");
-    assert_eq!(
-        count(2, 0),
-        20,
-        "the link 0→2 duplicates everything: ticks 1..=10, twice"
-    );
+    assert_eq!(count(2, 0), 20, "the link 0→2 duplicates everything: ticks 1..=10, twice");
     assert_eq!(count(0, 1), 10, "other links are untouched");
     assert_eq!((s.messages_lost, s.messages_duplicated), (10, 10));
 }
@@ -146,42 +116,24 @@ fn lossy_and_duplicating_links() {
 #[test]
 fn a_crashed_node_is_silent_and_a_restarted_one_starts_from_init() {
     let (mut sim, log) = cluster(5, 3);
-    sim.schedule_fault(
-        Duration::from_millis(1050),
-        Fault::Crash(NodeId::from_index(2)),
-    );
-    sim.schedule_fault(
-        Duration::from_millis(3050),
-        Fault::Restart(NodeId::from_index(2)),
-    );
+    sim.schedule_fault(Duration::from_millis(1050), Fault::Crash(NodeId::from_index(2)));
+    sim.schedule_fault(Duration::from_millis(3050), Fault::Restart(NodeId::from_index(2)));
     sim.run_until(Duration::from_millis(2000), |s| {
         s.is_crashed(&NodeId::from_index(2)) == Some(true)
     })
     .unwrap();
     sim.run_for(Duration::from_millis(5000)).unwrap();
     let log = log.lock().unwrap();
-    let inits = log
-        .iter()
-        .filter(|(to, from, t)| *to == 2 && *from == 2 && *t == 0)
-        .count();
+    let inits = log.iter().filter(|(to, from, t)| *to == 2 && *from == 2 && *t == 0).count();
     assert_eq!(inits, 2, "Init at start and after the restart");
     // Node 0's ticks 11..=30 are sent while 2 is down: none reaches it.
-    let got: Vec<u64> = log
-        .iter()
-        .filter(|(to, from, _)| *to == 2 && *from == 0)
-        .map(|(_, _, t)| *t)
-        .collect();
+    let got: Vec<u64> =
+        log.iter().filter(|(to, from, _)| *to == 2 && *from == 0).map(|(_, _, t)| *t).collect();
     assert!(got.iter().all(|t| *t <= 10 || *t > 30), "{got:?}");
-    assert!(
-        got.iter().any(|t| *t > 30),
-        "node 2 hears again after the restart"
-    );
+    assert!(got.iter().any(|t| *t > 30), "node 2 hears again after the restart");
     // Node 2 sends nothing while down; after the restart its tick count starts again at 1.
-    let sent: Vec<u64> = log
-        .iter()
-        .filter(|(to, from, _)| *to == 0 && *from == 2)
-        .map(|(_, _, t)| *t)
-        .collect();
+    let sent: Vec<u64> =
+        log.iter().filter(|(to, from, _)| *to == 0 && *from == 2).map(|(_, _, t)| *t).collect();
     // Ticks 1..=10 before the crash at 1.05 s; after the restart at 3.05 s its state starts over.
     let k = sent.len() - 10;
     let expected: Vec<u64> = (1..=10).chain(1..=k as u64).collect();
@@ -193,20 +145,10 @@ fn a_crashed_node_is_silent_and_a_restarted_one_starts_from_init() {
 fn runs_with_faults_repeat_bit_for_bit() {
     let run = |seed| {
         let (mut sim, _) = cluster(seed, 4);
-        let lossy = LinkConfig {
-            drop: 0.2,
-            duplicate: 0.2,
-            ..LinkConfig::default()
-        };
+        let lossy = LinkConfig { drop: 0.2, duplicate: 0.2, ..LinkConfig::default() };
         sim.apply_fault(Fault::AllLinks(lossy)).unwrap();
-        sim.schedule_fault(
-            Duration::from_millis(500),
-            Fault::Crash(NodeId::from_index(1)),
-        );
-        sim.schedule_fault(
-            Duration::from_millis(900),
-            Fault::Restart(NodeId::from_index(1)),
-        );
+        sim.schedule_fault(Duration::from_millis(500), Fault::Crash(NodeId::from_index(1)));
+        sim.schedule_fault(Duration::from_millis(900), Fault::Restart(NodeId::from_index(1)));
         sim.run_for(Duration::from_secs(2)).unwrap();
         (sim.digest(), sim.summary())
     };
@@ -217,21 +159,14 @@ fn runs_with_faults_repeat_bit_for_bit() {
 #[test]
 fn fault_errors_are_reported() {
     let mut sim = Simulation::new(SimConfig::default());
-    sim.add_node(Node::builder("0").passive("app", mir_runtime::stdmodules::NullModule))
-        .unwrap();
-    assert_eq!(
-        sim.apply_fault(Fault::Restart("0".into())),
-        Err(SimError::NotCrashed("0".into()))
-    );
+    sim.add_node(Node::builder("0").passive("app", mir_runtime::stdmodules::NullModule)).unwrap();
+    assert_eq!(sim.apply_fault(Fault::Restart("0".into())), Err(SimError::NotCrashed("0".into())));
     sim.apply_fault(Fault::Crash("0".into())).unwrap();
     assert_eq!(
         sim.apply_fault(Fault::Restart("0".into())),
         Err(SimError::NotRestartable("0".into()))
     );
-    assert_eq!(
-        sim.apply_fault(Fault::Crash("7".into())),
-        Err(SimError::UnknownNode("7".into()))
-    );
+    assert_eq!(sim.apply_fault(Fault::Crash("7".into())), Err(SimError::UnknownNode("7".into())));
 }
 
 /// A node's messages to itself take the local loopback: at once, in order, never lost, even when
@@ -240,17 +175,10 @@ fn fault_errors_are_reported() {
 fn messages_to_itself_are_never_lost_to_faults() {
     let mut sim = Simulation::new(SimConfig::with_seed(1));
     let (app, got) = common::self_sender("0", 1000);
-    sim.add_node(Node::builder("0").passive("app", app))
-        .unwrap();
-    sim.add_node(Node::builder("1").passive("app", mir_runtime::stdmodules::NullModule))
-        .unwrap();
-    sim.apply_fault(Fault::AllLinks(LinkConfig {
-        drop: 1.0,
-        ..LinkConfig::default()
-    }))
-    .unwrap();
-    sim.apply_fault(Fault::Partition(vec![ids(&[0]), ids(&[1])]))
-        .unwrap();
+    sim.add_node(Node::builder("0").passive("app", app)).unwrap();
+    sim.add_node(Node::builder("1").passive("app", mir_runtime::stdmodules::NullModule)).unwrap();
+    sim.apply_fault(Fault::AllLinks(LinkConfig { drop: 1.0, ..LinkConfig::default() })).unwrap();
+    sim.apply_fault(Fault::Partition(vec![ids(&[0]), ids(&[1])])).unwrap();
     let summary = sim.run_until_idle(Duration::from_secs(1)).unwrap();
     assert_eq!(*got.lock().unwrap(), (0..1000).collect::<Vec<_>>());
     assert_eq!(summary.messages_local, 1000);

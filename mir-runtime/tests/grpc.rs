@@ -22,10 +22,7 @@ use mir_runtime::{Event, Exit, Node, NodeHandle, NodeId};
 use prost::Message as _;
 
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 struct Cluster {
@@ -35,14 +32,9 @@ struct Cluster {
 
 fn cluster(n: usize) -> Cluster {
     let ids: Vec<NodeId> = (0..n).map(NodeId::from_index).collect();
-    let keys: std::collections::BTreeMap<NodeId, NodeKeys> = ids
-        .iter()
-        .map(|id| (id.clone(), NodeKeys::test(42, id)))
-        .collect();
-    let nodes = ids
-        .iter()
-        .map(|id| keys[id].member(id.clone(), free_addr(), 1))
-        .collect();
+    let keys: std::collections::BTreeMap<NodeId, NodeKeys> =
+        ids.iter().map(|id| (id.clone(), NodeKeys::test(42, id))).collect();
+    let nodes = ids.iter().map(|id| keys[id].member(id.clone(), free_addr(), 1)).collect();
     Cluster {
         membership: Membership { nodes },
         keys: keys.into_iter().map(|(id, k)| (id, k.transport)).collect(),
@@ -73,19 +65,11 @@ fn start_with(
     let transport = GrpcTransport::new(cfg).unwrap();
     let grpc = transport.handle();
     let rec = Collector::default();
-    let node = Node::builder(id)
-        .passive("app", rec.clone())
-        .active("net", transport)
-        .build()
-        .unwrap();
+    let node =
+        Node::builder(id).passive("app", rec.clone()).active("net", transport).build().unwrap();
     let handle = node.handle();
     let run = tokio::spawn(node.run());
-    Running {
-        handle,
-        grpc,
-        rec,
-        run,
-    }
+    Running { handle, grpc, rec, run }
 }
 
 async fn stop(r: Running) {
@@ -98,10 +82,7 @@ fn send(to: &[usize], n: u64) -> Event {
     Event::new(
         "app",
         "net",
-        SendMessage {
-            destinations,
-            message: Message::new("app", TestUint64(n)),
-        },
+        SendMessage { destinations, message: Message::new("app", TestUint64(n)) },
     )
 }
 
@@ -109,12 +90,7 @@ fn received(r: &Collector) -> Vec<(String, u64)> {
     r.events()
         .iter()
         .filter_map(|e| e.get::<MessageReceived>())
-        .map(|m| {
-            (
-                m.from.to_string(),
-                m.message.payload.decode::<TestUint64>().unwrap().unwrap().0,
-            )
-        })
+        .map(|m| (m.from.to_string(), m.message.payload.decode::<TestUint64>().unwrap().unwrap().0))
         .collect()
 }
 
@@ -134,35 +110,16 @@ async fn send_and_receive_both_ways_with_authenticated_senders() {
     let (a, b) = (start(&c, 0, |_| {}), start(&c, 1, |_| {}));
     assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
     assert!(b.grpc.wait_connected(1, Duration::from_secs(10)).await);
-    a.handle
-        .inject((0..50).map(|n| send(&[1], n)).collect())
-        .await
-        .unwrap();
-    b.handle
-        .inject(vec![send(&[0, 1], 7), send(&[5], 8)])
-        .await
-        .unwrap(); // to 0, to itself, to a non-member
+    a.handle.inject((0..50).map(|n| send(&[1], n)).collect()).await.unwrap();
+    b.handle.inject(vec![send(&[0, 1], 7), send(&[5], 8)]).await.unwrap(); // to 0, to itself, to a non-member
     wait_until(|| received(&b.rec).len() == 51 && received(&a.rec).len() == 1).await;
     let got_b = received(&b.rec);
-    let from = |who: &str| {
-        got_b
-            .iter()
-            .filter(|(f, _)| f == who)
-            .map(|(_, n)| *n)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        from("0"),
-        (0..50).collect::<Vec<_>>(),
-        "in order, from node 0"
-    );
+    let from =
+        |who: &str| got_b.iter().filter(|(f, _)| f == who).map(|(_, n)| *n).collect::<Vec<_>>();
+    assert_eq!(from("0"), (0..50).collect::<Vec<_>>(), "in order, from node 0");
     assert_eq!(from("1"), vec![7], "to itself, without the network");
     assert_eq!(received(&a.rec), vec![("1".to_owned(), 7)]);
-    assert_eq!(
-        b.grpc.stats().transport.not_connected.load(Relaxed),
-        1,
-        "node 5 is not a member"
-    );
+    assert_eq!(b.grpc.stats().transport.not_connected.load(Relaxed), 1, "node 5 is not a member");
     assert_eq!(a.grpc.stats().handshakes_rejected.load(Relaxed), 0);
     // Everything sent has left the queues' byte accounting.
     wait_until(|| a.grpc.stats().queued_bytes.load(Relaxed) == 0).await;
@@ -173,9 +130,8 @@ async fn send_and_receive_both_ways_with_authenticated_senders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_to_a_restarted_peer_and_nothing_listens_after_stop() {
     let c = cluster(2);
-    let a = start(&c, 0, |cfg| {
-        cfg.reconnect = (Duration::from_millis(20), Duration::from_millis(100))
-    });
+    let a =
+        start(&c, 0, |cfg| cfg.reconnect = (Duration::from_millis(20), Duration::from_millis(100)));
     let b = start(&c, 1, |_| {});
     assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
     a.handle.inject(vec![send(&[1], 1)]).await.unwrap();
@@ -186,17 +142,11 @@ async fn reconnects_to_a_restarted_peer_and_nothing_listens_after_stop() {
     wait_until(|| std::net::TcpStream::connect(addr).is_err()).await;
     wait_until(|| a.grpc.connected() == 0).await;
     // Messages sent while the peer is down wait in the bounded queue.
-    a.handle
-        .inject(vec![send(&[1], 2), send(&[1], 3)])
-        .await
-        .unwrap();
+    a.handle.inject(vec![send(&[1], 2), send(&[1], 3)]).await.unwrap();
     let b2 = start(&c, 1, |_| {});
     assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
     wait_until(|| received(&b2.rec).len() == 2).await;
-    assert_eq!(
-        received(&b2.rec),
-        vec![("0".to_owned(), 2), ("0".to_owned(), 3)]
-    );
+    assert_eq!(received(&b2.rec), vec![("0".to_owned(), 2), ("0".to_owned(), 3)]);
     // Messages that waited through the outage were counted once and released once.
     wait_until(|| a.grpc.stats().queued_bytes.load(Relaxed) == 0).await;
     stop(a).await;
@@ -207,9 +157,8 @@ async fn reconnects_to_a_restarted_peer_and_nothing_listens_after_stop() {
 const PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
-const SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
+const SPKI_PREFIX: [u8; 12] =
+    [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
 
 /// A server verifier that accepts any raw public key with a valid handshake signature.
 #[derive(Debug)]
@@ -267,11 +216,7 @@ async fn hand_made_client(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut der = PKCS8_PREFIX.to_vec();
     let hex = secret.to_hex();
-    der.extend(
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()),
-    );
+    der.extend((0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()));
     let key = provider
         .key_provider
         .load_private_key(rustls::pki_types::PrivateKeyDer::Pkcs8(der.into()))
@@ -409,13 +354,7 @@ async fn impostors_garbage_and_oversized_frames_are_rejected_and_counted() {
 
     // A key the membership does not list: refused.
     let stranger = TransportKey::generate().unwrap();
-    let r = hand_made_client(
-        addr_b,
-        stranger.public_key(),
-        &stranger,
-        vec![frame("app", 1)],
-    )
-    .await;
+    let r = hand_made_client(addr_b, stranger.public_key(), &stranger, vec![frame("app", 1)]).await;
     assert!(r.is_err(), "{r:?}");
     wait_until(|| rejected() >= 1).await;
     // Node 2 presenting node 0's key (without node 0's secret): refused.
@@ -424,23 +363,16 @@ async fn impostors_garbage_and_oversized_frames_are_rejected_and_counted() {
     assert!(r.is_err(), "{r:?}");
     wait_until(|| rejected() > before).await;
     // The real node 2: accepted, and its message is from "2" (the key says who it is).
-    hand_made_client(addr_b, key(2).public_key(), &key(2), vec![frame("app", 3)])
-        .await
-        .unwrap();
+    hand_made_client(addr_b, key(2).public_key(), &key(2), vec![frame("app", 3)]).await.unwrap();
     wait_until(|| received(&b.rec).contains(&("2".to_owned(), 3))).await;
     assert!(!received(&b.rec).iter().any(|(_, n)| *n < 3));
 
     // A truncated frame from an authenticated peer (the last field's value is cut off):
     // rejected, counted, the stream closed.
     let whole = frame("app", 4);
-    hand_made_client(
-        addr_b,
-        key(2).public_key(),
-        &key(2),
-        vec![whole[..whole.len() - 1].to_vec()],
-    )
-    .await
-    .unwrap();
+    hand_made_client(addr_b, key(2).public_key(), &key(2), vec![whole[..whole.len() - 1].to_vec()])
+        .await
+        .unwrap();
     wait_until(|| b.grpc.stats().frames_rejected.load(Relaxed) == 1).await;
 
     // Random bytes on the port: no TLS handshake, closed and counted.
@@ -467,13 +399,7 @@ async fn impostors_garbage_and_oversized_frames_are_rejected_and_counted() {
     a.handle.inject(vec![send(&[1], 99)]).await.unwrap();
     wait_until(|| received(&b.rec).contains(&("0".to_owned(), 99))).await;
     // Peer-caused warnings were counted exactly, and logged only at powers of two.
-    assert_eq!(
-        b.grpc
-            .stats()
-            .log
-            .count("2", "malformed frame; stream closed"),
-        1
-    );
+    assert_eq!(b.grpc.stats().log.count("2", "malformed frame; stream closed"), 1);
     stop(a).await;
     stop(b).await;
 }
@@ -576,14 +502,8 @@ async fn a_man_in_the_middle_can_neither_read_nor_inject() {
     // The relay saw only ciphertext.
     let seen = tap.lock().unwrap().clone();
     assert!(!seen.is_empty());
-    assert!(
-        !seen.windows(6).any(|w| w == b"SECRET"),
-        "plaintext on the wire"
-    );
-    assert!(
-        !seen.windows(3).any(|w| w == b"app"),
-        "plaintext on the wire"
-    );
+    assert!(!seen.windows(6).any(|w| w == b"SECRET"), "plaintext on the wire");
+    assert!(!seen.windows(3).any(|w| w == b"app"), "plaintext on the wire");
 
     // One flipped bit in the next record: the record fails its check, the connection breaks,
     // nothing altered is delivered; node 0 reconnects and later messages arrive.
@@ -597,14 +517,8 @@ async fn a_man_in_the_middle_can_neither_read_nor_inject() {
     wait_until(|| strings(&b.rec).iter().any(|s| s == "SECRET-5-PAYLOAD")).await;
     let got = strings(&b.rec);
     let genuine: Vec<String> = (1..6).map(|n| format!("SECRET-{n}-PAYLOAD")).collect();
-    assert!(
-        got.iter().all(|s| genuine.contains(s)),
-        "only genuine messages arrive: {got:?}"
-    );
-    assert!(
-        got.iter().all(|m| received_from(&b.rec, m) == "0"),
-        "and all from node 0"
-    );
+    assert!(got.iter().all(|s| genuine.contains(s)), "only genuine messages arrive: {got:?}");
+    assert!(got.iter().all(|m| received_from(&b.rec, m) == "0"), "and all from node 0");
     stop(a).await;
     stop(b).await;
 }
@@ -615,12 +529,7 @@ fn received_from(r: &Collector, s: &str) -> String {
         .iter()
         .filter_map(|e| e.get::<MessageReceived>())
         .find(|m| {
-            m.message
-                .payload
-                .decode::<TestString>()
-                .ok()
-                .flatten()
-                .map(|t| t.0)
+            m.message.payload.decode::<TestString>().ok().flatten().map(|t| t.0)
                 == Some(s.to_owned())
         })
         .map(|m| m.from.to_string())
@@ -635,28 +544,20 @@ fn bad_configuration_is_refused() {
         c.membership.clone(),
         TransportKey::generate().unwrap(),
     ));
-    assert!(wrong
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("does not match its transport_key"));
+    assert!(wrong.err().unwrap().to_string().contains("does not match its transport_key"));
     let outsider = GrpcTransport::new(GrpcConfig::new(
         NodeId::new("9"),
         c.membership.clone(),
         c.keys[&NodeId::new("0")].clone(),
     ));
-    assert_eq!(
-        outsider.err().unwrap().to_string(),
-        "node 9 is not in the membership"
-    );
+    assert_eq!(outsider.err().unwrap().to_string(), "node 9 is not in the membership");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_joining_while_traffic_flows_starts_receiving() {
     let c = cluster(3);
-    let a = start(&c, 0, |cfg| {
-        cfg.reconnect = (Duration::from_millis(20), Duration::from_millis(100))
-    });
+    let a =
+        start(&c, 0, |cfg| cfg.reconnect = (Duration::from_millis(20), Duration::from_millis(100)));
     let b = start(&c, 1, |_| {});
     assert!(a.grpc.wait_connected(1, Duration::from_secs(10)).await);
     // Node 0 keeps sending to 1 and 2 while node 2 is not up yet, then after it joins.
@@ -688,12 +589,9 @@ async fn a_node_joining_while_traffic_flows_starts_receiving() {
 async fn messages_to_itself_are_never_dropped() {
     let c = cluster(1);
     let id = NodeId::from_index(0);
-    let transport = GrpcTransport::new(GrpcConfig::new(
-        id.clone(),
-        c.membership.clone(),
-        c.keys[&id].clone(),
-    ))
-    .unwrap();
+    let transport =
+        GrpcTransport::new(GrpcConfig::new(id.clone(), c.membership.clone(), c.keys[&id].clone()))
+            .unwrap();
     let grpc = transport.handle();
     let (app, got) = common::self_sender("0", 5000);
     let cfg = mir_runtime::NodeConfig {
@@ -701,12 +599,8 @@ async fn messages_to_itself_are_never_dropped() {
         max_batch_size: 1,
         ..mir_runtime::NodeConfig::default()
     };
-    let node = Node::builder(id)
-        .config(cfg)
-        .passive("app", app)
-        .active("net", transport)
-        .build()
-        .unwrap();
+    let node =
+        Node::builder(id).config(cfg).passive("app", app).active("net", transport).build().unwrap();
     let handle = node.handle();
     let run = tokio::spawn(node.run());
     wait_until(|| got.lock().unwrap().len() == 5000).await;
@@ -760,9 +654,7 @@ async fn connections_over_the_total_and_per_ip_limits_are_closed_at_accept() {
 async fn a_connection_that_does_not_finish_the_handshake_is_closed_at_the_deadline() {
     use tokio::io::AsyncReadExt;
     let c = cluster(1);
-    let b = start(&c, 0, |cfg| {
-        cfg.handshake_timeout = Duration::from_millis(300)
-    });
+    let b = start(&c, 0, |cfg| cfg.handshake_timeout = Duration::from_millis(300));
     wait_until(|| b.grpc.local_addr().is_some()).await; // listening
     let mut s = silent_connection([127, 0, 0, 1], c.membership.nodes[0].address).await;
     let t0 = std::time::Instant::now();
@@ -793,11 +685,7 @@ async fn an_idle_client_closes_its_stream_and_comes_back_when_it_has_something_t
     }
     let got: Vec<u64> = received(&b.rec).iter().map(|(_, n)| *n).collect();
     assert_eq!(got, (0..5).collect::<Vec<_>>());
-    assert_eq!(
-        b.grpc.stats().idle_closed.load(Relaxed),
-        0,
-        "the client closed first"
-    );
+    assert_eq!(b.grpc.stats().idle_closed.load(Relaxed), 0, "the client closed first");
     stop(a).await;
     stop(b).await;
 }
@@ -812,18 +700,10 @@ async fn a_server_closes_a_stream_its_peer_leaves_idle() {
     let key2 = c.keys[&NodeId::from_index(2)].clone();
     let t0 = std::time::Instant::now();
     // Sends nothing and waits (at most 5 s) for the server to end the stream.
-    hand_made_client(
-        c.membership.nodes[1].address,
-        key2.public_key(),
-        &key2,
-        vec![],
-    )
-    .await
-    .unwrap();
-    assert!(
-        t0.elapsed() < Duration::from_secs(4),
-        "closed by the server, not the 5 s wait"
-    );
+    hand_made_client(c.membership.nodes[1].address, key2.public_key(), &key2, vec![])
+        .await
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(4), "closed by the server, not the 5 s wait");
     wait_until(|| b.grpc.stats().idle_closed.load(Relaxed) == 1).await;
     stop(b).await;
 }
@@ -842,9 +722,7 @@ async fn streams_per_member_are_capped() {
     assert_eq!(b.grpc.stats().streams_refused.load(Relaxed), 1);
     // Another member still gets its own.
     let key2 = c.keys[&NodeId::from_index(2)].clone();
-    hand_made_client(addr, key2.public_key(), &key2, vec![frame("app", 8)])
-        .await
-        .unwrap();
+    hand_made_client(addr, key2.public_key(), &key2, vec![frame("app", 8)]).await.unwrap();
     wait_until(|| received(&b.rec).contains(&("2".to_owned(), 8))).await;
     assert!(!received(&b.rec).contains(&("0".to_owned(), 7)));
     stop(a).await;

@@ -17,22 +17,14 @@ use mir_runtime::{Node, NodeId};
 async fn accept_failures_back_off_and_the_node_recovers() {
     let id = NodeId::from_index(0);
     let keys = NodeKeys::test(1, &id);
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let membership = Membership {
-        nodes: vec![keys.member(id.clone(), addr, 1)],
-    };
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let membership = Membership { nodes: vec![keys.member(id.clone(), addr, 1)] };
     let mut cfg = GrpcConfig::new(id.clone(), membership, keys.transport.clone());
     cfg.handshake_timeout = Duration::from_millis(200);
     let transport = GrpcTransport::new(cfg).unwrap();
     let grpc = transport.handle();
-    let node = Node::builder(id)
-        .passive("app", NullModule)
-        .active("net", transport)
-        .build()
-        .unwrap();
+    let node =
+        Node::builder(id).passive("app", NullModule).active("net", transport).build().unwrap();
     let handle = node.handle();
     let run = tokio::spawn(node.run());
     while grpc.local_addr().is_none() {
@@ -40,19 +32,12 @@ async fn accept_failures_back_off_and_the_node_recovers() {
     }
 
     // Sockets made now (they hold their descriptors), connected once descriptors run out.
-    let sockets: Vec<tokio::net::TcpSocket> = (0..3)
-        .map(|_| tokio::net::TcpSocket::new_v4().unwrap())
-        .collect();
+    let sockets: Vec<tokio::net::TcpSocket> =
+        (0..3).map(|_| tokio::net::TcpSocket::new_v4().unwrap()).collect();
     // Lower the descriptor limit and use up what is left.
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
-    let low = libc::rlimit {
-        rlim_cur: 512,
-        rlim_max: old.rlim_max,
-    };
+    let low = libc::rlimit { rlim_cur: 512, rlim_max: old.rlim_max };
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
     let mut filler = Vec::new();
     while let Ok(f) = std::fs::File::open("/dev/null") {

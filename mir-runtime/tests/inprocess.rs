@@ -34,16 +34,9 @@ async fn delivers_in_order_and_counts_what_it_cannot_deliver() {
         }
         Ok(())
     });
-    let n0 = Node::builder("0")
-        .passive("app", sender)
-        .active("net", t0)
-        .build()
-        .unwrap();
+    let n0 = Node::builder("0").passive("app", sender).active("net", t0).build().unwrap();
     let rec = Collector::default();
-    let cfg = NodeConfig {
-        inject_capacity: 256,
-        ..NodeConfig::default()
-    };
+    let cfg = NodeConfig { inject_capacity: 256, ..NodeConfig::default() };
     let n1 = Node::builder("1")
         .config(cfg)
         .passive("app", rec.clone())
@@ -75,11 +68,7 @@ async fn delivers_in_order_and_counts_what_it_cannot_deliver() {
         })
         .collect();
     assert_eq!(got, (0..100).collect::<Vec<_>>(), "in order");
-    assert_eq!(
-        stats.snapshot(),
-        (101, 1, 0, 1),
-        "(sent, not connected, overflow, rejected)"
-    );
+    assert_eq!(stats.snapshot(), (101, 1, 0, 1), "(sent, not connected, overflow, rejected)");
 }
 
 #[tokio::test]
@@ -95,22 +84,10 @@ async fn a_full_destination_drops_and_counts_instead_of_blocking() {
         }
         Ok(())
     });
-    let n0 = Node::builder("0")
-        .passive("app", sender)
-        .active("net", t0)
-        .build()
-        .unwrap();
+    let n0 = Node::builder("0").passive("app", sender).active("net", t0).build().unwrap();
     // Node 1 is built but not running: its injection channel (4 batches of 1 event) fills up.
-    let cfg = NodeConfig {
-        inject_capacity: 4,
-        max_batch_size: 1,
-        ..NodeConfig::default()
-    };
-    let n1 = Node::builder("1")
-        .config(cfg)
-        .passive("app", Collector::default())
-        .build()
-        .unwrap();
+    let cfg = NodeConfig { inject_capacity: 4, max_batch_size: 1, ..NodeConfig::default() };
+    let n1 = Node::builder("1").config(cfg).passive("app", Collector::default()).build().unwrap();
     net.connect(NodeId::new("1"), n1.handle().sink());
     let h0 = n0.handle();
     let r0 = tokio::spawn(n0.run());
@@ -122,11 +99,7 @@ async fn a_full_destination_drops_and_counts_instead_of_blocking() {
     }
     h0.stop();
     r0.await.unwrap().unwrap();
-    assert_eq!(
-        stats.snapshot(),
-        (10, 0, 6, 0),
-        "4 queued, 6 overflowed, the sender never blocked"
-    );
+    assert_eq!(stats.snapshot(), (10, 0, 6, 0), "4 queued, 6 overflowed, the sender never blocked");
     drop(n1);
 }
 
@@ -138,17 +111,8 @@ async fn messages_to_itself_are_never_dropped() {
     let t0 = net.transport(NodeId::new("0"));
     let stats = t0.stats();
     let (app, got) = common::self_sender("0", 5000);
-    let cfg = NodeConfig {
-        inject_capacity: 1,
-        max_batch_size: 1,
-        ..NodeConfig::default()
-    };
-    let n0 = Node::builder("0")
-        .config(cfg)
-        .passive("app", app)
-        .active("net", t0)
-        .build()
-        .unwrap();
+    let cfg = NodeConfig { inject_capacity: 1, max_batch_size: 1, ..NodeConfig::default() };
+    let n0 = Node::builder("0").config(cfg).passive("app", app).active("net", t0).build().unwrap();
     net.connect(NodeId::new("0"), n0.handle().sink());
     let h0 = n0.handle();
     let r0 = tokio::spawn(n0.run());

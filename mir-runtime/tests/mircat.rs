@@ -15,11 +15,7 @@ fn record(name: &str) -> PathBuf {
 }
 
 fn mircat(args: &[&str], log: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mircat"))
-        .arg(log)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mircat")).arg(log).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -38,30 +34,21 @@ fn merges_filters_and_summarises() {
     assert!(
         lines.iter().any(|l| l.contains("node 0")) && lines.iter().any(|l| l.contains("node 1"))
     );
-    let times: Vec<f64> = lines
-        .iter()
-        .map(|l| l[1..l.find(" ms]").unwrap()].trim().parse().unwrap())
-        .collect();
+    let times: Vec<f64> =
+        lines.iter().map(|l| l[1..l.find(" ms]").unwrap()].trim().parse().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "merged by time");
-    assert!(
-        text.contains("TestUint64(2)"),
-        "standard payloads are decoded for display: {text}"
-    );
+    assert!(text.contains("TestUint64(2)"), "standard payloads are decoded for display: {text}");
 
     let (_, only1, _) = mircat(&["--node", "1", "--event", "mir.MessageReceived"], &dir);
     assert_eq!(only1.lines().count(), 3);
-    assert!(only1
-        .lines()
-        .all(|l| l.contains("node 1") && l.contains("mir.MessageReceived")));
+    assert!(only1.lines().all(|l| l.contains("node 1") && l.contains("mir.MessageReceived")));
     let (_, net, _) = mircat(&["--module", "net"], &dir);
     assert_eq!(net.lines().count(), 8);
     let (_, first, _) = mircat(&["--node", "0", "--to-index", "2"], &dir);
     assert_eq!(first.lines().count(), 2);
     let (_, json, _) = mircat(&["--json", "--limit", "3"], &dir);
-    let parsed: Vec<serde_json::Value> = json
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let parsed: Vec<serde_json::Value> =
+        json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(parsed.len(), 3);
     assert!(parsed[0]["type"].is_string() && parsed[0]["time_ns"].is_u64());
     let (_, stats, _) = mircat(&["--stats"], &dir);

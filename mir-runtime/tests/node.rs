@@ -31,42 +31,27 @@ async fn wait_for(mut cond: impl FnMut() -> bool) {
 #[test]
 fn invalid_configuration_is_refused_with_a_clear_error() {
     let err = Node::builder("n")
-        .config(NodeConfig {
-            max_batch_size: 0,
-            ..NodeConfig::default()
-        })
+        .config(NodeConfig { max_batch_size: 0, ..NodeConfig::default() })
         .passive("a", Collector::default())
         .build()
         .unwrap_err();
     assert_eq!(err, BuildError::Config(ConfigError::ZeroBatchSize));
     let err = Node::builder("n")
-        .config(NodeConfig {
-            pause_threshold: 5,
-            resume_threshold: 10,
-            ..NodeConfig::default()
-        })
+        .config(NodeConfig { pause_threshold: 5, resume_threshold: 10, ..NodeConfig::default() })
         .passive("a", Collector::default())
         .build()
         .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("resume_threshold (10) must not exceed pause_threshold (5)"),
+        err.to_string().contains("resume_threshold (10) must not exceed pause_threshold (5)"),
         "{err}"
     );
-    assert_eq!(
-        Node::builder("n").build().unwrap_err(),
-        BuildError::NoModules
-    );
+    assert_eq!(Node::builder("n").build().unwrap_err(), BuildError::NoModules);
     assert!(matches!(
-        Node::builder("n")
-            .passive("a/b", Collector::default())
-            .build(),
+        Node::builder("n").passive("a/b", Collector::default()).build(),
         Err(BuildError::NotTopLevel(_))
     ));
     assert!(matches!(
-        Node::builder("n")
-            .passive("a b", Collector::default())
-            .build(),
+        Node::builder("n").passive("a b", Collector::default()).build(),
         Err(BuildError::BadId(_))
     ));
     assert!(matches!(
@@ -131,10 +116,7 @@ impl One for Collector {
 
 #[tokio::test]
 async fn stop_before_run_returns_stopped_at_once() {
-    let node = Node::builder("n0")
-        .passive("a", Collector::default())
-        .build()
-        .unwrap();
+    let node = Node::builder("n0").passive("a", Collector::default()).build().unwrap();
     node.handle().stop();
     assert_eq!(node.run().await, Ok(Exit::Stopped));
 }
@@ -143,28 +125,19 @@ async fn stop_before_run_returns_stopped_at_once() {
 async fn injected_events_arrive_in_order_in_batches_of_at_most_max_batch_size() {
     let rec = Collector::default();
     let node = Node::builder("n0")
-        .config(NodeConfig {
-            max_batch_size: 7,
-            ..NodeConfig::default()
-        })
+        .config(NodeConfig { max_batch_size: 7, ..NodeConfig::default() })
         .passive("rec", rec.clone())
         .build()
         .unwrap();
     let h = node.handle();
     let run = tokio::spawn(node.run());
-    let evs: Vec<Event> = (0..100)
-        .map(|i| Event::new("@node", "rec", TestUint64(i)))
-        .collect();
+    let evs: Vec<Event> = (0..100).map(|i| Event::new("@node", "rec", TestUint64(i))).collect();
     h.inject(evs).await.unwrap();
     wait_for(|| rec.count() == 101).await;
     h.stop();
     run.await.unwrap().unwrap();
-    let got: Vec<u64> = rec
-        .events()
-        .iter()
-        .skip(1)
-        .map(|e| e.get::<TestUint64>().unwrap().0)
-        .collect();
+    let got: Vec<u64> =
+        rec.events().iter().skip(1).map(|e| e.get::<TestUint64>().unwrap().0).collect();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
     assert!(rec.batches.lock().unwrap().iter().all(|b| *b <= 7));
     let stats = h.stats();
@@ -179,33 +152,26 @@ async fn a_module_error_stops_the_node_naming_module_and_event() {
         .passive("ok", Collector::default())
         .passive(
             "bad",
-            FnModule(|ev: Event, _out: &mut Outbox| {
-                if ev.is::<TestString>() {
-                    Err(ModuleError::new("bye"))
-                } else {
-                    Ok(())
-                }
-            }),
+            FnModule(
+                |ev: Event, _out: &mut Outbox| {
+                    if ev.is::<TestString>() {
+                        Err(ModuleError::new("bye"))
+                    } else {
+                        Ok(())
+                    }
+                },
+            ),
         )
         .build()
         .unwrap();
     let h = node.handle();
     let run = tokio::spawn(node.run());
-    h.inject(vec![
-        Event::new("@node", "bad", TestUint64(1)),
-        ts("@node", "bad", "boom"),
-    ])
-    .await
-    .unwrap();
+    h.inject(vec![Event::new("@node", "bad", TestUint64(1)), ts("@node", "bad", "boom")])
+        .await
+        .unwrap();
     let err = run.await.unwrap().unwrap_err();
     // The failing event is the last of its batch (Init and the number may share the batch).
-    let NodeError::ModuleFailed {
-        node,
-        module,
-        activity: Activity::Event(e),
-        error,
-    } = &err
-    else {
+    let NodeError::ModuleFailed { node, module, activity: Activity::Event(e), error } = &err else {
         panic!("unexpected {err:?}")
     };
     assert_eq!(node.as_str(), "n0");
@@ -268,26 +234,17 @@ async fn an_event_for_a_missing_module_is_an_error_not_silently_dropped() {
         matches!(&err, NodeError::UnknownDestination { top, src, .. } if top == "typo" && src.as_str() == "a"),
         "{err:?}"
     );
-    assert!(
-        err.to_string()
-            .contains("has no module \"typo\" (modules: a)"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("has no module \"typo\" (modules: a)"), "{err}");
 }
 
 #[tokio::test]
 async fn injecting_for_a_missing_module_is_refused_and_the_node_goes_on() {
     let rec = Collector::default();
-    let node = Node::builder("n0")
-        .passive("a", rec.clone())
-        .build()
-        .unwrap();
+    let node = Node::builder("n0").passive("a", rec.clone()).build().unwrap();
     let h = node.handle();
     let run = tokio::spawn(node.run());
-    let err = h
-        .inject(vec![ts("@node", "a", "fine"), ts("@node", "nope", "bad")])
-        .await
-        .unwrap_err();
+    let err =
+        h.inject(vec![ts("@node", "a", "fine"), ts("@node", "nope", "bad")]).await.unwrap_err();
     assert!(matches!(err, InjectError::UnknownDestination { ref top, .. } if top == "nope"));
     h.inject(vec![ts("@node", "a", "after")]).await.unwrap();
     wait_for(|| rec.count() == 2).await;
@@ -316,22 +273,12 @@ async fn worker_modules_run_on_their_own_thread() {
         .unwrap();
     let h = node.handle();
     let run = tokio::spawn(node.run());
-    h.inject(
-        (0..50)
-            .map(|i| Event::new("@node", "heavy", TestUint64(i)))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    h.inject((0..50).map(|i| Event::new("@node", "heavy", TestUint64(i))).collect()).await.unwrap();
     wait_for(|| rec.count() == 51).await;
     h.stop();
     run.await.unwrap().unwrap();
-    let got: Vec<String> = rec
-        .events()
-        .iter()
-        .skip(1)
-        .map(|e| e.get::<TestString>().unwrap().0.clone())
-        .collect();
+    let got: Vec<String> =
+        rec.events().iter().skip(1).map(|e| e.get::<TestString>().unwrap().0.clone()).collect();
     let expected: Vec<String> = (0..50).map(|i| format!("{i}@mir-n0-heavy")).collect();
     assert_eq!(got, expected, "in order, on the worker thread");
 }
@@ -422,19 +369,12 @@ async fn backpressure_bounds_active_module_output() {
         .config(cfg.clone())
         .active(
             "blabber",
-            Blabber {
-                burst,
-                period: Duration::from_millis(10),
-                submitted: submitted.clone(),
-            },
+            Blabber { burst, period: Duration::from_millis(10), submitted: submitted.clone() },
         )
         // Input rate: burst/10ms = 20.4k/s; consumer: 10k/s.
         .passive_on_worker(
             "consumer",
-            Slow {
-                per_event: Duration::from_micros(100),
-                consumed: consumed.clone(),
-            },
+            Slow { per_event: Duration::from_micros(100), consumed: consumed.clone() },
         )
         .build()
         .unwrap();
@@ -444,22 +384,14 @@ async fn backpressure_bounds_active_module_output() {
     let mut max_gap = 0;
     for _ in 0..150 {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let gap = submitted
-            .load(Relaxed)
-            .saturating_sub(consumed.load(Relaxed));
+        let gap = submitted.load(Relaxed).saturating_sub(consumed.load(Relaxed));
         max_gap = max_gap.max(gap);
-        assert!(
-            gap <= bound,
-            "submitted - consumed = {gap} exceeds the bound {bound}"
-        );
+        assert!(gap <= bound, "submitted - consumed = {gap} exceeds the bound {bound}");
     }
     h.stop();
     assert_eq!(run.await.unwrap(), Ok(Exit::Stopped));
     let stats = h.stats();
-    assert!(
-        stats.pauses > 0,
-        "input should have been paused at least once: {stats:?}"
-    );
+    assert!(stats.pauses > 0, "input should have been paused at least once: {stats:?}");
     assert!(consumed.load(Relaxed) > 0);
     eprintln!("max gap {max_gap} (bound {bound}), pauses {}", stats.pauses);
 }
@@ -480,10 +412,7 @@ async fn backpressure_bounds_injected_events() {
         .config(cfg.clone())
         .passive_on_worker(
             "consumer",
-            Slow {
-                per_event: Duration::from_micros(50),
-                consumed: consumed.clone(),
-            },
+            Slow { per_event: Duration::from_micros(50), consumed: consumed.clone() },
         )
         .build()
         .unwrap();
@@ -496,23 +425,17 @@ async fn backpressure_bounds_injected_events() {
         let mut submitted = 0u64;
         let mut max_gap = 0;
         while submitted < 20_000 {
-            let evs: Vec<Event> = (0..100)
-                .map(|i| Event::new("@node", "consumer", TestUint64(i)))
-                .collect();
+            let evs: Vec<Event> =
+                (0..100).map(|i| Event::new("@node", "consumer", TestUint64(i))).collect();
             sink.blocking_inject(evs).unwrap();
             submitted += 100;
             let gap = submitted - c.load(Relaxed);
             max_gap = max_gap.max(gap);
-            assert!(
-                gap <= bound,
-                "submitted - consumed = {gap} exceeds the bound {bound}"
-            );
+            assert!(gap <= bound, "submitted - consumed = {gap} exceeds the bound {bound}");
         }
         max_gap
     });
-    let max_gap = tokio::task::spawn_blocking(move || producer.join().unwrap())
-        .await
-        .unwrap();
+    let max_gap = tokio::task::spawn_blocking(move || producer.join().unwrap()).await.unwrap();
     h.stop();
     run.await.unwrap().unwrap();
     eprintln!("max gap {max_gap} (bound {bound})");
@@ -524,23 +447,12 @@ async fn backpressure_bounds_injected_events() {
 
 #[tokio::test]
 async fn try_inject_reports_full_instead_of_waiting() {
-    let cfg = NodeConfig {
-        inject_capacity: 1,
-        max_batch_size: 4,
-        ..NodeConfig::default()
-    };
-    let node = Node::builder("n0")
-        .config(cfg)
-        .passive("a", Collector::default())
-        .build()
-        .unwrap();
+    let cfg = NodeConfig { inject_capacity: 1, max_batch_size: 4, ..NodeConfig::default() };
+    let node = Node::builder("n0").config(cfg).passive("a", Collector::default()).build().unwrap();
     let h = node.handle();
     // Not running: the channel fills.
     h.try_inject(vec![ts("@node", "a", "1")]).unwrap();
-    assert_eq!(
-        h.try_inject(vec![ts("@node", "a", "2")]),
-        Err(InjectError::Full("n0".into()))
-    );
+    assert_eq!(h.try_inject(vec![ts("@node", "a", "2")]), Err(InjectError::Full("n0".into())));
     drop(node);
     assert_eq!(
         h.try_inject(vec![ts("@node", "a", "3")]),
@@ -564,9 +476,7 @@ async fn stats_are_structured_and_count_busy_time() {
         .unwrap();
     let h = node.handle();
     let run = tokio::spawn(node.run());
-    h.inject(vec![Event::new("@node", "slow", TestUint64(1))])
-        .await
-        .unwrap();
+    h.inject(vec![Event::new("@node", "slow", TestUint64(1))]).await.unwrap();
     wait_for(|| h.stats().module("slow").unwrap().events_handled == 2).await;
     let s = h.stats();
     assert!(s.module("slow").unwrap().busy >= Duration::from_millis(2));

@@ -24,16 +24,11 @@ fn pinger(
                 let dests = peers.iter().filter(|p| **p != me).cloned().collect();
                 out.send(
                     &id("net"),
-                    SendMessage {
-                        destinations: dests,
-                        message: Message::new("pp", TestUint64(r)),
-                    },
+                    SendMessage { destinations: dests, message: Message::new("pp", TestUint64(r)) },
                 );
             }
         } else if ev.is::<MessageReceived>() {
-            let m = ev
-                .into_payload::<MessageReceived>()
-                .map_err(ModuleError::new)?;
+            let m = ev.into_payload::<MessageReceived>().map_err(ModuleError::new)?;
             let from = m.from.clone();
             match m.message.payload.into_typed::<TestUint64>() {
                 Ok(TestUint64(n)) => {
@@ -111,11 +106,7 @@ fn different_seeds_usually_differ() {
             s.digest().to_string()
         })
         .collect();
-    assert!(
-        digests.len() >= 19,
-        "only {} distinct digests of 20",
-        digests.len()
-    );
+    assert!(digests.len() >= 19, "only {} distinct digests of 20", digests.len());
 }
 
 #[test]
@@ -129,9 +120,8 @@ fn step_by_step_and_run_until() {
     assert_eq!(log.lock().unwrap().len(), 4);
 
     let (mut sim, log) = cluster(3, 2, 3);
-    let reached = sim
-        .run_until(Duration::from_secs(1), |_| log.lock().unwrap().len() >= 2)
-        .unwrap();
+    let reached =
+        sim.run_until(Duration::from_secs(1), |_| log.lock().unwrap().len() >= 2).unwrap();
     assert!(reached);
     assert!(log.lock().unwrap().len() < 12);
 }
@@ -163,22 +153,15 @@ fn a_message_for_a_missing_module_or_node_is_dropped_and_counted() {
         }),
     ))
     .unwrap();
-    sim.add_node(Node::builder("1").passive("app", rec.clone()))
-        .unwrap();
+    sim.add_node(Node::builder("1").passive("app", rec.clone())).unwrap();
     let s = sim.run_until_idle(Duration::from_secs(1)).unwrap();
-    assert_eq!(
-        s.messages_dropped, 2,
-        "unknown node 9 and unknown module nosuch"
-    );
+    assert_eq!(s.messages_dropped, 2, "unknown node 9 and unknown module nosuch");
     assert_eq!(s.messages_delivered, 1);
     let evs = rec.events();
     assert_eq!(evs.len(), 2);
     assert_eq!(evs[1].dest.as_str(), "app/x");
     let m = evs[1].get::<MessageReceived>().unwrap();
-    assert!(
-        m.message.payload.is_encoded(),
-        "payloads cross the network encoded"
-    );
+    assert!(m.message.payload.is_encoded(), "payloads cross the network encoded");
     assert_eq!(m.from.as_str(), "0");
 }
 
@@ -196,12 +179,8 @@ fn module_errors_name_node_and_time() {
     ))
     .unwrap();
     let err = sim.run_until_idle(Duration::from_secs(1)).unwrap_err();
-    let SimError::Node { error, .. } = &err else {
-        panic!("{err:?}")
-    };
-    let NodeError::ModuleFailed { node, module, .. } = &**error else {
-        panic!("{err:?}")
-    };
+    let SimError::Node { error, .. } = &err else { panic!("{err:?}") };
+    let NodeError::ModuleFailed { node, module, .. } = &**error else { panic!("{err:?}") };
     assert_eq!((node.as_str(), module.as_str()), ("7", "app"));
     assert!(err.to_string().starts_with("at t+0ns"), "{err}");
 }
@@ -209,8 +188,7 @@ fn module_errors_name_node_and_time() {
 #[test]
 fn bad_setup_is_reported() {
     let mut sim = Simulation::new(SimConfig::default());
-    sim.add_node(Node::builder("0").passive("a", Collector::default()))
-        .unwrap();
+    sim.add_node(Node::builder("0").passive("a", Collector::default())).unwrap();
     assert_eq!(
         sim.add_node(Node::builder("0").passive("a", Collector::default())),
         Err(SimError::DuplicateNode("0".into()))
@@ -219,10 +197,7 @@ fn bad_setup_is_reported() {
         sim.add_node(Node::builder("1").passive("net", Collector::default())),
         Err(SimError::Build(_))
     ));
-    assert_eq!(
-        sim.inject(&"5".into(), vec![]),
-        Err(SimError::UnknownNode("5".into()))
-    );
+    assert_eq!(sim.inject(&"5".into(), vec![]), Err(SimError::UnknownNode("5".into())));
     assert!(matches!(
         sim.inject(&"0".into(), vec![Event::new("@node", "zz", TestUint64(1))]),
         Err(SimError::UnknownDestination { .. })
@@ -236,15 +211,9 @@ fn bad_setup_is_reported() {
 fn injected_events_and_stats() {
     let mut sim = Simulation::new(SimConfig::with_seed(9));
     let rec = Collector::default();
-    sim.add_node(Node::builder("0").passive("a", rec.clone()))
+    sim.add_node(Node::builder("0").passive("a", rec.clone())).unwrap();
+    sim.inject(&"0".into(), (0..10).map(|i| Event::new("@node", "a", TestUint64(i))).collect())
         .unwrap();
-    sim.inject(
-        &"0".into(),
-        (0..10)
-            .map(|i| Event::new("@node", "a", TestUint64(i)))
-            .collect(),
-    )
-    .unwrap();
     sim.run_until_idle(Duration::from_secs(1)).unwrap();
     assert_eq!(rec.count(), 11);
     let st = sim.stats(&"0".into()).unwrap();
@@ -257,10 +226,7 @@ fn injected_events_and_stats() {
 #[test]
 #[ignore]
 fn determinism_over_many_seeds() {
-    let n: u64 = std::env::var("MIR_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    let n: u64 = std::env::var("MIR_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
     for seed in 0..n {
         let (mut a, _) = cluster(seed, 4, 3);
         let (mut b, _) = cluster(seed, 4, 3);
@@ -323,9 +289,7 @@ fn the_determinism_check_finds_where_a_nondeterministic_module_diverges() {
         |sim| sim.run_until_idle(Duration::from_secs(1)).map(|_| ()),
     )
     .unwrap_err();
-    let mir_runtime::sim::DeterminismError::Diverged(d) = &err else {
-        panic!("{err}")
-    };
+    let mir_runtime::sim::DeterminismError::Diverged(d) = &err else { panic!("{err}") };
     let (a, b) = (d.first.as_ref().unwrap(), d.second.as_ref().unwrap());
     assert_eq!(
         (a.node.as_str(), a.module.as_str()),
@@ -333,8 +297,5 @@ fn the_determinism_check_finds_where_a_nondeterministic_module_diverges() {
         "the divergence shows up where the output lands"
     );
     assert_ne!(a.events, b.events);
-    assert!(
-        err.to_string().starts_with("runs diverge at batch #"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("runs diverge at batch #"), "{err}");
 }

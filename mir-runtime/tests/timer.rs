@@ -159,10 +159,7 @@ fn zero_period_is_a_bug_of_the_requester() {
     let mut sim = Simulation::new(SimConfig::default());
     sim.add_node(
         Node::builder("0")
-            .passive(
-                "app",
-                app(|t, out| t.repeat(out, None, Duration::ZERO, 0, vec![])),
-            )
+            .passive("app", app(|t, out| t.repeat(out, None, Duration::ZERO, 0, vec![])))
             .active("timer", Timer::new()),
     )
     .unwrap();

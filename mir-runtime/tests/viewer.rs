@@ -19,9 +19,7 @@ fn chromium() -> Option<PathBuf> {
     let find = || {
         ["chromium", "chromium-browser"].iter().find_map(|c| {
             let out = Command::new("which").arg(c).output().ok()?;
-            out.status
-                .success()
-                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+            out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
         })
     };
     if let Some(p) = find() {

@@ -87,46 +87,24 @@ fn run(certs: usize, batch: usize, payload: usize, ecdsa_crypto: bool) -> Run {
         checkpoint: None,
     };
     let seen = Shared::default();
-    let mut sim = Simulation::new(SimConfig {
-        digest: false,
-        ..SimConfig::with_seed(1)
-    });
+    let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(1) });
     for me in &ids {
         let b = Node::builder(me.clone())
-            .passive(
-                "app",
-                App {
-                    me: me.clone(),
-                    seen: seen.clone(),
-                },
-            )
+            .passive("app", App { me: me.clone(), seen: seen.clone() })
             .active("timer", Timer::new());
         let b = if ecdsa_crypto {
-            b.passive(
-                "crypto",
-                EcdsaCrypto::new(keys[me].clone(), registry.clone()),
-            )
+            b.passive("crypto", EcdsaCrypto::new(keys[me].clone(), registry.clone()))
         } else {
             b.passive("crypto", TestCrypto::new(me.clone(), 1))
         };
         sim.add_node(add_to(b, me.clone(), &cfg).unwrap()).unwrap();
     }
     // Node 3 is cut off while the certificates are made: it will fetch every batch.
-    sim.apply_fault(Fault::Partition(vec![
-        ids[..3].to_vec(),
-        vec![ids[3].clone()],
-    ]))
-    .unwrap();
+    sim.apply_fault(Fault::Partition(vec![ids[..3].to_vec(), vec![ids[3].clone()]])).unwrap();
     let ev = |dest: &str, p: mir_dsl::mir_runtime::Payload| Event::new("app", dest, p);
     for me in &ids {
-        sim.inject(
-            me,
-            vec![ev(
-                "availability",
-                new_epoch_instance(0, &membership).into(),
-            )],
-        )
-        .unwrap();
+        sim.inject(me, vec![ev("availability", new_epoch_instance(0, &membership).into())])
+            .unwrap();
     }
     // Certificates are made by nodes 0, 1, 2 in turn, from transactions of their own clients.
     let start = Instant::now();
@@ -143,13 +121,8 @@ fn run(certs: usize, batch: usize, payload: usize, ecdsa_crypto: bool) -> Run {
                 ev("mempool", NewTransactions { txs }.into()),
                 ev(
                     "availability/0",
-                    RequestCert {
-                        origin: Origin {
-                            module: ModuleId::new("app"),
-                            id: k as u64,
-                        },
-                    }
-                    .into(),
+                    RequestCert { origin: Origin { module: ModuleId::new("app"), id: k as u64 } }
+                        .into(),
                 ),
             ],
         )
@@ -178,14 +151,7 @@ fn run(certs: usize, batch: usize, payload: usize, ecdsa_crypto: bool) -> Run {
             .iter()
             .enumerate()
             .map(|(sn, cert)| {
-                ev(
-                    "batchfetcher",
-                    DeliverCert {
-                        sn: sn as u64,
-                        cert: cert.clone(),
-                    }
-                    .into(),
-                )
+                ev("batchfetcher", DeliverCert { sn: sn as u64, cert: cert.clone() }.into())
             })
             .collect();
         sim.inject(me, evs).unwrap();
@@ -196,18 +162,9 @@ fn run(certs: usize, batch: usize, payload: usize, ecdsa_crypto: bool) -> Run {
     for me in &ids {
         let s = &all[me];
         assert_eq!(s.batches, certs, "node {me} delivers every batch");
-        assert_eq!(
-            s.delivered_txs,
-            certs * batch,
-            "node {me} delivers every transaction once"
-        );
+        assert_eq!(s.delivered_txs, certs * batch, "node {me} delivers every transaction once");
     }
-    Run {
-        certify,
-        deliver,
-        events: summary.events,
-        messages: summary.messages_delivered,
-    }
+    Run { certify, deliver, events: summary.events, messages: summary.messages_delivered }
 }
 
 fn main() {
@@ -222,10 +179,7 @@ fn main() {
             "--certs" => certs = val().parse().expect("--certs N"),
             "--payload" => payload = val().parse().expect("--payload BYTES"),
             "--batch" => {
-                batches = val()
-                    .split(',')
-                    .map(|s| s.parse().expect("--batch 1,64,1024"))
-                    .collect()
+                batches = val().split(',').map(|s| s.parse().expect("--batch 1,64,1024")).collect()
             }
             "--crypto" => {
                 cryptos = match val().as_str() {

@@ -251,21 +251,13 @@ impl Bcb {
     fn broadcast(&mut self, ctx: &mut Ctx<Self>, req: BroadcastRequest) -> Handled {
         let refuse = |ctx: &mut Ctx<Self>, reason: String| {
             let src = ctx.source().clone();
-            ctx.emit(
-                &src,
-                BroadcastRefused {
-                    reason: reason.clone(),
-                },
-            );
+            ctx.emit(&src, BroadcastRefused { reason: reason.clone() });
             reason
         };
         if self.me != self.leader {
             let r = refuse(
                 ctx,
-                format!(
-                    "node {} is not the leader ({}) of this instance",
-                    self.me, self.leader
-                ),
+                format!("node {} is not the leader ({}) of this instance", self.me, self.leader),
             );
             ignore!("{r}");
         }
@@ -283,10 +275,7 @@ impl Bcb {
     /// upon [SEND, m] from s such that ¬sentecho do
     #[upon(message)]
     fn on_send(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: StartMessage) -> Handled {
-        ensure!(
-            from == self.leader,
-            "SEND from {from}, who is not the leader"
-        );
+        ensure!(from == self.leader, "SEND from {from}, who is not the leader");
         ensure!(!self.sent_echo, "second SEND from the leader");
         //     sentecho := true; σ := sign(bcb‖ECHO‖m)
         self.sent_echo = true;
@@ -299,30 +288,16 @@ impl Bcb {
     #[upon(response)]
     fn echo_signed(&mut self, ctx: &mut Ctx<Self>, res: SignResult, _cont: EchoSigned) -> Handled {
         let leader = self.leader.clone();
-        ctx.send(
-            &self.modules.net,
-            [&leader],
-            EchoMessage {
-                signature: res.signature,
-            },
-        );
+        ctx.send(&self.modules.net, [&leader], EchoMessage { signature: res.signature });
         Ok(())
     }
 
     /// upon [ECHO, m, σ] from p do                                    (only s)
     #[upon(message)]
     fn on_echo(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: EchoMessage) -> Handled {
-        ensure!(
-            self.me == self.leader,
-            "ECHO from {from}, but this node is not the leader"
-        );
-        ensure!(
-            self.membership.contains(&from),
-            "ECHO from non-member {from}"
-        );
-        let Some(m) = &self.request else {
-            ignore!("ECHO from {from} before this node broadcast")
-        };
+        ensure!(self.me == self.leader, "ECHO from {from}, but this node is not the leader");
+        ensure!(self.membership.contains(&from), "ECHO from non-member {from}");
+        let Some(m) = &self.request else { ignore!("ECHO from {from} before this node broadcast") };
         //     if echos[p] = ⊥ ∧ verifysig(p, bcb‖ECHO‖m, σ)
         ensure!(
             !self.echos.contains_key(&from) && !self.checking.contains(&from),
@@ -331,14 +306,7 @@ impl Bcb {
         self.checking.insert(from.clone());
         let data = self.echo_data(m);
         let check = VerifySig::new(data, msg.signature.clone(), from.clone());
-        ctx.request(
-            &self.modules.crypto,
-            check,
-            EchoChecked {
-                from,
-                signature: msg.signature,
-            },
-        );
+        ctx.request(&self.modules.crypto, check, EchoChecked { from, signature: msg.signature });
         Ok(())
     }
 
@@ -370,26 +338,12 @@ impl Bcb {
         if !strong {
             return Ok(());
         }
-        let Some(m) = self.request.clone() else {
-            fatal!("echoes recorded without a request")
-        };
+        let Some(m) = self.request.clone() else { fatal!("echoes recorded without a request") };
         //     sentfinal := true; send [FINAL, m, Σ] to all
         self.sent_final = true;
-        let (signers, signatures) = self
-            .echos
-            .iter()
-            .map(|(n, s)| (n.clone(), s.clone()))
-            .unzip();
+        let (signers, signatures) = self.echos.iter().map(|(n, s)| (n.clone(), s.clone())).unzip();
         let all = self.all();
-        ctx.send(
-            &self.modules.net,
-            &all,
-            FinalMessage {
-                data: m,
-                signers,
-                signatures,
-            },
-        );
+        ctx.send(&self.modules.net, &all, FinalMessage { data: m, signers, signatures });
         Ok(())
     }
 
@@ -416,19 +370,12 @@ impl Bcb {
             .signers
             .into_iter()
             .zip(msg.signatures)
-            .map(|(node, signature)| SigCheck {
-                data: data.clone(),
-                signature,
-                node,
-            })
+            .map(|(node, signature)| SigCheck { data: data.clone(), signature, node })
             .collect();
         ctx.request(
             &self.modules.crypto,
             VerifySigs::new(items),
-            FinalChecked {
-                from,
-                data: msg.data,
-            },
+            FinalChecked { from, data: msg.data },
         );
         Ok(())
     }
@@ -441,23 +388,13 @@ impl Bcb {
         res: SigsVerified,
         cont: FinalChecked,
     ) -> Handled {
-        ensure!(
-            res.all_ok,
-            "FINAL from {} carries invalid signatures",
-            cont.from
-        );
+        ensure!(res.all_ok, "FINAL from {} carries invalid signatures", cont.from);
         if self.delivered {
             return Ok(());
         }
         self.delivered = true;
         let consumer = self.modules.consumer.clone();
-        ctx.emit(
-            &consumer,
-            Deliver {
-                instance: self.instance.clone(),
-                data: cont.data,
-            },
-        );
+        ctx.emit(&consumer, Deliver { instance: self.instance.clone(), data: cont.data });
         Ok(())
     }
 }
@@ -495,20 +432,11 @@ impl mir_dsl::mir_runtime::eventlog::Monitor for AgreementMonitor {
         };
         if let Some(earlier) = per_node.get(&o.node) {
             return Err(Violation::new(
-                format!(
-                    "node {} delivered twice in instance {:?}",
-                    o.node, d.instance
-                ),
+                format!("node {} delivered twice in instance {:?}", o.node, d.instance),
                 vec![earlier.clone(), o.clone()],
             ));
         }
-        let first_data = first
-            .event
-            .payload
-            .decode::<Deliver>()
-            .ok()
-            .flatten()
-            .map(|f| f.data);
+        let first_data = first.event.payload.decode::<Deliver>().ok().flatten().map(|f| f.data);
         if first_data.as_ref() != Some(&d.data) {
             return Err(Violation::new(
                 format!(

@@ -103,10 +103,7 @@ fn config() -> Config {
             batch_timeout: Duration::from_millis(50),
             ..MempoolParams::default()
         },
-        msc: MscParams {
-            fetch_timeout: Duration::from_millis(200),
-            ..MscParams::default()
-        },
+        msc: MscParams { fetch_timeout: Duration::from_millis(200), ..MscParams::default() },
         destination: None,
         checkpoint: None,
     }
@@ -117,13 +114,7 @@ fn cluster(seed: u64, cfg: Config) -> Cluster {
     let mut sim = Simulation::new(SimConfig::with_seed(seed));
     for me in nodes() {
         let b = Node::builder(me.clone())
-            .passive(
-                "app",
-                App {
-                    me: me.clone(),
-                    outcome: outcome.clone(),
-                },
-            )
+            .passive("app", App { me: me.clone(), outcome: outcome.clone() })
             .passive("crypto", TestCrypto::new(me.clone(), SEED))
             .active("timer", Timer::new());
         let b = availability::add_to(b, me.clone(), &cfg).unwrap();
@@ -132,28 +123,17 @@ fn cluster(seed: u64, cfg: Config) -> Cluster {
     for me in nodes() {
         sim.inject(
             &me,
-            vec![Event::new(
-                "app",
-                "availability",
-                new_epoch_instance(0, &membership()),
-            )],
+            vec![Event::new("app", "availability", new_epoch_instance(0, &membership()))],
         )
         .unwrap();
     }
-    Cluster {
-        sim,
-        outcome,
-        next_origin: 0,
-    }
+    Cluster { sim, outcome, next_origin: 0 }
 }
 
 impl Cluster {
     fn origin(&mut self) -> Origin {
         self.next_origin += 1;
-        Origin {
-            module: ModuleId::new("app"),
-            id: self.next_origin,
-        }
+        Origin { module: ModuleId::new("app"), id: self.next_origin }
     }
 
     fn inject(
@@ -162,9 +142,7 @@ impl Cluster {
         dest: &str,
         payload: impl Into<mir_dsl::mir_runtime::Payload>,
     ) {
-        self.sim
-            .inject(&nodes()[node], vec![Event::new("app", dest, payload)])
-            .unwrap();
+        self.sim.inject(&nodes()[node], vec![Event::new("app", dest, payload)]).unwrap();
     }
 
     fn submit(&mut self, node: usize, txs: Vec<Tx>) {
@@ -180,11 +158,7 @@ impl Cluster {
     fn verify(&mut self, node: usize, epoch: u64, cert: Cert) -> u64 {
         let origin = self.origin();
         let id = origin.id;
-        self.inject(
-            node,
-            &format!("availability/{epoch}"),
-            VerifyCert { cert, origin },
-        );
+        self.inject(node, &format!("availability/{epoch}"), VerifyCert { cert, origin });
         id
     }
 
@@ -205,9 +179,7 @@ impl Cluster {
 }
 
 fn txs(client: &str, range: std::ops::Range<u64>) -> Vec<Tx> {
-    range
-        .map(|i| Tx::new(client, i, format!("{client}-{i}").into_bytes()))
-        .collect()
+    range.map(|i| Tx::new(client, i, format!("{client}-{i}").into_bytes())).collect()
 }
 
 /// Node `node` makes a certificate of `batch`; returns it.
@@ -217,11 +189,7 @@ fn make_cert(c: &mut Cluster, node: usize, batch: Vec<Tx>) -> Cert {
     c.request_cert(node);
     c.run();
     c.seen(node, |s| {
-        assert_eq!(
-            s.certs.len(),
-            before + 1,
-            "node {node} must answer with a certificate"
-        );
+        assert_eq!(s.certs.len(), before + 1, "node {node} must answer with a certificate");
         s.certs.last().unwrap().clone()
     })
 }
@@ -291,11 +259,7 @@ fn bad_certificates_are_rejected() {
             }),
             "more than once",
         ),
-        (
-            "non-member signer",
-            with(&|b| b.signers[1] = NodeId::new("9")),
-            "not a member",
-        ),
+        ("non-member signer", with(&|b| b.signers[1] = NodeId::new("9")), "not a member"),
         (
             "too little weight",
             with(&|b| {
@@ -304,16 +268,8 @@ fn bad_certificates_are_rejected() {
             }),
             "less than a weak quorum",
         ),
-        (
-            "bad signature",
-            with(&|b| b.signatures[1][0] ^= 1),
-            "signature 1",
-        ),
-        (
-            "signature of another signer",
-            with(&|b| b.signatures.swap(0, 1)),
-            "signature 0",
-        ),
+        ("bad signature", with(&|b| b.signatures[1][0] ^= 1), "signature 1"),
+        ("signature of another signer", with(&|b| b.signatures.swap(0, 1)), "signature 0"),
         ("other batch", with(&|b| b.batch_id[0] ^= 1), "signature 0"),
         (
             "signers and signatures differ in number",
@@ -324,16 +280,11 @@ fn bad_certificates_are_rejected() {
         ),
         (
             "two batches (the same one twice)",
-            Cert {
-                batches: vec![good.clone(), good.clone()],
-            },
+            Cert { batches: vec![good.clone(), good.clone()] },
             "at most one",
         ),
     ];
-    let asked: Vec<u64> = cases
-        .iter()
-        .map(|(_, cert, _)| c.verify(1, 0, cert.clone()))
-        .collect();
+    let asked: Vec<u64> = cases.iter().map(|(_, cert, _)| c.verify(1, 0, cert.clone())).collect();
     c.run();
     let verified = c.seen(1, |s| s.verified.clone());
     assert_eq!(verified.len(), cases.len());
@@ -351,10 +302,7 @@ fn bad_certificates_are_rejected() {
     c.verify(1, 0, cert);
     c.run();
     let v = c.seen(1, |s| s.verified.clone());
-    assert!(
-        !v[cases.len()].valid,
-        "epoch 0's certificate must not verify in epoch 1"
-    );
+    assert!(!v[cases.len()].valid, "epoch 0's certificate must not verify in epoch 1");
     assert!(v[cases.len() + 1].valid, "and still verifies in epoch 0");
 }
 
@@ -383,11 +331,7 @@ fn a_node_that_missed_the_batch_reconstructs_it_from_the_signers() {
         c.request_txs(3, cert);
         c.run();
         assert!(c.seen(3, |s| s.verified[0].valid), "seed {seed}");
-        assert_eq!(
-            c.seen(3, |s| s.provided.clone()),
-            vec![batch],
-            "seed {seed}"
-        );
+        assert_eq!(c.seen(3, |s| s.provided.clone()), vec![batch], "seed {seed}");
     }
 }
 
@@ -404,11 +348,7 @@ fn reconstruction_moves_to_the_next_signer_when_one_is_crashed() {
         let start = c.sim.now();
         c.request_txs(3, cert.clone());
         c.run();
-        assert_eq!(
-            c.seen(3, |s| s.provided.clone()),
-            vec![batch],
-            "seed {seed}"
-        );
+        assert_eq!(c.seen(3, |s| s.provided.clone()), vec![batch], "seed {seed}");
         // It needed the retry: at least one fetch timeout passed.
         let took = c.sim.now().saturating_since(start);
         assert!(
@@ -431,21 +371,14 @@ fn reconstruction_retries_over_a_lossy_network() {
                     .apply_fault(Fault::Link {
                         from: nodes()[from].clone(),
                         to: nodes()[to].clone(),
-                        config: LinkConfig {
-                            drop: 0.5,
-                            ..LinkConfig::default()
-                        },
+                        config: LinkConfig { drop: 0.5, ..LinkConfig::default() },
                     })
                     .unwrap();
             }
         }
         c.request_txs(3, cert);
         c.run();
-        assert_eq!(
-            c.seen(3, |s| s.provided.clone()),
-            vec![batch],
-            "seed {seed}"
-        );
+        assert_eq!(c.seen(3, |s| s.provided.clone()), vec![batch], "seed {seed}");
     }
 }
 
@@ -459,14 +392,7 @@ fn ordered_batches_keep_the_certificates_order_when_payloads_arrive_out_of_order
         let cert1 = make_cert(&mut c, 1, second.clone());
         // Node 3 finds cert1's batch locally at once but must fetch cert0's over the network.
         c.inject(3, "batchfetcher", DeliverCert { sn: 0, cert: cert0 });
-        c.inject(
-            3,
-            "batchfetcher",
-            DeliverCert {
-                sn: 1,
-                cert: Cert::default(),
-            },
-        );
+        c.inject(3, "batchfetcher", DeliverCert { sn: 1, cert: Cert::default() });
         c.inject(3, "batchfetcher", DeliverCert { sn: 2, cert: cert1 });
         c.run();
         let ordered = c.seen(3, |s| s.ordered.clone());
@@ -495,10 +421,7 @@ fn an_invalid_certificate_is_answered_and_does_not_stall_the_fetcher() {
     let ordered = c.seen(2, |s| s.ordered.clone());
     let sns: Vec<u64> = ordered.iter().map(|b| b.sn).collect();
     assert_eq!(sns, [0, 1]);
-    assert!(
-        ordered[0].txs.is_empty(),
-        "the invalid certificate: an empty batch"
-    );
+    assert!(ordered[0].txs.is_empty(), "the invalid certificate: an empty batch");
     assert_eq!(ordered[1].txs, txs("heidi", 0..2));
 }
 
@@ -517,30 +440,16 @@ fn duplicate_transactions_submitted_to_all_nodes_are_delivered_once() {
         // Every node orders the same four certificates, in the same order.
         for n in 0..4 {
             for (sn, cert) in certs.iter().enumerate() {
-                c.inject(
-                    n,
-                    "batchfetcher",
-                    DeliverCert {
-                        sn: sn as u64,
-                        cert: cert.clone(),
-                    },
-                );
+                c.inject(n, "batchfetcher", DeliverCert { sn: sn as u64, cert: cert.clone() });
             }
         }
         c.run();
         let reference = c.seen(0, |s| s.ordered.clone());
         let delivered: Vec<Tx> = reference.iter().flat_map(|b| b.txs.clone()).collect();
-        assert_eq!(
-            delivered, batch,
-            "seed {seed}: each transaction exactly once, in order"
-        );
+        assert_eq!(delivered, batch, "seed {seed}: each transaction exactly once, in order");
         assert_eq!(reference.len(), 4);
         for n in 1..4 {
-            assert_eq!(
-                c.seen(n, |s| s.ordered.clone()),
-                reference,
-                "seed {seed} node {n}"
-            );
+            assert_eq!(c.seen(n, |s| s.ordered.clone()), reference, "seed {seed} node {n}");
         }
     }
 }
@@ -562,33 +471,18 @@ fn the_mempool_bounds_hold_under_a_flood() {
     // Client "late" finds the mempool nearly full: 20 of its 50 fit.
     c.submit(0, txs("late", 0..50));
     // Too large, and a repeat.
-    c.submit(
-        0,
-        vec![
-            Tx::new("big", 0, vec![0u8; 5000]),
-            Tx::new("flood", 3, "again"),
-        ],
-    );
+    c.submit(0, vec![Tx::new("big", 0, vec![0u8; 5000]), Tx::new("flood", 3, "again")]);
     c.run();
     let rejected = c.seen(0, |s| s.rejected.clone());
-    assert_eq!(
-        rejected.len(),
-        3,
-        "each submission with rejections gets one answer"
-    );
+    assert_eq!(rejected.len(), 3, "each submission with rejections gets one answer");
     assert_eq!(rejected[0].rejected.len(), 900);
     assert!(rejected[0]
         .rejected
         .iter()
         .all(|r| r.tx_no >= 100 && r.reason.contains("outside the client's window [0, 100)")));
     assert_eq!(rejected[1].rejected.len(), 30);
-    assert!(rejected[1]
-        .rejected
-        .iter()
-        .all(|r| r.reason.contains("mempool full")));
-    assert!(rejected[2].rejected[0]
-        .reason
-        .contains("more than a batch may hold"));
+    assert!(rejected[1].rejected.iter().all(|r| r.reason.contains("mempool full")));
+    assert!(rejected[2].rejected[0].reason.contains("more than a batch may hold"));
     assert_eq!(rejected[2].rejected[1].reason, "already in the mempool");
 
     // Draining it by batch requests gives exactly the 120 admitted, each once, in batches of ≤ 50.
@@ -616,27 +510,13 @@ fn the_mempool_bounds_hold_under_a_flood() {
         progress.add(&"flood".into(), i);
     }
     progress.garbage_collect();
-    c.inject(
-        0,
-        "mempool",
-        NewEpoch {
-            epoch: 1,
-            client_progress: progress,
-        },
-    );
+    c.inject(0, "mempool", NewEpoch { epoch: 1, client_progress: progress });
     c.submit(0, txs("flood", 50..300));
     c.run();
     let r = c.seen(0, |s| s.rejected[3].rejected.clone());
+    assert_eq!(r.iter().filter(|r| r.reason.contains("already delivered")).count(), 50);
     assert_eq!(
-        r.iter()
-            .filter(|r| r.reason.contains("already delivered"))
-            .count(),
-        50
-    );
-    assert_eq!(
-        r.iter()
-            .filter(|r| r.reason.contains("outside the client's window [100, 200)"))
-            .count(),
+        r.iter().filter(|r| r.reason.contains("outside the client's window [100, 200)")).count(),
         100
     );
     assert_eq!(r.len(), 150);
@@ -644,10 +524,7 @@ fn the_mempool_bounds_hold_under_a_flood() {
     let all: Vec<Tx> = batches.iter().flat_map(|b| b.txs.clone()).collect();
     let mut expect = txs("late", 0..20);
     expect.extend(txs("flood", 100..200));
-    assert_eq!(
-        all, expect,
-        "late's unordered 20 first (re-proposed), then flood's new window"
-    );
+    assert_eq!(all, expect, "late's unordered 20 first (re-proposed), then flood's new window");
 }
 
 #[test]
@@ -671,36 +548,19 @@ fn batches_form_by_count_by_bytes_and_by_timeout() {
     // By bytes: answered at once, well before the timeout.
     ask(&mut c);
     c.sim.run_for(Duration::from_millis(1)).unwrap();
-    assert_eq!(
-        c.seen(0, |s| s.batches.len()),
-        1,
-        "a full batch is answered at once"
-    );
+    assert_eq!(c.seen(0, |s| s.batches.len()), 1, "a full batch is answered at once");
     // 19 + 19 = 38 bytes, and a third ten does not fit: full.
-    assert_eq!(
-        c.seen(0, |s| s.batches[0].txs.clone()),
-        vec![ten(0), ten(1)]
-    );
+    assert_eq!(c.seen(0, |s| s.batches[0].txs.clone()), vec![ten(0), ten(1)]);
     // By count: 19 + 10 + 10 + 10 = 49 bytes, 4 transactions: also at once.
     ask(&mut c);
     c.sim.run_for(Duration::from_millis(1)).unwrap();
-    assert_eq!(
-        c.seen(0, |s| s.batches.len()),
-        2,
-        "a full batch is answered at once"
-    );
-    assert_eq!(
-        c.seen(0, |s| s.batches[1].txs.clone()),
-        vec![ten(2), one(0), one(1), one(2)]
-    );
+    assert_eq!(c.seen(0, |s| s.batches.len()), 2, "a full batch is answered at once");
+    assert_eq!(c.seen(0, |s| s.batches[1].txs.clone()), vec![ten(2), one(0), one(1), one(2)]);
     // By timeout: 3 left, not a full batch: answered after batch_timeout.
     let t1 = c.sim.now();
     ask(&mut c);
     c.run();
-    assert_eq!(
-        c.seen(0, |s| s.batches[2].txs.clone()),
-        vec![one(3), one(4), one(5)]
-    );
+    assert_eq!(c.seen(0, |s| s.batches[2].txs.clone()), vec![one(3), one(4), one(5)]);
     assert!(c.sim.now().saturating_since(t1) >= Duration::from_millis(100));
 }
 
@@ -717,10 +577,7 @@ fn epochs_reach_the_application_and_the_mempool_in_order() {
     // does not verify there, but reconstruction only needs its batch, which node 0 stores.
     c.inject(0, "batchfetcher", DeliverCert { sn: 1, cert: cert1 });
     c.run();
-    assert_eq!(
-        c.seen(0, |s| s.order.clone()),
-        ["batch 0", "epoch 1", "batch 1"]
-    );
+    assert_eq!(c.seen(0, |s| s.order.clone()), ["batch 0", "epoch 1", "batch 1"]);
     // The mempool got the progress as of the epoch's start: ivan's 0..3 are refused as
     // delivered; 3..5 were delivered after it, so the mempool still holds them (it learns at
     // the next epoch); 5 is new.
@@ -756,28 +613,18 @@ fn runs_are_deterministic() {
 #[test]
 #[ignore = "long sweep: AVAILABILITY_SEEDS=2000 cargo test --release -p protocols --test availability -- --ignored"]
 fn long_sweep() {
-    let seeds: u64 = std::env::var("AVAILABILITY_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    let seeds: u64 =
+        std::env::var("AVAILABILITY_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
     for seed in 0..seeds {
         let batch = txs("sweep", 0..(1 + seed % 30));
         let (mut c, cert) = cert_node3_missed(seed, batch.clone());
         let signers = &cert.batches[0].signers;
-        c.sim
-            .apply_fault(Fault::Crash(
-                signers[(seed as usize) % signers.len()].clone(),
-            ))
-            .unwrap();
+        c.sim.apply_fault(Fault::Crash(signers[(seed as usize) % signers.len()].clone())).unwrap();
         c.verify(3, 0, cert.clone());
         c.request_txs(3, cert);
         c.run();
         assert!(c.seen(3, |s| s.verified[0].valid), "seed {seed}");
-        assert_eq!(
-            c.seen(3, |s| s.provided.clone()),
-            vec![batch],
-            "seed {seed}"
-        );
+        assert_eq!(c.seen(3, |s| s.provided.clone()), vec![batch], "seed {seed}");
     }
 }
 
@@ -787,10 +634,7 @@ fn received(from: usize, module: &str, msg: impl Into<mir_dsl::mir_runtime::Payl
     Event::new(
         "net",
         module,
-        MessageReceived {
-            from: nodes()[from].clone(),
-            message: Message::new(module, msg),
-        },
+        MessageReceived { from: nodes()[from].clone(), message: Message::new(module, msg) },
     )
 }
 
@@ -811,19 +655,12 @@ fn a_forged_batch_is_dropped_and_the_real_one_fetched() {
                 vec![received(
                     1,
                     "availability/0",
-                    ProvideBatchMessage {
-                        batch_id: cert.batches[0].batch_id.clone(),
-                        txs: forged,
-                    },
+                    ProvideBatchMessage { batch_id: cert.batches[0].batch_id.clone(), txs: forged },
                 )],
             )
             .unwrap();
         c.run();
-        assert_eq!(
-            c.seen(3, |s| s.provided.clone()),
-            vec![batch],
-            "seed {seed}"
-        );
+        assert_eq!(c.seen(3, |s| s.provided.clone()), vec![batch], "seed {seed}");
     }
 }
 
@@ -841,10 +678,7 @@ fn a_signer_stores_and_signs_at_most_max_requests_batches_per_source() {
             received(
                 1,
                 "availability/0",
-                RequestSigMessage {
-                    req_id: i,
-                    txs: txs("flood", i * 10..i * 10 + 10),
-                },
+                RequestSigMessage { req_id: i, txs: txs("flood", i * 10..i * 10 + 10) },
             )
         })
         .collect();
@@ -868,14 +702,7 @@ fn a_signer_stores_at_most_max_bytes_per_source() {
     let flood = (0..5)
         .map(|i| {
             let tx = Tx::new("flood", i, vec![0u8; 500]);
-            received(
-                1,
-                "availability/0",
-                RequestSigMessage {
-                    req_id: i,
-                    txs: vec![tx],
-                },
-            )
+            received(1, "availability/0", RequestSigMessage { req_id: i, txs: vec![tx] })
         })
         .collect();
     c.sim.inject(&nodes()[0], flood).unwrap();
@@ -897,38 +724,23 @@ fn the_batch_db_holds_at_most_its_capacity() {
         let out = apply(
             db,
             me.clone(),
-            vec![Event::new(
-                "x",
-                "batchdb",
-                StoreBatch::new(vec![i; 32], vec![], txs, r),
-            )],
+            vec![Event::new("x", "batchdb", StoreBatch::new(vec![i; 32], vec![], txs, r))],
         )
         .unwrap();
         out[0].get::<BatchStored>().unwrap().error.clone()
     };
     assert_eq!(store(&mut db, 1, 2, 1), None, "78 bytes");
     let full = store(&mut db, 2, 1, 1).expect("117 > 100");
-    assert!(
-        full.contains("the batch DB is full (78 of 100 bytes held"),
-        "{full}"
-    );
+    assert!(full.contains("the batch DB is full (78 of 100 bytes held"), "{full}");
     assert_eq!(store(&mut db, 1, 2, 2), None, "stored again: no new bytes");
     apply(
         &mut db,
         me.clone(),
-        vec![Event::new(
-            "x",
-            "batchdb",
-            GarbageCollect { retention_index: 3 },
-        )],
+        vec![Event::new("x", "batchdb", GarbageCollect { retention_index: 3 })],
     )
     .unwrap();
     assert_eq!(db.protocol().bytes(), 0);
-    assert_eq!(
-        store(&mut db, 2, 1, 3),
-        None,
-        "room again after garbage collection"
-    );
+    assert_eq!(store(&mut db, 2, 1, 3), None, "room again after garbage collection");
 }
 
 #[test]
@@ -936,27 +748,15 @@ fn bad_configuration_gets_a_clear_error() {
     let b = || Node::builder(nodes()[0].clone());
     let mut cfg = config();
     cfg.mempool.capacity_txs = 10;
-    let e = availability::add_to(b(), nodes()[0].clone(), &cfg)
-        .err()
-        .unwrap();
-    assert!(
-        e.contains("mempool: capacity_txs (10) must hold at least one full batch"),
-        "{e}"
-    );
+    let e = availability::add_to(b(), nodes()[0].clone(), &cfg).err().unwrap();
+    assert!(e.contains("mempool: capacity_txs (10) must hold at least one full batch"), "{e}");
     let mut cfg = config();
     cfg.msc.max_txs_in_batch = 10;
-    let e = availability::add_to(b(), nodes()[0].clone(), &cfg)
-        .err()
-        .unwrap();
-    assert!(
-        e.contains("signers would refuse the mempool's full batches"),
-        "{e}"
-    );
+    let e = availability::add_to(b(), nodes()[0].clone(), &cfg).err().unwrap();
+    assert!(e.contains("signers would refuse the mempool's full batches"), "{e}");
     let mut cfg = config();
     cfg.msc.fetch_timeout = Duration::ZERO;
-    let e = availability::add_to(b(), nodes()[0].clone(), &cfg)
-        .err()
-        .unwrap();
+    let e = availability::add_to(b(), nodes()[0].clone(), &cfg).err().unwrap();
     assert!(e.contains("fetch_timeout"), "{e}");
 }
 
@@ -980,15 +780,9 @@ fn the_batch_db_keeps_batches_until_their_retention_index_is_collected() {
     call(store(3, 3));
     call(store(1, 5)); // stored again for longer: kept until 5
     call(GarbageCollect { retention_index: 3 }.into());
-    assert!(
-        found(call(LookupBatch::new(id(1)).into())),
-        "re-stored with index 5"
-    );
+    assert!(found(call(LookupBatch::new(id(1)).into())), "re-stored with index 5");
     assert!(!found(call(LookupBatch::new(id(2)).into())), "collected");
-    assert!(
-        found(call(LookupBatch::new(id(3)).into())),
-        "index 3 is kept by a collection at 3"
-    );
+    assert!(found(call(LookupBatch::new(id(3)).into())), "index 3 is kept by a collection at 3");
     // Below the collected index: not kept, and the answer says so.
     let out = call(store(4, 2));
     let e = out[0].get::<BatchStored>().unwrap().error.clone().unwrap();
@@ -1020,19 +814,10 @@ fn the_mempool_serves_transactions_by_id() {
     let out = mir_dsl::mir_runtime::testing::apply(
         &mut mp,
         me.clone(),
-        vec![Event::new(
-            "app",
-            "mempool",
-            NewTransactions {
-                txs: txs("kim", 0..3),
-            },
-        )],
+        vec![Event::new("app", "mempool", NewTransactions { txs: txs("kim", 0..3) })],
     )
     .unwrap();
-    let req = out[0]
-        .get::<mir_dsl::mir_runtime::stdevents::crypto::HashRequest>()
-        .unwrap()
-        .clone();
+    let req = out[0].get::<mir_dsl::mir_runtime::stdevents::crypto::HashRequest>().unwrap().clone();
     let mut hasher = mir_dsl::mir_runtime::stdmodules::Hasher;
     let answer = mir_dsl::mir_runtime::testing::apply(
         &mut hasher,
@@ -1051,19 +836,13 @@ fn the_mempool_serves_transactions_by_id() {
             "mempool",
             LookupTransactions {
                 tx_ids: ask,
-                origin: Origin {
-                    module: ModuleId::new("app"),
-                    id: 1,
-                },
+                origin: Origin { module: ModuleId::new("app"), id: 1 },
             },
         )],
     )
     .unwrap();
     let f = out[0].get::<TransactionsFound>().unwrap();
-    assert_eq!(
-        f.found_ids, ids,
-        "the same IDs as the cluster's mempool computed"
-    );
+    assert_eq!(f.found_ids, ids, "the same IDs as the cluster's mempool computed");
     assert_eq!(f.found_txs, txs("kim", 0..3));
     assert_eq!(f.missing_ids, vec![vec![0u8; 32]]);
 }
@@ -1094,11 +873,7 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
         &mut f,
         me.clone(),
         vec![
-            ev(DeliverCert {
-                sn: 0,
-                cert: cert.clone(),
-            }
-            .into()),
+            ev(DeliverCert { sn: 0, cert: cert.clone() }.into()),
             ev(SnapshotRequest { epoch: 0 }.into()),
         ],
     )
@@ -1109,37 +884,22 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
     let req = out[0].get::<RequestTransactions>().unwrap();
     let answer = ProvideTransactions {
         error: None,
-        txs: vec![
-            Tx::new("a", 0, "x"),
-            Tx::new("a", 0, "x"),
-            Tx::new("b", 0, "y"),
-        ],
+        txs: vec![Tx::new("a", 0, "x"), Tx::new("a", 0, "x"), Tx::new("b", 0, "y")],
         origin: req.origin.clone(),
     };
     assert_eq!(answer.origin().module, me);
-    let out = apply(
-        &mut f,
-        me.clone(),
-        vec![Event::new("availability/0", "batchfetcher", answer)],
-    )
-    .unwrap();
+    let out = apply(&mut f, me.clone(), vec![Event::new("availability/0", "batchfetcher", answer)])
+        .unwrap();
     let names: Vec<(&str, String)> = out.iter().map(|e| (e.name(), e.dest.to_string())).collect();
     assert_eq!(
         names,
         [
             ("batchfetcher.NewOrderedBatch", "app".to_owned()),
-            (
-                "batchfetcher.ClientProgressSnapshot",
-                "checkpoint".to_owned()
-            ),
+            ("batchfetcher.ClientProgressSnapshot", "checkpoint".to_owned()),
             ("batchfetcher.SnapshotRequest", "app".to_owned()),
         ]
     );
-    assert_eq!(
-        out[0].get::<NewOrderedBatch>().unwrap().txs.len(),
-        2,
-        "a#0 once"
-    );
+    assert_eq!(out[0].get::<NewOrderedBatch>().unwrap().txs.len(), 2, "a#0 once");
     let snap = out[1].get::<ClientProgressSnapshot>().unwrap();
     assert!(snap.client_progress.contains(&"a".into(), 0));
     assert!(snap.client_progress.contains(&"b".into(), 0));
@@ -1150,16 +910,8 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
         me.clone(),
         vec![
             ev(DeliverCert { sn: 1, cert }.into()),
-            ev(RestoreState {
-                epoch: 2,
-                client_progress: ClientProgress::default(),
-            }
-            .into()),
-            ev(DeliverCert {
-                sn: 0,
-                cert: Cert::default(),
-            }
-            .into()),
+            ev(RestoreState { epoch: 2, client_progress: ClientProgress::default() }.into()),
+            ev(DeliverCert { sn: 0, cert: Cert::default() }.into()),
         ],
     )
     .unwrap();
@@ -1174,10 +926,7 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
         ]
     );
     let ne = out[1].get::<NewEpoch>().unwrap();
-    assert_eq!(
-        (ne.epoch, &ne.client_progress),
-        (2, &ClientProgress::default())
-    );
+    assert_eq!((ne.epoch, &ne.client_progress), (2, &ClientProgress::default()));
     assert_eq!(f.protocol().progress(), &ClientProgress::default());
     // The answer for the dropped certificate comes late: nothing is output.
     let late = ProvideTransactions {
@@ -1185,12 +934,7 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
         txs: vec![Tx::new("c", 0, "z")],
         origin: out[0].get::<RequestTransactions>().unwrap().origin.clone(),
     };
-    let out = apply(
-        &mut f,
-        me,
-        vec![Event::new("availability/2", "batchfetcher", late)],
-    )
-    .unwrap();
+    let out = apply(&mut f, me, vec![Event::new("availability/2", "batchfetcher", late)]).unwrap();
     assert!(out.is_empty());
     assert_eq!(f.pending_requests(), 0);
 }
@@ -1201,10 +945,7 @@ fn certificates_are_made_over_a_lossy_network() {
     for seed in 0..20 {
         let mut c = cluster(seed, config());
         c.sim
-            .apply_fault(Fault::AllLinks(LinkConfig {
-                drop: 0.4,
-                ..LinkConfig::default()
-            }))
+            .apply_fault(Fault::AllLinks(LinkConfig { drop: 0.4, ..LinkConfig::default() }))
             .unwrap();
         let batch = txs("lossy", 0..4);
         let cert = make_cert(&mut c, 2, batch.clone());
@@ -1213,11 +954,7 @@ fn certificates_are_made_over_a_lossy_network() {
         c.request_txs(0, cert);
         c.run();
         assert!(c.seen(0, |s| s.verified[0].valid), "seed {seed}");
-        assert_eq!(
-            c.seen(0, |s| s.provided.clone()),
-            vec![batch],
-            "seed {seed}"
-        );
+        assert_eq!(c.seen(0, |s| s.provided.clone()), vec![batch], "seed {seed}");
     }
 }
 
@@ -1243,10 +980,8 @@ fn concurrent_certificate_requests_each_get_their_own_certificate() {
         assert_eq!(certs.len(), 4, "seed {seed}: every request answered");
         // Two full batches, then 452 after the batch timeout, then an empty mempool.
         assert!(certs[3].is_empty(), "seed {seed}");
-        let ids: std::collections::BTreeSet<_> = certs[..3]
-            .iter()
-            .map(|c| c.batches[0].batch_id.clone())
-            .collect();
+        let ids: std::collections::BTreeSet<_> =
+            certs[..3].iter().map(|c| c.batches[0].batch_id.clone()).collect();
         assert_eq!(ids.len(), 3, "seed {seed}: three different batches");
         for cert in &certs {
             c.request_txs(2, cert.clone());
@@ -1271,9 +1006,7 @@ fn timeouts_survive_timer_garbage_collection() {
     c.run();
     // The fetch needs its timeout: the signer asked first is crashed.
     let signers = &cert.batches[0].signers;
-    c.sim
-        .apply_fault(Fault::Crash(signers[3 % signers.len()].clone()))
-        .unwrap();
+    c.sim.apply_fault(Fault::Crash(signers[3 % signers.len()].clone())).unwrap();
     c.request_txs(3, cert);
     // And a batch request needs the batch timeout (2 transactions are not a full batch).
     c.submit(1, txs("quentin", 0..2));
@@ -1281,10 +1014,7 @@ fn timeouts_survive_timer_garbage_collection() {
     c.inject(1, "mempool", RequestBatch { epoch: 0, origin });
     c.run();
     assert_eq!(c.seen(3, |s| s.provided.clone()), vec![batch]);
-    assert_eq!(
-        c.seen(1, |s| s.batches[0].txs.clone()),
-        txs("quentin", 0..2)
-    );
+    assert_eq!(c.seen(1, |s| s.batches[0].txs.clone()), txs("quentin", 0..2));
 }
 
 #[test]
@@ -1312,28 +1042,17 @@ fn the_mempool_byte_cap_holds() {
     cfg.mempool.max_payload_in_batch = 1024;
     cfg.mempool.capacity_bytes = 4096;
     let mut c = cluster(11, cfg);
-    c.submit(
-        0,
-        (0..10).map(|i| Tx::new("r", i, vec![7u8; 1000])).collect(),
-    );
+    c.submit(0, (0..10).map(|i| Tx::new("r", i, vec![7u8; 1000])).collect());
     c.run();
     let r = c.seen(0, |s| s.rejected[0].rejected.clone());
     assert_eq!(r.len(), 6);
-    assert!(
-        r.iter().all(|r| r.reason == "mempool full (4096 bytes)"),
-        "{r:?}"
-    );
+    assert!(r.iter().all(|r| r.reason == "mempool full (4096 bytes)"), "{r:?}");
     // Client IDs count too: empty payloads under 1000-byte client IDs fill it the same way.
     let mut cfg = config();
     cfg.mempool.max_payload_in_batch = 1024;
     cfg.mempool.capacity_bytes = 4096;
     let mut c = cluster(12, cfg);
-    c.submit(
-        0,
-        (0..10)
-            .map(|i| Tx::new("c".repeat(1000).as_str(), i, Vec::new()))
-            .collect(),
-    );
+    c.submit(0, (0..10).map(|i| Tx::new("c".repeat(1000).as_str(), i, Vec::new())).collect());
     c.run();
     let r = c.seen(0, |s| s.rejected[0].rejected.clone());
     assert_eq!(r.len(), 6, "4 × 1008 bytes fit in 4096");
@@ -1362,22 +1081,14 @@ fn transactions_outside_their_clients_window_are_not_delivered() {
     let out = mir_dsl::mir_runtime::testing::apply(
         &mut f,
         me.clone(),
-        vec![Event::new(
-            "iss",
-            "batchfetcher",
-            DeliverCert { sn: 0, cert },
-        )],
+        vec![Event::new("iss", "batchfetcher", DeliverCert { sn: 0, cert })],
     )
     .unwrap();
     let req = out[0].get::<RequestTransactions>().unwrap();
     // A faulty proposer's batch: numbers far above the window would grow the progress forever.
     let answer = ProvideTransactions {
         error: None,
-        txs: vec![
-            Tx::new("s", 9, "ok"),
-            Tx::new("s", 10, "no"),
-            Tx::new("s", 1 << 40, "no"),
-        ],
+        txs: vec![Tx::new("s", 9, "ok"), Tx::new("s", 10, "no"), Tx::new("s", 1 << 40, "no")],
         origin: req.origin.clone(),
     };
     let out = mir_dsl::mir_runtime::testing::apply(
@@ -1386,10 +1097,7 @@ fn transactions_outside_their_clients_window_are_not_delivered() {
         vec![Event::new("availability/0", "batchfetcher", answer)],
     )
     .unwrap();
-    assert_eq!(
-        out[0].get::<NewOrderedBatch>().unwrap().txs,
-        vec![Tx::new("s", 9, "ok")]
-    );
+    assert_eq!(out[0].get::<NewOrderedBatch>().unwrap().txs, vec![Tx::new("s", 9, "ok")]);
     assert_eq!(f.protocol().duplicates(), 2);
 }
 
@@ -1403,8 +1111,5 @@ fn after_max_requests_certificates_a_source_answers_with_the_empty_certificate()
     }
     let certs = c.seen(0, |s| s.certs.clone());
     assert!(!certs[0].is_empty() && !certs[1].is_empty());
-    assert!(
-        certs[2].is_empty(),
-        "the third would be refused by every signer"
-    );
+    assert!(certs[2].is_empty(), "the third would be refused by every signer");
 }

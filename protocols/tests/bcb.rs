@@ -33,11 +33,7 @@ fn nodes() -> Vec<NodeId> {
 }
 
 fn modules() -> BcbModules {
-    BcbModules {
-        net: id("net"),
-        crypto: id("crypto"),
-        consumer: id("app"),
-    }
+    BcbModules { net: id("net"), crypto: id("crypto"), consumer: id("app") }
 }
 
 #[derive(Default, Clone)]
@@ -107,15 +103,8 @@ fn cluster_with(
     let mut stats = BTreeMap::new();
     let mut byz = byzantine_leader;
     for (i, me) in nodes().into_iter().enumerate() {
-        let data = requests
-            .iter()
-            .find(|(n, _)| *n == i)
-            .map(|(_, d)| d.to_vec());
-        let app = App {
-            me: me.clone(),
-            data,
-            outcome: outcome.clone(),
-        };
+        let data = requests.iter().find(|(n, _)| *n == i).map(|(_, d)| d.to_vec());
+        let app = App { me: me.clone(), data, outcome: outcome.clone() };
         let b = Node::builder(me.clone()).passive("app", app);
         let b = if ecdsa {
             let crypto = mir_dsl::mir_runtime::stdmodules::EcdsaCrypto::new(
@@ -143,11 +132,7 @@ fn cluster_with(
         };
         sim.add_node(b).unwrap();
     }
-    Cluster {
-        sim,
-        outcome,
-        stats,
-    }
+    Cluster { sim, outcome, stats }
 }
 
 fn delivered(c: &Cluster) -> BTreeMap<NodeId, Vec<Vec<u8>>> {
@@ -206,9 +191,7 @@ fn a_broadcast_request_to_a_non_leader_is_refused_not_a_crash() {
     c.sim.run_until_idle(Duration::from_secs(10)).unwrap();
     assert_eq!(c.outcome.refused.lock().unwrap().len(), 1);
     assert!(c.outcome.refused.lock().unwrap()[0].contains("not the leader"));
-    assert!(delivered(&c)
-        .values()
-        .all(|v| v == &vec![b"hello".to_vec()]));
+    assert!(delivered(&c).values().all(|v| v == &vec![b"hello".to_vec()]));
 }
 
 /// A Byzantine leader: sends `a` to nodes 1 and 2 and `b` to node 3, gathers their echoes, and
@@ -230,10 +213,7 @@ fn send(out: &mut Outbox, to: &[usize], payload: impl Into<mir_dsl::mir_runtime:
         &id("net"),
         SendMessage {
             destinations,
-            message: Message {
-                dest_module: id("bcb"),
-                payload: payload.into(),
-            },
+            message: Message { dest_module: id("bcb"), payload: payload.into() },
         },
     );
 }
@@ -245,20 +225,8 @@ impl PassiveModule for Equivocator {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if ev.is::<Init>() {
-                send(
-                    out,
-                    &[1, 2],
-                    StartMessage {
-                        data: b"a".to_vec(),
-                    },
-                );
-                send(
-                    out,
-                    &[3],
-                    StartMessage {
-                        data: b"b".to_vec(),
-                    },
-                );
+                send(out, &[1, 2], StartMessage { data: b"a".to_vec() });
+                send(out, &[3], StartMessage { data: b"b".to_vec() });
             } else if let Some(m) = ev.get::<MessageReceived>() {
                 if let Ok(Some(e)) = m.message.payload.decode::<EchoMessage>() {
                     self.echoes.insert(m.from.clone(), e.signature);
@@ -330,11 +298,7 @@ fn consistency(seed: u64) {
     c.sim.run_until_idle(Duration::from_secs(10)).unwrap();
     let d = delivered(&c);
     // Only node 1 got a valid FINAL; nobody delivers `b`; no node delivers twice.
-    assert_eq!(
-        d.get(&NodeId::from_index(1)),
-        Some(&vec![b"a".to_vec()]),
-        "seed {seed}"
-    );
+    assert_eq!(d.get(&NodeId::from_index(1)), Some(&vec![b"a".to_vec()]), "seed {seed}");
     let all: Vec<&Vec<u8>> = d.values().flatten().collect();
     assert!(
         all.iter().all(|m| m.as_slice() == b"a"),
@@ -343,11 +307,7 @@ fn consistency(seed: u64) {
     assert!(d.values().all(|v| v.len() == 1));
     // Nodes 2 and 3 each rejected the four bad FINALs.
     for n in [2, 3] {
-        assert_eq!(
-            c.stats[&NodeId::from_index(n)].ignored(),
-            4,
-            "seed {seed}: node {n}"
-        );
+        assert_eq!(c.stats[&NodeId::from_index(n)].ignored(), 4, "seed {seed}: node {n}");
     }
 }
 
@@ -366,19 +326,8 @@ fn forged_duplicated_and_repeated_signer_finals_are_rejected() {
         |i: usize, m: &[u8]| crypto.sign_as(&NodeId::from_index(i), &id("bcb"), &echo_data(m));
     let n = NodeId::from_index;
     let fin = |signers: Vec<NodeId>, signatures: Vec<Vec<u8>>| {
-        let m = FinalMessage {
-            data: b"x".to_vec(),
-            signers,
-            signatures,
-        };
-        Event::new(
-            "net",
-            "bcb",
-            MessageReceived {
-                from: n(3),
-                message: Message::new("bcb", m),
-            },
-        )
+        let m = FinalMessage { data: b"x".to_vec(), signers, signatures };
+        Event::new("net", "bcb", MessageReceived { from: n(3), message: Message::new("bcb", m) })
     };
     let mut c = cluster(5, None, &[]);
     let node1 = n(1);
@@ -386,14 +335,8 @@ fn forged_duplicated_and_repeated_signer_finals_are_rejected() {
         .inject(
             &node1,
             vec![
-                fin(
-                    vec![n(2), n(2), n(2)],
-                    vec![sig(2, b"x"), sig(2, b"x"), sig(2, b"x")],
-                ),
-                fin(
-                    vec![n(0), n(1), n(2)],
-                    vec![sig(0, b"x"), sig(1, b"x"), sig(2, b"y")],
-                ),
+                fin(vec![n(2), n(2), n(2)], vec![sig(2, b"x"), sig(2, b"x"), sig(2, b"x")]),
+                fin(vec![n(0), n(1), n(2)], vec![sig(0, b"x"), sig(1, b"x"), sig(2, b"y")]),
                 fin(vec![n(0), n(1)], vec![sig(0, b"x")]),
             ],
         )
@@ -403,31 +346,19 @@ fn forged_duplicated_and_repeated_signer_finals_are_rejected() {
     assert_eq!(c.stats[&node1].ignored(), 3);
 
     // A valid FINAL, duplicated: delivered once.
-    let valid = fin(
-        vec![n(0), n(1), n(2)],
-        vec![sig(0, b"x"), sig(1, b"x"), sig(2, b"x")],
-    );
-    c.sim
-        .inject(&node1, vec![valid.clone(), valid.clone()])
-        .unwrap();
+    let valid = fin(vec![n(0), n(1), n(2)], vec![sig(0, b"x"), sig(1, b"x"), sig(2, b"x")]);
+    c.sim.inject(&node1, vec![valid.clone(), valid.clone()]).unwrap();
     c.sim.run_until_idle(Duration::from_secs(1)).unwrap();
     c.sim.inject(&node1, vec![valid]).unwrap();
     c.sim.run_until_idle(Duration::from_secs(1)).unwrap();
     assert_eq!(delivered(&c).get(&node1), Some(&vec![b"x".to_vec()]));
-    assert_eq!(
-        c.stats[&node1].ignored(),
-        3,
-        "late duplicates are not errors either"
-    );
+    assert_eq!(c.stats[&node1].ignored(), 3, "late duplicates are not errors either");
 }
 
 #[test]
 #[ignore]
 fn long_sweep() {
-    let n: u64 = std::env::var("BCB_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
+    let n: u64 = std::env::var("BCB_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     for seed in 0..n {
         validity(seed);
         consistency(seed);
@@ -475,20 +406,12 @@ fn a_recorded_bcb_run_replays_to_the_same_outputs() {
     drop(sim);
     assert_eq!(outcome.delivered.lock().unwrap().len(), 4);
     for (me, f) in nodes().iter().zip(&files) {
-        let entries: Vec<_> = f
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|p| read_log(p).unwrap())
-            .collect();
+        let entries: Vec<_> = f.lock().unwrap().iter().flat_map(|p| read_log(p).unwrap()).collect();
         let mut fresh: BTreeMap<ModuleId, Box<dyn PassiveModule>> = BTreeMap::new();
         fresh.insert(id("bcb"), Box::new(bcb(me)));
         fresh.insert(id("crypto"), Box::new(TestCrypto::new(me.clone(), SEED)));
         let report = replay(&entries, me, fresh, |_| {}).unwrap();
-        assert!(
-            report.inputs > 0 && report.confirmed > 0,
-            "node {me}: {report:?}"
-        );
+        assert!(report.inputs > 0 && report.confirmed > 0, "node {me}: {report:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -506,10 +429,7 @@ fn the_agreement_monitor_flags_a_violation() {
         events: vec![Event::new(
             "bcb",
             "app",
-            Deliver {
-                instance: b"i".to_vec(),
-                data: data.to_vec(),
-            },
+            Deliver { instance: b"i".to_vec(), data: data.to_vec() },
         )],
     };
     let err = check(
@@ -517,15 +437,9 @@ fn the_agreement_monitor_flags_a_violation() {
         &mut protocols::bcb::AgreementMonitor::default(),
     )
     .unwrap_err();
+    assert_eq!(err.message, "nodes 1 and 2 delivered different data in instance [105]");
     assert_eq!(
-        err.message,
-        "nodes 1 and 2 delivered different data in instance [105]"
-    );
-    assert_eq!(
-        err.events
-            .iter()
-            .map(|o| (o.node.to_string(), o.time_ns))
-            .collect::<Vec<_>>(),
+        err.events.iter().map(|o| (o.node.to_string(), o.time_ns)).collect::<Vec<_>>(),
         [("1".into(), 10), ("2".into(), 20)]
     );
     assert!(err.to_string().contains("node 2 #7 at 0.000 ms"), "{err}");

@@ -39,10 +39,7 @@ impl PassiveModule for App {
     fn apply_events(&mut self, events: Batch<'_>, _out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if let Some(d) = ev.get::<Deliver>() {
-                self.0
-                    .lock()
-                    .unwrap()
-                    .push((ev.src.clone(), d.data.clone()));
+                self.0.lock().unwrap().push((ev.src.clone(), d.data.clone()));
             }
         }
         Ok(())
@@ -59,11 +56,7 @@ struct Cluster {
 fn cluster() -> Cluster {
     let mut sim = Simulation::new(SimConfig::with_seed(1));
     let (mut delivered, mut crypto) = (Vec::new(), Vec::new());
-    let modules = BcbModules {
-        net: "net".into(),
-        crypto: "crypto".into(),
-        consumer: "app".into(),
-    };
+    let modules = BcbModules { net: "net".into(), crypto: "crypto".into(), consumer: "app".into() };
     for me in nodes() {
         let app = App::default();
         let c = TestCrypto::new(me.clone(), SEED);
@@ -73,10 +66,7 @@ fn cluster() -> Cluster {
         let b = Node::builder(me.clone())
             .passive("app", app)
             .passive("crypto", c)
-            .passive(
-                "bcb",
-                factory(modules.clone(), membership.clone(), me.clone()),
-            )
+            .passive("bcb", factory(modules.clone(), membership.clone(), me.clone()))
             .passive("bcb2", factory(modules.clone(), membership, me.clone()));
         sim.add_node(b).unwrap();
     }
@@ -87,22 +77,14 @@ fn cluster() -> Cluster {
                 f,
                 NewSubmodule {
                     id: format!("{f}/1").as_str().into(),
-                    params: Payload::new(BcbInstance {
-                        leader: n(0),
-                        instance: 1,
-                    }),
+                    params: Payload::new(BcbInstance { leader: n(0), instance: 1 }),
                     retention_index: 0,
                 },
             )
         };
-        sim.inject(&me, vec![create("bcb"), create("bcb2")])
-            .unwrap();
+        sim.inject(&me, vec![create("bcb"), create("bcb2")]).unwrap();
     }
-    Cluster {
-        sim,
-        delivered,
-        crypto,
-    }
+    Cluster { sim, delivered, crypto }
 }
 
 /// Instance 1's echo data for `m` (the BCB rule: sign(bcb‖ECHO‖m), bcb = 1 in little-endian).
@@ -114,23 +96,13 @@ fn echo_data(m: &[u8]) -> Vec<Vec<u8>> {
 fn final_from_3(to: &str, domain: &str, m: &[u8]) -> Event {
     let c = TestCrypto::new(n(0), SEED);
     let signers = vec![n(0), n(1), n(2)];
-    let signatures = signers
-        .iter()
-        .map(|s| c.sign_as(s, &domain.into(), &echo_data(m)))
-        .collect();
+    let signatures = signers.iter().map(|s| c.sign_as(s, &domain.into(), &echo_data(m))).collect();
     Event::new(
         "net",
         to,
         MessageReceived {
             from: n(3),
-            message: Message::new(
-                to,
-                FinalMessage {
-                    data: m.to_vec(),
-                    signers,
-                    signatures,
-                },
-            ),
+            message: Message::new(to, FinalMessage { data: m.to_vec(), signers, signatures }),
         },
     )
 }
@@ -139,20 +111,13 @@ fn final_from_3(to: &str, domain: &str, m: &[u8]) -> Event {
 fn an_echo_for_one_factorys_instance_is_useless_in_anothers() {
     let mut c = cluster();
     // Valid for bcb/1, shown to bcb2/1 (same instance number, same signed data): rejected.
-    c.sim
-        .inject(&n(1), vec![final_from_3("bcb2/1", "bcb/1", b"x")])
-        .unwrap();
+    c.sim.inject(&n(1), vec![final_from_3("bcb2/1", "bcb/1", b"x")]).unwrap();
     c.sim.run_until_idle(Duration::from_secs(1)).unwrap();
     assert!(c.delivered[1].0.lock().unwrap().is_empty());
     // The same FINAL where it belongs: delivered.
-    c.sim
-        .inject(&n(1), vec![final_from_3("bcb/1", "bcb/1", b"x")])
-        .unwrap();
+    c.sim.inject(&n(1), vec![final_from_3("bcb/1", "bcb/1", b"x")]).unwrap();
     c.sim.run_until_idle(Duration::from_secs(1)).unwrap();
-    assert_eq!(
-        *c.delivered[1].0.lock().unwrap(),
-        vec![(ModuleId::new("bcb/1"), b"x".to_vec())]
-    );
+    assert_eq!(*c.delivered[1].0.lock().unwrap(), vec![(ModuleId::new("bcb/1"), b"x".to_vec())]);
     // And signatures from another deployment (another seed's keys would differ too; here the
     // same keys with another deployment ID) are useless everywhere.
     let other = TestCrypto::new(n(0), SEED).deployment(b"another deployment".to_vec());
@@ -168,10 +133,7 @@ fn an_echo_for_one_factorys_instance_is_useless_in_anothers() {
     let ev = Event::new(
         "net",
         "bcb2/1",
-        MessageReceived {
-            from: n(3),
-            message: Message::new("bcb2/1", fin),
-        },
+        MessageReceived { from: n(3), message: Message::new("bcb2/1", fin) },
     );
     c.sim.inject(&n(1), vec![ev]).unwrap();
     c.sim.run_until_idle(Duration::from_secs(1)).unwrap();
@@ -195,11 +157,7 @@ fn one_final_resent_10000_times_is_verified_once() {
     }
     assert!(c.delivered[1].0.lock().unwrap().is_empty());
     let after = c.crypto[1].snapshot();
-    assert_eq!(
-        after.verified - before.verified,
-        3,
-        "three signatures, once each"
-    );
+    assert_eq!(after.verified - before.verified, 3, "three signatures, once each");
     assert_eq!(after.cached - before.cached, 3 * 9_999);
 
     // The valid FINAL, 10,000 times in one burst: delivered once; its signatures checked once.

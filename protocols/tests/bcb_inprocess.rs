@@ -27,10 +27,7 @@ impl PassiveModule for App {
                     out.send(&ModuleId::new("bcb"), BroadcastRequest { data: d });
                 }
             } else if let Some(d) = ev.get::<Deliver>() {
-                self.delivered
-                    .lock()
-                    .unwrap()
-                    .push((self.me.clone(), d.data.clone()));
+                self.delivered.lock().unwrap().push((self.me.clone(), d.data.clone()));
             }
         }
         Ok(())
@@ -68,10 +65,7 @@ async fn four_nodes_deliver_over_the_in_process_transport_with_real_signatures()
         let node = Node::builder(me.clone())
             .passive("app", app)
             .passive("bcb", DslModule::new(bcb))
-            .passive_on_worker(
-                "crypto",
-                EcdsaCrypto::new(keys[me].clone(), registry.clone()),
-            )
+            .passive_on_worker("crypto", EcdsaCrypto::new(keys[me].clone(), registry.clone()))
             .active("net", transport)
             .build()
             .unwrap();
@@ -94,12 +88,7 @@ async fn four_nodes_deliver_over_the_in_process_transport_with_real_signatures()
     }
     let mut d = delivered.lock().unwrap().clone();
     d.sort();
-    assert_eq!(
-        d,
-        ids.iter()
-            .map(|n| (n.clone(), b"over the wire".to_vec()))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(d, ids.iter().map(|n| (n.clone(), b"over the wire".to_vec())).collect::<Vec<_>>());
     // 4 SENDs + 4 ECHOs (one to self) + 4 FINALs: nothing dropped.
     let sent: u64 = transports.iter().map(|s| s.snapshot().0).sum();
     assert_eq!(sent, 12);

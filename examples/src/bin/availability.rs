@@ -57,9 +57,7 @@ fn wait_for(
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let r = rx
-            .recv_timeout(left)
-            .map_err(|_| format!("no {what} within 30 s"))?;
+        let r = rx.recv_timeout(left).map_err(|_| format!("no {what} within 30 s"))?;
         if let Some(r) = pick(r) {
             return r;
         }
@@ -75,9 +73,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
             return Err(format!("{name} {i}: there are only {} nodes", cli.nodes).into());
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let toml = membership_toml_with_ports("127.0.0.1", &free_ports(cli.nodes)?, DEMO_SEED)?;
     let membership = Membership::from_toml_str(&toml, "generated")?;
     let ids: Vec<NodeId> = membership.ids();
@@ -129,10 +125,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
                 unreachable!()
             };
             print_cert(&node, &cert);
-            println!(
-                "node {}: reading the batch back from the certificate",
-                ids[cli.read_on]
-            );
+            println!("node {}: reading the batch back from the certificate", ids[cli.read_on]);
             handles[cli.read_on].blocking_inject(vec![Event::new(
                 "app",
                 "app",

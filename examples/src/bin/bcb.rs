@@ -118,18 +118,8 @@ fn main() {
     let cli = Cli::parse();
     let res = match &cli.cmd {
         None => local(&cli),
-        Some(Cmd::Replay {
-            log,
-            node,
-            nodes,
-            step,
-        }) => replay(log, node, *nodes, *step),
-        Some(Cmd::Membership {
-            nodes,
-            host,
-            base_port,
-            seed,
-        }) => {
+        Some(Cmd::Replay { log, node, nodes, step }) => replay(log, node, *nodes, *step),
+        Some(Cmd::Membership { nodes, host, base_port, seed }) => {
             if *nodes == 0 {
                 Err("--nodes must be at least 1".into())
             } else {
@@ -166,21 +156,14 @@ fn main() {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn print(r: &Report) {
     match r {
-        Report::Delivered {
-            node,
-            instance,
-            data,
-        } => println!(
-            "node {node} delivered #{instance}: {}",
-            String::from_utf8_lossy(data)
-        ),
+        Report::Delivered { node, instance, data } => {
+            println!("node {node} delivered #{instance}: {}", String::from_utf8_lossy(data))
+        }
         Report::Refused(why) => println!("broadcast refused: {why}"),
     }
 }
@@ -191,13 +174,7 @@ fn feed_stdin(leader: NodeHandle) -> std::thread::JoinHandle<u64> {
         let mut n = 0;
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
             if leader
-                .blocking_inject(vec![Event::new(
-                    "app",
-                    "app",
-                    Submit {
-                        data: line.into_bytes(),
-                    },
-                )])
+                .blocking_inject(vec![Event::new("app", "app", Submit { data: line.into_bytes() })])
                 .is_err()
             {
                 break;
@@ -233,11 +210,7 @@ fn local(cli: &Cli) -> Result<(), Error> {
             .collect::<Result<Vec<_>, _>>()?;
         let cluster = examples::cluster::start(nodes, Duration::from_secs(10)).await?;
         let handles = &cluster.handles;
-        println!(
-            "{} nodes connected over gRPC on loopback; leader is node {}",
-            ids.len(),
-            ids[0]
-        );
+        println!("{} nodes connected over gRPC on loopback; leader is node {}", ids.len(), ids[0]);
         let expected = if cli.interactive {
             println!("type messages for the leader to broadcast (end with Ctrl-D)");
             let feeder = feed_stdin(handles[0].clone());
@@ -258,9 +231,7 @@ fn local(cli: &Cli) -> Result<(), Error> {
                 .inject(vec![Event::new(
                     "app",
                     "app",
-                    Submit {
-                        data: cli.message.clone().into_bytes(),
-                    },
+                    Submit { data: cli.message.clone().into_bytes() },
                 )])
                 .await?;
             ids.len() as u64
@@ -321,15 +292,7 @@ fn one_node(
         }
         eprintln!("node {me}: connected");
         if let Some(m) = message {
-            handle
-                .inject(vec![Event::new(
-                    "app",
-                    "app",
-                    Submit {
-                        data: m.into_bytes(),
-                    },
-                )])
-                .await?;
+            handle.inject(vec![Event::new("app", "app", Submit { data: m.into_bytes() })]).await?;
         }
         let feeder = interactive.then(|| feed_stdin(handle.clone()));
         let mut got = 0;
@@ -359,11 +322,7 @@ fn replay(log: &std::path::Path, node: &str, nodes: usize, step: bool) -> Result
     let dir = log.join(me.as_str());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map_err(|e| {
-            format!(
-                "{}: {e} (was the cluster run with --record {}?)",
-                dir.display(),
-                log.display()
-            )
+            format!("{}: {e} (was the cluster run with --record {}?)", dir.display(), log.display())
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "gz"))
@@ -385,11 +344,8 @@ fn replay(log: &std::path::Path, node: &str, nodes: usize, step: bool) -> Result
     fresh.insert(ModuleId::new("bcb"), Box::new(bcb));
     let report = run_replay(&entries, &me, fresh, |s| {
         if step {
-            let outs: Vec<String> = s
-                .outputs
-                .iter()
-                .map(|o| format!("{} -> {}", o.name(), o.dest))
-                .collect();
+            let outs: Vec<String> =
+                s.outputs.iter().map(|o| format!("{} -> {}", o.name(), o.dest)).collect();
             println!(
                 "{} {} from {}  =>  [{}]",
                 s.module,

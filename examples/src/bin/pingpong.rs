@@ -63,16 +63,8 @@ fn main() {
     }
     let result = match cli.mode.clone().unwrap_or(Mode::Local) {
         Mode::Local => local(&cli),
-        Mode::Sim {
-            seed,
-            dsl,
-            check: true,
-        } => check(&cli, seed, dsl),
-        Mode::Sim {
-            seed,
-            dsl,
-            check: false,
-        } => sim(&cli, seed, dsl),
+        Mode::Sim { seed, dsl, check: true } => check(&cli, seed, dsl),
+        Mode::Sim { seed, dsl, check: false } => sim(&cli, seed, dsl),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -109,9 +101,7 @@ fn local(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         .active("timer", Timer::new())
         .build()?;
     let handle = node.handle();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     rt.block_on(async move {
         let run = tokio::spawn(node.run());
         let mut got = 0;

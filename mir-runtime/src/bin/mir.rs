@@ -17,10 +17,7 @@ use mir_runtime::membership::Membership;
 use mir_runtime::NodeId;
 
 #[derive(Parser)]
-#[command(
-    name = "mir",
-    about = "Make a node's keys and assemble membership files"
-)]
+#[command(name = "mir", about = "Make a node's keys and assemble membership files")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -60,12 +57,7 @@ type Error = Box<dyn std::error::Error>;
 fn main() {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Keygen {
-            id,
-            address,
-            weight,
-            out,
-        } => keygen(&id, address, weight, &out),
+        Cmd::Keygen { id, address, weight, out } => keygen(&id, address, weight, &out),
         Cmd::Membership { entries, out } => membership(&entries, out.as_deref()),
     };
     if let Err(e) = res {
@@ -81,11 +73,7 @@ fn keygen(id: &str, address: SocketAddr, weight: u128, out: &std::path::Path) ->
     }
     let entry_path = out.join(format!("{id}.member.toml"));
     if entry_path.exists() {
-        return Err(format!(
-            "{} exists: node {id} has keys already",
-            entry_path.display()
-        )
-        .into());
+        return Err(format!("{} exists: node {id} has keys already", entry_path.display()).into());
     }
     let keys = NodeKeys::generate()?;
     let (s, t) = keys.write(out, &id)?;
@@ -118,11 +106,7 @@ fn membership(entries: &[PathBuf], out: Option<&std::path::Path>) -> Result<(), 
                 .open(path)
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             std::io::Write::write_all(&mut f, text.as_bytes())?;
-            eprintln!(
-                "{} nodes written to {}",
-                checked.nodes.len(),
-                path.display()
-            );
+            eprintln!("{} nodes written to {}", checked.nodes.len(), path.display());
         }
         None => print!("{text}"),
     }

@@ -20,10 +20,7 @@ use mir_runtime::stdevents::*;
 use mir_runtime::{Event, EventPayload, ModuleId, Payload};
 
 #[derive(Parser)]
-#[command(
-    name = "mircat",
-    about = "Read, filter, merge and summarise Mir event logs"
-)]
+#[command(name = "mircat", about = "Read, filter, merge and summarise Mir event logs")]
 struct Cli {
     /// Event-log files or directories holding them.
     #[arg(required = true)]
@@ -159,10 +156,7 @@ fn main() {
             }
         };
         if found.is_empty() {
-            eprintln!(
-                "mircat: {}: no event logs (eventlog-*.gz) found",
-                log.display()
-            );
+            eprintln!("mircat: {}: no event logs (eventlog-*.gz) found", log.display());
             std::process::exit(1);
         }
         for f in found {
@@ -177,9 +171,7 @@ fn main() {
                     damaged = true;
                     entries.extend(e);
                 }
-                Err(LogError::Corrupt {
-                    entries: e, error, ..
-                }) => {
+                Err(LogError::Corrupt { entries: e, error, .. }) => {
                     eprintln!("mircat: {}: corrupt after {} entries ({error}); the entries before are shown", f.display(), e.len());
                     damaged = true;
                     entries.extend(e);
@@ -199,11 +191,8 @@ fn main() {
             std::process::exit(1);
         }
     }
-    let modules: Vec<ModuleId> = cli
-        .module
-        .iter()
-        .filter_map(|m| ModuleId::try_new(m).ok())
-        .collect();
+    let modules: Vec<ModuleId> =
+        cli.module.iter().filter_map(|m| ModuleId::try_new(m).ok()).collect();
     if modules.len() != cli.module.len() {
         eprintln!("mircat: --module takes module IDs such as `bcb` or `bcb/3`");
         std::process::exit(1);
@@ -242,9 +231,7 @@ fn main() {
         let mut by_module: BTreeMap<String, u64> = BTreeMap::new();
         for r in &rows {
             *by_type.entry(r.event.name()).or_default() += 1;
-            *by_module
-                .entry(format!("{}/{}", r.node, r.module))
-                .or_default() += 1;
+            *by_module.entry(format!("{}/{}", r.node, r.module)).or_default() += 1;
         }
         println!("{} events", rows.len());
         println!("by type:");

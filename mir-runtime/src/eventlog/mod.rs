@@ -197,11 +197,7 @@ impl Interceptor for Recorder {
             None => Vec::new(),
             Some(f) => events.iter().filter(|e| f(module, e)).collect(),
         };
-        let count = if self.cfg.filter.is_none() {
-            events.len()
-        } else {
-            kept.len()
-        };
+        let count = if self.cfg.filter.is_none() { events.len() } else { kept.len() };
         if count == 0 {
             return;
         }
@@ -265,10 +261,7 @@ fn write_loop(
             seq += 1;
             match std::fs::File::create(&path) {
                 Ok(f) => {
-                    file = Some(GzEncoder::new(
-                        BufWriter::new(f),
-                        flate2::Compression::fast(),
-                    ));
+                    file = Some(GzEncoder::new(BufWriter::new(f), flate2::Compression::fast()));
                     files.lock().expect("lock").push(path);
                 }
                 Err(e) => {
@@ -348,10 +341,8 @@ pub fn read_log(path: impl AsRef<Path>) -> Result<Vec<Entry>, LogError> {
 /// [`read_log`] with another limit on the decompressed size.
 pub fn read_log_limited(path: impl AsRef<Path>, max_bytes: u64) -> Result<Vec<Entry>, LogError> {
     let path = path.as_ref().to_owned();
-    let file = std::fs::File::open(&path).map_err(|e| LogError::Io {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let file = std::fs::File::open(&path)
+        .map_err(|e| LogError::Io { path: path.clone(), reason: e.to_string() })?;
     read_log_from(&path, file, max_bytes)
 }
 
@@ -365,15 +356,10 @@ pub fn read_log_from(
     let path = name.to_owned();
     let mut data = Vec::new();
     // A cut gzip stream still yields what was decompressed before the cut.
-    let complete = GzDecoder::new(reader)
-        .take(max_bytes.saturating_add(1))
-        .read_to_end(&mut data)
-        .is_ok();
+    let complete =
+        GzDecoder::new(reader).take(max_bytes.saturating_add(1)).read_to_end(&mut data).is_ok();
     if data.len() as u64 > max_bytes {
-        return Err(LogError::TooLarge {
-            path,
-            limit: max_bytes,
-        });
+        return Err(LogError::TooLarge { path, limit: max_bytes });
     }
     let mut entries = Vec::new();
     let mut rest = &data[..];
@@ -387,13 +373,7 @@ pub fn read_log_from(
         }
         match codec::decode::<Entry>("mir.eventlog.Entry", &rest[4..4 + len]) {
             Ok(e) => entries.push(e),
-            Err(error) => {
-                return Err(LogError::Corrupt {
-                    path,
-                    entries,
-                    error,
-                })
-            }
+            Err(error) => return Err(LogError::Corrupt { path, entries, error }),
         }
         rest = &rest[4 + len..];
     }

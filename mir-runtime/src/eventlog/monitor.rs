@@ -53,10 +53,7 @@ pub struct Violation {
 impl Violation {
     /// A violation.
     pub fn new(message: impl Into<String>, events: Vec<Observed>) -> Self {
-        Violation {
-            message: message.into(),
-            events,
-        }
+        Violation { message: message.into(), events }
     }
 }
 

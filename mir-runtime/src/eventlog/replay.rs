@@ -97,10 +97,7 @@ pub fn replay(
         for ev in &e.events {
             let src_top = ev.src.top_id();
             if modules.contains_key(&src_top) {
-                recorded
-                    .entry((src_top, ev.dest.clone()))
-                    .or_default()
-                    .push(ev.clone());
+                recorded.entry((src_top, ev.dest.clone())).or_default().push(ev.clone());
             }
         }
     }
@@ -112,24 +109,12 @@ pub fn replay(
         };
         for input in &e.events {
             inputs += 1;
-            let outputs =
-                apply(module.as_mut(), e.module.clone(), vec![input.clone()]).map_err(|error| {
-                    ReplayError::Failed {
-                        module: e.module.clone(),
-                        error,
-                    }
-                })?;
+            let outputs = apply(module.as_mut(), e.module.clone(), vec![input.clone()])
+                .map_err(|error| ReplayError::Failed { module: e.module.clone(), error })?;
             for out in &outputs {
-                replayed
-                    .entry((e.module.clone(), out.dest.clone()))
-                    .or_default()
-                    .push(out.clone());
+                replayed.entry((e.module.clone(), out.dest.clone())).or_default().push(out.clone());
             }
-            on_step(&ReplayStep {
-                module: e.module.clone(),
-                input: input.clone(),
-                outputs,
-            });
+            on_step(&ReplayStep { module: e.module.clone(), input: input.clone(), outputs });
         }
     }
     let (mut confirmed, mut unconfirmed) = (0, 0);
@@ -162,9 +147,5 @@ pub fn replay(
             }
         }
     }
-    Ok(ReplayReport {
-        inputs,
-        confirmed,
-        unconfirmed,
-    })
+    Ok(ReplayReport { inputs, confirmed, unconfirmed })
 }

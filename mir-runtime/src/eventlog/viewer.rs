@@ -53,11 +53,7 @@ pub fn render_html(entries: &[Entry], title: &str) -> String {
     let mut arrows = Vec::new();
     for (i, o) in all.iter().enumerate() {
         if let Ok(Some(r)) = o.event.payload.decode::<MessageReceived>() {
-            let key = (
-                r.from.to_string(),
-                o.node.to_string(),
-                crate::codec::encode(&r.message),
-            );
+            let key = (r.from.to_string(), o.node.to_string(), crate::codec::encode(&r.message));
             if let Some(from) = sent.get_mut(&key).and_then(|q| q.pop_front()) {
                 arrows.push((from, i));
             }
@@ -80,13 +76,9 @@ pub fn render_html(entries: &[Entry], title: &str) -> String {
             ),
         })
         .collect();
-    let data = serde_json::to_string(&Data {
-        nodes,
-        events,
-        arrows,
-    })
-    .expect("plain data")
-    .replace("</", "<\\/");
+    let data = serde_json::to_string(&Data { nodes, events, arrows })
+        .expect("plain data")
+        .replace("</", "<\\/");
     let title = title.replace('<', "&lt;");
     PAGE.replace("{{TITLE}}", &title).replace("{{DATA}}", &data)
 }

@@ -143,10 +143,7 @@ impl EventSink {
     pub async fn inject(&self, events: Vec<Event>) -> Result<(), InjectError> {
         self.check(&events)?;
         for chunk in self.chunks(events) {
-            self.tx
-                .send(chunk)
-                .await
-                .map_err(|_| InjectError::NodeStopped(self.node.clone()))?;
+            self.tx.send(chunk).await.map_err(|_| InjectError::NodeStopped(self.node.clone()))?;
         }
         Ok(())
     }
@@ -278,27 +275,13 @@ impl Node {
             max_batch: core.cfg.max_batch_size,
         };
         core.sink = Some(sink.clone());
-        let handle = NodeHandle {
-            sink,
-            stop: Arc::new(stop),
-            stats: core.stats.clone(),
-        };
-        Node {
-            core,
-            inject_rx,
-            stop_rx,
-            handle,
-        }
+        let handle = NodeHandle { sink, stop: Arc::new(stop), stats: core.stats.clone() };
+        Node { core, inject_rx, stop_rx, handle }
     }
 
     /// Runs the event loop until the node is stopped (`Ok(Exit::Stopped)`) or fails.
     pub async fn run(self) -> Result<Exit, NodeError> {
-        let Node {
-            mut core,
-            mut inject_rx,
-            mut stop_rx,
-            handle,
-        } = self;
+        let Node { mut core, mut inject_rx, mut stop_rx, handle } = self;
         drop(handle);
         let start = Instant::now();
         let n = core.ids.len();
@@ -351,9 +334,7 @@ impl Node {
             }
             if !paused && core.buffered() > core.cfg.pause_threshold {
                 paused = true;
-                core.stats
-                    .pauses
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                core.stats.pauses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
 
             if !paused {
@@ -361,9 +342,7 @@ impl Node {
                     core.route_all(batch)?;
                     if core.buffered() > core.cfg.pause_threshold {
                         paused = true;
-                        core.stats
-                            .pauses
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        core.stats.pauses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         break;
                     }
                 }
@@ -426,11 +405,8 @@ impl Node {
             busy_rounds = 0;
 
             // Nothing ready: wait for something to happen.
-            let next_alarm = if paused {
-                None
-            } else {
-                alarms.next_time().map(|at| start + at.since_start())
-            };
+            let next_alarm =
+                if paused { None } else { alarms.next_time().map(|at| start + at.since_start()) };
             let wake = match (next_alarm, next_stats) {
                 (Some(a), Some(s)) => Some(a.min(s)),
                 (a, s) => a.or(s),
@@ -484,15 +460,7 @@ fn spawn_worker(
                 let busy_ns = t0.elapsed().as_nanos() as u64;
                 let failed = res.is_err();
                 let result = res.map(|()| out.take());
-                if done
-                    .send(WorkerDone {
-                        module: index,
-                        result,
-                        busy_ns,
-                    })
-                    .is_err()
-                    || failed
-                {
+                if done.send(WorkerDone { module: index, result, busy_ns }).is_err() || failed {
                     break;
                 }
             }
@@ -511,9 +479,7 @@ impl NodeBuilder {
 
 impl std::fmt::Debug for EventSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventSink")
-            .field("node", &self.node)
-            .finish_non_exhaustive()
+        f.debug_struct("EventSink").field("node", &self.node).finish_non_exhaustive()
     }
 }
 

@@ -170,21 +170,14 @@ impl Origin {
     ///
     /// [`Ctx::request`]: https://docs.rs/mir-dsl
     pub fn unset() -> Self {
-        Origin {
-            module: ModuleId::node(),
-            id: 0,
-        }
+        Origin { module: ModuleId::node(), id: 0 }
     }
 }
 
 impl SignRequest {
     /// A request to sign `data` (the origin is set when the request is made).
     pub fn new(data: Vec<Vec<u8>>) -> Self {
-        SignRequest {
-            data,
-            domain: None,
-            origin: Origin::unset(),
-        }
+        SignRequest { data, domain: None, origin: Origin::unset() }
     }
 
     /// Signs in `domain` instead of the requester's module ID.
@@ -197,13 +190,7 @@ impl SignRequest {
 impl VerifySig {
     /// A request to check `node`'s `signature` of `data`.
     pub fn new(data: Vec<Vec<u8>>, signature: Vec<u8>, node: NodeId) -> Self {
-        VerifySig {
-            data,
-            signature,
-            node,
-            domain: None,
-            origin: Origin::unset(),
-        }
+        VerifySig { data, signature, node, domain: None, origin: Origin::unset() }
     }
 
     /// Checks a signature made in `domain` instead of the requester's module ID.
@@ -216,11 +203,7 @@ impl VerifySig {
 impl VerifySigs {
     /// A request to check all of `items`.
     pub fn new(items: Vec<SigCheck>) -> Self {
-        VerifySigs {
-            items,
-            domain: None,
-            origin: Origin::unset(),
-        }
+        VerifySigs { items, domain: None, origin: Origin::unset() }
     }
 
     /// Checks signatures made in `domain` instead of the requester's module ID.
@@ -233,10 +216,7 @@ impl VerifySigs {
 impl HashRequest {
     /// A request to hash each of `data`.
     pub fn new(data: Vec<Vec<Vec<u8>>>) -> Self {
-        HashRequest {
-            data,
-            origin: Origin::unset(),
-        }
+        HashRequest { data, origin: Origin::unset() }
     }
 }
 
@@ -305,11 +285,7 @@ pub const SIGNATURE_TAG: &[u8] = b"mir-sig/1";
 /// assert_ne!(a, signed_message(b"other", &"bcb/1".into(), &d), "another deployment");
 /// ```
 pub fn signed_message(deployment: &[u8], domain: &ModuleId, data: &[Vec<u8>]) -> Vec<u8> {
-    let head = [
-        SIGNATURE_TAG.to_vec(),
-        deployment.to_vec(),
-        domain.as_str().as_bytes().to_vec(),
-    ];
+    let head = [SIGNATURE_TAG.to_vec(), deployment.to_vec(), domain.as_str().as_bytes().to_vec()];
     let mut out = frame(&head);
     out.extend_from_slice(&frame(data));
     out

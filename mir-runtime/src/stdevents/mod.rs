@@ -39,10 +39,7 @@ pub struct Message {
 impl Message {
     /// A message for `dest_module` with a typed payload.
     pub fn new(dest_module: impl Into<ModuleId>, payload: impl Into<Payload>) -> Self {
-        Message {
-            dest_module: dest_module.into(),
-            payload: payload.into(),
-        }
+        Message { dest_module: dest_module.into(), payload: payload.into() }
     }
 }
 
@@ -172,16 +169,8 @@ mod tests {
 
     fn inner() -> Vec<Event> {
         vec![
-            Event::new(
-                ModuleId::new("a"),
-                ModuleId::new("b"),
-                TestString("x".into()),
-            ),
-            Event::new(
-                ModuleId::new("a"),
-                ModuleId::new("c/2"),
-                TestUint64(u64::MAX),
-            ),
+            Event::new(ModuleId::new("a"), ModuleId::new("b"), TestString("x".into())),
+            Event::new(ModuleId::new("a"), ModuleId::new("c/2"), TestUint64(u64::MAX)),
         ]
     }
 
@@ -193,10 +182,7 @@ mod tests {
             destinations: vec![NodeId::new("0"), NodeId::new("1")],
             message: msg.clone(),
         });
-        round_trip(MessageReceived {
-            from: NodeId::new("3"),
-            message: msg,
-        });
+        round_trip(MessageReceived { from: NodeId::new("3"), message: msg });
         round_trip(TimerDelay {
             id: Some(TimerId(4)),
             delay: Duration::from_millis(1500),
@@ -210,9 +196,7 @@ mod tests {
             events: inner(),
         });
         round_trip(TimerCancel { id: TimerId(9) });
-        round_trip(TimerGarbageCollect {
-            retention_index: 12,
-        });
+        round_trip(TimerGarbageCollect { retention_index: 12 });
         round_trip(NewSubmodule {
             id: ModuleId::new("f/3"),
             params: Payload::new(TestUint64(3)),
@@ -228,12 +212,7 @@ mod tests {
         let ev = Event::new(
             "a",
             "timer",
-            TimerDelay {
-                id: None,
-                delay: Duration::ZERO,
-                retention_index: 0,
-                events: inner(),
-            },
+            TimerDelay { id: None, delay: Duration::ZERO, retention_index: 0, events: inner() },
         );
         let back = Event::decode(&ev.encode()).unwrap();
         let delay = back.into_payload::<TimerDelay>().unwrap();
@@ -242,10 +221,7 @@ mod tests {
             delay.events[0].payload.decode::<TestString>().unwrap(),
             Some(TestString("x".into()))
         );
-        assert_eq!(
-            delay.events[1].payload.decode::<TestString>().unwrap(),
-            None
-        );
+        assert_eq!(delay.events[1].payload.decode::<TestString>().unwrap(), None);
     }
 
     #[test]

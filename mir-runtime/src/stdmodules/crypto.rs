@@ -159,18 +159,12 @@ impl Server {
                 todo.push(i);
             }
         }
-        let work: Vec<(&NodeId, &[u8], &[u8])> = todo
-            .iter()
-            .map(|&i| (items[i].0, items[i].1.as_slice(), items[i].2))
-            .collect();
+        let work: Vec<(&NodeId, &[u8], &[u8])> =
+            todo.iter().map(|&i| (items[i].0, items[i].1.as_slice(), items[i].2)).collect();
         let fresh = c.check_all(&work);
         let cells = &self.counters.0;
-        cells
-            .verified
-            .fetch_add(todo.len() as u64, Ordering::Relaxed);
-        cells
-            .cached
-            .fetch_add((items.len() - todo.len()) as u64, Ordering::Relaxed);
+        cells.verified.fetch_add(todo.len() as u64, Ordering::Relaxed);
+        cells.cached.fetch_add((items.len() - todo.len()) as u64, Ordering::Relaxed);
         let mut computed: HashMap<[u8; 32], Option<String>> = HashMap::new();
         for (&i, outcome) in todo.iter().zip(fresh) {
             computed.insert(keys[i], outcome.clone());
@@ -199,28 +193,15 @@ impl Server {
             let domain = Self::domain(&r.domain, &r.origin.module);
             let signature = c.sign(&signed_message(&self.deployment, domain, &r.data));
             self.counters.0.signed.fetch_add(1, Ordering::Relaxed);
-            out.send(
-                &r.origin.module.clone(),
-                SignResult {
-                    signature,
-                    origin: r.origin,
-                },
-            );
+            out.send(&r.origin.module.clone(), SignResult { signature, origin: r.origin });
         } else if ev.is::<VerifySig>() {
             let r: VerifySig = ev.into_payload().map_err(ModuleError::new)?;
             let domain = Self::domain(&r.domain, &r.origin.module);
             let message = signed_message(&self.deployment, domain, &r.data);
-            let error = self
-                .check_all(c, &[(&r.node, message, &r.signature)])
-                .pop()
-                .flatten();
+            let error = self.check_all(c, &[(&r.node, message, &r.signature)]).pop().flatten();
             out.send(
                 &r.origin.module.clone(),
-                SigVerified {
-                    node: r.node,
-                    error,
-                    origin: r.origin,
-                },
+                SigVerified { node: r.node, error, origin: r.origin },
             );
         } else if ev.is::<VerifySigs>() {
             let r: VerifySigs = ev.into_payload().map_err(ModuleError::new)?;
@@ -235,14 +216,7 @@ impl Server {
                 .collect();
             let errors = self.check_all(c, &items);
             let all_ok = errors.iter().all(Option::is_none);
-            out.send(
-                &r.origin.module.clone(),
-                SigsVerified {
-                    errors,
-                    all_ok,
-                    origin: r.origin,
-                },
-            );
+            out.send(&r.origin.module.clone(), SigsVerified { errors, all_ok, origin: r.origin });
         } else {
             return Err(ModuleError::unexpected_event(&ev));
         }
@@ -293,10 +267,7 @@ impl TestCrypto {
     pub fn new(me: NodeId, seed: u64) -> Self {
         let mut deployment = b"test-crypto".to_vec();
         deployment.extend_from_slice(&seed.to_le_bytes());
-        TestCrypto {
-            keys: TestKeys { me, seed },
-            server: Server::new(deployment),
-        }
+        TestCrypto { keys: TestKeys { me, seed }, server: Server::new(deployment) }
     }
 
     /// Signs and verifies for deployment `id` (see
@@ -329,8 +300,7 @@ impl TestCrypto {
     /// assert_ne!(c.sign_as(&n, &"bcb/1".into(), &d), c.sign_as(&n, &"bcb/2".into(), &d));
     /// ```
     pub fn sign_as(&self, node: &NodeId, domain: &ModuleId, data: &[Vec<u8>]) -> Vec<u8> {
-        self.keys
-            .sign_as(node, &signed_message(&self.server.deployment, domain, data))
+        self.keys.sign_as(node, &signed_message(&self.server.deployment, domain, data))
     }
 }
 
@@ -351,10 +321,7 @@ mod tests {
 
     fn verify(c: &mut TestCrypto, from: &str, items: Vec<SigCheck>) -> SigsVerified {
         let mut r = VerifySigs::new(items);
-        r.origin = Origin {
-            module: from.into(),
-            id: 1,
-        };
+        r.origin = Origin { module: from.into(), id: 1 };
         let out = apply(c, "crypto".into(), vec![Event::new(from, "crypto", r)]).unwrap();
         out[0].get::<SigsVerified>().unwrap().clone()
     }
@@ -364,11 +331,7 @@ mod tests {
         let me = NodeId::from_index(0);
         let mut c = TestCrypto::new(me.clone(), 1);
         let data = vec![b"m".to_vec()];
-        let item = |sig: Vec<u8>| SigCheck {
-            data: data.clone(),
-            signature: sig,
-            node: me.clone(),
-        };
+        let item = |sig: Vec<u8>| SigCheck { data: data.clone(), signature: sig, node: me.clone() };
         let sig = c.sign_as(&me, &"bcb/1".into(), &data);
         assert!(verify(&mut c, "bcb/1", vec![item(sig.clone())]).all_ok);
         assert!(!verify(&mut c, "bcb2/1", vec![item(sig.clone())]).all_ok);
@@ -377,16 +340,8 @@ mod tests {
         assert!(!verify(&mut other, "bcb/1", vec![item(sig.clone())]).all_ok);
         // A named domain overrides the requester's.
         let mut r = VerifySig::new(data.clone(), sig, me.clone()).in_domain("bcb/1");
-        r.origin = Origin {
-            module: "checker".into(),
-            id: 2,
-        };
-        let out = apply(
-            &mut c,
-            "crypto".into(),
-            vec![Event::new("checker", "crypto", r)],
-        )
-        .unwrap();
+        r.origin = Origin { module: "checker".into(), id: 2 };
+        let out = apply(&mut c, "crypto".into(), vec![Event::new("checker", "crypto", r)]).unwrap();
         assert_eq!(out[0].get::<SigVerified>().unwrap().error, None);
     }
 
@@ -398,16 +353,8 @@ mod tests {
         let data = vec![b"m".to_vec()];
         let good = c.sign_as(&me, &"app".into(), &data);
         let items = vec![
-            SigCheck {
-                data: data.clone(),
-                signature: good,
-                node: me.clone(),
-            },
-            SigCheck {
-                data: data.clone(),
-                signature: vec![7; 32],
-                node: me.clone(),
-            },
+            SigCheck { data: data.clone(), signature: good, node: me.clone() },
+            SigCheck { data: data.clone(), signature: vec![7; 32], node: me.clone() },
         ];
         for _ in 0..100 {
             let v = verify(&mut c, "app", items.clone());
@@ -427,11 +374,7 @@ mod tests {
         let me = NodeId::from_index(0);
         let mut c = TestCrypto::new(me.clone(), 1).cache_entries(4);
         let counters = c.counters();
-        let item = |i: u8| SigCheck {
-            data: vec![vec![i]],
-            signature: vec![i],
-            node: me.clone(),
-        };
+        let item = |i: u8| SigCheck { data: vec![vec![i]], signature: vec![i], node: me.clone() };
         for i in 0..10 {
             verify(&mut c, "app", vec![item(i)]);
         }

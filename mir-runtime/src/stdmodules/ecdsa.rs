@@ -68,10 +68,8 @@ impl KeyRegistry {
 
     /// Adds (or replaces) `node`'s key, SEC1-encoded.
     pub fn insert_sec1(&mut self, node: NodeId, bytes: &[u8]) -> Result<(), KeyError> {
-        let key = VerifyingKey::from_sec1_bytes(bytes).map_err(|e| KeyError {
-            node: node.clone(),
-            reason: e.to_string(),
-        })?;
+        let key = VerifyingKey::from_sec1_bytes(bytes)
+            .map_err(|e| KeyError { node: node.clone(), reason: e.to_string() })?;
         self.keys.insert(node, key);
         Ok(())
     }
@@ -194,14 +192,7 @@ impl EcdsaCrypto {
     /// the registry's [fingerprint](KeyRegistry::fingerprint).
     pub fn new(key: SigningKey, registry: KeyRegistry) -> Self {
         let server = Server::new(registry.fingerprint());
-        EcdsaCrypto {
-            keys: Keys {
-                key,
-                registry,
-                threads: 1,
-            },
-            server,
-        }
+        EcdsaCrypto { keys: Keys { key, registry, threads: 1 }, server }
     }
 
     /// Signs and verifies for deployment `id` instead of the registry's fingerprint (see
@@ -290,10 +281,7 @@ mod tests {
     }
 
     fn origin(id: u64) -> Origin {
-        Origin {
-            module: ModuleId::new("app"),
-            id,
-        }
+        Origin { module: ModuleId::new("app"), id }
     }
 
     #[test]
@@ -305,18 +293,10 @@ mod tests {
             assert_eq!(registry.check(n, &data, s), None);
         }
         // Framing: ["a","bc"] is other data.
-        assert!(registry
-            .check(&nodes()[0], &[b"a".to_vec(), b"bc".to_vec()], &sigs[0])
-            .is_some());
+        assert!(registry.check(&nodes()[0], &[b"a".to_vec(), b"bc".to_vec()], &sigs[0]).is_some());
         // Wrong signer, garbage, unknown node: errors, not panics.
-        assert!(registry
-            .check(&nodes()[1], &data, &sigs[0])
-            .unwrap()
-            .contains("invalid"));
-        assert!(registry
-            .check(&nodes()[1], &data, &[1, 2, 3])
-            .unwrap()
-            .contains("malformed"));
+        assert!(registry.check(&nodes()[1], &data, &sigs[0]).unwrap().contains("invalid"));
+        assert!(registry.check(&nodes()[1], &data, &[1, 2, 3]).unwrap().contains("malformed"));
         assert!(registry
             .check(&NodeId::new("9"), &data, &sigs[0])
             .unwrap()
@@ -324,10 +304,7 @@ mod tests {
 
         // What the module signs for "app": the data in app's domain of this deployment.
         let message = signed_message(&registry.fingerprint(), &ModuleId::new("app"), &data);
-        let sigs: Vec<Vec<u8>> = nodes()
-            .iter()
-            .map(|n| sign_message(&keys[n], &message))
-            .collect();
+        let sigs: Vec<Vec<u8>> = nodes().iter().map(|n| sign_message(&keys[n], &message)).collect();
         let mut m = EcdsaCrypto::new(keys[&nodes()[0]].clone(), registry).threads(3);
         let counters = m.counters();
         let mut items: Vec<SigCheck> = nodes()
@@ -335,11 +312,7 @@ mod tests {
             .zip(&sigs)
             .cycle()
             .take(20)
-            .map(|(n, s)| SigCheck {
-                data: data.clone(),
-                signature: s.clone(),
-                node: n.clone(),
-            })
+            .map(|(n, s)| SigCheck { data: data.clone(), signature: s.clone(), node: n.clone() })
             .collect();
         items[13].signature[5] ^= 1;
         let out = apply(
@@ -349,21 +322,9 @@ mod tests {
                 Event::new(
                     "app",
                     "crypto",
-                    SignRequest {
-                        data: data.clone(),
-                        domain: None,
-                        origin: origin(0),
-                    },
+                    SignRequest { data: data.clone(), domain: None, origin: origin(0) },
                 ),
-                Event::new(
-                    "app",
-                    "crypto",
-                    VerifySigs {
-                        items,
-                        domain: None,
-                        origin: origin(1),
-                    },
-                ),
+                Event::new("app", "crypto", VerifySigs { items, domain: None, origin: origin(1) }),
             ],
         )
         .unwrap();
@@ -374,13 +335,8 @@ mod tests {
         );
         let v = out[1].get::<SigsVerified>().unwrap();
         assert!(!v.all_ok);
-        let bad: Vec<usize> = v
-            .errors
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.is_some())
-            .map(|(i, _)| i)
-            .collect();
+        let bad: Vec<usize> =
+            v.errors.iter().enumerate().filter(|(_, e)| e.is_some()).map(|(i, _)| i).collect();
         assert_eq!(bad, [13], "results keep their order across threads");
         assert_eq!(out[1].dest.as_str(), "app");
         // 20 items: 4 distinct valid ones and one forged, each computed once.

@@ -146,18 +146,13 @@ impl Factory {
             return None;
         }
         let rest = &s[me.as_str().len() + 1..];
-        let end = rest
-            .find('/')
-            .map_or(s.len(), |i| me.as_str().len() + 1 + i);
+        let end = rest.find('/').map_or(s.len(), |i| me.as_str().len() + 1 + i);
         Some(&s[..end])
     }
 
     fn run_sub(&mut self, key: &str, batch: &mut Vec<Event>, out: &mut Outbox) -> ModuleResult {
-        let (id, sub) = self
-            .subs
-            .iter_mut()
-            .find(|(k, _)| k.as_str() == key)
-            .expect("caller checked");
+        let (id, sub) =
+            self.subs.iter_mut().find(|(k, _)| k.as_str() == key).expect("caller checked");
         let id = id.clone();
         if !sub.accepts {
             let (stats, log) = (&self.stats, &self.log);
@@ -188,11 +183,7 @@ impl Factory {
             if self.cursor.taken == 0 {
                 format!("a batch of {len}")
             } else {
-                format!(
-                    "event {} (#{} of {len})",
-                    self.cursor.name(),
-                    self.cursor.taken - 1
-                )
+                format!("event {} (#{} of {len})", self.cursor.name(), self.cursor.taken - 1)
             }
         };
         match res {
@@ -240,14 +231,7 @@ impl Factory {
         }
         let module = (self.generator)(&id, &req.params)?;
         let accepts = module.accepts_messages();
-        self.subs.insert(
-            id.clone(),
-            Sub {
-                module,
-                retention: req.retention_index,
-                accepts,
-            },
-        );
+        self.subs.insert(id.clone(), Sub { module, retention: req.retention_index, accepts });
         self.stats.created.fetch_add(1, Relaxed);
         // Init first, then the early messages for it, in arrival order.
         let mut batch = vec![Event::new(me.clone(), id.clone(), Init)];
@@ -326,9 +310,7 @@ impl PassiveModule for Factory {
                     let before = self.subs.len();
                     let gc_index = self.gc_index;
                     self.subs.retain(|_, s| s.retention >= gc_index);
-                    self.stats
-                        .collected
-                        .fetch_add((before - self.subs.len()) as u64, Relaxed);
+                    self.stats.collected.fetch_add((before - self.subs.len()) as u64, Relaxed);
                 } else if ev.is::<crate::stdevents::MessageReceived>() {
                     // A peer named the factory itself: bad input, not a bug of this node.
                     let from = ev

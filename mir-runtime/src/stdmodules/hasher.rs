@@ -41,13 +41,7 @@ impl PassiveModule for Hasher {
                 Err(e) => return Err(ModuleError::new(e)),
             };
             let digests = r.data.iter().map(|d| digest(d)).collect();
-            out.send(
-                &r.origin.module.clone(),
-                HashResult {
-                    digests,
-                    origin: r.origin,
-                },
-            );
+            out.send(&r.origin.module.clone(), HashResult { digests, origin: r.origin });
         }
         Ok(())
     }
@@ -61,39 +55,23 @@ mod tests {
 
     #[test]
     fn hashes_each_item_in_order() {
-        let data = vec![
-            vec![b"x".to_vec()],
-            vec![],
-            vec![b"y".to_vec(), b"z".to_vec()],
-        ];
+        let data = vec![vec![b"x".to_vec()], vec![], vec![b"y".to_vec(), b"z".to_vec()]];
         let req = HashRequest {
             data: data.clone(),
-            origin: Origin {
-                module: ModuleId::new("app"),
-                id: 3,
-            },
+            origin: Origin { module: ModuleId::new("app"), id: 3 },
         };
-        let out = apply(
-            &mut Hasher,
-            ModuleId::new("hasher"),
-            vec![Event::new("app", "hasher", req)],
-        )
-        .unwrap();
+        let out =
+            apply(&mut Hasher, ModuleId::new("hasher"), vec![Event::new("app", "hasher", req)])
+                .unwrap();
         let r = out[0].get::<HashResult>().unwrap();
         assert_eq!(r.origin.id, 3);
-        assert_eq!(
-            r.digests,
-            data.iter().map(|d| digest(d)).collect::<Vec<_>>()
-        );
+        assert_eq!(r.digests, data.iter().map(|d| digest(d)).collect::<Vec<_>>());
         assert_eq!(out[0].dest.as_str(), "app");
         let err = apply(
             &mut Hasher,
             ModuleId::new("hasher"),
             vec![Event::new("app", "hasher", crate::stdevents::TestUint64(1))],
         );
-        assert!(err
-            .unwrap_err()
-            .0
-            .contains("does not handle mir.TestUint64"));
+        assert!(err.unwrap_err().0.contains("does not handle mir.TestUint64"));
     }
 }

@@ -201,15 +201,7 @@ impl TimerHandle {
         retention_index: u64,
         events: Vec<Event>,
     ) {
-        out.send(
-            &self.0,
-            TimerDelay {
-                id,
-                delay,
-                retention_index,
-                events,
-            },
-        );
+        out.send(&self.0, TimerDelay { id, delay, retention_index, events });
     }
 
     /// Asks for `events` to be emitted every `period`, first after one period.
@@ -221,15 +213,7 @@ impl TimerHandle {
         retention_index: u64,
         events: Vec<Event>,
     ) {
-        out.send(
-            &self.0,
-            TimerRepeat {
-                id,
-                period,
-                retention_index,
-                events,
-            },
-        );
+        out.send(&self.0, TimerRepeat { id, period, retention_index, events });
     }
 
     /// Cancels this module's timer `id`.

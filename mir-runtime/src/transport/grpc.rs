@@ -130,10 +130,7 @@ impl PeerMessage {
                 m.payload_type.len()
             ));
         }
-        Ok(Message {
-            dest_module,
-            payload: Payload::encoded(m.payload_type, m.payload),
-        })
+        Ok(Message { dest_module, payload: Payload::encoded(m.payload_type, m.payload) })
     }
 }
 
@@ -247,9 +244,7 @@ impl GrpcHandle {
     /// `timeout` passes; returns whether it got there.
     pub async fn wait_connected(&self, n: usize, timeout: Duration) -> bool {
         let mut rx = self.connected.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Outgoing connections currently established.
@@ -343,21 +338,14 @@ impl GrpcTransport {
     }
 
     fn start(&mut self, sink: EventSink) -> Result<(), ModuleError> {
-        let addr = self
-            .cfg
-            .membership
-            .get(&self.cfg.me)
-            .expect("checked in new")
-            .address;
+        let addr = self.cfg.membership.get(&self.cfg.me).expect("checked in new").address;
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
             ModuleError::new(format!(
                 "gRPC transport of node {}: cannot listen on {addr}: {e}",
                 self.cfg.me
             ))
         })?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(ModuleError::new)?;
+        std_listener.set_nonblocking(true).map_err(ModuleError::new)?;
         *self.handle.local.lock().expect("lock") = std_listener.local_addr().ok();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(ModuleError::new)?;
         let state = Arc::new(ServerState {
@@ -394,21 +382,12 @@ impl GrpcTransport {
             }
             let (tx, rx) = mpsc::channel(self.cfg.queue_capacity.max(1));
             let bytes = Arc::new(AtomicUsize::new(0));
-            self.peers.insert(
-                m.id.clone(),
-                PeerQueue {
-                    tx,
-                    bytes: bytes.clone(),
-                },
-            );
+            self.peers.insert(m.id.clone(), PeerQueue { tx, bytes: bytes.clone() });
             let client = Client {
                 me: self.cfg.me.clone(),
                 peer: m.id.clone(),
                 addr: m.address,
-                tls: self
-                    .tls
-                    .client(&m.id)
-                    .expect("one client config per member"),
+                tls: self.tls.client(&m.id).expect("one client config per member"),
                 cfg: self.cfg.clone(),
                 queued: bytes,
                 stats: self.handle.stats.clone(),
@@ -485,12 +464,7 @@ impl GrpcTransport {
                         stats.transport.not_connected.fetch_add(1, Relaxed)
                     }
                 };
-                stats.warn(
-                    &self.cfg.me,
-                    dest.as_str(),
-                    "queue to peer full; message dropped",
-                    "",
-                );
+                stats.warn(&self.cfg.me, dest.as_str(), "queue to peer full; message dropped", "");
             }
         }
     }
@@ -552,10 +526,7 @@ impl ConnGuard {
         }
         l.total += 1;
         *l.per_ip.entry(ip).or_default() += 1;
-        Some(ConnGuard {
-            limits: limits.clone(),
-            ip,
-        })
+        Some(ConnGuard { limits: limits.clone(), ip })
     }
 }
 
@@ -655,9 +626,7 @@ fn accept_connections(
                 Err(e) => {
                     // Out of file descriptors, or a transient error: wait instead of spinning.
                     state.stats.accept_errors.fetch_add(1, Relaxed);
-                    state
-                        .stats
-                        .warn(&state.me, "-", "accept failed", &e.to_string());
+                    state.stats.warn(&state.me, "-", "accept failed", &e.to_string());
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stop.wait_for(|s| *s) => return,
@@ -698,9 +667,7 @@ fn accept_connections(
                     }
                     Err(_) => {
                         state.stats.handshakes_rejected.fetch_add(1, Relaxed);
-                        return state
-                            .stats
-                            .warn(&state.me, &peer, "TLS handshake timed out", "");
+                        return state.stats.warn(&state.me, &peer, "TLS handshake timed out", "");
                     }
                 };
                 let Some(node) = state.tls.peer_of(tls.get_ref().1.peer_certificates()) else {
@@ -713,11 +680,7 @@ fn accept_connections(
                     );
                 };
                 let _ = tx
-                    .send(Ok(PeerStream {
-                        io: tls,
-                        info: PeerInfo { node },
-                        _guard: guard,
-                    }))
+                    .send(Ok(PeerStream { io: tls, info: PeerInfo { node }, _guard: guard }))
                     .await;
             });
         }
@@ -864,10 +827,7 @@ impl Service<Request<Streaming<Vec<u8>>>> for Stream {
                 }
                 *open += 1;
             }
-            let guard = StreamGuard {
-                state: state.clone(),
-                node: node.clone(),
-            };
+            let guard = StreamGuard { state: state.clone(), node: node.clone() };
             let (tx, rx) = mpsc::channel(1);
             tokio::spawn(serve_stream(state, node, req.into_inner(), tx, guard));
             Ok(Response::new(ReceiverStream::new(rx)))
@@ -910,9 +870,7 @@ async fn serve_stream(
             {
                 // An oversized or malformed gRPC frame.
                 state.stats.frames_rejected.fetch_add(1, Relaxed);
-                return state
-                    .stats
-                    .warn(&state.me, peer, "bad frame; stream closed", e.message());
+                return state.stats.warn(&state.me, peer, "bad frame; stream closed", e.message());
             }
             Ok(Err(e)) => {
                 // The peer went away (stopped, crashed, network): it will reconnect.
@@ -924,18 +882,13 @@ async fn serve_stream(
             Ok(m) => m,
             Err(e) => {
                 state.stats.frames_rejected.fetch_add(1, Relaxed);
-                return state
-                    .stats
-                    .warn(&state.me, peer, "malformed frame; stream closed", &e);
+                return state.stats.warn(&state.me, peer, "malformed frame; stream closed", &e);
             }
         };
         let ev = Event::new(
             ModuleId::node(),
             message.dest_module.clone(),
-            MessageReceived {
-                from: from.clone(),
-                message,
-            },
+            MessageReceived { from: from.clone(), message },
         );
         match state.sink.inject(vec![ev]).await {
             Ok(()) => {
@@ -1086,10 +1039,8 @@ impl Client {
         pending: &mut Option<Vec<u8>>,
     ) -> Result<End, BoxError> {
         let deadline = self.cfg.handshake_timeout;
-        let connector = Connector {
-            addr: self.addr,
-            tls: tokio_rustls::TlsConnector::from(self.tls.clone()),
-        };
+        let connector =
+            Connector { addr: self.addr, tls: tokio_rustls::TlsConnector::from(self.tls.clone()) };
         // The URI only names the peer in requests; the connector decides where to dial.
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
             .connect_timeout(deadline)
@@ -1106,11 +1057,8 @@ impl Client {
         // Up to 64 messages wait for HTTP/2 here; they stay counted in the peer's queue bytes
         // until HTTP/2 takes them (`Outgoing`), so the byte budget covers them too.
         let (out, out_rx) = mpsc::channel::<Vec<u8>>(64);
-        let outgoing = Outgoing {
-            rx: out_rx,
-            queued: self.queued.clone(),
-            stats: self.stats.clone(),
-        };
+        let outgoing =
+            Outgoing { rx: out_rx, queued: self.queued.clone(), stats: self.stats.clone() };
         let resp = tokio::time::timeout(
             deadline,
             grpc.streaming(
@@ -1214,37 +1162,25 @@ impl PeerClient {
                     RawCodec,
                 )
                 .await?;
-            Ok::<_, BoxError>(PeerClient {
-                out,
-                inbound: resp.into_inner(),
-            })
+            Ok::<_, BoxError>(PeerClient { out, inbound: resp.into_inner() })
         };
-        tokio::time::timeout(timeout, connect)
-            .await
-            .map_err(|_| "connecting timed out")?
+        tokio::time::timeout(timeout, connect).await.map_err(|_| "connecting timed out")?
     }
 
     /// Sends `m`.
     pub async fn send(&mut self, m: &Message) -> Result<(), BoxError> {
         use prost::Message as _;
-        self.send_frame(PeerMessage::from_message(m).encode_to_vec())
-            .await
+        self.send_frame(PeerMessage::from_message(m).encode_to_vec()).await
     }
 
     /// Sends `frame` as it is (which may be garbage: for tests of the receiver).
     pub async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), BoxError> {
-        self.out
-            .send(frame)
-            .await
-            .map_err(|_| "the stream is closed".into())
+        self.out.send(frame).await.map_err(|_| "the stream is closed".into())
     }
 
     /// Waits at most `wait` for the node to end the stream; whether it did.
     pub async fn closed(&mut self, wait: Duration) -> bool {
-        matches!(
-            tokio::time::timeout(wait, self.inbound.message()).await,
-            Ok(Ok(None) | Err(_))
-        )
+        matches!(tokio::time::timeout(wait, self.inbound.message()).await, Ok(Ok(None) | Err(_)))
     }
 }
 

@@ -50,11 +50,7 @@ impl InProcessNetwork {
 
     /// The transport module for node `me` (register it as an active module, e.g. `net`).
     pub fn transport(&self, me: NodeId) -> InProcessTransport {
-        InProcessTransport {
-            me,
-            sinks: self.sinks.clone(),
-            stats: Arc::default(),
-        }
+        InProcessTransport { me, sinks: self.sinks.clone(), stats: Arc::default() }
     }
 
     /// Makes `node` reachable through `sink` (its [`NodeHandle::sink`](crate::NodeHandle::sink)).
@@ -69,12 +65,7 @@ impl InProcessNetwork {
 
     /// The connected nodes.
     pub fn connected(&self) -> Vec<NodeId> {
-        self.sinks
-            .lock()
-            .expect("network lock")
-            .keys()
-            .cloned()
-            .collect()
+        self.sinks.lock().expect("network lock").keys().cloned().collect()
     }
 }
 
@@ -111,15 +102,8 @@ impl InProcessTransport {
                 super::loopback(cx, &self.stats, dest, &message);
                 continue;
             }
-            let received = MessageReceived {
-                from: self.me.clone(),
-                message: message.clone(),
-            };
-            let ev = Event::new(
-                crate::ModuleId::node(),
-                message.dest_module.clone(),
-                received,
-            );
+            let received = MessageReceived { from: self.me.clone(), message: message.clone() };
+            let ev = Event::new(crate::ModuleId::node(), message.dest_module.clone(), received);
             outgoing.entry(dest).or_default().push(ev);
         }
     }

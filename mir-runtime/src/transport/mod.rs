@@ -50,10 +50,7 @@ pub(crate) fn loopback(
     cx.emit(Event::new(
         crate::id::ModuleId::node(),
         dest,
-        MessageReceived {
-            from: me,
-            message: message.clone(),
-        },
+        MessageReceived { from: me, message: message.clone() },
     ));
 }
 

@@ -38,9 +38,8 @@ use sha2::{Digest, Sha256};
 use crate::id::NodeId;
 
 /// DER of an Ed25519 SubjectPublicKeyInfo, up to the 32 key bytes (RFC 8410).
-const SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
+const SPKI_PREFIX: [u8; 12] =
+    [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
 /// DER of an Ed25519 PKCS#8 v1 private key, up to the 32 secret bytes (RFC 8410).
 const PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
@@ -98,10 +97,7 @@ impl TransportKey {
     pub fn from_hex(text: &str) -> Result<Self, TransportKeyError> {
         let bytes = unhex(text.trim()).map_err(TransportKeyError)?;
         let secret: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-            TransportKeyError(format!(
-                "expected 32 bytes (64 hex digits), got {}",
-                b.len()
-            ))
+            TransportKeyError(format!("expected 32 bytes (64 hex digits), got {}", b.len()))
         })?;
         Self::from_secret(secret)
     }
@@ -123,10 +119,7 @@ impl TransportKey {
             .key_provider
             .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)))
             .map_err(|e| TransportKeyError(e.to_string()))?;
-        Ok(Arc::new(CertifiedKey::new(
-            vec![CertificateDer::from(spki(&self.public))],
-            key,
-        )))
+        Ok(Arc::new(CertifiedKey::new(vec![CertificateDer::from(spki(&self.public))], key)))
     }
 }
 
@@ -180,36 +173,23 @@ impl Tls {
     ) -> Result<Self, TransportKeyError> {
         let provider = provider();
         let certified = key.certified(&provider)?;
-        let by_key: Arc<BTreeMap<Vec<u8>, NodeId>> = Arc::new(
-            members
-                .iter()
-                .map(|(id, pk)| (spki(pk), id.clone()))
-                .collect(),
-        );
-        let verifier = Arc::new(PinnedKeys {
-            accepted: by_key.clone(),
-            provider: provider.clone(),
-        });
+        let by_key: Arc<BTreeMap<Vec<u8>, NodeId>> =
+            Arc::new(members.iter().map(|(id, pk)| (spki(pk), id.clone())).collect());
+        let verifier =
+            Arc::new(PinnedKeys { accepted: by_key.clone(), provider: provider.clone() });
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TransportKeyError(e.to_string()))?
             .with_client_cert_verifier(verifier)
-            .with_cert_resolver(Arc::new(
-                rustls::server::AlwaysResolvesServerRawPublicKeys::new(certified.clone()),
-            ));
+            .with_cert_resolver(Arc::new(rustls::server::AlwaysResolvesServerRawPublicKeys::new(
+                certified.clone(),
+            )));
         server.alpn_protocols = vec![b"h2".to_vec()];
         let mut clients = BTreeMap::new();
         for (id, pk) in members {
-            clients.insert(
-                id.clone(),
-                client_config_with(&provider, &certified, id, pk)?,
-            );
+            clients.insert(id.clone(), client_config_with(&provider, &certified, id, pk)?);
         }
-        Ok(Tls {
-            server: Arc::new(server),
-            clients,
-            by_key,
-        })
+        Ok(Tls { server: Arc::new(server), clients, by_key })
     }
 
     /// The client config to dial `peer` (which accepts only `peer`'s pinned key).
@@ -276,9 +256,7 @@ impl PinnedKeys {
         if self.accepted.contains_key(cert.as_ref()) {
             Ok(())
         } else {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
+            Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
         }
     }
 
@@ -306,8 +284,7 @@ impl ServerCertVerifier for PinnedKeys {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity)
-            .map(|()| ServerCertVerified::assertion())
+        self.check(end_entity).map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -348,8 +325,7 @@ impl ClientCertVerifier for PinnedKeys {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity)
-            .map(|()| ClientCertVerified::assertion())
+        self.check(end_entity).map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -79,32 +79,20 @@ pub fn record_exchange(dir: &std::path::Path) {
             Ok(())
         });
         let rec = Recorder::new(RecorderConfig::new(dir), &NodeId::from_index(me)).unwrap();
-        sim.add_node(
-            Node::builder(NodeId::from_index(me))
-                .passive("app", app)
-                .interceptor(rec),
-        )
-        .unwrap();
+        sim.add_node(Node::builder(NodeId::from_index(me)).passive("app", app).interceptor(rec))
+            .unwrap();
     }
-    sim.run_until_idle(std::time::Duration::from_secs(1))
-        .unwrap();
+    sim.run_until_idle(std::time::Duration::from_secs(1)).unwrap();
 }
 
 /// Every entry of the logs under `dir` (one subdirectory per node).
 pub fn entries_under(dir: &std::path::Path) -> Vec<mir_runtime::eventlog::Entry> {
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .unwrap()
-        .flat_map(|d| {
-            std::fs::read_dir(d.unwrap().path())
-                .unwrap()
-                .map(|f| f.unwrap().path())
-        })
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().map(|f| f.unwrap().path()))
         .collect();
     files.sort();
-    files
-        .iter()
-        .flat_map(|f| mir_runtime::eventlog::read_log(f).unwrap())
-        .collect()
+    files.iter().flat_map(|f| mir_runtime::eventlog::read_log(f).unwrap()).collect()
 }
 
 /// A module `app` that, at `Init`, asks `net` to send `n` numbered messages to its own node

@@ -88,23 +88,14 @@ request_response!(StoreBatch => BatchStored, LookupBatch => LookupBatchResponse)
 impl StoreBatch {
     /// A request to store a batch (the origin is set when the request is made).
     pub fn new(batch_id: BatchId, tx_ids: Vec<TxId>, txs: Vec<Tx>, retention_index: u64) -> Self {
-        StoreBatch {
-            batch_id,
-            tx_ids,
-            txs,
-            retention_index,
-            origin: Origin::unset(),
-        }
+        StoreBatch { batch_id, tx_ids, txs, retention_index, origin: Origin::unset() }
     }
 }
 
 impl LookupBatch {
     /// A request to look up batch `batch_id`.
     pub fn new(batch_id: BatchId) -> Self {
-        LookupBatch {
-            batch_id,
-            origin: Origin::unset(),
-        }
+        LookupBatch { batch_id, origin: Origin::unset() }
     }
 }
 
@@ -201,14 +192,8 @@ impl BatchDb {
                 }
                 None => req.retention_index,
             };
-            self.by_retention
-                .entry(retention)
-                .or_default()
-                .insert(req.batch_id.clone());
-            let new = Stored {
-                txs: req.txs,
-                retention,
-            };
+            self.by_retention.entry(retention).or_default().insert(req.batch_id.clone());
+            let new = Stored { txs: req.txs, retention };
             if let Some(old) = self.batches.insert(req.batch_id, new) {
                 self.bytes -= super::total_bytes(&old.txs);
             }
@@ -216,13 +201,7 @@ impl BatchDb {
             None
         };
         let to = req.origin.module.clone();
-        ctx.emit(
-            &to,
-            BatchStored {
-                error,
-                origin: req.origin,
-            },
-        );
+        ctx.emit(&to, BatchStored { error, origin: req.origin });
         Ok(())
     }
 
@@ -231,14 +210,7 @@ impl BatchDb {
     fn lookup(&mut self, ctx: &mut Ctx<Self>, req: LookupBatch) -> Handled {
         let txs = self.batches.get(&req.batch_id).map(|s| s.txs.clone());
         let to = req.origin.module.clone();
-        ctx.emit(
-            &to,
-            LookupBatchResponse {
-                batch_id: req.batch_id,
-                txs,
-                origin: req.origin,
-            },
-        );
+        ctx.emit(&to, LookupBatchResponse { batch_id: req.batch_id, txs, origin: req.origin });
         Ok(())
     }
 

@@ -200,16 +200,10 @@ impl BatchFetcher {
     #[upon(event)]
     fn deliver_cert(&mut self, ctx: &mut Ctx<Self>, d: DeliverCert) -> Handled {
         if d.cert.is_empty() {
-            self.push(Item::Batch {
-                sn: d.sn,
-                txs: Some(Vec::new()),
-            });
+            self.push(Item::Batch { sn: d.sn, txs: Some(Vec::new()) });
             return Ok(());
         }
-        let item = self.push(Item::Batch {
-            sn: d.sn,
-            txs: None,
-        });
+        let item = self.push(Item::Batch { sn: d.sn, txs: None });
         let instance = self.modules.availability.then(self.epoch);
         ctx.request(&instance, RequestTransactions::new(d.cert), Fill { item });
         Ok(())
@@ -218,10 +212,7 @@ impl BatchFetcher {
     /// … its answer fills the placeholder
     #[upon(response)]
     fn provided(&mut self, _ctx: &mut Ctx<Self>, p: ProvideTransactions, c: Fill) -> Handled {
-        let Some(slot) = c
-            .item
-            .checked_sub(self.head)
-            .and_then(|i| self.queue.get_mut(i as usize))
+        let Some(slot) = c.item.checked_sub(self.head).and_then(|i| self.queue.get_mut(i as usize))
         else {
             return Ok(()); // the queue was reset by a RestoreState meanwhile
         };
@@ -229,19 +220,13 @@ impl BatchFetcher {
             None => p.txs,
             Some(e) => {
                 self.invalid_certs += 1;
-                tracing::warn!(
-                    item = c.item,
-                    "certificate invalid, output as an empty batch: {e}"
-                );
+                tracing::warn!(item = c.item, "certificate invalid, output as an empty batch: {e}");
                 Vec::new()
             }
         };
         match slot {
             Item::Batch { txs, .. } if txs.is_none() => *txs = Some(batch),
-            _ => fatal!(
-                "transactions for output item {} that waits for none",
-                c.item
-            ),
+            _ => fatal!("transactions for output item {} that waits for none", c.item),
         }
         Ok(())
     }
@@ -273,13 +258,7 @@ impl BatchFetcher {
         self.progress = r.client_progress.clone();
         // The mempool starts the restored epoch with the restored progress.
         let mempool = self.modules.mempool.clone();
-        ctx.emit(
-            &mempool,
-            NewEpoch {
-                epoch: r.epoch,
-                client_progress: r.client_progress.clone(),
-            },
-        );
+        ctx.emit(&mempool, NewEpoch { epoch: r.epoch, client_progress: r.client_progress.clone() });
         let dest = self.modules.destination.clone();
         ctx.emit(&dest, r);
         Ok(())
@@ -319,10 +298,7 @@ impl BatchFetcher {
                     let mempool = self.modules.mempool.clone();
                     ctx.emit(
                         &mempool,
-                        NewEpoch {
-                            epoch: e.epoch,
-                            client_progress: self.progress.clone(),
-                        },
+                        NewEpoch { epoch: e.epoch, client_progress: self.progress.clone() },
                     );
                     ctx.emit(&dest, e);
                 }

@@ -140,20 +140,14 @@ request_response!(RequestBatch => NewBatch, LookupTransactions => TransactionsFo
 impl RequestBatch {
     /// A request for a batch of epoch `epoch`.
     pub fn new(epoch: u64) -> Self {
-        RequestBatch {
-            epoch,
-            origin: Origin::unset(),
-        }
+        RequestBatch { epoch, origin: Origin::unset() }
     }
 }
 
 impl LookupTransactions {
     /// A request for transactions `tx_ids`.
     pub fn new(tx_ids: Vec<TxId>) -> Self {
-        LookupTransactions {
-            tx_ids,
-            origin: Origin::unset(),
-        }
+        LookupTransactions { tx_ids, origin: Origin::unset() }
     }
 }
 
@@ -394,11 +388,9 @@ impl Mempool {
         let mut rejected = Vec::new();
         for tx in new.txs {
             match self.refusal(&tx) {
-                Some(reason) => rejected.push(Rejected {
-                    client: tx.client,
-                    tx_no: tx.tx_no,
-                    reason,
-                }),
+                Some(reason) => {
+                    rejected.push(Rejected { client: tx.client, tx_no: tx.tx_no, reason })
+                }
                 None => {
                     self.present.insert((tx.client.clone(), tx.tx_no));
                     self.hashing_txs += 1;
@@ -414,11 +406,7 @@ impl Mempool {
         }
         if !admitted.is_empty() {
             let hasher = self.modules.hasher.clone();
-            ctx.request(
-                &hasher,
-                tx_ids_request(&admitted),
-                Admitting { txs: admitted },
-            );
+            ctx.request(&hasher, tx_ids_request(&admitted), Admitting { txs: admitted });
         }
         Ok(())
     }
@@ -498,14 +486,7 @@ impl Mempool {
             };
             let w = self.waiting.pop_front().expect("front exists");
             let to = w.origin.module.clone();
-            ctx.emit(
-                &to,
-                NewBatch {
-                    tx_ids,
-                    txs,
-                    origin: w.origin,
-                },
-            );
+            ctx.emit(&to, NewBatch { tx_ids, txs, origin: w.origin });
         }
         Ok(())
     }
@@ -524,15 +505,7 @@ impl Mempool {
             }
         }
         let to = req.origin.module.clone();
-        ctx.emit(
-            &to,
-            TransactionsFound {
-                found_ids,
-                found_txs,
-                missing_ids,
-                origin: req.origin,
-            },
-        );
+        ctx.emit(&to, TransactionsFound { found_ids, found_txs, missing_ids, origin: req.origin });
         Ok(())
     }
 
@@ -540,11 +513,7 @@ impl Mempool {
     #[upon(event)]
     fn new_epoch(&mut self, ctx: &mut Ctx<Self>, ne: NewEpoch) -> Handled {
         if ne.epoch < self.epoch {
-            fatal!(
-                "NewEpoch {} after epoch {}: epochs only go forward",
-                ne.epoch,
-                self.epoch
-            );
+            fatal!("NewEpoch {} after epoch {}: epochs only go forward", ne.epoch, self.epoch);
         }
         self.epoch = ne.epoch;
         self.progress = ne.client_progress;

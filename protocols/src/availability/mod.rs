@@ -93,11 +93,7 @@ impl Tx {
 
     /// A transaction.
     pub fn new(client: impl Into<ClientId>, tx_no: u64, data: impl Into<Vec<u8>>) -> Self {
-        Tx {
-            client: client.into(),
-            tx_no,
-            data: data.into(),
-        }
+        Tx { client: client.into(), tx_no, data: data.into() }
     }
 }
 
@@ -108,11 +104,7 @@ pub type BatchId = Vec<u8>;
 
 /// What is hashed into a transaction's ID: `[client, tx_no (8 bytes LE), data]`, framed.
 pub fn tx_id_data(tx: &Tx) -> Vec<Vec<u8>> {
-    vec![
-        tx.client.0.as_bytes().to_vec(),
-        tx.tx_no.to_le_bytes().to_vec(),
-        tx.data.clone(),
-    ]
+    vec![tx.client.0.as_bytes().to_vec(), tx.tx_no.to_le_bytes().to_vec(), tx.data.clone()]
 }
 
 /// What is hashed into a batch's ID: its transaction IDs, framed.
@@ -177,9 +169,7 @@ impl ClientProgress {
 
     /// Whether `client`'s transaction `tx_no` was delivered.
     pub fn contains(&self, client: &ClientId, tx_no: u64) -> bool {
-        self.clients
-            .get(client)
-            .is_some_and(|c| tx_no < c.low_wm || c.delivered.contains(&tx_no))
+        self.clients.get(client).is_some_and(|c| tx_no < c.low_wm || c.delivered.contains(&tx_no))
     }
 
     /// The client's low watermark: every number below it was delivered.
@@ -236,11 +226,7 @@ impl Cert {
 
 /// The statement a signer signs: it stored batch `batch_id` for instance `instance`.
 pub fn stored_statement(instance: &[u8], batch_id: &[u8]) -> Vec<Vec<u8>> {
-    vec![
-        instance.to_vec(),
-        b"BATCH_STORED".to_vec(),
-        batch_id.to_vec(),
-    ]
+    vec![instance.to_vec(), b"BATCH_STORED".to_vec(), batch_id.to_vec()]
 }
 
 payload!(
@@ -297,10 +283,7 @@ pub fn add_to(
 ) -> Result<mir_dsl::mir_runtime::NodeBuilder, String> {
     use mir_dsl::mir_runtime::{stdmodules::Hasher, ModuleId};
     use mir_dsl::DslModule;
-    config
-        .mempool
-        .validate()
-        .map_err(|e| format!("mempool: {e}"))?;
+    config.mempool.validate().map_err(|e| format!("mempool: {e}"))?;
     config.msc.validate().map_err(|e| format!("msc: {e}"))?;
     if config.msc.max_txs_in_batch < config.mempool.max_txs_in_batch
         || config.msc.max_payload_in_batch < config.mempool.max_payload_in_batch
@@ -313,10 +296,7 @@ pub fn add_to(
     let id = ModuleId::new;
     let mp = mempool::Mempool::new(
         config.mempool.clone(),
-        mempool::MempoolModules {
-            hasher: id(names::HASHER),
-            timer: id(names::TIMER),
-        },
+        mempool::MempoolModules { hasher: id(names::HASHER), timer: id(names::TIMER) },
     );
     let msc_modules = msc::MscModules {
         net: id(names::NET),
@@ -337,10 +317,7 @@ pub fn add_to(
         .passive_on_worker(names::HASHER, Hasher)
         .passive(names::MEMPOOL, DslModule::new(mp))
         .passive(names::BATCHDB, DslModule::new(batchdb::BatchDb::new()))
-        .passive(
-            names::AVAILABILITY,
-            msc::factory(msc_modules, config.msc.clone(), me),
-        )
+        .passive(names::AVAILABILITY, msc::factory(msc_modules, config.msc.clone(), me))
         .passive(names::BATCHFETCHER, DslModule::new(fetcher)))
 }
 
@@ -352,11 +329,7 @@ pub fn new_epoch_instance(
 ) -> mir_dsl::mir_runtime::stdevents::NewSubmodule {
     mir_dsl::mir_runtime::stdevents::NewSubmodule {
         id: mir_dsl::mir_runtime::ModuleId::new(names::AVAILABILITY).then(epoch),
-        params: msc::MscInstance {
-            epoch,
-            membership: membership.to_vec(),
-        }
-        .into(),
+        params: msc::MscInstance { epoch, membership: membership.to_vec() }.into(),
         retention_index: epoch,
     }
 }

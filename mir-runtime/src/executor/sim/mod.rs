@@ -89,10 +89,7 @@ impl Default for SimConfig {
 impl SimConfig {
     /// The default settings with the given seed.
     pub fn with_seed(seed: u64) -> Self {
-        SimConfig {
-            seed,
-            ..SimConfig::default()
-        }
+        SimConfig { seed, ..SimConfig::default() }
     }
 }
 
@@ -278,10 +275,7 @@ impl Simulation {
     /// An empty simulation.
     pub fn new(cfg: SimConfig) -> Self {
         let network = Network {
-            default: LinkConfig {
-                latency: cfg.latency,
-                ..LinkConfig::default()
-            },
+            default: LinkConfig { latency: cfg.latency, ..LinkConfig::default() },
             ..Network::default()
         };
         Simulation {
@@ -345,13 +339,7 @@ impl Simulation {
         let core = builder.port(&self.cfg.transport_id.clone()).build_core()?;
         let port = core.ids.len() - 1;
         self.by_id.insert(id.clone(), self.nodes.len());
-        self.nodes.push(SimNode {
-            core,
-            port,
-            crashed: false,
-            epoch: 0,
-            rebuild,
-        });
+        self.nodes.push(SimNode { core, port, crashed: false, epoch: 0, rebuild });
         Ok(id)
     }
 
@@ -374,10 +362,7 @@ impl Simulation {
 
     /// Figures about the run so far.
     pub fn summary(&self) -> RunSummary {
-        RunSummary {
-            time: self.now,
-            ..self.summary.clone()
-        }
+        RunSummary { time: self.now, ..self.summary.clone() }
     }
 
     /// The digest of everything that happened so far: every batch handed to a module (time,
@@ -391,44 +376,30 @@ impl Simulation {
         if !self.started {
             self.started = true;
             for n in 0..self.nodes.len() {
-                self.nodes[n]
-                    .core
-                    .enqueue_init()
-                    .map_err(|e| self.node_error(e))?;
+                self.nodes[n].core.enqueue_init().map_err(|e| self.node_error(e))?;
             }
         }
         Ok(())
     }
 
     fn node_error(&self, error: NodeError) -> SimError {
-        SimError::Node {
-            time: self.now,
-            step: self.summary.steps,
-            error: Box::new(error),
-        }
+        SimError::Node { time: self.now, step: self.summary.steps, error: Box::new(error) }
     }
 
     /// Puts events into a node's queues now (as if injected from outside).
     pub fn inject(&mut self, node: &NodeId, events: Vec<Event>) -> Result<(), SimError> {
         self.start()?;
-        let n = *self
-            .by_id
-            .get(node)
-            .ok_or_else(|| SimError::UnknownNode(node.clone()))?;
+        let n = *self.by_id.get(node).ok_or_else(|| SimError::UnknownNode(node.clone()))?;
         let core = &mut self.nodes[n].core;
-        if let Some(ev) = events
-            .iter()
-            .find(|ev| core.index_of(ev.dest.top()).is_none())
-        {
+        if let Some(ev) = events.iter().find(|ev| core.index_of(ev.dest.top()).is_none()) {
             return Err(SimError::UnknownDestination {
                 node: node.clone(),
                 dest: ev.dest.clone(),
                 type_name: ev.name().to_owned(),
             });
         }
-        if let Some(ev) = events
-            .iter()
-            .find(|ev| !ev.src.is_node() && core.index_of(ev.src.top()).is_none())
+        if let Some(ev) =
+            events.iter().find(|ev| !ev.src.is_node() && core.index_of(ev.src.top()).is_none())
         {
             return Err(SimError::UnknownSource {
                 node: node.clone(),
@@ -456,11 +427,7 @@ impl Simulation {
 
     fn schedule(&mut self, at: Time, item: Item) {
         self.seq += 1;
-        self.timeline.push(Scheduled {
-            at,
-            seq: self.seq,
-            item,
-        });
+        self.timeline.push(Scheduled { at, seq: self.seq, item });
     }
 
     fn collect_alarms(&mut self, n: usize) {
@@ -470,15 +437,7 @@ impl Simulation {
         let epoch = self.nodes[n].epoch;
         for (id, at, module) in set {
             self.pending_alarms.insert((n, epoch, id.0));
-            self.schedule(
-                at.max(self.now),
-                Item::Alarm {
-                    node: n,
-                    epoch,
-                    module,
-                    alarm: id.0,
-                },
-            );
+            self.schedule(at.max(self.now), Item::Alarm { node: n, epoch, module, alarm: id.0 });
         }
         for id in cancel {
             self.pending_alarms.remove(&(n, epoch, id.0));
@@ -495,12 +454,7 @@ impl Simulation {
     fn step_until(&mut self, deadline: Option<Time>) -> Result<bool, SimError> {
         self.start()?;
         self.ready.clear();
-        for (n, node) in self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, node)| !node.crashed)
-        {
+        for (n, node) in self.nodes.iter().enumerate().filter(|(_, node)| !node.crashed) {
             for i in 0..node.core.ids.len() {
                 if node.core.ready(i) {
                     self.ready.push((n, i));
@@ -541,25 +495,17 @@ impl Simulation {
 
     fn fire(&mut self, item: Item) -> Result<(), SimError> {
         match item {
-            Item::Alarm {
-                node,
-                epoch,
-                module,
-                alarm,
-            } => {
+            Item::Alarm { node, epoch, module, alarm } => {
                 if !self.pending_alarms.remove(&(node, epoch, alarm)) {
                     return Ok(()); // cancelled, or set before a crash
                 }
                 self.hasher.update(b"A");
-                self.hasher
-                    .update(self.now.since_start().as_nanos().to_le_bytes());
+                self.hasher.update(self.now.since_start().as_nanos().to_le_bytes());
                 self.hasher.update((node as u64).to_le_bytes());
                 self.hasher.update((module as u64).to_le_bytes());
                 self.hasher.update(alarm.to_le_bytes());
                 let now = self.now;
-                let res = self.nodes[node]
-                    .core
-                    .fire_alarm(module, AlarmId(alarm), now);
+                let res = self.nodes[node].core.fire_alarm(module, AlarmId(alarm), now);
                 res.map_err(|e| self.node_error(e))?;
                 self.collect_alarms(node);
             }
@@ -579,8 +525,7 @@ impl Simulation {
                     return Ok(());
                 }
                 self.hasher.update(b"M");
-                self.hasher
-                    .update(self.now.since_start().as_nanos().to_le_bytes());
+                self.hasher.update(self.now.since_start().as_nanos().to_le_bytes());
                 self.hasher.update((node as u64).to_le_bytes());
                 self.hashbuf.add(&event);
                 self.hashbuf.flush(&mut self.hasher);
@@ -609,8 +554,7 @@ impl Simulation {
             }
             if self.cfg.digest {
                 self.hasher.update(b"B");
-                self.hasher
-                    .update(now.since_start().as_nanos().to_le_bytes());
+                self.hasher.update(now.since_start().as_nanos().to_le_bytes());
                 self.hasher.update((n as u64).to_le_bytes());
                 self.hasher.update((i as u64).to_le_bytes());
                 self.hasher.update((len as u64).to_le_bytes());
@@ -684,21 +628,14 @@ impl Simulation {
                     self.summary.messages_lost += 1;
                     continue;
                 }
-                let copies = if self.rng.chance(link.duplicate) {
-                    2
-                } else {
-                    1
-                };
+                let copies = if self.rng.chance(link.duplicate) { 2 } else { 1 };
                 self.summary.messages_duplicated += copies - 1;
                 for _ in 0..copies {
                     let (lo, hi) = link.latency;
                     let latency = Duration::from_nanos(
                         self.rng.between(lo.as_nanos() as u64, hi.as_nanos() as u64),
                     );
-                    let received = MessageReceived {
-                        from: from.clone(),
-                        message: encoded.clone(),
-                    };
+                    let received = MessageReceived { from: from.clone(), message: encoded.clone() };
                     let event = Event::new(me.clone(), encoded.dest_module.clone(), received);
                     self.schedule(self.now + latency, Item::Deliver { node: d, event });
                 }
@@ -714,19 +651,13 @@ impl Simulation {
         let core = &mut self.nodes[n].core;
         if core.index_of(message.dest_module.top()).is_none() {
             self.summary.messages_dropped += 1;
-            if let Some(count) = self
-                .log
-                .occurred(core.node.as_str(), message.dest_module.top())
-            {
+            if let Some(count) = self.log.occurred(core.node.as_str(), message.dest_module.top()) {
                 let dest = crate::ratelog::escaped(message.dest_module.as_str());
                 tracing::warn!(node = %core.node, %dest, count, "simulated loopback: message for a module this node does not have; dropped");
             }
             return Ok(());
         }
-        let received = MessageReceived {
-            from: core.node.clone(),
-            message: message.clone(),
-        };
+        let received = MessageReceived { from: core.node.clone(), message: message.clone() };
         let event = Event::new(port.clone(), message.dest_module.clone(), received);
         self.summary.messages_local += 1;
         let res = core.route(event);
@@ -742,15 +673,11 @@ impl Simulation {
     pub fn apply_fault(&mut self, fault: Fault) -> Result<(), SimError> {
         if self.cfg.digest {
             self.hasher.update(b"F");
-            self.hasher
-                .update(self.now.since_start().as_nanos().to_le_bytes());
+            self.hasher.update(self.now.since_start().as_nanos().to_le_bytes());
             self.hasher.update(format!("{fault:?}").as_bytes());
         }
         let index = |sim: &Self, id: &NodeId| {
-            sim.by_id
-                .get(id)
-                .copied()
-                .ok_or_else(|| SimError::UnknownNode(id.clone()))
+            sim.by_id.get(id).copied().ok_or_else(|| SimError::UnknownNode(id.clone()))
         };
         match fault {
             Fault::Partition(groups) => {
@@ -774,8 +701,7 @@ impl Simulation {
                 node.crashed = true;
                 node.core.clear_queues();
                 let epoch = node.epoch;
-                self.pending_alarms
-                    .retain(|(m, e, _)| !(*m == n && *e == epoch));
+                self.pending_alarms.retain(|(m, e, _)| !(*m == n && *e == epoch));
             }
             Fault::Restart(id) => {
                 let n = index(self, &id)?;
@@ -907,10 +833,7 @@ impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let side = |t: &Option<TraceStep>| match t {
             None => "(the run had ended)".to_owned(),
-            Some(t) => format!(
-                "at {} node {} module {}: {:?}",
-                t.time, t.node, t.module, t.events
-            ),
+            Some(t) => format!("at {} node {} module {}: {:?}", t.time, t.node, t.module, t.events),
         };
         write!(
             f,
@@ -931,11 +854,7 @@ pub fn first_divergence(a: &[TraceStep], b: &[TraceStep]) -> Option<Divergence> 
     let n = a.len().max(b.len());
     (0..n)
         .find(|i| !matches!((a.get(*i), b.get(*i)), (Some(x), Some(y)) if same(x, y)))
-        .map(|i| Divergence {
-            position: i,
-            first: a.get(i).cloned(),
-            second: b.get(i).cloned(),
-        })
+        .map(|i| Divergence { position: i, first: a.get(i).cloned(), second: b.get(i).cloned() })
 }
 
 /// Why a determinism check failed.
@@ -969,11 +888,7 @@ pub fn check_determinism(
     run: impl Fn(&mut Simulation) -> Result<(), SimError>,
 ) -> Result<Digest, DeterminismError> {
     let once = || -> Result<Simulation, SimError> {
-        let mut sim = Simulation::new(SimConfig {
-            trace: true,
-            digest: true,
-            ..cfg.clone()
-        });
+        let mut sim = Simulation::new(SimConfig { trace: true, digest: true, ..cfg.clone() });
         build(&mut sim)?;
         run(&mut sim)?;
         Ok(sim)

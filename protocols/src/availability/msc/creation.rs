@@ -126,25 +126,13 @@ impl Msc {
             .collect();
         let (req_id, attempt) = (c.req_id, c.attempt);
         if attempt > 1 {
-            tracing::debug!(
-                req_id,
-                attempt,
-                silent = silent.len(),
-                "asking again for signatures"
-            );
+            tracing::debug!(req_id, attempt, silent = silent.len(), "asking again for signatures");
         }
-        let msg = RequestSigMessage {
-            req_id,
-            txs: c.txs.clone(),
-        };
+        let msg = RequestSigMessage { req_id, txs: c.txs.clone() };
         let net = self.modules.net.clone();
         ctx.send(&net, &silent, msg);
         let timer = self.modules.timer.clone();
-        ctx.after(
-            &timer,
-            self.params.sig_timeout,
-            SigTimeout { req_id, attempt },
-        );
+        ctx.after(&timer, self.params.sig_timeout, SigTimeout { req_id, attempt });
     }
 
     fn answer(&mut self, ctx: &mut Ctx<Self>, cert: Cert) -> Handled {
@@ -180,11 +168,7 @@ impl Msc {
         }
         // … else: id := hash(ids)
         let hasher = self.modules.hasher.clone();
-        ctx.request(
-            &hasher,
-            batch_id_request(&batch.tx_ids),
-            CertBatchId { txs: batch.txs },
-        );
+        ctx.request(&hasher, batch_id_request(&batch.tx_ids), CertBatchId { txs: batch.txs });
         Ok(())
     }
 
@@ -214,10 +198,7 @@ impl Msc {
     /// upon sig_timeout passes with sigs not yet a weak quorum do ask the silent members again
     #[upon(event)]
     fn sig_timeout(&mut self, ctx: &mut Ctx<Self>, t: SigTimeout) -> Handled {
-        if self
-            .collecting
-            .as_ref()
-            .is_some_and(|c| c.req_id == t.req_id && c.attempt == t.attempt)
+        if self.collecting.as_ref().is_some_and(|c| c.req_id == t.req_id && c.attempt == t.attempt)
         {
             self.ask_for_sigs(ctx);
         }
@@ -227,10 +208,7 @@ impl Msc {
     /// upon [SIG, r, σ] from p such that p is a member, r is current, p not counted do verify
     #[upon(message)]
     fn on_sig(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: SigMessage) -> Handled {
-        ensure!(
-            self.membership.contains(&from),
-            "SIG from non-member {from}"
-        );
+        ensure!(self.membership.contains(&from), "SIG from non-member {from}");
         let current = self.collecting.as_ref().map(|c| c.req_id);
         if current != Some(msg.req_id) {
             ensure!(
@@ -243,9 +221,7 @@ impl Msc {
             tracing::trace!(%from, req_id = msg.req_id, "late SIG for a complete certificate");
             return Ok(());
         }
-        let Some(c) = self.collecting.as_mut() else {
-            fatal!("checked above")
-        };
+        let Some(c) = self.collecting.as_mut() else { fatal!("checked above") };
         ensure!(
             !c.sigs.contains_key(&from) && c.checking.insert(from.clone()),
             "repeated SIG from {from}"
@@ -255,11 +231,7 @@ impl Msc {
         ctx.request(
             &crypto,
             VerifySig::new(statement, msg.signature.clone(), from.clone()),
-            SigChecked {
-                from,
-                req_id: msg.req_id,
-                signature: msg.signature,
-            },
+            SigChecked { from, req_id: msg.req_id, signature: msg.signature },
         );
         Ok(())
     }
@@ -267,11 +239,7 @@ impl Msc {
     /// … then sigs[p] := σ
     #[upon(response)]
     fn sig_checked(&mut self, _ctx: &mut Ctx<Self>, v: SigVerified, c: SigChecked) -> Handled {
-        let Some(col) = self
-            .collecting
-            .as_mut()
-            .filter(|col| col.req_id == c.req_id)
-        else {
+        let Some(col) = self.collecting.as_mut().filter(|col| col.req_id == c.req_id) else {
             return Ok(()); // the certificate was completed meanwhile
         };
         col.checking.remove(&c.from);
@@ -294,9 +262,7 @@ impl Msc {
             Err(e) => fatal!("collected signatures: {e}"),
         }
         let col = self.collecting.take().expect("checked above");
-        let cert = Cert {
-            batches: vec![batch_cert(col.batch_id, &col.sigs)],
-        };
+        let cert = Cert { batches: vec![batch_cert(col.batch_id, &col.sigs)] };
         self.answer(ctx, cert)?;
         self.ask_mempool(ctx)?;
         Ok(())
@@ -310,10 +276,7 @@ impl Msc {
         from: NodeId,
         msg: RequestSigMessage,
     ) -> Handled {
-        ensure!(
-            self.membership.contains(&from),
-            "REQUEST-SIG from non-member {from}"
-        );
+        ensure!(self.membership.contains(&from), "REQUEST-SIG from non-member {from}");
         if let Err(e) = self.batch_within_limits(&msg.txs) {
             ignore!("REQUEST-SIG from {from}: the batch has {e}");
         }
@@ -323,14 +286,7 @@ impl Msc {
                 // Asked again: our SIG may have been lost. Same answer, no new work.
                 let signature = signature.clone();
                 let net = self.modules.net.clone();
-                ctx.send(
-                    &net,
-                    [&from],
-                    SigMessage {
-                        req_id: msg.req_id,
-                        signature,
-                    },
-                );
+                ctx.send(&net, [&from], SigMessage { req_id: msg.req_id, signature });
                 return Ok(());
             }
             Some(None) => return Ok(()), // being signed; the answer will go out
@@ -355,11 +311,7 @@ impl Msc {
         ctx.request(
             &hasher,
             tx_ids_request(&msg.txs),
-            SignerTxIds {
-                from,
-                req_id: msg.req_id,
-                txs: msg.txs,
-            },
+            SignerTxIds { from, req_id: msg.req_id, txs: msg.txs },
         );
         Ok(())
     }
@@ -371,12 +323,7 @@ impl Msc {
         ctx.request(
             &hasher,
             batch_id_request(&h.digests),
-            SignerBatchId {
-                from: c.from,
-                req_id: c.req_id,
-                txs: c.txs,
-                tx_ids: h.digests,
-            },
+            SignerBatchId { from: c.from, req_id: c.req_id, txs: c.txs, tx_ids: h.digests },
         );
         Ok(())
     }
@@ -391,11 +338,7 @@ impl Msc {
         ctx.request(
             &db,
             StoreBatch::new(batch_id.clone(), c.tx_ids, c.txs, self.epoch),
-            SignerStored {
-                from: c.from,
-                req_id: c.req_id,
-                batch_id,
-            },
+            SignerStored { from: c.from, req_id: c.req_id, batch_id },
         );
         Ok(())
     }
@@ -415,10 +358,7 @@ impl Msc {
         ctx.request(
             &crypto,
             SignRequest::new(statement),
-            SignerSigned {
-                from: c.from,
-                req_id: c.req_id,
-            },
+            SignerSigned { from: c.from, req_id: c.req_id },
         );
         Ok(())
     }
@@ -426,22 +366,11 @@ impl Msc {
     /// signer: … send [SIG, r, σ] to q
     #[upon(response)]
     fn signer_signed(&mut self, ctx: &mut Ctx<Self>, s: SignResult, c: SignerSigned) -> Handled {
-        if let Some(slot) = self
-            .signed
-            .get_mut(&c.from)
-            .and_then(|m| m.get_mut(&c.req_id))
-        {
+        if let Some(slot) = self.signed.get_mut(&c.from).and_then(|m| m.get_mut(&c.req_id)) {
             *slot = Some(s.signature.clone());
         }
         let net = self.modules.net.clone();
-        ctx.send(
-            &net,
-            [&c.from],
-            SigMessage {
-                req_id: c.req_id,
-                signature: s.signature,
-            },
-        );
+        ctx.send(&net, [&c.from], SigMessage { req_id: c.req_id, signature: s.signature });
         Ok(())
     }
 }

@@ -182,9 +182,7 @@ request_response!(
 impl RequestCert {
     /// A request for a certificate.
     pub fn new() -> Self {
-        RequestCert {
-            origin: Origin::unset(),
-        }
+        RequestCert { origin: Origin::unset() }
     }
 }
 
@@ -197,20 +195,14 @@ impl Default for RequestCert {
 impl VerifyCert {
     /// A request to verify `cert`.
     pub fn new(cert: Cert) -> Self {
-        VerifyCert {
-            cert,
-            origin: Origin::unset(),
-        }
+        VerifyCert { cert, origin: Origin::unset() }
     }
 }
 
 impl RequestTransactions {
     /// A request for the transactions of `cert`.
     pub fn new(cert: Cert) -> Self {
-        RequestTransactions {
-            cert,
-            origin: Origin::unset(),
-        }
+        RequestTransactions { cert, origin: Origin::unset() }
     }
 }
 
@@ -291,9 +283,7 @@ impl MscParams {
             return Err("max_txs_in_batch and max_payload_in_batch must be at least 1".into());
         }
         if self.fetch_timeout.is_zero() {
-            return Err(
-                "fetch_timeout must be positive (else fetches retry in a busy loop)".into(),
-            );
+            return Err("fetch_timeout must be positive (else fetches retry in a busy loop)".into());
         }
         Ok(())
     }
@@ -404,10 +394,7 @@ impl Msc {
         }
         let bytes = super::total_bytes(txs);
         if bytes > self.params.max_payload_in_batch {
-            return Err(format!(
-                "{bytes} bytes, more than {}",
-                self.params.max_payload_in_batch
-            ));
+            return Err(format!("{bytes} bytes, more than {}", self.params.max_payload_in_batch));
         }
         Ok(())
     }
@@ -426,15 +413,12 @@ impl Msc {
 /// removes old epochs. Messages for an epoch not created yet wait (bounded per sender).
 pub fn factory(modules: MscModules, params: MscParams, me: NodeId) -> Factory {
     Factory::new(move |_id, p| {
-        let inst = p
-            .decode::<MscInstance>()
-            .map_err(ModuleError::new)?
-            .ok_or_else(|| {
-                ModuleError::new(format!(
-                    "availability factory: expected availability.Instance parameters, got {}",
-                    p.name()
-                ))
-            })?;
+        let inst = p.decode::<MscInstance>().map_err(ModuleError::new)?.ok_or_else(|| {
+            ModuleError::new(format!(
+                "availability factory: expected availability.Instance parameters, got {}",
+                p.name()
+            ))
+        })?;
         if inst.membership.is_empty() {
             return Err(ModuleError::new(format!(
                 "availability factory: epoch {} has an empty membership",
@@ -455,9 +439,5 @@ pub fn factory(modules: MscModules, params: MscParams, me: NodeId) -> Factory {
 /// The certificate of one batch, from collected signatures.
 fn batch_cert(batch_id: BatchId, sigs: &BTreeMap<NodeId, Vec<u8>>) -> BatchCert {
     let (signers, signatures) = sigs.iter().map(|(n, s)| (n.clone(), s.clone())).unzip();
-    BatchCert {
-        batch_id,
-        signers,
-        signatures,
-    }
+    BatchCert { batch_id, signers, signatures }
 }

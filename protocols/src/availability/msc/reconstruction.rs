@@ -77,22 +77,11 @@ impl Msc {
 
     /// Answers fetch `fetch` once all its batches are here (at once for the empty certificate).
     fn answer_if_complete(&mut self, ctx: &mut Ctx<Self>, fetch: u64) {
-        if self
-            .fetches
-            .get(&fetch)
-            .is_some_and(|f| f.batches.iter().all(Option::is_some))
-        {
+        if self.fetches.get(&fetch).is_some_and(|f| f.batches.iter().all(Option::is_some)) {
             let f = self.fetches.remove(&fetch).expect("present");
             let txs = f.batches.into_iter().flatten().flatten().collect();
             let to = f.origin.module.clone();
-            ctx.emit(
-                &to,
-                ProvideTransactions {
-                    txs,
-                    error: None,
-                    origin: f.origin,
-                },
-            );
+            ctx.emit(&to, ProvideTransactions { txs, error: None, origin: f.origin });
         }
     }
 
@@ -108,21 +97,12 @@ impl Msc {
         let attempt = m.attempt;
         tracing::debug!(%signer, attempt, "asking a signer for a missing batch");
         let net = self.modules.net.clone();
-        ctx.send(
-            &net,
-            [&signer],
-            RequestBatchMessage {
-                batch_id: batch_id.clone(),
-            },
-        );
+        ctx.send(&net, [&signer], RequestBatchMessage { batch_id: batch_id.clone() });
         let timer = self.modules.timer.clone();
         ctx.after(
             &timer,
             self.params.fetch_timeout,
-            FetchTimeout {
-                batch_id: batch_id.clone(),
-                attempt,
-            },
+            FetchTimeout { batch_id: batch_id.clone(), attempt },
         );
     }
 }
@@ -151,10 +131,7 @@ impl Msc {
         self.next_fetch += 1;
         self.fetches.insert(
             fetch,
-            Fetch {
-                origin: req.origin.clone(),
-                batches: vec![None; req.cert.batches.len()],
-            },
+            Fetch { origin: req.origin.clone(), batches: vec![None; req.cert.batches.len()] },
         );
         if req.cert.is_empty() {
             self.answer_if_complete(ctx, fetch);
@@ -165,11 +142,7 @@ impl Msc {
             ctx.request(
                 &db,
                 LookupBatch::new(b.batch_id),
-                LocalLookup {
-                    fetch,
-                    index,
-                    signers: b.signers,
-                },
+                LocalLookup { fetch, index, signers: b.signers },
             );
         }
         Ok(())
@@ -192,11 +165,7 @@ impl Msc {
             return Ok(());
         }
         let signers = c.signers;
-        let start = self
-            .members()
-            .iter()
-            .position(|n| *n == self.me)
-            .unwrap_or(0);
+        let start = self.members().iter().position(|n| *n == self.me).unwrap_or(0);
         self.missing.insert(
             res.batch_id.clone(),
             Missing {
@@ -214,11 +183,7 @@ impl Msc {
     /// upon a fetch timed out with the batch still missing do ask the next signer
     #[upon(event)]
     fn fetch_timeout(&mut self, ctx: &mut Ctx<Self>, t: FetchTimeout) -> Handled {
-        if self
-            .missing
-            .get(&t.batch_id)
-            .is_some_and(|m| m.attempt == t.attempt)
-        {
+        if self.missing.get(&t.batch_id).is_some_and(|m| m.attempt == t.attempt) {
             self.ask_signer(ctx, &t.batch_id);
         }
         Ok(())
@@ -232,10 +197,7 @@ impl Msc {
         from: NodeId,
         msg: ProvideBatchMessage,
     ) -> Handled {
-        ensure!(
-            self.membership.contains(&from),
-            "PROVIDE-BATCH from non-member {from}"
-        );
+        ensure!(self.membership.contains(&from), "PROVIDE-BATCH from non-member {from}");
         ensure!(
             self.missing.contains_key(&msg.batch_id),
             "PROVIDE-BATCH from {from} for a batch not (or no longer) missing"
@@ -247,11 +209,7 @@ impl Msc {
         ctx.request(
             &hasher,
             tx_ids_request(&msg.txs),
-            ProvidedTxIds {
-                from,
-                batch_id: msg.batch_id,
-                txs: msg.txs,
-            },
+            ProvidedTxIds { from, batch_id: msg.batch_id, txs: msg.txs },
         );
         Ok(())
     }
@@ -263,12 +221,7 @@ impl Msc {
         ctx.request(
             &hasher,
             batch_id_request(&h.digests),
-            ProvidedBatchId {
-                from: c.from,
-                batch_id: c.batch_id,
-                txs: c.txs,
-                tx_ids: h.digests,
-            },
+            ProvidedBatchId { from: c.from, batch_id: c.batch_id, txs: c.txs, tx_ids: h.digests },
         );
         Ok(())
     }
@@ -320,16 +273,9 @@ impl Msc {
         from: NodeId,
         msg: RequestBatchMessage,
     ) -> Handled {
-        ensure!(
-            self.membership.contains(&from),
-            "REQUEST-BATCH from non-member {from}"
-        );
+        ensure!(self.membership.contains(&from), "REQUEST-BATCH from non-member {from}");
         let db = self.modules.batchdb.clone();
-        ctx.request(
-            &db,
-            LookupBatch::new(msg.batch_id),
-            ServeLookup { to: from },
-        );
+        ctx.request(&db, LookupBatch::new(msg.batch_id), ServeLookup { to: from });
         Ok(())
     }
 
@@ -346,14 +292,7 @@ impl Msc {
             return Ok(());
         };
         let net = self.modules.net.clone();
-        ctx.send(
-            &net,
-            [&c.to],
-            ProvideBatchMessage {
-                batch_id: res.batch_id,
-                txs,
-            },
-        );
+        ctx.send(&net, [&c.to], ProvideBatchMessage { batch_id: res.batch_id, txs });
         Ok(())
     }
 }

@@ -27,10 +27,7 @@ impl Msc {
         if cert.batches.len() > 1 {
             // Certificates are made one batch at a time; more would only let a proposer make
             // every node check the same signatures many times.
-            return Err(format!(
-                "{} batches: a certificate holds at most one",
-                cert.batches.len()
-            ));
+            return Err(format!("{} batches: a certificate holds at most one", cert.batches.len()));
         }
         for (i, b) in cert.batches.iter().enumerate() {
             if b.signers.len() != b.signatures.len() {
@@ -67,14 +64,7 @@ impl Msc {
             self.check_structure(&req.cert).err().map(Some)
         };
         if let Some(error) = error {
-            ctx.emit(
-                &to,
-                CertVerified {
-                    valid: error.is_none(),
-                    error,
-                    origin: req.origin,
-                },
-            );
+            ctx.emit(&to, CertVerified { valid: error.is_none(), error, origin: req.origin });
             return Ok(());
         }
         let items = req
@@ -83,22 +73,15 @@ impl Msc {
             .into_iter()
             .flat_map(|b| {
                 let statement = stored_statement(&self.instance, &b.batch_id);
-                b.signers
-                    .into_iter()
-                    .zip(b.signatures)
-                    .map(move |(node, signature)| SigCheck {
-                        data: statement.clone(),
-                        signature,
-                        node,
-                    })
+                b.signers.into_iter().zip(b.signatures).map(move |(node, signature)| SigCheck {
+                    data: statement.clone(),
+                    signature,
+                    node,
+                })
             })
             .collect();
         let crypto = self.modules.crypto.clone();
-        ctx.request(
-            &crypto,
-            VerifySigs::new(items),
-            CertChecked { origin: req.origin },
-        );
+        ctx.request(&crypto, VerifySigs::new(items), CertChecked { origin: req.origin });
         Ok(())
     }
 
@@ -111,14 +94,7 @@ impl Msc {
             .enumerate()
             .find_map(|(i, e)| e.as_ref().map(|e| format!("signature {i}: {e}")));
         let to = c.origin.module.clone();
-        ctx.emit(
-            &to,
-            CertVerified {
-                valid: v.all_ok && error.is_none(),
-                error,
-                origin: c.origin,
-            },
-        );
+        ctx.emit(&to, CertVerified { valid: v.all_ok && error.is_none(), error, origin: c.origin });
         Ok(())
     }
 }
