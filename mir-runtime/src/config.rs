@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 /// How a node's event loop behaves. [`NodeConfig::default`] gives Mir's defaults.
 ///
-/// The bound on buffered events (see [the back-pressure rules](crate#back-pressure)) is
-/// `pause_threshold + max_batch_size × (inject_capacity + 1)` plus what passive modules emit in
+/// The bound on injected events buffered in a node (queued, or waiting in the injection
+/// channel; see [the back-pressure rules](crate#back-pressure)) is
+/// `pause_threshold + (inject_capacity + 1) × max_batch_size`, plus what passive modules emit in
 /// response to events already buffered.
 ///
 /// ```

@@ -3,22 +3,40 @@
 //! A Mir node is a set of named **modules** that talk only through **events**. This crate holds
 //! everything a node is made of and the two executors that run it:
 //!
-//! | part | where |
-//! |---|---|
-//! | identifiers (`ordering/3/1`) | [`ModuleId`], [`NodeId`] |
-//! | typed, open events and their one canonical encoding | [`Event`], [`EventPayload`], [`Payload`], [`codec`] |
-//! | module kinds | [`PassiveModule`], [`ActiveModule`] |
-//! | describing a node | [`NodeBuilder`], [`NodeConfig`] |
-//! | the production executor (tokio) | [`Node`], [`NodeHandle`], [`EventSink`] |
-//! | the deterministic simulator | [`sim::Simulation`] |
-//! | standard events and modules | [`stdevents`], [`stdmodules`] (timer, factory, crypto, hasher, null) |
-//! | transports | [`transport`] (in-process; gRPC over mutually authenticated TLS 1.3; the simulator has its own) |
-//! | membership files (TOML/JSON: IDs, addresses, signing and transport keys, weights) | [`membership`] |
-//! | a node's secret keys and key files (`mir keygen`, `mir membership`) | [`keys`] |
-//! | rate-limited, escaped warnings for what peers cause | [`ratelog`] |
-//! | recording event logs, reading them back | [`eventlog`] |
-//! | statistics | [`NodeStats`] |
+//! | part | where | feature |
+//! |---|---|---|
+//! | identifiers (`ordering/3/1`) | [`ModuleId`], [`NodeId`] | core |
+//! | typed, open events and their one canonical encoding | [`Event`], [`EventPayload`], [`Payload`], [`codec`] | core |
+//! | module kinds | [`PassiveModule`], [`ActiveModule`] | core |
+//! | describing a node; the node core both executors drive | [`NodeBuilder`], [`NodeConfig`] (`src/core/`) | core |
+//! | the production executor (tokio) | [`Node`], [`NodeHandle`], [`EventSink`] (`src/node.rs`) | core |
+//! | the deterministic simulator | [`sim::Simulation`] | core |
+//! | standard events and modules | [`stdevents`], [`stdmodules`] (timer, factory, test crypto, hasher, null) | core |
+//! | ECDSA signatures | [`stdmodules::EcdsaCrypto`] | `ecdsa` |
+//! | transports | [`transport`]: in-process (core); gRPC over mutually authenticated TLS 1.3 | `grpc` |
+//! | recording event logs, reading them back, monitors, replay | [`eventlog`] | core (compressed: `gzip`) |
+//! | the HTML trace viewer | `eventlog::viewer` | `viewer` |
+//! | membership files (TOML/JSON: IDs, addresses, signing and transport keys, weights) | `membership` | `grpc` |
+//! | a node's secret keys and key files (`mir keygen`, `mir membership`) | `keys` | `grpc` |
+//! | the `mircat` and `mir` tools | `src/bin/` | `cli` |
+//! | rate-limited, escaped warnings for what peers cause | [`ratelog`] | core |
+//! | statistics | [`NodeStats`] | core |
 //!
+//! ## Features
+//!
+//! All are on by default, so `cargo run` and `cargo test` work as the README says. A protocol
+//! crate that needs only the node, the events and the simulator depends on
+//! `mir-runtime = { …, default-features = false }` and compiles about a third of the crates
+//! (`docs/runtime.md`, "Features", has the counts). `grpc` carries the membership and key
+//! files it is configured from and turns on `ecdsa` (the files hold those keys); `cli` turns on
+//! `grpc`, `gzip` and `viewer`.
+//!
+//! ## Layers
+//!
+//! The core (IDs, events, standard events, modules, `src/core/`: builder, queues, dispatch, sinks, the
+//! interceptor hook) imports nothing above it. The executors ([`Node`] in `src/node.rs`,
+//! [`sim`]), the standard modules, transports, the event log and the tools build on the core.
+
 //! ## The model
 //!
 //! * Every event names its source and destination module. The node keeps one FIFO queue per
@@ -71,10 +89,10 @@
 //! * [`Node::run`] (production, tokio): modules run inline on the loop's task, so a hop between
 //!   modules costs a queue push; modules registered with
 //!   [`NodeBuilder::passive_on_worker`] get a thread of their own and are handed whole batches,
-//!   so heavy work uses other cores without stalling the protocol. See [`executor::tokio`].
+//!   so heavy work uses other cores without stalling the protocol. See [`node`](Node).
 //! * [`sim::Simulation`]: many nodes in one thread, a seeded scheduler, a simulated clock and
 //!   network; the same seed gives the same run bit for bit, checked through a digest of every
-//!   event. See [`executor::sim`].
+//!   event. See [`sim`].
 //!
 //! ## Ordering and delivery guarantees
 //!
@@ -99,23 +117,30 @@
 //! Input from outside the node (injected events, active modules' sinks, alarms) is admitted only
 //! while at most `pause_threshold` events are buffered, and again from `resume_threshold` down;
 //! injection channels are bounded, so injectors wait. Passive output is never throttled; it is
-//! bounded by what the protocol emits per input. The test `backpressure` checks the bound
-//! `submitted ≤ consumed + pause_threshold + (inject_capacity + 2) × max_batch_size`.
+//! bounded by what the protocol emits per input. Injected events buffered in the node (queued or
+//! waiting in the channel) stay at most `pause_threshold + (inject_capacity + 1) × max_batch_size`:
+//! the batch admitted just below the threshold may cross it by one batch. The test
+//! `backpressure_bounds_injected_events` checks
+//! `submitted − consumed ≤ pause_threshold + (inject_capacity + 2) × max_batch_size`, one batch
+//! more because a worker module's batch in progress is neither buffered nor consumed.
 
 #![warn(missing_docs)]
 
 pub mod codec;
 mod config;
+mod core;
 mod error;
 mod event;
 pub mod eventlog;
-pub mod executor;
 mod id;
+#[cfg(feature = "grpc")]
 pub mod keys;
+#[cfg(feature = "grpc")]
 pub mod membership;
 mod module;
 mod node;
 pub mod ratelog;
+pub mod sim;
 mod stats;
 pub mod stdevents;
 pub mod stdmodules;
@@ -123,15 +148,14 @@ pub mod testing;
 mod time;
 pub mod transport;
 
+pub use crate::core::{EventSink, InjectError, NodeBuilder};
 pub use config::{ConfigError, NodeConfig};
 pub use error::{Activity, BuildError, EventRef, Exit, NodeError};
 pub use event::{Encoded, Event, EventPayload, Payload, PayloadError};
-pub use executor::sim;
-pub use executor::tokio::{EventSink, InjectError, Node, NodeHandle};
 pub use id::{IdError, ModuleId, NodeId, SEPARATOR};
 pub use module::{
     ActiveModule, AlarmId, Batch, Context, ModuleError, ModuleResult, Outbox, PassiveModule,
 };
-pub use node::NodeBuilder;
+pub use node::{Node, NodeHandle};
 pub use stats::{ModuleStats, NodeStats};
 pub use time::Time;

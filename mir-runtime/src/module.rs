@@ -16,10 +16,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::core::EventSink;
+use crate::core::Router;
 use crate::event::{Event, Payload};
-use crate::executor::tokio::EventSink;
 use crate::id::ModuleId;
-use crate::node::Router;
 use crate::time::Time;
 
 /// The error a module returns when it cannot go on: a bug in this node (a broken invariant, an

@@ -270,6 +270,7 @@ fn replay_catches_a_nondeterministic_module_and_confirms_a_deterministic_one() {
 }
 
 /// A gzip bomb (64 MiB of zeros in about 64 KiB) is refused at the limit, before it is held.
+#[cfg(feature = "gzip")]
 #[test]
 fn a_log_that_decompresses_past_the_limit_is_refused() {
     use std::io::Write;
@@ -295,6 +296,28 @@ fn a_log_that_decompresses_past_the_limit_is_refused() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// A log written without compression (a build without feature `gzip`) reads back the same.
+#[cfg(feature = "gzip")]
+#[test]
+fn an_uncompressed_log_reads_like_a_compressed_one() {
+    use std::io::Read;
+    let d = dir("plain");
+    common::record_exchange(&d);
+    let gz = d.join("0").join("eventlog-000000.gz");
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap())
+        .read_to_end(&mut plain)
+        .unwrap();
+    let path = d.join("0").join("eventlog-000000.log");
+    std::fs::write(&path, plain).unwrap();
+    assert!(mir_runtime::eventlog::is_log_file_name("eventlog-000000.log"));
+    let entries = read_log(&path).unwrap();
+    assert!(!entries.is_empty());
+    assert_eq!(entries, read_log(&gz).unwrap());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[cfg(feature = "gzip")]
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
     /// Any bytes, gzip-wrapped or not, read as a log: entries or an error, never a panic.

@@ -5,7 +5,7 @@
 //!               [--from-ms T] [--to-ms T] [--limit N] [--json] [--stats] [--max-log-bytes B]
 //! ```
 //!
-//! `LOG` is an event-log file or a directory (searched for `eventlog-*.gz`). Several nodes' logs
+//! `LOG` is an event-log file or a directory (searched for `eventlog-*.gz` and `eventlog-*.log`). Several nodes' logs
 //! are merged by time. A missing file is an error; a truncated or corrupt file is reported on
 //! standard error and everything before the damage is still shown (exit status 2); a file that
 //! decompresses past `--max-log-bytes` (4 GiB by default) is refused (exit status 1).
@@ -85,7 +85,7 @@ fn files(p: &Path) -> std::io::Result<Vec<PathBuf>> {
         } else if path
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("eventlog-") && n.ends_with(".gz"))
+            .is_some_and(mir_runtime::eventlog::is_log_file_name)
         {
             out.push(path);
         }
@@ -156,7 +156,10 @@ fn main() {
             }
         };
         if found.is_empty() {
-            eprintln!("mircat: {}: no event logs (eventlog-*.gz) found", log.display());
+            eprintln!(
+                "mircat: {}: no event logs (eventlog-*.gz, eventlog-*.log) found",
+                log.display()
+            );
             std::process::exit(1);
         }
         for f in found {

@@ -4,7 +4,8 @@
 //!   position, events), in both executors. Install one with
 //!   [`NodeBuilder::interceptor`](crate::NodeBuilder::interceptor).
 //! * The [`Recorder`] interceptor writes an event log: the canonical encoding of each batch as an
-//!   [`Entry`], length-prefixed, gzip-compressed, in files `eventlog-000000.gz`, `…-000001.gz` …
+//!   [`Entry`], length-prefixed, gzip-compressed (feature `gzip`, on by default) in files
+//!   `eventlog-000000.gz`, `…-000001.gz` … (without it: uncompressed, `eventlog-000000.log` …)
 //!   under `<dir>/<node>/`, a new file after `max_file_bytes` (uncompressed) or `max_file_events`.
 //!   Encoding happens on the event loop (allocation-free, into a buffer); compression and writing
 //!   on a thread of the recorder's own, one hand-off per `chunk_bytes`. An optional filter keeps
@@ -34,7 +35,10 @@
 
 pub mod monitor;
 pub mod replay;
+#[cfg(feature = "viewer")]
 pub mod viewer;
+
+pub use crate::core::intercept::Interceptor;
 
 pub use monitor::{check, observed, Monitor, Observed, Violation};
 pub use replay::{replay, ReplayError, ReplayReport, ReplayStep};
@@ -44,28 +48,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Mutex};
 
-use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
+#[cfg(feature = "gzip")]
+use flate2::{read::GzDecoder, write::GzEncoder};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, put_bytes, put_varint, DecodeError};
 use crate::event::Event;
 use crate::id::{ModuleId, NodeId};
 use crate::time::Time;
-
-/// Sees every batch just before a module handles it.
-pub trait Interceptor: Send + 'static {
-    /// `events` is the batch module `module` of node `node` is about to handle at `time`;
-    /// `index` is the position of its first event among all events the node dispatched.
-    fn intercept(
-        &mut self,
-        node: &NodeId,
-        module: &ModuleId,
-        time: Time,
-        index: u64,
-        events: &[Event],
-    );
-}
 
 /// One recorded batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -238,6 +228,43 @@ impl Drop for Recorder {
     }
 }
 
+/// The extension of the log files this build writes: `gz` (feature `gzip`) or `log`.
+pub const LOG_EXTENSION: &str = if cfg!(feature = "gzip") { "gz" } else { "log" };
+
+/// Whether `name` is the name of an event-log file (`eventlog-*.gz` or `eventlog-*.log`).
+pub fn is_log_file_name(name: &str) -> bool {
+    name.starts_with("eventlog-") && (name.ends_with(".gz") || name.ends_with(".log"))
+}
+
+/// A log file being written: gzip-compressed with feature `gzip`, plain otherwise.
+struct LogWriter {
+    #[cfg(feature = "gzip")]
+    inner: GzEncoder<BufWriter<std::fs::File>>,
+    #[cfg(not(feature = "gzip"))]
+    inner: BufWriter<std::fs::File>,
+}
+
+impl LogWriter {
+    fn new(f: std::fs::File) -> Self {
+        #[cfg(feature = "gzip")]
+        let inner = GzEncoder::new(BufWriter::new(f), flate2::Compression::fast());
+        #[cfg(not(feature = "gzip"))]
+        let inner = BufWriter::new(f);
+        LogWriter { inner }
+    }
+
+    fn write_all(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(chunk)
+    }
+
+    fn finish(self) -> std::io::Result<BufWriter<std::fs::File>> {
+        #[cfg(feature = "gzip")]
+        return self.inner.finish();
+        #[cfg(not(feature = "gzip"))]
+        return Ok(self.inner);
+    }
+}
+
 fn write_loop(
     dir: PathBuf,
     cfg: RecorderConfig,
@@ -245,7 +272,7 @@ fn write_loop(
     files: Arc<Mutex<Vec<PathBuf>>>,
     stats: Arc<RecorderStats>,
 ) {
-    let mut file: Option<GzEncoder<BufWriter<std::fs::File>>> = None;
+    let mut file: Option<LogWriter> = None;
     let (mut bytes, mut events, mut seq) = (0u64, 0u64, 0u32);
     while let Ok((chunk, n)) = rx.recv() {
         if file.is_some() && (bytes >= cfg.max_file_bytes || events >= cfg.max_file_events) {
@@ -257,11 +284,11 @@ fn write_loop(
             (bytes, events) = (0, 0);
         }
         if file.is_none() {
-            let path = dir.join(format!("eventlog-{seq:06}.gz"));
+            let path = dir.join(format!("eventlog-{seq:06}.{LOG_EXTENSION}"));
             seq += 1;
             match std::fs::File::create(&path) {
                 Ok(f) => {
-                    file = Some(GzEncoder::new(BufWriter::new(f), flate2::Compression::fast()));
+                    file = Some(LogWriter::new(f));
                     files.lock().expect("lock").push(path);
                 }
                 Err(e) => {
@@ -346,8 +373,21 @@ pub fn read_log_limited(path: impl AsRef<Path>, max_bytes: u64) -> Result<Vec<En
     read_log_from(&path, file, max_bytes)
 }
 
-/// Reads a log from `reader` (gzip-compressed, as written); `name` names it in errors. What
-/// [`read_log_limited`] does once the file is open.
+/// Decompresses at most `limit` bytes into `data`; whether the stream was complete (a cut gzip
+/// stream still yields what was decompressed before the cut).
+#[cfg(feature = "gzip")]
+fn gunzip(reader: impl Read, limit: u64, data: &mut Vec<u8>) -> Result<bool, String> {
+    Ok(GzDecoder::new(reader).take(limit).read_to_end(data).is_ok())
+}
+
+#[cfg(not(feature = "gzip"))]
+fn gunzip(_: impl Read, _: u64, _: &mut Vec<u8>) -> Result<bool, String> {
+    Err("gzip-compressed log, and this build of mir-runtime has no `gzip` feature".into())
+}
+
+/// Reads a log from `reader` (gzip-compressed or plain, told apart by the gzip magic bytes);
+/// `name` names it in errors. What [`read_log_limited`] does once the file is open. A compressed
+/// log read by a build without feature `gzip` is an [`LogError::Io`] that says so.
 pub fn read_log_from(
     name: &Path,
     reader: impl Read,
@@ -355,9 +395,16 @@ pub fn read_log_from(
 ) -> Result<Vec<Entry>, LogError> {
     let path = name.to_owned();
     let mut data = Vec::new();
-    // A cut gzip stream still yields what was decompressed before the cut.
-    let complete =
-        GzDecoder::new(reader).take(max_bytes.saturating_add(1)).read_to_end(&mut data).is_ok();
+    let mut reader = std::io::BufReader::new(reader);
+    let head = std::io::BufRead::fill_buf(&mut reader)
+        .map_err(|e| LogError::Io { path: path.clone(), reason: e.to_string() })?;
+    let limit = max_bytes.saturating_add(1);
+    let complete = if head.starts_with(&[0x1f, 0x8b]) {
+        gunzip(reader, limit, &mut data)
+            .map_err(|reason| LogError::Io { path: path.clone(), reason })?
+    } else {
+        reader.take(limit).read_to_end(&mut data).is_ok()
+    };
     if data.len() as u64 > max_bytes {
         return Err(LogError::TooLarge { path, limit: max_bytes });
     }

@@ -29,10 +29,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::core::panic_message;
 use crate::event::{Event, Payload};
 use crate::id::{ModuleId, NodeId};
 use crate::module::{Batch, Cursor, ModuleError, ModuleResult, Outbox, PassiveModule};
-use crate::node::panic_message;
 use crate::stdevents::{GarbageCollect, Init, MessageReceived, NewSubmodule};
 
 /// Makes a submodule from its ID and the parameters of its [`NewSubmodule`] request.

@@ -2,12 +2,14 @@
 //! [`hasher`], the [test crypto](crypto) and the [null module](NullModule).
 
 pub mod crypto;
+#[cfg(feature = "ecdsa")]
 pub mod ecdsa;
 pub mod factory;
 pub mod hasher;
 pub mod timer;
 
 pub use crypto::{CryptoCounters, CryptoStats, TestCrypto, DEFAULT_CACHE_ENTRIES};
+#[cfg(feature = "ecdsa")]
 pub use ecdsa::{EcdsaCrypto, KeyRegistry};
 pub use factory::{Factory, FactoryStats};
 pub use hasher::Hasher;

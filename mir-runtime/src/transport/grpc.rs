@@ -70,8 +70,8 @@ use tonic::codegen::{http, BoxFuture, Context as TaskContext, Poll, Service, Std
 use tonic::{Request, Response, Status, Streaming};
 
 use super::tls::{server_name, Tls, TransportKey};
+use crate::core::{EventSink, InjectError};
 use crate::event::{Event, Payload};
-use crate::executor::tokio::{EventSink, InjectError};
 use crate::id::{ModuleId, NodeId};
 use crate::membership::Membership;
 use crate::module::{ActiveModule, Batch, Context, ModuleError, ModuleResult};

@@ -29,8 +29,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
+use crate::core::{EventSink, InjectError};
 use crate::event::{Event, Payload};
-use crate::executor::tokio::{EventSink, InjectError};
 use crate::id::NodeId;
 use crate::module::{ActiveModule, Batch, Context, ModuleError, ModuleResult};
 use crate::stdevents::{Init, Message, MessageReceived, SendMessage};

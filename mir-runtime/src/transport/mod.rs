@@ -23,8 +23,10 @@
 //! simulator's faults. The one exception is a message for a module the node does not have: it is
 //! dropped and counted as `rejected`, as it would be from a peer.
 
+#[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod inprocess;
+#[cfg(feature = "grpc")]
 pub mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

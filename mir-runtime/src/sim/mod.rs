@@ -43,11 +43,11 @@ pub use rng::SimRng;
 
 use faults::Network;
 
+use crate::core::{Dispatch, NodeBuilder, NodeCore};
 use crate::error::{Activity, BuildError, NodeError};
 use crate::event::{Event, Payload};
 use crate::id::{ModuleId, NodeId};
 use crate::module::{AlarmId, ModuleError};
-use crate::node::{Dispatch, NodeBuilder, NodeCore};
 use crate::stats::NodeStats;
 use crate::stdevents::{Init, Message, MessageReceived, SendMessage};
 use crate::time::Time;
