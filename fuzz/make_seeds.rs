@@ -12,7 +12,7 @@ use mir_runtime::{codec, Event, NodeId};
 use prost::Message as _;
 use protocols::availability::mempool::NewTransactions;
 use protocols::availability::{BatchCert, Cert, Tx};
-use protocols::bcb::{EchoMessage, FinalMessage};
+use protocols::bcb::{Echo, Final};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -23,7 +23,7 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
 }
 
 fn main() {
-    let final_msg = FinalMessage {
+    let final_msg = Final {
         data: b"m".to_vec(),
         signers: vec!["0".into(), "1".into(), "2".into()],
         signatures: vec![vec![1; 64], vec![2; 64], vec![3; 64]],
@@ -33,7 +33,7 @@ fn main() {
         Message::new("bcb/1", final_msg.clone()),
         Message::new(
             "bcb/1",
-            EchoMessage {
+            Echo {
                 signature: vec![9; 64],
             },
         ),

@@ -27,7 +27,7 @@ use protocols::availability::msc::{
     ProvideBatchMessage, RequestBatchMessage, RequestSigMessage, SigMessage,
 };
 use protocols::availability::{Config, Tx};
-use protocols::bcb::{EchoMessage, FinalMessage, StartMessage};
+use protocols::bcb::{Echo, Final};
 
 const N: usize = 4;
 
@@ -56,9 +56,9 @@ const NAMES: &[&str] = &[
     "bcb.BroadcastRequest",
     "bcb.Deliver",
     "bcb.BroadcastRefused",
-    "bcb.StartMessage",
-    "bcb.EchoMessage",
-    "bcb.FinalMessage",
+    "bcb.Send",
+    "bcb.Echo",
+    "bcb.Final",
     "batchdb.StoreBatch",
     "batchdb.BatchStored",
     "batchdb.LookupBatch",
@@ -125,9 +125,9 @@ fn samples() -> Vec<Payload> {
             from: NodeId::from_index(2),
             message: Message::new("app", TestString("forged sender".into())),
         }),
-        Payload::new(StartMessage { data: b"not from the leader".to_vec() }),
-        Payload::new(EchoMessage { signature: vec![7; 64] }),
-        Payload::new(FinalMessage {
+        Payload::new(protocols::bcb::Send { data: b"not from the leader".to_vec() }),
+        Payload::new(Echo { signature: vec![7; 64] }),
+        Payload::new(Final {
             data: b"forged".to_vec(),
             signers: (0..N).map(NodeId::from_index).collect(),
             signatures: vec![vec![1; 64]; N],

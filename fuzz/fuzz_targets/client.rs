@@ -8,7 +8,7 @@ use mir_dsl::mir_runtime::EventPayload;
 use protocols::availability::mempool::NewTransactions;
 use protocols::availability::msc::{ProvideBatchMessage, RequestSigMessage};
 use protocols::availability::{Cert, Tx};
-use protocols::bcb::{EchoMessage, FinalMessage};
+use protocols::bcb::{Echo, Final};
 
 fn strict<T: EventPayload + serde::Serialize + serde::de::DeserializeOwned>(data: &[u8]) {
     if let Ok(v) = codec::decode::<T>(T::NAME, data) {
@@ -22,8 +22,8 @@ fuzz_target!(|data: &[u8]| {
     }
     strict::<Tx>(data);
     strict::<NewTransactions>(data);
-    strict::<EchoMessage>(data);
-    strict::<FinalMessage>(data);
+    strict::<Echo>(data);
+    strict::<Final>(data);
     strict::<RequestSigMessage>(data);
     strict::<ProvideBatchMessage>(data);
 });

@@ -7,6 +7,6 @@ use mir_runtime::stdevents::MessageReceived;
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = mir_runtime::transport::grpc::PeerMessage::decode_message(data) {
         let _ = m.payload.decode::<MessageReceived>();
-        let _ = m.payload.decode::<protocols::bcb::FinalMessage>();
+        let _ = m.payload.decode::<protocols::bcb::Final>();
     }
 });

@@ -1,11 +1,13 @@
 //! The handler context: what a handler can do besides changing its state.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use mir_runtime::stdevents::crypto::{Origin, Request, Response};
-use mir_runtime::stdevents::{Message, SendMessage};
+use mir_runtime::stdevents::{Message, SendMessage, TimerCancel, TimerDelay, TimerId, TimerRepeat};
 use mir_runtime::{ModuleError, ModuleId, NodeId, Outbox, Payload};
 
 /// Why a handler did not complete. See the [crate docs](crate#two-kinds-of-failure).
@@ -36,12 +38,19 @@ impl std::fmt::Display for Reject {
 )]
 pub trait HandlesResponse<R, C> {}
 
-/// Pending requests: continuation values by request number (sequential, so deterministic).
+/// Pending requests: continuation values by request number (sequential, so deterministic), the
+/// numbers of cancelled requests whose responses have not come back yet, and the next timer ID.
 #[derive(Default)]
 pub(crate) struct Continuations {
     next: u64,
     pending: BTreeMap<u64, Box<dyn Any + Send>>,
+    cancelled: BTreeSet<u64>,
+    next_timer: u64,
 }
+
+/// A request made with [`Ctx::request`], to cancel it with [`Ctx::cancel_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(u64);
 
 impl Continuations {
     pub(crate) fn len(&self) -> usize {
@@ -84,11 +93,12 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
     }
 
     /// Sends `msg` through the transport module `net` to this protocol's module (same ID) on
-    /// each of `to`.
-    pub fn send<'n>(
+    /// each of `to`: any iterable of node IDs, borrowed or owned (`[&leader]`,
+    /// `voters.nodes()`, a `Vec<NodeId>`).
+    pub fn send<N: Borrow<NodeId>>(
         &mut self,
         net: &ModuleId,
-        to: impl IntoIterator<Item = &'n NodeId>,
+        to: impl IntoIterator<Item = N>,
         msg: impl Into<Payload>,
     ) {
         let dest_module = self.out.me().clone();
@@ -96,14 +106,14 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
     }
 
     /// Sends `msg` through `net` to module `module` on each of `to`.
-    pub fn send_to_module<'n>(
+    pub fn send_to_module<N: Borrow<NodeId>>(
         &mut self,
         net: &ModuleId,
-        to: impl IntoIterator<Item = &'n NodeId>,
+        to: impl IntoIterator<Item = N>,
         module: &ModuleId,
         msg: impl Into<Payload>,
     ) {
-        let destinations: Vec<NodeId> = to.into_iter().cloned().collect();
+        let destinations: Vec<NodeId> = to.into_iter().map(|n| n.borrow().clone()).collect();
         if destinations.is_empty() {
             return;
         }
@@ -117,11 +127,11 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
     }
 
     /// Asks the timer module `timer` to deliver `payload` back to this module `delay` from now
-    /// (a [`TimerDelay`](mir_runtime::stdevents::TimerDelay) holding one event from this module to
-    /// itself). Time reaches a protocol only this way, so the simulator controls it. The timer's
-    /// retention index is `u64::MAX`: a
-    /// [`TimerGarbageCollect`](mir_runtime::stdevents::TimerGarbageCollect) never cancels it (the
-    /// protocol ignores a timeout it no longer needs).
+    /// (a [`TimerDelay`] holding one event from this module to itself), and returns the timer's
+    /// ID for [`Ctx::cancel`]. Time reaches a protocol only this way, so the simulator controls
+    /// it. The timer's retention index is `u64::MAX`: a
+    /// [`TimerGarbageCollect`](mir_runtime::stdevents::TimerGarbageCollect) never cancels it.
+    /// Works the same in both executors (the timer module runs on the executor's clock).
     ///
     /// ```
     /// # use mir_dsl::{protocol, Ctx, Handled, DslModule};
@@ -146,25 +156,78 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
     pub fn after(
         &mut self,
         timer: &ModuleId,
-        delay: std::time::Duration,
+        delay: Duration,
         payload: impl Into<Payload>,
-    ) {
+    ) -> TimerId {
+        let (id, events) = self.timer_event(payload);
+        self.out.send(timer, TimerDelay { id: Some(id), delay, retention_index: u64::MAX, events });
+        id
+    }
+
+    /// Asks the timer module `timer` to deliver `payload` back to this module every `period`
+    /// (the first time one period from now) until [`Ctx::cancel`]led; returns the timer's ID.
+    /// A zero period is refused by the timer module (the node stops: a bug).
+    ///
+    /// ```
+    /// # use mir_dsl::{protocol, Ctx, Handled, DslModule};
+    /// # use mir_dsl::mir_runtime::{stdevents::{Init, TestUint64, TimerRepeat, TimerCancel}, Event, ModuleId};
+    /// # use std::time::Duration;
+    /// /// A heartbeat every second; the fifth beat stops it.
+    /// struct Heartbeat { beats: u64, timer: Option<mir_dsl::mir_runtime::stdevents::TimerId> }
+    /// #[protocol]
+    /// impl Heartbeat {
+    ///     #[upon(event)]
+    ///     fn init(&mut self, ctx: &mut Ctx<Self>, _i: Init) -> Handled {
+    ///         self.timer = Some(ctx.every(&ModuleId::new("timer"), Duration::from_secs(1), TestUint64(0)));
+    ///         Ok(())
+    ///     }
+    ///     #[upon(event)]
+    ///     fn beat(&mut self, ctx: &mut Ctx<Self>, _b: TestUint64) -> Handled {
+    ///         self.beats += 1;
+    ///         if self.beats == 5 {
+    ///             ctx.cancel(&ModuleId::new("timer"), self.timer.take().unwrap());
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let mut m = DslModule::new(Heartbeat { beats: 4, timer: None });
+    /// let out = mir_dsl::mir_runtime::testing::apply(&mut m, "hb".into(), vec![
+    ///     Event::new("hb", "hb", Init),
+    ///     Event::new("hb", "hb", TestUint64(0)),
+    /// ]).unwrap();
+    /// let id = out[0].get::<TimerRepeat>().unwrap().id.unwrap();
+    /// assert_eq!(out[1].get::<TimerCancel>().unwrap().id, id);
+    /// ```
+    pub fn every(
+        &mut self,
+        timer: &ModuleId,
+        period: Duration,
+        payload: impl Into<Payload>,
+    ) -> TimerId {
+        let (id, events) = self.timer_event(payload);
+        self.out
+            .send(timer, TimerRepeat { id: Some(id), period, retention_index: u64::MAX, events });
+        id
+    }
+
+    /// Cancels this module's timer `id` at the timer module `timer` (made by [`Ctx::after`] or
+    /// [`Ctx::every`]). A timer that already fired (one-shot) or was cancelled is not an error;
+    /// an event the timer emitted before the cancellation reached it may still arrive.
+    pub fn cancel(&mut self, timer: &ModuleId, id: TimerId) {
+        self.out.send(timer, TimerCancel { id });
+    }
+
+    fn timer_event(&mut self, payload: impl Into<Payload>) -> (TimerId, Vec<mir_runtime::Event>) {
+        let id = TimerId(self.conts.next_timer);
+        self.conts.next_timer += 1;
         let me = self.out.me().clone();
-        let ev = mir_runtime::Event::new(me.clone(), me, payload);
-        self.out.send(
-            timer,
-            mir_runtime::stdevents::TimerDelay {
-                id: None,
-                delay,
-                retention_index: u64::MAX,
-                events: vec![ev],
-            },
-        );
+        (id, vec![mir_runtime::Event::new(me.clone(), me, payload)])
     }
 
     /// Sends `request` to module `dest` and keeps `cont`; the response comes back to the
-    /// `#[upon(response)]` handler taking `(R::Response, C)`, with `cont`.
-    pub fn request<R, C>(&mut self, dest: &ModuleId, mut request: R, cont: C)
+    /// `#[upon(response)]` handler taking `(R::Response, C)`, with `cont`. See the
+    /// [crate docs](crate#requests-responses-and-typed-continuations) for the lifecycle of `cont`.
+    pub fn request<R, C>(&mut self, dest: &ModuleId, mut request: R, cont: C) -> RequestId
     where
         R: Request,
         C: Send + 'static,
@@ -175,6 +238,18 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
         self.conts.pending.insert(id, Box::new(cont));
         request.set_origin(Origin { module: self.out.me().clone(), id });
         self.out.send(dest, request);
+        RequestId(id)
+    }
+
+    /// Gives up on request `id`: its continuation is dropped now, and its response, if it still
+    /// comes, is dropped (counted as ignored) instead of reaching a handler. Returns whether the
+    /// request was pending.
+    pub fn cancel_request(&mut self, id: RequestId) -> bool {
+        let was = self.conts.pending.remove(&id.0).is_some();
+        if was {
+            self.conts.cancelled.insert(id.0);
+        }
+        was
     }
 
     /// Requests made and not answered yet.
@@ -188,9 +263,10 @@ pub mod private {
     use super::*;
 
     /// Whether the pending request `origin` of response `R` was made with a continuation of type
-    /// `C`. A response that matches no pending request of this module is fatal.
+    /// `C`. The response to a cancelled request is dropped (`Reject::Ignore`, counted); one that
+    /// matches no pending or cancelled request of this module is fatal.
     pub fn pending_is<P: ?Sized, R: Response, C: 'static>(
-        ctx: &Ctx<'_, P>,
+        ctx: &mut Ctx<'_, P>,
         res: &R,
     ) -> Result<bool, Reject> {
         let origin = res.origin();
@@ -203,6 +279,11 @@ pub mod private {
             ))));
         }
         match ctx.conts.pending.get(&origin.id) {
+            None if ctx.conts.cancelled.remove(&origin.id) => Err(Reject::Ignore(format!(
+                "response {} to request #{}, which was cancelled",
+                R::NAME,
+                origin.id
+            ))),
             None => Err(Reject::Fatal(ModuleError::new(format!(
                 "response {} (request #{}) matches no pending request",
                 R::NAME,

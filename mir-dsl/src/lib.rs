@@ -71,13 +71,24 @@
 //! `C`. When the response arrives, the `#[upon(response)]` handler whose parameters are the
 //! response type and `C` gets the response and the stored value back. A request whose
 //! (response, continuation) pair no handler takes does not compile. A response that matches no
-//! pending request stops the node (it is a bug, never silently dropped); a continuation is removed
-//! as soon as its response is handled.
+//! pending request stops the node (it is a bug, never silently dropped).
+//!
+//! **The lifecycle of a continuation.** It is stored by [`Ctx::request`] (which returns a
+//! [`RequestId`]) and released by whichever comes first: its response is handled (it is moved
+//! into the handler); the protocol gives up with [`Ctx::cancel_request`] (a timeout, a view
+//! change; a response that still comes is then dropped and counted as ignored); or the module
+//! instance is dropped (a [factory](mir_runtime::stdmodules::Factory) instance garbage-collected
+//! with its epoch), which drops every pending continuation with it. [`Ctx::pending_requests`]
+//! and [`DslModule::pending_requests`] show how many wait. Requests to this node's own services
+//! (crypto, hasher) are always answered; a protocol that asks something that may never answer
+//! pairs the request with a timer ([`Ctx::after`]) and cancels on timeout.
 //!
 //! ## Time
 //!
 //! A protocol never reads a clock. [`Ctx::after`] asks the timer module to send an event back to
-//! the protocol after a delay (a timeout, a retry); in the simulator that delay is simulated time.
+//! the protocol after a delay (a timeout, a retry), [`Ctx::every`] every period (a heartbeat), and
+//! [`Ctx::cancel`] stops either; in the simulator the delays are simulated time, in production the
+//! executor's clock.
 //!
 //! ## Parts
 //!
@@ -97,12 +108,41 @@ mod ctx;
 mod module;
 mod quorum;
 
-pub use ctx::{Ctx, HandlesResponse, Reject};
+pub use ctx::{Ctx, HandlesResponse, Reject, RequestId};
 pub use module::{DslModule, DslStats, Protocol};
 pub use quorum::{QuorumError, Voters, Weight};
 
 pub use mir_dsl_macros::protocol;
 pub use mir_runtime;
+
+/// What a protocol file needs: `use mir_dsl::prelude::*;`.
+///
+/// The DSL (the macro, [`Ctx`], [`Handled`], the failure macros, [`DslModule`], quorums) and the
+/// runtime items every protocol names (IDs, [`payload!`](mir_runtime::payload), `Init`, timer IDs,
+/// the factory). Anything else is imported from `mir_runtime` directly.
+///
+/// ```
+/// use mir_dsl::prelude::*;
+/// struct Hello { greeted: bool }
+/// #[protocol]
+/// impl Hello {
+///     #[upon(event)]
+///     fn init(&mut self, _ctx: &mut Ctx<Self>, _init: Init) -> Handled {
+///         ensure!(!self.greeted, "a second Init");
+///         self.greeted = true;
+///         Ok(())
+///     }
+/// }
+/// let _module = DslModule::new(Hello { greeted: false });
+/// ```
+pub mod prelude {
+    pub use crate::{
+        ensure, fatal, ignore, protocol, Ctx, DslModule, Handled, Reject, RequestId, Voters, Weight,
+    };
+    pub use mir_runtime::stdevents::{Init, TimerId};
+    pub use mir_runtime::stdmodules::Factory;
+    pub use mir_runtime::{payload, ModuleError, ModuleId, NodeId};
+}
 
 /// What a handler returns.
 pub type Handled = Result<(), Reject>;

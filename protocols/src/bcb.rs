@@ -28,7 +28,8 @@
 //! one) is refused with [`BroadcastRefused`] to the requester instead of crashing the node. Signed
 //! data is framed unambiguously by the crypto module.
 //!
-//! **Pseudocode** (each handler below carries its lines):
+//! **Pseudocode** (each handler below carries its lines; messages are named as in the paper:
+//! [`Send`], [`Echo`], [`Final`]):
 //!
 //! ```text
 //! upon ⟨bcb, Broadcast | m⟩ do                                      // only s
@@ -46,11 +47,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mir_dsl::mir_runtime::stdevents::crypto::{
+use mir_dsl::prelude::*;
+use mir_runtime::stdevents::crypto::{
     SigCheck, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
 };
-use mir_dsl::mir_runtime::{payload, ModuleId, NodeId};
-use mir_dsl::{ensure, fatal, ignore, protocol, Ctx, Handled, Voters};
 use serde::{Deserialize, Serialize};
 
 // ---- Events (local) ----
@@ -79,25 +79,25 @@ pub struct BroadcastRefused {
     pub reason: String,
 }
 
-// ---- Messages (between nodes) ----
+// ---- Messages (between nodes), named as in the paper ----
 
 /// [SEND, m].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StartMessage {
+pub struct Send {
     /// The message.
     pub data: Vec<u8>,
 }
 
 /// [ECHO, m, σ] (m is implied: the leader checks σ against its own m).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EchoMessage {
+pub struct Echo {
     /// The echo signature.
     pub signature: Vec<u8>,
 }
 
 /// [FINAL, m, Σ].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinalMessage {
+pub struct Final {
     /// The message.
     pub data: Vec<u8>,
     /// The signers, one per signature.
@@ -120,26 +120,26 @@ payload!(
     BroadcastRequest = "bcb.BroadcastRequest",
     Deliver = "bcb.Deliver",
     BroadcastRefused = "bcb.BroadcastRefused",
-    StartMessage = "bcb.StartMessage",
-    EchoMessage = "bcb.EchoMessage",
-    FinalMessage = "bcb.FinalMessage",
+    Send = "bcb.Send",
+    Echo = "bcb.Echo",
+    Final = "bcb.Final",
 );
 
 // ---- Continuations (what a handler remembers while crypto works) ----
 
-/// Signing the echo of `data`.
-#[derive(Debug, Clone)]
+/// Signing the echo.
+#[derive(Debug)]
 pub struct EchoSigned;
 
 /// Checking `from`'s echo signature.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EchoChecked {
     from: NodeId,
     signature: Vec<u8>,
 }
 
 /// Checking the signatures of a FINAL carrying `data`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FinalChecked {
     from: NodeId,
     data: Vec<u8>,
@@ -161,7 +161,7 @@ pub struct Bcb {
     // Parameters.
     modules: BcbModules,
     instance: Vec<u8>,
-    membership: Voters,
+    voters: Voters,
     leader: NodeId,
     me: NodeId,
     // State, named as in the pseudocode.
@@ -180,14 +180,14 @@ impl Bcb {
     pub fn new(
         modules: BcbModules,
         instance: Vec<u8>,
-        membership: Voters,
+        voters: Voters,
         leader: NodeId,
         me: NodeId,
     ) -> Self {
         Bcb {
             modules,
             instance,
-            membership,
+            voters,
             leader,
             me,
             request: None,
@@ -209,38 +209,39 @@ impl Bcb {
         vec![self.instance.clone(), b"ECHO".to_vec(), m.to_vec()]
     }
 
-    fn all(&self) -> Vec<NodeId> {
-        self.membership.nodes().cloned().collect()
+    /// Why this node cannot broadcast now, if it cannot.
+    fn cannot_broadcast(&self) -> Option<String> {
+        if self.me != self.leader {
+            Some(format!("node {} is not the leader ({}) of this instance", self.me, self.leader))
+        } else if self.request.is_some() {
+            Some("this instance already broadcast a message".into())
+        } else {
+            None
+        }
     }
 }
 
-/// A [factory](mir_dsl::mir_runtime::stdmodules::Factory) of BCB instances: a
+/// Answers the requester with [`BroadcastRefused`] and drops the request as bad input.
+fn refuse(ctx: &mut Ctx<Bcb>, reason: String) -> Handled {
+    let requester = ctx.source().clone();
+    ctx.emit(&requester, BroadcastRefused { reason: reason.clone() });
+    ignore!("{reason}")
+}
+
+/// A [factory](mir_runtime::stdmodules::Factory) of BCB instances: a
 /// `NewSubmodule { id: <factory>/<k>, params: BcbInstance { leader, instance: k } }` creates
 /// instance `k` (its instance bytes are `k` in little-endian). Messages for instances not created
 /// yet are kept (bounded per sender) until they are.
-pub fn factory(
-    modules: BcbModules,
-    membership: Voters,
-    me: NodeId,
-) -> mir_dsl::mir_runtime::stdmodules::Factory {
-    mir_dsl::mir_runtime::stdmodules::Factory::new(move |_id, params| {
-        let p = params
-            .decode::<BcbInstance>()
-            .map_err(mir_dsl::mir_runtime::ModuleError::new)?
-            .ok_or_else(|| {
-                mir_dsl::mir_runtime::ModuleError::new(format!(
-                    "BCB factory: expected bcb.Instance parameters, got {}",
-                    params.name()
-                ))
-            })?;
-        let bcb = Bcb::new(
+pub fn factory(modules: BcbModules, voters: Voters, me: NodeId) -> Factory {
+    Factory::of(move |_id, p: BcbInstance| {
+        let instance = p.instance.to_le_bytes().to_vec();
+        Ok(DslModule::new(Bcb::new(
             modules.clone(),
-            p.instance.to_le_bytes().to_vec(),
-            membership.clone(),
+            instance,
+            voters.clone(),
             p.leader,
             me.clone(),
-        );
-        Ok(Box::new(mir_dsl::DslModule::new(bcb)) as Box<dyn mir_dsl::mir_runtime::PassiveModule>)
+        )))
     })
 }
 
@@ -249,75 +250,50 @@ impl Bcb {
     /// upon ⟨bcb, Broadcast | m⟩ do                                  (only s)
     #[upon(event)]
     fn broadcast(&mut self, ctx: &mut Ctx<Self>, req: BroadcastRequest) -> Handled {
-        let refuse = |ctx: &mut Ctx<Self>, reason: String| {
-            let src = ctx.source().clone();
-            ctx.emit(&src, BroadcastRefused { reason: reason.clone() });
-            reason
-        };
-        if self.me != self.leader {
-            let r = refuse(
-                ctx,
-                format!("node {} is not the leader ({}) of this instance", self.me, self.leader),
-            );
-            ignore!("{r}");
+        if let Some(reason) = self.cannot_broadcast() {
+            return refuse(ctx, reason);
         }
-        if self.request.is_some() {
-            let r = refuse(ctx, "this instance already broadcast a message".to_owned());
-            ignore!("{r}");
-        }
-        self.request = Some(req.data.clone());
         //     send [SEND, m] to all
-        let all = self.all();
-        ctx.send(&self.modules.net, &all, StartMessage { data: req.data });
+        ctx.send(&self.modules.net, self.voters.nodes(), Send { data: req.data.clone() });
+        self.request = Some(req.data);
         Ok(())
     }
 
     /// upon [SEND, m] from s such that ¬sentecho do
     #[upon(message)]
-    fn on_send(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: StartMessage) -> Handled {
+    fn on_send(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: Send) -> Handled {
         ensure!(from == self.leader, "SEND from {from}, who is not the leader");
         ensure!(!self.sent_echo, "second SEND from the leader");
         //     sentecho := true; σ := sign(bcb‖ECHO‖m)
         self.sent_echo = true;
-        let data = self.echo_data(&msg.data);
-        ctx.request(&self.modules.crypto, SignRequest::new(data), EchoSigned);
+        ctx.request(&self.modules.crypto, SignRequest::new(self.echo_data(&msg.data)), EchoSigned);
         Ok(())
     }
 
     /// … send [ECHO, m, σ] to s
     #[upon(response)]
-    fn echo_signed(&mut self, ctx: &mut Ctx<Self>, res: SignResult, _cont: EchoSigned) -> Handled {
-        let leader = self.leader.clone();
-        ctx.send(&self.modules.net, [&leader], EchoMessage { signature: res.signature });
+    fn echo_signed(&mut self, ctx: &mut Ctx<Self>, res: SignResult, _: EchoSigned) -> Handled {
+        ctx.send(&self.modules.net, [&self.leader], Echo { signature: res.signature });
         Ok(())
     }
 
     /// upon [ECHO, m, σ] from p do                                    (only s)
     #[upon(message)]
-    fn on_echo(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: EchoMessage) -> Handled {
+    fn on_echo(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: Echo) -> Handled {
         ensure!(self.me == self.leader, "ECHO from {from}, but this node is not the leader");
-        ensure!(self.membership.contains(&from), "ECHO from non-member {from}");
+        ensure!(self.voters.contains(&from), "ECHO from non-member {from}");
         let Some(m) = &self.request else { ignore!("ECHO from {from} before this node broadcast") };
         //     if echos[p] = ⊥ ∧ verifysig(p, bcb‖ECHO‖m, σ)
-        ensure!(
-            !self.echos.contains_key(&from) && !self.checking.contains(&from),
-            "repeated ECHO from {from}"
-        );
-        self.checking.insert(from.clone());
-        let data = self.echo_data(m);
-        let check = VerifySig::new(data, msg.signature.clone(), from.clone());
+        let new = !self.echos.contains_key(&from) && self.checking.insert(from.clone());
+        ensure!(new, "repeated ECHO from {from}");
+        let check = VerifySig::new(self.echo_data(m), msg.signature.clone(), from.clone());
         ctx.request(&self.modules.crypto, check, EchoChecked { from, signature: msg.signature });
         Ok(())
     }
 
     /// … then echos[p] := σ
     #[upon(response)]
-    fn echo_checked(
-        &mut self,
-        _ctx: &mut Ctx<Self>,
-        res: SigVerified,
-        cont: EchoChecked,
-    ) -> Handled {
+    fn echo_checked(&mut self, _: &mut Ctx<Self>, res: SigVerified, cont: EchoChecked) -> Handled {
         self.checking.remove(&cont.from);
         if let Some(e) = res.error {
             ignore!("invalid ECHO from {}: {e}", cont.from);
@@ -329,54 +305,40 @@ impl Bcb {
     /// upon exists m ≠ ⊥ such that #echos > (N + f)/2 ∧ ¬sentfinal do  (only s)
     #[upon(condition)]
     fn enough_echoes(&mut self, ctx: &mut Ctx<Self>) -> Handled {
-        if self.sent_final || self.echos.is_empty() {
-            return Ok(());
-        }
-        let Ok(strong) = self.membership.is_strong_quorum(self.echos.keys()) else {
+        let Ok(strong) = self.voters.is_strong_quorum(self.echos.keys()) else {
             fatal!("echos holds a non-member")
         };
-        if !strong {
+        if self.sent_final || !strong {
             return Ok(());
         }
         let Some(m) = self.request.clone() else { fatal!("echoes recorded without a request") };
         //     sentfinal := true; send [FINAL, m, Σ] to all
         self.sent_final = true;
         let (signers, signatures) = self.echos.iter().map(|(n, s)| (n.clone(), s.clone())).unzip();
-        let all = self.all();
-        ctx.send(&self.modules.net, &all, FinalMessage { data: m, signers, signatures });
+        ctx.send(&self.modules.net, self.voters.nodes(), Final { data: m, signers, signatures });
         Ok(())
     }
 
     /// upon [FINAL, m, Σ] from p do
     #[upon(message)]
-    fn on_final(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: FinalMessage) -> Handled {
+    fn on_final(&mut self, ctx: &mut Ctx<Self>, from: NodeId, msg: Final) -> Handled {
         if self.delivered {
             return Ok(()); // a late FINAL: nothing to do
         }
-        ensure!(
-            msg.signers.len() == msg.signatures.len(),
-            "FINAL from {from}: {} signers but {} signatures",
-            msg.signers.len(),
-            msg.signatures.len()
-        );
+        let (signers, sigs) = (msg.signers.len(), msg.signatures.len());
+        ensure!(signers == sigs, "FINAL from {from}: {signers} signers but {sigs} signatures");
         //     if #{p | Σ[p] ≠ ⊥ ∧ verifysig(p, bcb‖ECHO‖m, Σ[p])} > (N + f)/2 — distinct members only
-        match self.membership.is_strong_quorum(&msg.signers) {
+        match self.voters.is_strong_quorum(&msg.signers) {
             Err(e) => ignore!("FINAL from {from}: {e}"),
             Ok(false) => ignore!("FINAL from {from}: the signers are not a strong quorum"),
             Ok(true) => {}
         }
         let data = self.echo_data(&msg.data);
-        let items = msg
-            .signers
-            .into_iter()
-            .zip(msg.signatures)
-            .map(|(node, signature)| SigCheck { data: data.clone(), signature, node })
-            .collect();
-        ctx.request(
-            &self.modules.crypto,
-            VerifySigs::new(items),
-            FinalChecked { from, data: msg.data },
-        );
+        let checks = msg.signers.into_iter().zip(msg.signatures);
+        let checks =
+            checks.map(|(node, signature)| SigCheck { data: data.clone(), signature, node });
+        let cont = FinalChecked { from, data: msg.data };
+        ctx.request(&self.modules.crypto, VerifySigs::new(checks.collect()), cont);
         Ok(())
     }
 
@@ -389,64 +351,13 @@ impl Bcb {
         cont: FinalChecked,
     ) -> Handled {
         ensure!(res.all_ok, "FINAL from {} carries invalid signatures", cont.from);
-        if self.delivered {
-            return Ok(());
-        }
-        self.delivered = true;
-        let consumer = self.modules.consumer.clone();
-        ctx.emit(&consumer, Deliver { instance: self.instance.clone(), data: cont.data });
-        Ok(())
-    }
-}
-
-/// An offline monitor for recorded runs: no two nodes deliver different data in one instance,
-/// and no node delivers twice in one instance. Use with
-/// [`eventlog::check`](mir_dsl::mir_runtime::eventlog::check).
-#[derive(Debug, Default)]
-pub struct AgreementMonitor {
-    /// instance → (first delivery seen, per node).
-    seen: BTreeMap<
-        Vec<u8>,
-        (
-            mir_dsl::mir_runtime::eventlog::Observed,
-            BTreeMap<NodeId, mir_dsl::mir_runtime::eventlog::Observed>,
-        ),
-    >,
-}
-
-impl mir_dsl::mir_runtime::eventlog::Monitor for AgreementMonitor {
-    fn observe(
-        &mut self,
-        o: &mir_dsl::mir_runtime::eventlog::Observed,
-    ) -> Result<(), mir_dsl::mir_runtime::eventlog::Violation> {
-        use mir_dsl::mir_runtime::eventlog::Violation;
-        let Ok(Some(d)) = o.event.payload.decode::<Deliver>() else {
-            return Ok(());
-        };
-        let Some((first, per_node)) = self.seen.get_mut(&d.instance) else {
-            self.seen.insert(
-                d.instance.clone(),
-                (o.clone(), BTreeMap::from([(o.node.clone(), o.clone())])),
+        if !self.delivered {
+            self.delivered = true;
+            ctx.emit(
+                &self.modules.consumer,
+                Deliver { instance: self.instance.clone(), data: cont.data },
             );
-            return Ok(());
-        };
-        if let Some(earlier) = per_node.get(&o.node) {
-            return Err(Violation::new(
-                format!("node {} delivered twice in instance {:?}", o.node, d.instance),
-                vec![earlier.clone(), o.clone()],
-            ));
         }
-        let first_data = first.event.payload.decode::<Deliver>().ok().flatten().map(|f| f.data);
-        if first_data.as_ref() != Some(&d.data) {
-            return Err(Violation::new(
-                format!(
-                    "nodes {} and {} delivered different data in instance {:?}",
-                    first.node, o.node, d.instance
-                ),
-                vec![first.clone(), o.clone()],
-            ));
-        }
-        per_node.insert(o.node.clone(), o.clone());
         Ok(())
     }
 }

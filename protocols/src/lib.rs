@@ -8,9 +8,12 @@
 //! | Signed Echo Broadcast (Reiter '94; Cachin, Guerraoui, Rodrigues) | [`bcb`] |
 //! | Availability layer: mempool, batch DB, multisig collector, batch fetcher (Mir's, as used by ISS) | [`availability`] |
 //!
+//! Offline invariants over recorded runs live in [`monitors`].
+//!
 //! Still to come: PBFT, checkpointing, ISS and the SMR system.
 
 pub mod availability;
 pub mod bcb;
+pub mod monitors;
 
 pub use mir_dsl;

@@ -16,10 +16,7 @@ use mir_dsl::mir_runtime::{
     Batch, Event, ModuleId, ModuleResult, Node, NodeId, Outbox, PassiveModule,
 };
 use mir_dsl::{DslModule, DslStats, Voters};
-use protocols::bcb::{
-    Bcb, BcbModules, BroadcastRefused, BroadcastRequest, Deliver, EchoMessage, FinalMessage,
-    StartMessage,
-};
+use protocols::bcb::{Bcb, BcbModules, BroadcastRefused, BroadcastRequest, Deliver, Echo, Final};
 
 const SEED: u64 = 99;
 const INSTANCE: &[u8] = b"bcb-test-1";
@@ -225,10 +222,10 @@ impl PassiveModule for Equivocator {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if ev.is::<Init>() {
-                send(out, &[1, 2], StartMessage { data: b"a".to_vec() });
-                send(out, &[3], StartMessage { data: b"b".to_vec() });
+                send(out, &[1, 2], protocols::bcb::Send { data: b"a".to_vec() });
+                send(out, &[3], protocols::bcb::Send { data: b"b".to_vec() });
             } else if let Some(m) = ev.get::<MessageReceived>() {
-                if let Ok(Some(e)) = m.message.payload.decode::<EchoMessage>() {
+                if let Ok(Some(e)) = m.message.payload.decode::<Echo>() {
                     self.echoes.insert(m.from.clone(), e.signature);
                 }
             }
@@ -248,7 +245,7 @@ impl PassiveModule for Equivocator {
             send(
                 out,
                 &[1],
-                FinalMessage {
+                Final {
                     data: b"a".to_vec(),
                     signers: vec![me.clone(), n(1), n(2)],
                     signatures: vec![sig_a0, s1, s2],
@@ -256,25 +253,25 @@ impl PassiveModule for Equivocator {
             );
             let bad_finals = [
                 // Repeated signer: node 3's one valid echo for `b`, three times (Mir accepted this).
-                FinalMessage {
+                Final {
                     data: b"b".to_vec(),
                     signers: vec![n(3), n(3), n(3)],
                     signatures: vec![s3.clone(), s3.clone(), s3.clone()],
                 },
                 // A non-member signer.
-                FinalMessage {
+                Final {
                     data: b"b".to_vec(),
                     signers: vec![me.clone(), n(3), NodeId::new("9")],
                     signatures: vec![sig_b0.clone(), s3.clone(), vec![1]],
                 },
                 // A forged signature for node 2.
-                FinalMessage {
+                Final {
                     data: b"b".to_vec(),
                     signers: vec![me.clone(), n(2), n(3)],
                     signatures: vec![sig_b0.clone(), vec![7; 32], s3.clone()],
                 },
                 // Too few signers.
-                FinalMessage {
+                Final {
                     data: b"b".to_vec(),
                     signers: vec![me.clone(), n(3)],
                     signatures: vec![sig_b0, s3],
@@ -326,7 +323,7 @@ fn forged_duplicated_and_repeated_signer_finals_are_rejected() {
         |i: usize, m: &[u8]| crypto.sign_as(&NodeId::from_index(i), &id("bcb"), &echo_data(m));
     let n = NodeId::from_index;
     let fin = |signers: Vec<NodeId>, signatures: Vec<Vec<u8>>| {
-        let m = FinalMessage { data: b"x".to_vec(), signers, signatures };
+        let m = Final { data: b"x".to_vec(), signers, signatures };
         Event::new("net", "bcb", MessageReceived { from: n(3), message: Message::new("bcb", m) })
     };
     let mut c = cluster(5, None, &[]);
@@ -434,7 +431,7 @@ fn the_agreement_monitor_flags_a_violation() {
     };
     let err = check(
         &[deliver(1, 10, b"a"), deliver(2, 20, b"b")],
-        &mut protocols::bcb::AgreementMonitor::default(),
+        &mut protocols::monitors::AgreementMonitor::default(),
     )
     .unwrap_err();
     assert_eq!(err.message, "nodes 1 and 2 delivered different data in instance [105]");
@@ -445,13 +442,13 @@ fn the_agreement_monitor_flags_a_violation() {
     assert!(err.to_string().contains("node 2 #7 at 0.000 ms"), "{err}");
     let twice = check(
         &[deliver(3, 1, b"a"), deliver(3, 2, b"a")],
-        &mut protocols::bcb::AgreementMonitor::default(),
+        &mut protocols::monitors::AgreementMonitor::default(),
     )
     .unwrap_err();
     assert!(twice.message.starts_with("node 3 delivered twice"));
     check(
         &[deliver(0, 1, b"a"), deliver(1, 2, b"a")],
-        &mut protocols::bcb::AgreementMonitor::default(),
+        &mut protocols::monitors::AgreementMonitor::default(),
     )
     .unwrap();
 }

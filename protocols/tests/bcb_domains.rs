@@ -16,7 +16,7 @@ use mir_dsl::mir_runtime::{
     Batch, Event, ModuleId, ModuleResult, Node, NodeId, Outbox, PassiveModule, Payload,
 };
 use mir_dsl::Voters;
-use protocols::bcb::{factory, BcbInstance, BcbModules, Deliver, FinalMessage};
+use protocols::bcb::{factory, BcbInstance, BcbModules, Deliver, Final};
 
 const SEED: u64 = 7;
 
@@ -102,7 +102,7 @@ fn final_from_3(to: &str, domain: &str, m: &[u8]) -> Event {
         to,
         MessageReceived {
             from: n(3),
-            message: Message::new(to, FinalMessage { data: m.to_vec(), signers, signatures }),
+            message: Message::new(to, Final { data: m.to_vec(), signers, signatures }),
         },
     )
 }
@@ -122,7 +122,7 @@ fn an_echo_for_one_factorys_instance_is_useless_in_anothers() {
     // same keys with another deployment ID) are useless everywhere.
     let other = TestCrypto::new(n(0), SEED).deployment(b"another deployment".to_vec());
     let signers = vec![n(0), n(1), n(2)];
-    let fin = FinalMessage {
+    let fin = Final {
         data: b"y".to_vec(),
         signatures: signers
             .iter()
@@ -147,7 +147,7 @@ fn one_final_resent_10000_times_is_verified_once() {
     // A FINAL with one forged signature, 10,000 times: never delivered, checked once.
     let mut bad = final_from_3("bcb/1", "bcb/1", b"x");
     let mut r = bad.get::<MessageReceived>().unwrap().clone();
-    let mut f: FinalMessage = r.message.payload.decode().unwrap().unwrap();
+    let mut f: Final = r.message.payload.decode().unwrap().unwrap();
     f.signatures[2][0] ^= 1;
     r.message = Message::new("bcb/1", f);
     bad = Event::new("net", "bcb/1", r);

@@ -12,7 +12,7 @@ use protocols::availability::msc::{
     ProvideBatchMessage, RequestBatchMessage, RequestSigMessage, SigMessage,
 };
 use protocols::availability::{BatchCert, Cert, Tx};
-use protocols::bcb::{EchoMessage, FinalMessage, StartMessage};
+use protocols::bcb::{Echo, Final};
 
 /// Decodes `b` as `T` under its stable name; if it decodes, it re-encodes to `b`.
 fn strict<T: EventPayload + serde::Serialize + serde::de::DeserializeOwned>(
@@ -55,9 +55,9 @@ proptest! {
 
     #[test]
     fn peer_messages(b in bytes()) {
-        strict::<StartMessage>(&b)?;
-        strict::<EchoMessage>(&b)?;
-        strict::<FinalMessage>(&b)?;
+        strict::<protocols::bcb::Send>(&b)?;
+        strict::<Echo>(&b)?;
+        strict::<Final>(&b)?;
         strict::<RequestSigMessage>(&b)?;
         strict::<SigMessage>(&b)?;
         strict::<RequestBatchMessage>(&b)?;

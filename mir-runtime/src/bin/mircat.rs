@@ -31,7 +31,7 @@ struct Cli {
     /// Only events handed to these modules or their submodules (repeatable).
     #[arg(long)]
     module: Vec<String>,
-    /// Only these event types, by name, e.g. `mir.TestString` or `bcb.FinalMessage` (repeatable).
+    /// Only these event types, by name, e.g. `mir.TestString` or `bcb.Final` (repeatable).
     #[arg(long)]
     event: Vec<String>,
     /// Only events at this position of their node's sequence or later.

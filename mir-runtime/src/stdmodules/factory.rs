@@ -117,6 +117,39 @@ impl Factory {
         }
     }
 
+    /// A factory whose parameters are one payload type `P`: `make` gets them decoded, so a
+    /// protocol never decodes them by hand. A `NewSubmodule` whose parameters are of another type
+    /// (or do not decode) is an error naming both types, which stops the node (the request comes
+    /// from a module of this node: a bug).
+    ///
+    /// ```
+    /// use mir_runtime::stdevents::TestUint64;
+    /// use mir_runtime::stdmodules::{Factory, NullModule};
+    /// // Instance parameters are a `TestUint64`; the generator gets it decoded.
+    /// let factory = Factory::of(|_id, n: TestUint64| {
+    ///     assert!(n.0 < 100);
+    ///     Ok(NullModule)
+    /// });
+    /// # drop(factory);
+    /// ```
+    pub fn of<P, M, F>(mut make: F) -> Self
+    where
+        P: crate::EventPayload,
+        M: PassiveModule,
+        F: FnMut(&ModuleId, P) -> Result<M, ModuleError> + Send + 'static,
+    {
+        Factory::new(move |id, params| {
+            let p = params.decode::<P>().map_err(ModuleError::new)?.ok_or_else(|| {
+                ModuleError::new(format!(
+                    "factory: submodule {id}'s parameters must be {}, got {}",
+                    P::NAME,
+                    params.name()
+                ))
+            })?;
+            Ok(Box::new(make(id, p)?) as Box<dyn PassiveModule>)
+        })
+    }
+
     /// Sets how many early messages are kept per sending node (at least 1).
     pub fn max_early_per_sender(mut self, n: usize) -> Self {
         self.max_early_per_sender = n.max(1);

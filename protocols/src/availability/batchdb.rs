@@ -14,7 +14,7 @@
 //!
 //! ```
 //! use protocols::availability::{batchdb::*, Tx};
-//! use mir_dsl::mir_runtime::{testing::apply, stdevents::crypto::Origin, Event, ModuleId};
+//! use mir_runtime::{testing::apply, stdevents::crypto::Origin, Event, ModuleId};
 //! let mut db = mir_dsl::DslModule::new(BatchDb::new());
 //! let store = StoreBatch::new(vec![7; 32], vec![vec![1; 32]], vec![Tx::new("c", 0, "x")], 3);
 //! let out = apply(&mut db, "batchdb".into(), vec![Event::new("msc", "batchdb", store)]).unwrap();
@@ -25,10 +25,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mir_dsl::mir_runtime::stdevents::crypto::Origin;
-use mir_dsl::mir_runtime::stdevents::{GarbageCollect, Init};
-use mir_dsl::mir_runtime::{payload, request_response};
 use mir_dsl::{protocol, Ctx, Handled};
+use mir_runtime::stdevents::crypto::Origin;
+use mir_runtime::stdevents::{GarbageCollect, Init};
+use mir_runtime::{payload, request_response};
 use serde::{Deserialize, Serialize};
 
 use super::{BatchId, Tx, TxId};

@@ -40,9 +40,9 @@
 
 use std::collections::VecDeque;
 
-use mir_dsl::mir_runtime::stdevents::Init;
-use mir_dsl::mir_runtime::{payload, ModuleId};
 use mir_dsl::{fatal, protocol, Ctx, Handled};
+use mir_runtime::stdevents::Init;
+use mir_runtime::{payload, ModuleId};
 use serde::{Deserialize, Serialize};
 
 use super::mempool::NewEpoch;

@@ -32,10 +32,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use mir_dsl::mir_runtime::stdevents::crypto::{HashResult, Origin};
-use mir_dsl::mir_runtime::stdevents::Init;
-use mir_dsl::mir_runtime::{payload, request_response, ModuleId};
 use mir_dsl::{fatal, protocol, Ctx, Handled};
+use mir_runtime::stdevents::crypto::{HashResult, Origin};
+use mir_runtime::stdevents::Init;
+use mir_runtime::{payload, request_response, ModuleId};
 use serde::{Deserialize, Serialize};
 
 use super::{tx_ids_request, ClientId, ClientProgress, Tx, TxId};

@@ -48,8 +48,8 @@ pub mod msc;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mir_dsl::mir_runtime::payload;
-use mir_dsl::mir_runtime::stdevents::crypto::HashRequest;
+use mir_runtime::payload;
+use mir_runtime::stdevents::crypto::HashRequest;
 use serde::{Deserialize, Serialize};
 
 /// A client's name.
@@ -194,7 +194,7 @@ pub struct BatchCert {
     /// The batch.
     pub batch_id: BatchId,
     /// Who signed (distinct members, a weak quorum by weight).
-    pub signers: Vec<mir_dsl::mir_runtime::NodeId>,
+    pub signers: Vec<mir_runtime::NodeId>,
     /// Their signatures, one per signer.
     pub signatures: Vec<Vec<u8>>,
 }
@@ -215,12 +215,12 @@ impl Cert {
 
     /// The canonical encoding (for printing, sending to another node, or pasting back).
     pub fn to_bytes(&self) -> Vec<u8> {
-        mir_dsl::mir_runtime::codec::encode(self)
+        mir_runtime::codec::encode(self)
     }
 
     /// Decodes [`Cert::to_bytes`]; an error for anything else.
-    pub fn from_bytes(b: &[u8]) -> Result<Self, mir_dsl::mir_runtime::codec::DecodeError> {
-        mir_dsl::mir_runtime::codec::decode("availability.Cert", b)
+    pub fn from_bytes(b: &[u8]) -> Result<Self, mir_runtime::codec::DecodeError> {
+        mir_runtime::codec::decode("availability.Cert", b)
     }
 }
 
@@ -277,12 +277,12 @@ pub mod names {
 ///
 /// Returns an error for invalid limits.
 pub fn add_to(
-    builder: mir_dsl::mir_runtime::NodeBuilder,
-    me: mir_dsl::mir_runtime::NodeId,
+    builder: mir_runtime::NodeBuilder,
+    me: mir_runtime::NodeId,
     config: &Config,
-) -> Result<mir_dsl::mir_runtime::NodeBuilder, String> {
-    use mir_dsl::mir_runtime::{stdmodules::Hasher, ModuleId};
+) -> Result<mir_runtime::NodeBuilder, String> {
     use mir_dsl::DslModule;
+    use mir_runtime::{stdmodules::Hasher, ModuleId};
     config.mempool.validate().map_err(|e| format!("mempool: {e}"))?;
     config.msc.validate().map_err(|e| format!("msc: {e}"))?;
     if config.msc.max_txs_in_batch < config.mempool.max_txs_in_batch
@@ -325,10 +325,10 @@ pub fn add_to(
 /// `availability` factory, e.g. from the application's `Init` handler or by injecting it).
 pub fn new_epoch_instance(
     epoch: u64,
-    membership: &[(mir_dsl::mir_runtime::NodeId, mir_dsl::Weight)],
-) -> mir_dsl::mir_runtime::stdevents::NewSubmodule {
-    mir_dsl::mir_runtime::stdevents::NewSubmodule {
-        id: mir_dsl::mir_runtime::ModuleId::new(names::AVAILABILITY).then(epoch),
+    membership: &[(mir_runtime::NodeId, mir_dsl::Weight)],
+) -> mir_runtime::stdevents::NewSubmodule {
+    mir_runtime::stdevents::NewSubmodule {
+        id: mir_runtime::ModuleId::new(names::AVAILABILITY).then(epoch),
         params: msc::MscInstance { epoch, membership: membership.to_vec() }.into(),
         retention_index: epoch,
     }

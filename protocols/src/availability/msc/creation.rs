@@ -22,11 +22,9 @@
 //!     σ := sign(instance, BATCH_STORED, id); send [SIG, r, σ] to q
 //! ```
 
-use mir_dsl::mir_runtime::stdevents::crypto::{
-    HashResult, SigVerified, SignRequest, SignResult, VerifySig,
-};
-use mir_dsl::mir_runtime::NodeId;
 use mir_dsl::{ensure, fatal, ignore, protocol, Ctx, Handled};
+use mir_runtime::stdevents::crypto::{HashResult, SigVerified, SignRequest, SignResult, VerifySig};
+use mir_runtime::NodeId;
 
 use super::super::batchdb::{BatchStored, StoreBatch};
 use super::super::mempool::{NewBatch, RequestBatch};

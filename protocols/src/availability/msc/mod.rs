@@ -16,7 +16,7 @@
 //! ([`stored_statement`](super::stored_statement)); the instance bytes are the epoch, so a
 //! certificate of one epoch does not verify in another.
 //!
-//! [`factory`] makes a [factory](mir_dsl::mir_runtime::stdmodules::Factory) that creates
+//! [`factory`] makes a [factory](mir_runtime::stdmodules::Factory) that creates
 //! `<factory>/<epoch>` instances from [`MscInstance`] parameters and removes them by epoch.
 
 pub mod creation;
@@ -26,11 +26,11 @@ pub mod verification;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use mir_dsl::mir_runtime::stdevents::crypto::Origin;
-use mir_dsl::mir_runtime::stdevents::Init;
-use mir_dsl::mir_runtime::stdmodules::Factory;
-use mir_dsl::mir_runtime::{payload, request_response, ModuleError, ModuleId, NodeId};
 use mir_dsl::{protocol, Ctx, Handled, Voters, Weight};
+use mir_runtime::stdevents::crypto::Origin;
+use mir_runtime::stdevents::Init;
+use mir_runtime::stdmodules::Factory;
+use mir_runtime::{payload, request_response, ModuleError, ModuleId, NodeId};
 use serde::{Deserialize, Serialize};
 
 use super::{BatchCert, BatchId, Cert, Tx};
@@ -432,7 +432,7 @@ pub fn factory(modules: MscModules, params: MscParams, me: NodeId) -> Factory {
             Voters::new(inst.membership),
             me.clone(),
         );
-        Ok(Box::new(mir_dsl::DslModule::new(m)) as Box<dyn mir_dsl::mir_runtime::PassiveModule>)
+        Ok(Box::new(mir_dsl::DslModule::new(m)) as Box<dyn mir_runtime::PassiveModule>)
     })
 }
 

@@ -20,9 +20,9 @@
 //! the batch arrives or the instance is garbage-collected. A certificate has at least one correct
 //! signer that stored the batch, so this ends as soon as the network lets one answer through.
 
-use mir_dsl::mir_runtime::stdevents::crypto::HashResult;
-use mir_dsl::mir_runtime::NodeId;
 use mir_dsl::{ensure, ignore, protocol, Ctx, Handled};
+use mir_runtime::stdevents::crypto::HashResult;
+use mir_runtime::NodeId;
 
 use super::super::batchdb::{BatchStored, LookupBatch, LookupBatchResponse, StoreBatch};
 use super::super::{batch_id_request, tx_ids_request, BatchId, Tx, TxId};

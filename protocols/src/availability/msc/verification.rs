@@ -9,8 +9,8 @@
 //!     answer verifysigs({(p, (instance, BATCH_STORED, id), Σ[p])})
 //! ```
 
-use mir_dsl::mir_runtime::stdevents::crypto::{SigCheck, SigsVerified, VerifySigs};
 use mir_dsl::{protocol, Ctx, Handled};
+use mir_runtime::stdevents::crypto::{SigCheck, SigsVerified, VerifySigs};
 
 use super::super::{stored_statement, Cert};
 use super::{CertVerified, Msc, VerifyCert};
@@ -18,7 +18,7 @@ use super::{CertVerified, Msc, VerifyCert};
 /// Checking the signatures of a certificate.
 #[derive(Debug)]
 pub struct CertChecked {
-    origin: mir_dsl::mir_runtime::stdevents::crypto::Origin,
+    origin: mir_runtime::stdevents::crypto::Origin,
 }
 
 impl Msc {

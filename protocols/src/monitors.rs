@@ -1,0 +1,50 @@
+//! Offline monitors: invariants checked over recorded event logs
+//! ([`eventlog::check`](mir_runtime::eventlog::check)), kept apart from the protocols they watch.
+
+use std::collections::BTreeMap;
+
+use mir_runtime::eventlog::{self, Observed, Violation};
+use mir_runtime::NodeId;
+
+use crate::bcb::Deliver;
+
+/// BCB's agreement: no two nodes deliver different data in one instance, and no node delivers
+/// twice in one instance.
+#[derive(Debug, Default)]
+pub struct AgreementMonitor {
+    /// instance → (first delivery seen, per node).
+    seen: BTreeMap<Vec<u8>, (Observed, BTreeMap<NodeId, Observed>)>,
+}
+
+impl eventlog::Monitor for AgreementMonitor {
+    fn observe(&mut self, o: &Observed) -> Result<(), Violation> {
+        let Ok(Some(d)) = o.event.payload.decode::<Deliver>() else {
+            return Ok(());
+        };
+        let Some((first, per_node)) = self.seen.get_mut(&d.instance) else {
+            self.seen.insert(
+                d.instance.clone(),
+                (o.clone(), BTreeMap::from([(o.node.clone(), o.clone())])),
+            );
+            return Ok(());
+        };
+        if let Some(earlier) = per_node.get(&o.node) {
+            return Err(Violation::new(
+                format!("node {} delivered twice in instance {:?}", o.node, d.instance),
+                vec![earlier.clone(), o.clone()],
+            ));
+        }
+        let first_data = first.event.payload.decode::<Deliver>().ok().flatten().map(|f| f.data);
+        if first_data.as_ref() != Some(&d.data) {
+            return Err(Violation::new(
+                format!(
+                    "nodes {} and {} delivered different data in instance {:?}",
+                    first.node, o.node, d.instance
+                ),
+                vec![first.clone(), o.clone()],
+            ));
+        }
+        per_node.insert(o.node.clone(), o.clone());
+        Ok(())
+    }
+}
