@@ -710,6 +710,15 @@ fn a_signer_stores_at_most_max_bytes_per_source() {
     assert_eq!(c.sim.summary().messages_delivered - before, 3);
 }
 
+/// `req` as `ctx.request` sends it: with an origin (module `x`), so the batch DB answers.
+fn asked(
+    mut req: protocols::availability::batchdb::StoreBatch,
+) -> protocols::availability::batchdb::StoreBatch {
+    use mir_runtime::stdevents::crypto::{Origin, Request};
+    req.set_origin(Origin { module: ModuleId::new("x"), id: 0 });
+    req
+}
+
 #[test]
 fn the_batch_db_holds_at_most_its_capacity() {
     use mir_dsl::mir_runtime::stdevents::GarbageCollect;
@@ -724,7 +733,7 @@ fn the_batch_db_holds_at_most_its_capacity() {
         let out = apply(
             db,
             me.clone(),
-            vec![Event::new("x", "batchdb", StoreBatch::new(vec![i; 32], vec![], txs, r))],
+            vec![Event::new("x", "batchdb", asked(StoreBatch::new(vec![i; 32], vec![], txs, r)))],
         )
         .unwrap();
         out[0].get::<BatchStored>().unwrap().error.clone()
@@ -773,7 +782,8 @@ fn the_batch_db_keeps_batches_until_their_retention_index_is_collected() {
         apply(&mut db, me.clone(), vec![Event::new("x", "batchdb", p)]).unwrap()
     };
     let id = |i: u8| vec![i; 32];
-    let store = |i: u8, r: u64| StoreBatch::new(id(i), vec![], txs("db", 0..i as u64), r).into();
+    let store =
+        |i: u8, r: u64| asked(StoreBatch::new(id(i), vec![], txs("db", 0..i as u64), r)).into();
     let found = |out: Vec<Event>| out[0].get::<LookupBatchResponse>().unwrap().txs.is_some();
     call(store(1, 1));
     call(store(2, 2));

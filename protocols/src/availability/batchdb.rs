@@ -14,9 +14,10 @@
 //!
 //! ```
 //! use protocols::availability::{batchdb::*, Tx};
-//! use mir_runtime::{testing::apply, stdevents::crypto::Origin, Event, ModuleId};
+//! use mir_runtime::{testing::apply, stdevents::crypto::{Origin, Request}, Event, ModuleId};
 //! let mut db = mir_dsl::DslModule::new(BatchDb::new());
-//! let store = StoreBatch::new(vec![7; 32], vec![vec![1; 32]], vec![Tx::new("c", 0, "x")], 3);
+//! let mut store = StoreBatch::new(vec![7; 32], vec![vec![1; 32]], vec![Tx::new("c", 0, "x")], 3);
+//! store.set_origin(Origin { module: ModuleId::new("msc"), id: 1 }); // what ctx.request does
 //! let out = apply(&mut db, "batchdb".into(), vec![Event::new("msc", "batchdb", store)]).unwrap();
 //! assert_eq!(out[0].get::<BatchStored>().unwrap().error, None);
 //! let out = apply(&mut db, "batchdb".into(), vec![Event::new("msc", "batchdb", LookupBatch::new(vec![7; 32]))]).unwrap();
@@ -86,7 +87,9 @@ payload!(
 request_response!(StoreBatch => BatchStored, LookupBatch => LookupBatchResponse);
 
 impl StoreBatch {
-    /// A request to store a batch (the origin is set when the request is made).
+    /// A request to store a batch. Made with `ctx.request`, its origin is set and the answer
+    /// ([`BatchStored`]) comes back; emitted as is (origin unset), the batch DB stores without
+    /// answering and logs a failure itself.
     pub fn new(batch_id: BatchId, tx_ids: Vec<TxId>, txs: Vec<Tx>, retention_index: u64) -> Self {
         StoreBatch { batch_id, tx_ids, txs, retention_index, origin: Origin::unset() }
     }
@@ -200,6 +203,13 @@ impl BatchDb {
             self.bytes += size;
             None
         };
+        if req.origin.module.is_node() {
+            // Sent with no origin: nobody waits for the answer.
+            if let Some(e) = error {
+                tracing::warn!(error = %e, "a batch was not stored");
+            }
+            return Ok(());
+        }
         let to = req.origin.module.clone();
         ctx.emit(&to, BatchStored { error, origin: req.origin });
         Ok(())

@@ -257,17 +257,17 @@ impl BatchFetcher {
         self.epoch = r.epoch;
         self.progress = r.client_progress.clone();
         // The mempool starts the restored epoch with the restored progress.
-        let mempool = self.modules.mempool.clone();
-        ctx.emit(&mempool, NewEpoch { epoch: r.epoch, client_progress: r.client_progress.clone() });
-        let dest = self.modules.destination.clone();
-        ctx.emit(&dest, r);
+        ctx.emit(
+            &self.modules.mempool,
+            NewEpoch { epoch: r.epoch, client_progress: r.client_progress.clone() },
+        );
+        ctx.emit(&self.modules.destination, r);
         Ok(())
     }
 
     /// upon the queue's head is filled do pop it and output it (duplicates removed)
     #[upon(condition)]
     fn output(&mut self, ctx: &mut Ctx<Self>) -> Handled {
-        let dest = self.modules.destination.clone();
         loop {
             match self.queue.front() {
                 Some(Item::Batch { txs: None, .. }) | None => return Ok(()),
@@ -291,16 +291,15 @@ impl BatchFetcher {
                         })
                         .collect();
                     self.duplicates += (before - txs.len()) as u64;
-                    ctx.emit(&dest, NewOrderedBatch { sn, txs });
+                    ctx.emit(&self.modules.destination, NewOrderedBatch { sn, txs });
                 }
                 Item::Epoch(e) => {
                     self.progress.garbage_collect();
-                    let mempool = self.modules.mempool.clone();
                     ctx.emit(
-                        &mempool,
+                        &self.modules.mempool,
                         NewEpoch { epoch: e.epoch, client_progress: self.progress.clone() },
                     );
-                    ctx.emit(&dest, e);
+                    ctx.emit(&self.modules.destination, e);
                 }
                 Item::Snapshot(s) => {
                     if let Some(cp) = self.modules.checkpoint.clone() {
@@ -312,7 +311,7 @@ impl BatchFetcher {
                             },
                         );
                     }
-                    ctx.emit(&dest, s);
+                    ctx.emit(&self.modules.destination, s);
                 }
             }
         }

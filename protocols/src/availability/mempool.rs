@@ -405,8 +405,11 @@ impl Mempool {
             ctx.emit(&src, TransactionsRejected { rejected });
         }
         if !admitted.is_empty() {
-            let hasher = self.modules.hasher.clone();
-            ctx.request(&hasher, tx_ids_request(&admitted), Admitting { txs: admitted });
+            ctx.request(
+                &self.modules.hasher,
+                tx_ids_request(&admitted),
+                Admitting { txs: admitted },
+            );
         }
         Ok(())
     }

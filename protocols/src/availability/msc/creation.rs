@@ -28,9 +28,10 @@ use mir_runtime::NodeId;
 
 use super::super::batchdb::{BatchStored, StoreBatch};
 use super::super::mempool::{NewBatch, RequestBatch};
-use super::super::{batch_id_request, stored_statement, tx_ids_request, Cert, Tx, TxId};
+use super::super::{batch_id_request, stored_statement, BatchId, Cert, Tx, TxId};
 use super::{
-    batch_cert, Collecting, Msc, NewCert, RequestCert, RequestSigMessage, SigMessage, SigTimeout,
+    batch_cert, AfterHash, Collecting, Msc, NewCert, RequestCert, RequestSigMessage, SigMessage,
+    SigTimeout,
 };
 
 /// Waiting for the mempool's batch.
@@ -49,23 +50,6 @@ pub struct SigChecked {
     from: NodeId,
     req_id: u64,
     signature: Vec<u8>,
-}
-
-/// Signer: hashing the transaction IDs of `from`'s batch.
-#[derive(Debug)]
-pub struct SignerTxIds {
-    from: NodeId,
-    req_id: u64,
-    txs: Vec<Tx>,
-}
-
-/// Signer: hashing the batch ID.
-#[derive(Debug)]
-pub struct SignerBatchId {
-    from: NodeId,
-    req_id: u64,
-    txs: Vec<Tx>,
-    tx_ids: Vec<TxId>,
 }
 
 /// Signer: storing the batch.
@@ -105,8 +89,7 @@ impl Msc {
             return Ok(());
         }
         self.asked_mempool = true;
-        let mempool = self.modules.mempool.clone();
-        ctx.request(&mempool, RequestBatch::new(self.epoch), BatchForCert);
+        ctx.request(&self.modules.mempool, RequestBatch::new(self.epoch), BatchForCert);
         Ok(())
     }
 
@@ -127,10 +110,8 @@ impl Msc {
             tracing::debug!(req_id, attempt, silent = silent.len(), "asking again for signatures");
         }
         let msg = RequestSigMessage { req_id, txs: c.txs.clone() };
-        let net = self.modules.net.clone();
-        ctx.send(&net, &silent, msg);
-        let timer = self.modules.timer.clone();
-        ctx.after(&timer, self.params.sig_timeout, SigTimeout { req_id, attempt });
+        ctx.send(&self.modules.net, &silent, msg);
+        ctx.after(&self.modules.timer, self.params.sig_timeout, SigTimeout { req_id, attempt });
     }
 
     fn answer(&mut self, ctx: &mut Ctx<Self>, cert: Cert) -> Handled {
@@ -139,6 +120,24 @@ impl Msc {
         };
         let to = origin.module.clone();
         ctx.emit(&to, NewCert { cert, origin });
+        Ok(())
+    }
+}
+
+impl Msc {
+    /// signer: … id := hash(hash(txs)) (see [`Msc::batch_hashed`]); store (id, txs) in the
+    /// batch DB, kept for this epoch
+    pub(super) fn signer_hashed(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        from: NodeId,
+        req_id: u64,
+        batch_id: BatchId,
+        tx_ids: Vec<TxId>,
+        txs: Vec<Tx>,
+    ) -> Handled {
+        let store = StoreBatch::new(batch_id.clone(), tx_ids, txs, self.epoch);
+        ctx.request(&self.modules.batchdb, store, SignerStored { from, req_id, batch_id });
         Ok(())
     }
 }
@@ -165,8 +164,11 @@ impl Msc {
             return Ok(());
         }
         // … else: id := hash(ids)
-        let hasher = self.modules.hasher.clone();
-        ctx.request(&hasher, batch_id_request(&batch.tx_ids), CertBatchId { txs: batch.txs });
+        ctx.request(
+            &self.modules.hasher,
+            batch_id_request(&batch.tx_ids),
+            CertBatchId { txs: batch.txs },
+        );
         Ok(())
     }
 
@@ -225,9 +227,8 @@ impl Msc {
             "repeated SIG from {from}"
         );
         let statement = stored_statement(&self.instance, &c.batch_id);
-        let crypto = self.modules.crypto.clone();
         ctx.request(
-            &crypto,
+            &self.modules.crypto,
             VerifySig::new(statement, msg.signature.clone(), from.clone()),
             SigChecked { from, req_id: msg.req_id, signature: msg.signature },
         );
@@ -283,8 +284,7 @@ impl Msc {
             Some(Some(signature)) => {
                 // Asked again: our SIG may have been lost. Same answer, no new work.
                 let signature = signature.clone();
-                let net = self.modules.net.clone();
-                ctx.send(&net, [&from], SigMessage { req_id: msg.req_id, signature });
+                ctx.send(&self.modules.net, [&from], SigMessage { req_id: msg.req_id, signature });
                 return Ok(());
             }
             Some(None) => return Ok(()), // being signed; the answer will go out
@@ -305,39 +305,7 @@ impl Msc {
         );
         *stored += bytes;
         mine.insert(msg.req_id, None);
-        let hasher = self.modules.hasher.clone();
-        ctx.request(
-            &hasher,
-            tx_ids_request(&msg.txs),
-            SignerTxIds { from, req_id: msg.req_id, txs: msg.txs },
-        );
-        Ok(())
-    }
-
-    /// signer: … id := hash(hash(txs))
-    #[upon(response)]
-    fn signer_tx_ids(&mut self, ctx: &mut Ctx<Self>, h: HashResult, c: SignerTxIds) -> Handled {
-        let hasher = self.modules.hasher.clone();
-        ctx.request(
-            &hasher,
-            batch_id_request(&h.digests),
-            SignerBatchId { from: c.from, req_id: c.req_id, txs: c.txs, tx_ids: h.digests },
-        );
-        Ok(())
-    }
-
-    /// signer: … store (id, txs) in the batch DB, kept for this epoch
-    #[upon(response)]
-    fn signer_batch_id(&mut self, ctx: &mut Ctx<Self>, h: HashResult, c: SignerBatchId) -> Handled {
-        let Some(batch_id) = h.digests.into_iter().next() else {
-            fatal!("the hasher returned no digest")
-        };
-        let db = self.modules.batchdb.clone();
-        ctx.request(
-            &db,
-            StoreBatch::new(batch_id.clone(), c.tx_ids, c.txs, self.epoch),
-            SignerStored { from: c.from, req_id: c.req_id, batch_id },
-        );
+        self.hash_batch(ctx, msg.txs, AfterHash::Sign { from, req_id: msg.req_id });
         Ok(())
     }
 
@@ -351,10 +319,9 @@ impl Msc {
             }
             ignore!("REQUEST-SIG from {}: the batch was not stored: {e}", c.from);
         }
-        let crypto = self.modules.crypto.clone();
         let statement = stored_statement(&self.instance, &c.batch_id);
         ctx.request(
-            &crypto,
+            &self.modules.crypto,
             SignRequest::new(statement),
             SignerSigned { from: c.from, req_id: c.req_id },
         );
@@ -367,8 +334,11 @@ impl Msc {
         if let Some(slot) = self.signed.get_mut(&c.from).and_then(|m| m.get_mut(&c.req_id)) {
             *slot = Some(s.signature.clone());
         }
-        let net = self.modules.net.clone();
-        ctx.send(&net, [&c.from], SigMessage { req_id: c.req_id, signature: s.signature });
+        ctx.send(
+            &self.modules.net,
+            [&c.from],
+            SigMessage { req_id: c.req_id, signature: s.signature },
+        );
         Ok(())
     }
 }

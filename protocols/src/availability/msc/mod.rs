@@ -26,14 +26,14 @@ pub mod verification;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use mir_dsl::{protocol, Ctx, Handled, Voters, Weight};
-use mir_runtime::stdevents::crypto::Origin;
+use mir_dsl::{fatal, protocol, Ctx, Handled, Voters, Weight};
+use mir_runtime::stdevents::crypto::{HashResult, Origin};
 use mir_runtime::stdevents::Init;
 use mir_runtime::stdmodules::Factory;
 use mir_runtime::{payload, request_response, ModuleError, ModuleId, NodeId};
 use serde::{Deserialize, Serialize};
 
-use super::{BatchCert, BatchId, Cert, Tx};
+use super::{batch_id_request, tx_ids_request, BatchCert, BatchId, Cert, Tx, TxId};
 
 // ---- Events (requests and responses) ----
 
@@ -400,11 +400,61 @@ impl Msc {
     }
 }
 
+/// A received batch being hashed: id := hash(hash(txs)) takes two hasher rounds (the
+/// transaction IDs, then the batch ID over them). Signers and reconstruction both need it.
+#[derive(Debug)]
+pub struct HashingBatch {
+    txs: Vec<Tx>,
+    /// Set once the first round is back.
+    tx_ids: Option<Vec<TxId>>,
+    then: AfterHash,
+}
+
+/// Who waits for a batch's ID.
+#[derive(Debug)]
+pub(super) enum AfterHash {
+    /// A signer storing `from`'s batch of request `req_id` ([`creation`]).
+    Sign { from: NodeId, req_id: u64 },
+    /// A batch `from` provided for the missing `batch_id` ([`reconstruction`]).
+    Provided { from: NodeId, batch_id: BatchId },
+}
+
+impl Msc {
+    /// Starts computing the ID of `txs`; [`AfterHash`] says what follows.
+    fn hash_batch(&self, ctx: &mut Ctx<Self>, txs: Vec<Tx>, then: AfterHash) {
+        let first = tx_ids_request(&txs);
+        ctx.request(&self.modules.hasher, first, HashingBatch { txs, tx_ids: None, then });
+    }
+}
+
 #[protocol(parts(creation, verification, reconstruction))]
 impl Msc {
     #[upon(event)]
     fn init(&mut self, _ctx: &mut Ctx<Self>, _init: Init) -> Handled {
         Ok(())
+    }
+
+    /// id := hash(hash(txs)): the transaction IDs are back, hash them into the batch ID …
+    #[upon(response)]
+    fn batch_hashed(&mut self, ctx: &mut Ctx<Self>, h: HashResult, mut c: HashingBatch) -> Handled {
+        let Some(tx_ids) = c.tx_ids.take() else {
+            let second = batch_id_request(&h.digests);
+            c.tx_ids = Some(h.digests);
+            ctx.request(&self.modules.hasher, second, c);
+            return Ok(());
+        };
+        // … and hand (id, ids, txs) to whoever waits for it.
+        let Some(id) = h.digests.into_iter().next() else {
+            fatal!("the hasher returned no digest")
+        };
+        match c.then {
+            AfterHash::Sign { from, req_id } => {
+                self.signer_hashed(ctx, from, req_id, id, tx_ids, c.txs)
+            }
+            AfterHash::Provided { from, batch_id } => {
+                self.provided_hashed(ctx, from, batch_id, id, tx_ids, c.txs)
+            }
+        }
     }
 }
 
@@ -412,27 +462,19 @@ impl Msc {
 /// membership }, retention_index: epoch }` creates the instance of `epoch`; `GarbageCollect`
 /// removes old epochs. Messages for an epoch not created yet wait (bounded per sender).
 pub fn factory(modules: MscModules, params: MscParams, me: NodeId) -> Factory {
-    Factory::new(move |_id, p| {
-        let inst = p.decode::<MscInstance>().map_err(ModuleError::new)?.ok_or_else(|| {
-            ModuleError::new(format!(
-                "availability factory: expected availability.Instance parameters, got {}",
-                p.name()
-            ))
-        })?;
+    Factory::of(move |_id, inst: MscInstance| {
         if inst.membership.is_empty() {
-            return Err(ModuleError::new(format!(
-                "availability factory: epoch {} has an empty membership",
-                inst.epoch
-            )));
+            let e = format!("availability factory: epoch {} has an empty membership", inst.epoch);
+            return Err(ModuleError::new(e));
         }
-        let m = Msc::new(
+        let voters = Voters::new(inst.membership);
+        Ok(mir_dsl::DslModule::new(Msc::new(
             modules.clone(),
             params.clone(),
             inst.epoch,
-            Voters::new(inst.membership),
+            voters,
             me.clone(),
-        );
-        Ok(Box::new(mir_dsl::DslModule::new(m)) as Box<dyn mir_runtime::PassiveModule>)
+        )))
     })
 }
 

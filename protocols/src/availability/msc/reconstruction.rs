@@ -21,13 +21,12 @@
 //! signer that stored the batch, so this ends as soon as the network lets one answer through.
 
 use mir_dsl::{ensure, ignore, protocol, Ctx, Handled};
-use mir_runtime::stdevents::crypto::HashResult;
 use mir_runtime::NodeId;
 
-use super::super::batchdb::{BatchStored, LookupBatch, LookupBatchResponse, StoreBatch};
-use super::super::{batch_id_request, tx_ids_request, BatchId, Tx, TxId};
+use super::super::batchdb::{LookupBatch, LookupBatchResponse, StoreBatch};
+use super::super::{BatchId, Tx, TxId};
 use super::{
-    Fetch, FetchTimeout, Missing, Msc, ProvideBatchMessage, ProvideTransactions,
+    AfterHash, Fetch, FetchTimeout, Missing, Msc, ProvideBatchMessage, ProvideTransactions,
     RequestBatchMessage, RequestTransactions,
 };
 
@@ -45,28 +44,33 @@ pub struct ServeLookup {
     to: NodeId,
 }
 
-/// Hashing the transaction IDs of a provided batch.
-#[derive(Debug)]
-pub struct ProvidedTxIds {
-    from: NodeId,
-    batch_id: BatchId,
-    txs: Vec<Tx>,
-}
-
-/// Hashing the batch ID of a provided batch.
-#[derive(Debug)]
-pub struct ProvidedBatchId {
-    from: NodeId,
-    batch_id: BatchId,
-    txs: Vec<Tx>,
-    tx_ids: Vec<TxId>,
-}
-
-/// Storing a fetched batch (nothing waits for it).
-#[derive(Debug)]
-pub struct FetchedStored;
-
 impl Msc {
+    /// … if hash(hash(txs)) = id (see [`Msc::batch_hashed`]) then store (id, txs); the batch is
+    /// here. Nothing waits for the store: the request goes with its origin unset, so the batch
+    /// DB sends no answer (and logs a failure itself).
+    pub(super) fn provided_hashed(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        from: NodeId,
+        batch_id: BatchId,
+        id: BatchId,
+        tx_ids: Vec<TxId>,
+        txs: Vec<Tx>,
+    ) -> Handled {
+        ensure!(
+            id == batch_id,
+            "PROVIDE-BATCH from {from}: the transactions do not hash to the batch ID"
+        );
+        let Some(m) = self.missing.remove(&batch_id) else {
+            return Ok(()); // another signer's copy arrived first
+        };
+        ctx.emit(&self.modules.batchdb, StoreBatch::new(batch_id, tx_ids, txs.clone(), self.epoch));
+        for (fetch, index) in m.waiting {
+            self.fill(ctx, fetch, index, txs.clone());
+        }
+        Ok(())
+    }
+
     /// Batch `index` of fetch `fetch` is here; answers the fetch once all its batches are.
     fn fill(&mut self, ctx: &mut Ctx<Self>, fetch: u64, index: usize, txs: Vec<Tx>) {
         if let Some(f) = self.fetches.get_mut(&fetch) {
@@ -96,11 +100,9 @@ impl Msc {
         let signer = m.signers[m.asked].clone();
         let attempt = m.attempt;
         tracing::debug!(%signer, attempt, "asking a signer for a missing batch");
-        let net = self.modules.net.clone();
-        ctx.send(&net, [&signer], RequestBatchMessage { batch_id: batch_id.clone() });
-        let timer = self.modules.timer.clone();
+        ctx.send(&self.modules.net, [&signer], RequestBatchMessage { batch_id: batch_id.clone() });
         ctx.after(
-            &timer,
+            &self.modules.timer,
             self.params.fetch_timeout,
             FetchTimeout { batch_id: batch_id.clone(), attempt },
         );
@@ -137,10 +139,9 @@ impl Msc {
             self.answer_if_complete(ctx, fetch);
             return Ok(());
         }
-        let db = self.modules.batchdb.clone();
         for (index, b) in req.cert.batches.into_iter().enumerate() {
             ctx.request(
-                &db,
+                &self.modules.batchdb,
                 LookupBatch::new(b.batch_id),
                 LocalLookup { fetch, index, signers: b.signers },
             );
@@ -205,63 +206,7 @@ impl Msc {
         if let Err(e) = self.batch_within_limits(&msg.txs) {
             ignore!("PROVIDE-BATCH from {from}: the batch has {e}");
         }
-        let hasher = self.modules.hasher.clone();
-        ctx.request(
-            &hasher,
-            tx_ids_request(&msg.txs),
-            ProvidedTxIds { from, batch_id: msg.batch_id, txs: msg.txs },
-        );
-        Ok(())
-    }
-
-    /// … hash(txs)
-    #[upon(response)]
-    fn provided_tx_ids(&mut self, ctx: &mut Ctx<Self>, h: HashResult, c: ProvidedTxIds) -> Handled {
-        let hasher = self.modules.hasher.clone();
-        ctx.request(
-            &hasher,
-            batch_id_request(&h.digests),
-            ProvidedBatchId { from: c.from, batch_id: c.batch_id, txs: c.txs, tx_ids: h.digests },
-        );
-        Ok(())
-    }
-
-    /// … if hash(hash(txs)) = id then store (id, txs); the batch is here
-    #[upon(response)]
-    fn provided_batch_id(
-        &mut self,
-        ctx: &mut Ctx<Self>,
-        h: HashResult,
-        c: ProvidedBatchId,
-    ) -> Handled {
-        ensure!(
-            h.digests.first() == Some(&c.batch_id),
-            "PROVIDE-BATCH from {}: the transactions do not hash to the batch ID",
-            c.from
-        );
-        let Some(m) = self.missing.remove(&c.batch_id) else {
-            return Ok(()); // another signer's copy arrived first
-        };
-        let db = self.modules.batchdb.clone();
-        ctx.request(
-            &db,
-            StoreBatch::new(c.batch_id, c.tx_ids, c.txs.clone(), self.epoch),
-            FetchedStored,
-        );
-        for (fetch, index) in m.waiting {
-            self.fill(ctx, fetch, index, c.txs.clone());
-        }
-        Ok(())
-    }
-
-    /// (the fetched batch is stored)
-    #[upon(response)]
-    fn fetched_stored(
-        &mut self,
-        _ctx: &mut Ctx<Self>,
-        _s: BatchStored,
-        _c: FetchedStored,
-    ) -> Handled {
+        self.hash_batch(ctx, msg.txs, AfterHash::Provided { from, batch_id: msg.batch_id });
         Ok(())
     }
 
@@ -274,8 +219,11 @@ impl Msc {
         msg: RequestBatchMessage,
     ) -> Handled {
         ensure!(self.membership.contains(&from), "REQUEST-BATCH from non-member {from}");
-        let db = self.modules.batchdb.clone();
-        ctx.request(&db, LookupBatch::new(msg.batch_id), ServeLookup { to: from });
+        ctx.request(
+            &self.modules.batchdb,
+            LookupBatch::new(msg.batch_id),
+            ServeLookup { to: from },
+        );
         Ok(())
     }
 
@@ -291,8 +239,7 @@ impl Msc {
             tracing::debug!(to = %c.to, "asked for a batch this node does not have");
             return Ok(());
         };
-        let net = self.modules.net.clone();
-        ctx.send(&net, [&c.to], ProvideBatchMessage { batch_id: res.batch_id, txs });
+        ctx.send(&self.modules.net, [&c.to], ProvideBatchMessage { batch_id: res.batch_id, txs });
         Ok(())
     }
 }

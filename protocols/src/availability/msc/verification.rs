@@ -80,8 +80,11 @@ impl Msc {
                 })
             })
             .collect();
-        let crypto = self.modules.crypto.clone();
-        ctx.request(&crypto, VerifySigs::new(items), CertChecked { origin: req.origin });
+        ctx.request(
+            &self.modules.crypto,
+            VerifySigs::new(items),
+            CertChecked { origin: req.origin },
+        );
         Ok(())
     }
 
