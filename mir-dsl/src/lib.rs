@@ -110,7 +110,7 @@ mod quorum;
 
 pub use ctx::{Ctx, HandlesResponse, Reject, RequestId};
 pub use module::{DslModule, DslStats, Protocol};
-pub use quorum::{QuorumError, Voters, Weight};
+pub use quorum::{Counted, QuorumError, Voters, Votes, Weight};
 
 pub use mir_dsl_macros::protocol;
 pub use mir_runtime;
@@ -137,7 +137,8 @@ pub use mir_runtime;
 /// ```
 pub mod prelude {
     pub use crate::{
-        ensure, fatal, ignore, protocol, Ctx, DslModule, Handled, Reject, RequestId, Voters, Weight,
+        ensure, fatal, ignore, protocol, Counted, Ctx, DslModule, Handled, Reject, RequestId,
+        Voters, Votes, Weight,
     };
     pub use mir_runtime::stdevents::{Init, TimerId};
     pub use mir_runtime::stdmodules::Factory;
