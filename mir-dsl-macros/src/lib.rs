@@ -4,21 +4,31 @@
 //! follow the usual shape of a derive crate:
 //!
 //! 1. `attr`: parse `#[protocol(…)]` and each method's `#[upon(…)]`;
-//! 2. `model`: build the protocol model (handlers with their kinds, types and spans), checking
-//!    each DSL rule in its own function and collecting every error (a `model::Ctxt`);
-//! 3. `expand`: generate small code — a dispatch method per impl block that tests the event's
-//!    type and calls ordinary functions of `mir_dsl::__private`.
+//! 2. `model`: build the protocol model leniently (handlers as written, with their kinds,
+//!    signatures and spans);
+//! 3. `check`: one function per DSL rule, every rule on every handler, all errors collected (a
+//!    `model::Ctxt`) and each underlining the whole offending tokens;
+//! 4. `expand`: generate small code — a dispatch method per impl block that tests the event's
+//!    type and calls ordinary functions of `mir_dsl::__private`, plus the list of handler groups
+//!    the module checks when it is built.
 //!
-//! On invalid input the macro still emits the impl block (without the DSL attributes) next to the
-//! errors, so one mistake does not cascade into errors everywhere the protocol is used.
+//! On invalid input the macro emits the impl block (without the DSL attributes), the errors, and
+//! a fallback: the `Protocol` impl (or the part's functions) doing nothing and the
+//! `HandlesResponse` impls of every response handler it could read, so one mistake gives one
+//! error, not a cascade at every `ctx.request` and `DslModule::new`.
+//!
+//! `tests/expand/small.expanded.rs` is the output for a small protocol, checked by a test.
 //!
 //! Documentation of the DSL itself is in the `mir-dsl` crate.
 
 use proc_macro::TokenStream;
 
 mod attr;
+mod check;
 mod expand;
 mod model;
+#[cfg(test)]
+mod snapshot;
 
 /// Makes an impl block of upon-handlers a protocol. See the `mir-dsl` crate documentation.
 #[proc_macro_attribute]

@@ -101,8 +101,11 @@
 //! ## What the macro generates
 //!
 //! Little: a dispatch method that tests the event's type against each handler's and calls
-//! ordinary functions of this crate ([`__private`]) to decode values and recover continuations;
-//! see `cargo expand -p protocols bcb`. Everything else is in this crate.
+//! ordinary functions of this crate ([`__private`]) to decode values and recover continuations,
+//! and the list of handler groups that [`DslModule::new`] checks (one type handled by two groups,
+//! e.g. in the main block and in a part, would leave one never running: it panics naming both).
+//! The output for a small protocol is checked into the repository:
+//! `mir-dsl-macros/tests/expand/small.expanded.rs`.
 
 mod ctx;
 mod module;

@@ -37,6 +37,31 @@ pub trait Protocol: Send + 'static {
         let _ = ctx;
         Ok(())
     }
+
+    /// Lists one entry per group of handlers, of the main block and every part.
+    #[doc(hidden)]
+    fn __handlers(out: &mut Vec<private::HandlerInfo>) {
+        let _ = out;
+    }
+}
+
+/// Checks once per protocol type that no type is handled by two groups of handlers (two
+/// spellings of one path, an alias, the main block and a part): the second group would never run.
+/// A duplicate is a bug in the protocol's code, found when its first module is built.
+fn check_handlers<P: Protocol>() {
+    use std::any::TypeId;
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static CHECKED: Mutex<BTreeSet<TypeId>> = Mutex::new(BTreeSet::new());
+    if !CHECKED.lock().unwrap_or_else(|e| e.into_inner()).insert(TypeId::of::<P>()) {
+        return;
+    }
+    let mut hs = Vec::new();
+    P::__handlers(&mut hs);
+    if let Err(e) = private::duplicate_handlers(std::any::type_name::<P>(), &hs) {
+        CHECKED.lock().unwrap_or_else(|e| e.into_inner()).remove(&TypeId::of::<P>());
+        panic!("{e}");
+    }
 }
 
 /// Counters of a DSL module, readable while it runs.
@@ -70,7 +95,14 @@ pub struct DslModule<P> {
 
 impl<P: Protocol> DslModule<P> {
     /// A module running `proto`.
+    ///
+    /// # Panics
+    ///
+    /// If one type is handled by two groups of handlers that the macro could not see were the
+    /// same (an alias, or the main block and a part): the second group would never run. The
+    /// message names both handlers. Checked once per protocol type.
     pub fn new(proto: P) -> Self {
+        check_handlers::<P>();
         DslModule { proto, conts: Continuations::default(), stats: Arc::default() }
     }
 
@@ -145,11 +177,40 @@ impl<P: Protocol> PassiveModule for DslModule<P> {
 }
 
 pub mod private {
-    //! Decoding helpers for the generated code.
+    //! Decoding helpers for the generated code, and the list it makes of its handlers.
     use mir_runtime::stdevents::{Init, MessageReceived};
     use mir_runtime::{Event, EventPayload, ModuleError, NodeId, PayloadError};
 
     use crate::ctx::Reject;
+
+    /// One group of handlers of a protocol (the generated `__handlers` lists them).
+    #[derive(Debug, Clone)]
+    pub struct HandlerInfo {
+        /// `event`, `message` or `response`.
+        pub kind: &'static str,
+        /// The value type, and the continuation type of a response.
+        pub types: (std::any::TypeId, Option<std::any::TypeId>),
+        /// The types as written.
+        pub type_name: &'static str,
+        /// The group's first handler.
+        pub method: &'static str,
+        /// `the main block` or `part <name>`.
+        pub block: &'static str,
+    }
+
+    /// An error naming both handlers if two groups handle the same types.
+    pub fn duplicate_handlers(protocol: &str, hs: &[HandlerInfo]) -> Result<(), String> {
+        for (i, b) in hs.iter().enumerate() {
+            if let Some(a) = hs[..i].iter().find(|a| a.kind == b.kind && a.types == b.types) {
+                return Err(format!(
+                    "protocol {protocol}: {} handler `{}` ({}, `{}`) and `{}` ({}, `{}`) take the same type, so `{}` would never run; \
+                     handle a type in one block and write it the same way in every handler",
+                    b.kind, a.method, a.block, a.type_name, b.method, b.block, b.type_name, b.method
+                ));
+            }
+        }
+        Ok(())
+    }
 
     /// The policy for events no handler took: `Init` is fine, an unknown message is bad input
     /// (ignored), an unknown local event is a bug.

@@ -422,3 +422,65 @@ fn parts_share_state_and_split_the_handlers() {
     )
     .is_err());
 }
+
+/// One type handled in the main block and again in a part: the part's handler would never run,
+/// so building the module fails, naming both handlers.
+struct Twice;
+
+#[protocol(parts(twice_part))]
+impl Twice {
+    #[upon(event)]
+    fn in_main(&mut self, _ctx: &mut Ctx<Self>, _v: TestString) -> Handled {
+        Ok(())
+    }
+}
+
+mod twice_part {
+    use super::*;
+
+    #[protocol(part = twice_part)]
+    impl Twice {
+        #[upon(event)]
+        fn in_part(&mut self, _ctx: &mut Ctx<Self>, _v: TestString) -> Handled {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_type_handled_in_the_main_block_and_a_part_is_refused_naming_both() {
+    let err = std::panic::catch_unwind(|| DslModule::new(Twice)).err().expect("must panic");
+    let msg = err.downcast_ref::<String>().expect("a message");
+    assert!(msg.contains("`in_main` (the main block"), "{msg}");
+    assert!(msg.contains("`in_part` (part twice_part"), "{msg}");
+    assert!(msg.contains("would never run"), "{msg}");
+    // Refused every time, not only the first.
+    assert!(std::panic::catch_unwind(|| DslModule::new(Twice)).is_err());
+}
+
+/// An alias the macro cannot see through: the same check catches it.
+type Text = TestString;
+struct Aliased;
+
+#[protocol]
+impl Aliased {
+    #[upon(event)]
+    fn by_name(&mut self, _ctx: &mut Ctx<Self>, _v: TestString) -> Handled {
+        Ok(())
+    }
+
+    #[upon(event)]
+    fn by_alias(&mut self, _ctx: &mut Ctx<Self>, _v: Text) -> Handled {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_type_handled_under_an_alias_is_refused_naming_both() {
+    let err = std::panic::catch_unwind(|| DslModule::new(Aliased)).err().expect("must panic");
+    let msg = err.downcast_ref::<String>().expect("a message");
+    assert!(
+        msg.contains("`by_name`") && msg.contains("`by_alias`") && msg.contains("`Text`"),
+        "{msg}"
+    );
+}

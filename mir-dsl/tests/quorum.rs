@@ -30,11 +30,7 @@ fn equal_weights_every_n_from_1_to_50() {
         assert!(weak > f && weak == f + 1, "n = {n}");
         // "More than 2f" is the strong quorum exactly when n = 3f + 1, and never more.
         assert!(two_f <= strong, "n = {n}");
-        assert_eq!(
-            two_f == strong,
-            n == 3 * f + 1,
-            "n = {n}: 2f+1 = {two_f}, strong = {strong}"
-        );
+        assert_eq!(two_f == strong, n == 3 * f + 1, "n = {n}: 2f+1 = {two_f}, strong = {strong}");
         // The quorum predicates agree with the thresholds on every prefix.
         let all = ids(n as usize);
         for k in 0..=n as usize {

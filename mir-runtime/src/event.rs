@@ -44,7 +44,13 @@ use crate::id::ModuleId;
 /// A type that can travel as an event or message payload.
 ///
 /// `NAME` is the type's stable name in logs, tools and encodings; by convention
-/// `crate_or_protocol.TypeName`. Two different types must not share a name.
+/// `crate_or_protocol.TypeName`. Two different types must not share a name. Implemented through
+/// [`payload!`](crate::payload), which gives each type its name.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event type: list it in `payload!`",
+    label = "not listed in `payload!`",
+    note = "event and message types get their stable name from `mir_runtime::payload!(MyType = \"proto.MyType\", …)`, next to their definition"
+)]
 pub trait EventPayload: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + 'static {
     /// The stable name of this type.
     const NAME: &'static str;
