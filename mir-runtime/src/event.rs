@@ -145,10 +145,74 @@ impl<T: EventPayload> Erasable for T {
 struct EncodedPayload(Encoded);
 
 impl fmt::Debug for EncodedPayload {
+    /// Decoded, if the type is registered (see [`PayloadType`]); nested payloads too.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        match PayloadType::find(&self.0.name) {
+            Some(t) => (t.debug)(&self.0.bytes, f),
+            None => self.0.fmt(f),
+        }
     }
 }
+
+/// A payload type known to this program: every type named in [`payload!`](crate::payload)
+/// registers itself (through the `inventory` crate), so a tool linked with a protocol crate shows
+/// that crate's payloads decoded (`Debug` of an encoded [`Payload`], `mircat`) without a central
+/// list. Malformed bytes show as `<malformed NAME, N bytes>`; an unknown name as
+/// `Encoded(NAME, N bytes)`.
+///
+/// ```
+/// use mir_runtime::{EventPayload, Payload, PayloadType, stdevents::TestUint64};
+/// assert!(PayloadType::find(TestUint64::NAME).is_some());
+/// let enc = Payload::from(TestUint64(7)).to_encoded(); // as a peer's message arrives
+/// let encoded = Payload::encoded(enc.name, enc.bytes);
+/// assert_eq!(format!("{encoded:?}"), "TestUint64(7)");
+/// assert_eq!(format!("{:?}", Payload::encoded("x.Unknown", vec![1, 2])), "Encoded(x.Unknown, 2 bytes)");
+/// ```
+pub struct PayloadType {
+    /// The stable name ([`EventPayload::NAME`]).
+    pub name: &'static str,
+    /// Decodes the canonical encoding and formats the value with `Debug`.
+    pub debug: fn(&[u8], &mut fmt::Formatter<'_>) -> fmt::Result,
+}
+
+impl PayloadType {
+    /// The entry of `T` (what [`payload!`](crate::payload) registers).
+    pub const fn of<T: EventPayload>() -> Self {
+        PayloadType { name: T::NAME, debug: debug_encoded::<T> }
+    }
+
+    /// The registered type named `name`.
+    pub fn find(name: &str) -> Option<&'static PayloadType> {
+        static BY_NAME: std::sync::OnceLock<
+            std::collections::BTreeMap<&'static str, &'static PayloadType>,
+        > = std::sync::OnceLock::new();
+        BY_NAME
+            .get_or_init(|| {
+                inventory::iter::<PayloadType>.into_iter().map(|t| (t.name, t)).collect()
+            })
+            .get(name)
+            .copied()
+    }
+
+    /// Every registered type, by name.
+    pub fn all() -> Vec<&'static PayloadType> {
+        let mut v: Vec<_> = inventory::iter::<PayloadType>.into_iter().collect();
+        v.sort_by_key(|t| t.name);
+        v
+    }
+}
+
+fn debug_encoded<T: EventPayload>(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match codec::decode::<T>(T::NAME, bytes) {
+        Ok(v) => fmt::Debug::fmt(&v, f),
+        Err(_) => write!(f, "<malformed {}, {} bytes>", T::NAME, bytes.len()),
+    }
+}
+
+inventory::collect!(PayloadType);
+
+#[doc(hidden)]
+pub use inventory as __inventory;
 
 impl Erasable for EncodedPayload {
     const STATIC_NAME: Option<&'static str> = None;
@@ -490,10 +554,16 @@ impl fmt::Debug for Event {
 /// mir_runtime::payload!(Tick = "example.Tick");
 /// assert_eq!(<Tick as mir_runtime::EventPayload>::NAME, "example.Tick");
 /// ```
+///
+/// Each type also registers itself as a [`PayloadType`](crate::PayloadType), so tools show it
+/// decoded.
 #[macro_export]
 macro_rules! payload {
     ($($ty:ty = $name:literal),+ $(,)?) => {
-        $(impl $crate::EventPayload for $ty { const NAME: &'static str = $name; })+
+        $(
+            impl $crate::EventPayload for $ty { const NAME: &'static str = $name; }
+            $crate::__inventory::submit! { $crate::PayloadType::of::<$ty>() }
+        )+
     };
 }
 

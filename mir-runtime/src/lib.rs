@@ -151,7 +151,9 @@ pub mod transport;
 pub use crate::core::{EventSink, InjectError, NodeBuilder};
 pub use config::{ConfigError, NodeConfig};
 pub use error::{Activity, BuildError, EventRef, Exit, NodeError};
-pub use event::{Encoded, Event, EventPayload, Payload, PayloadError};
+#[doc(hidden)]
+pub use event::__inventory;
+pub use event::{Encoded, Event, EventPayload, Payload, PayloadError, PayloadType};
 pub use id::{IdError, ModuleId, NodeId, SEPARATOR};
 pub use module::{
     ActiveModule, AlarmId, Batch, Context, ModuleError, ModuleResult, Outbox, PassiveModule,

@@ -255,17 +255,22 @@ fn replay_catches_a_nondeterministic_module_and_confirms_a_deterministic_one() {
     assert!(err.to_string().starts_with("module bad emitted, as its event #"), "{err}");
 
     // The sink emits nothing, deterministically: replaying it confirms the (empty) record; the
-    // step callback sees every input.
+    // step callback sees every input, in the recorded batches.
     let mut modules: std::collections::BTreeMap<ModuleId, Box<dyn mir_runtime::PassiveModule>> =
         Default::default();
     modules.insert(ModuleId::new("sink"), Box::new(Sink::default()));
-    let mut steps = 0;
+    let (mut steps, mut inputs) = (0, 0);
+    let recorded: Vec<usize> =
+        entries.iter().filter(|e| e.module.as_str() == "sink").map(|e| e.events.len()).collect();
     let report = mir_runtime::eventlog::replay(&entries, &NodeId::new("0"), modules, |s| {
         assert!(s.outputs.is_empty());
+        assert_eq!(s.inputs.len(), recorded[steps], "batch {steps} as recorded");
         steps += 1;
+        inputs += s.inputs.len();
     })
     .unwrap();
-    assert_eq!((report.inputs, steps), (33, 33), "Init and 32 numbers");
+    assert_eq!((report.inputs, inputs), (33, 33), "Init and 32 numbers");
+    assert_eq!((report.batches, steps), (recorded.len() as u64, recorded.len()));
     std::fs::remove_dir_all(&d).unwrap();
 }
 

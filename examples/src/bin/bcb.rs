@@ -6,6 +6,10 @@
 //! cargo run -p examples --bin bcb -- membership --nodes 4 --base-port 7000 > m.toml   # demo keys
 //! cargo run -p examples --bin bcb -- node --id 0 --membership m.toml --insecure-test-keys --message hi
 //! cargo run -p examples --bin bcb -- node --id 0 --membership m.toml --keys keys/   # keys from `mir keygen`
+//! cargo run -p examples --bin bcb -- sim --seed 3 [--check]   # 4 simulated nodes; --check: twice, identical?
+//! cargo run -p examples --bin bcb -- --record /tmp/bcb-log    # record every node's events
+//! cargo run -p examples --bin bcb -- cat /tmp/bcb-log --event bcb.Final   # mircat, BCB payloads decoded
+//! cargo run -p examples --bin bcb -- replay --log /tmp/bcb-log --node 2 --step   # Enter for each batch
 //! ```
 
 use std::io::BufRead;
@@ -42,8 +46,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Replay a node's recorded events into a fresh BCB module and check it emits what was
-    /// recorded (`--step` shows each input and what it produced).
+    /// Run 4 nodes (k256 signatures) in the deterministic simulator: the leader broadcasts 3
+    /// messages; prints every delivery with its simulated time, and the run's digest.
+    Sim {
+        /// The simulation's seed (same seed, same run).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Run twice and check both runs are identical event for event.
+        #[arg(long)]
+        check: bool,
+        /// Nodes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+    },
+    /// mircat (see `mircat --help`) with the payload types of this program decoded, BCB's among
+    /// them: `bcb cat LOGDIR --event bcb.Final`.
+    Cat {
+        /// mircat's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Replay a node's recorded events into a fresh BCB module, in the recorded batches, and
+    /// check it emits what was recorded. `--step` shows each batch and what each module emitted,
+    /// waiting for Enter after each; `--step N` shows N batches without waiting, then replays
+    /// the rest silently.
     Replay {
         /// The directory given to `--record`.
         #[arg(long)]
@@ -54,9 +80,10 @@ enum Cmd {
         /// Nodes in the recorded cluster (equal weights, as the local cluster uses).
         #[arg(long, default_value_t = 4)]
         nodes: usize,
-        /// Print every input event and what the replayed module emitted for it.
-        #[arg(long)]
-        step: bool,
+        /// Show each batch and what it produced: wait for Enter after each, or with N, show N
+        /// batches without waiting.
+        #[arg(long, num_args = 0..=1, value_name = "N")]
+        step: Option<Option<usize>>,
     },
     /// Print a membership file (TOML) with test keys, for running one node per process.
     Membership {
@@ -119,6 +146,11 @@ fn main() {
     let res = match &cli.cmd {
         None => local(&cli),
         Some(Cmd::Replay { log, node, nodes, step }) => replay(log, node, *nodes, *step),
+        Some(Cmd::Sim { seed, check, nodes }) => sim(*seed, *check, *nodes),
+        Some(Cmd::Cat { args }) => {
+            let argv = std::iter::once(std::ffi::OsString::from("bcb cat")).chain(args.clone());
+            std::process::exit(mir_dsl::mir_runtime::eventlog::cli::run(argv));
+        }
         Some(Cmd::Membership { nodes, host, base_port, seed }) => {
             if *nodes == 0 {
                 Err("--nodes must be at least 1".into())
@@ -315,8 +347,13 @@ fn one_node(
     })
 }
 
-fn replay(log: &std::path::Path, node: &str, nodes: usize, step: bool) -> Result<(), Error> {
-    use mir_dsl::mir_runtime::eventlog::{read_log, replay as run_replay};
+fn replay(
+    log: &std::path::Path,
+    node: &str,
+    nodes: usize,
+    step: Option<Option<usize>>,
+) -> Result<(), Error> {
+    use mir_dsl::mir_runtime::eventlog::{is_log_file_name, read_log, replay as run_replay};
     use mir_dsl::mir_runtime::{ModuleId, PassiveModule};
     let me = NodeId::try_new(node)?;
     let dir = log.join(me.as_str());
@@ -325,7 +362,7 @@ fn replay(log: &std::path::Path, node: &str, nodes: usize, step: bool) -> Result
             format!("{}: {e} (was the cluster run with --record {}?)", dir.display(), log.display())
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "gz"))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_log_file_name))
         .collect();
     files.sort();
     let mut entries = Vec::new();
@@ -342,22 +379,115 @@ fn replay(log: &std::path::Path, node: &str, nodes: usize, step: bool) -> Result
     let mut fresh: std::collections::BTreeMap<ModuleId, Box<dyn PassiveModule>> =
         Default::default();
     fresh.insert(ModuleId::new("bcb"), Box::new(bcb));
+    // `--step`: wait for Enter (end of input: run to the end); `--step N`: show N, no waiting.
+    let (mut shown, limit, wait) = match step {
+        None => (0, 0, false),
+        Some(None) => (0, usize::MAX, true),
+        Some(Some(n)) => (0, n, false),
+    };
+    let mut interactive = wait;
     let report = run_replay(&entries, &me, fresh, |s| {
-        if step {
-            let outs: Vec<String> =
-                s.outputs.iter().map(|o| format!("{} -> {}", o.name(), o.dest)).collect();
-            println!(
-                "{} {} from {}  =>  [{}]",
-                s.module,
-                s.input.name(),
-                s.input.src,
-                outs.join(", ")
-            );
+        if shown >= limit {
+            return;
+        }
+        shown += 1;
+        println!(
+            "step {shown}: {} handles a batch of {} (recorded at {:.3} ms)",
+            s.module,
+            s.inputs.len(),
+            s.time_ns as f64 / 1e6
+        );
+        for i in &s.inputs {
+            println!("  in   {:<24} from {:<10} {:?}", i.name(), i.src.as_str(), i.payload);
+        }
+        for o in &s.outputs {
+            println!("  out  {:<24} to   {:<10} {:?}", o.name(), o.dest.as_str(), o.payload);
+        }
+        if interactive {
+            eprint!("[Enter: next batch] ");
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).map_or(true, |n| n == 0) {
+                interactive = false; // end of input: replay the rest without waiting
+            }
         }
     })?;
     println!(
-        "node {me}: replayed {} input events; {} emitted events match the recording, {} were not delivered before the recording stopped",
-        report.inputs, report.confirmed, report.unconfirmed
+        "node {me}: replayed {} input events in {} batches; {} emitted events match the recording, {} were not delivered before the recording stopped",
+        report.inputs, report.batches, report.confirmed, report.unconfirmed
     );
+    Ok(())
+}
+
+/// The simulated cluster: `nodes` nodes with test keys, node 0 leading; returns the leader.
+fn sim_cluster(
+    sim: &mut mir_dsl::mir_runtime::sim::Simulation,
+    nodes: usize,
+    report: mpsc::Sender<Report>,
+) -> Result<(), mir_dsl::mir_runtime::sim::SimError> {
+    let toml =
+        membership_toml(nodes, "127.0.0.1", 7000, DEMO_SEED).expect("a membership of test keys");
+    let membership = Membership::from_toml_str(&toml, "generated").expect("a valid membership");
+    let leader = NodeId::from_index(0);
+    for i in 0..nodes {
+        let me = NodeId::from_index(i);
+        let keys = NodeKeys::test(DEMO_SEED, &me);
+        let b = examples::bcb::demo_modules(
+            me,
+            leader.clone(),
+            &membership,
+            keys.signing,
+            report.clone(),
+        )
+        .expect("the demo's modules");
+        sim.add_node(b)?;
+    }
+    let submit = (0..3u8)
+        .map(|k| Event::new("@node", "app", Submit { data: format!("message {k}").into_bytes() }));
+    sim.inject(&leader, submit.collect())
+}
+
+fn sim(seed: u64, check: bool, nodes: usize) -> Result<(), Error> {
+    use mir_dsl::mir_runtime::sim::{check_determinism, SimConfig, Simulation};
+    if nodes == 0 {
+        return Err("--nodes must be at least 1".into());
+    }
+    let limit = Duration::from_secs(60);
+    if check {
+        let digest = check_determinism(
+            SimConfig::with_seed(seed),
+            |sim| sim_cluster(sim, nodes, mpsc::channel().0),
+            |sim| sim.run_until_idle(limit).map(|_| ()),
+        )?;
+        println!("seed {seed}: two runs identical; digest {digest}");
+        return Ok(());
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut sim = Simulation::new(SimConfig::with_seed(seed));
+    sim_cluster(&mut sim, nodes, tx)?;
+    while sim.step()? {
+        while let Ok(r) = rx.try_recv() {
+            match r {
+                Report::Delivered { node, instance, data } => {
+                    println!(
+                        "[{}] node {node} delivered #{instance}: {}",
+                        sim.now(),
+                        String::from_utf8_lossy(&data)
+                    )
+                }
+                Report::Refused(why) => println!("[{}] refused: {why}", sim.now()),
+            }
+        }
+        if sim.now().since_start() > limit {
+            return Err(
+                format!("seed {seed}: still running after {limit:?} of simulated time").into()
+            );
+        }
+    }
+    let s = sim.summary();
+    println!(
+        "seed {seed}: {} steps, {} events, {} messages, simulated time {}",
+        s.steps, s.events, s.messages_delivered, s.time
+    );
+    println!("digest {}", sim.digest());
     Ok(())
 }

@@ -33,6 +33,8 @@
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod monitor;
 pub mod replay;
 #[cfg(feature = "viewer")]

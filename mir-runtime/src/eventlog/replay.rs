@@ -1,6 +1,8 @@
 //! Replay: feed a recorded log to fresh instances of some modules and check that they emit what
 //! the recorded run shows them emitting — a difference means the module is not deterministic (or
-//! was changed). A step mode shows what each input event made the module emit.
+//! was changed). Inputs are replayed in the batches the recorded run handed the module, so
+//! per-batch logic (a DSL `per_batch` condition) sees what it saw then. A step callback shows each
+//! batch and what it made the module emit.
 //!
 //! What a module emitted is read from the log itself: every event it emitted was later handed to
 //! its destination, and the destination's batches are in the log. Events to one destination keep
@@ -20,13 +22,15 @@ use crate::id::{ModuleId, NodeId};
 use crate::module::{ModuleError, PassiveModule};
 use crate::testing::apply;
 
-/// One replayed input event and what the module emitted for it.
+/// One replayed batch and what the module emitted for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayStep {
     /// The module.
     pub module: ModuleId,
-    /// The input, as recorded.
-    pub input: Event,
+    /// When the recorded run handed it the batch (nanoseconds since its executor started).
+    pub time_ns: u64,
+    /// The batch, as recorded.
+    pub inputs: Vec<Event>,
     /// What the replayed module emitted.
     pub outputs: Vec<Event>,
 }
@@ -36,6 +40,8 @@ pub struct ReplayStep {
 pub struct ReplayReport {
     /// Input events replayed.
     pub inputs: u64,
+    /// Batches replayed.
+    pub batches: u64,
     /// Emitted events that match the recording.
     pub confirmed: u64,
     /// Emitted events the recording never delivered (it stopped first).
@@ -81,8 +87,8 @@ pub enum ReplayError {
     },
 }
 
-/// Replays `node`'s recorded inputs to `modules` (fresh instances, by top-level ID), event by
-/// event in recorded order, calling `on_step` after each; then checks their outputs against the
+/// Replays `node`'s recorded inputs to `modules` (fresh instances, by top-level ID), batch by
+/// batch in recorded order, calling `on_step` after each; then checks their outputs against the
 /// recording.
 pub fn replay(
     entries: &[Entry],
@@ -102,20 +108,24 @@ pub fn replay(
         }
     }
     let mut replayed: BTreeMap<(ModuleId, ModuleId), Vec<Event>> = BTreeMap::new();
-    let mut inputs = 0;
+    let (mut inputs, mut batches) = (0, 0);
     for e in entries.iter().filter(mine) {
         let Some(module) = modules.get_mut(&e.module) else {
             continue;
         };
-        for input in &e.events {
-            inputs += 1;
-            let outputs = apply(module.as_mut(), e.module.clone(), vec![input.clone()])
-                .map_err(|error| ReplayError::Failed { module: e.module.clone(), error })?;
-            for out in &outputs {
-                replayed.entry((e.module.clone(), out.dest.clone())).or_default().push(out.clone());
-            }
-            on_step(&ReplayStep { module: e.module.clone(), input: input.clone(), outputs });
+        inputs += e.events.len() as u64;
+        batches += 1;
+        let outputs = apply(module.as_mut(), e.module.clone(), e.events.clone())
+            .map_err(|error| ReplayError::Failed { module: e.module.clone(), error })?;
+        for out in &outputs {
+            replayed.entry((e.module.clone(), out.dest.clone())).or_default().push(out.clone());
         }
+        on_step(&ReplayStep {
+            module: e.module.clone(),
+            time_ns: e.time_ns,
+            inputs: e.events.clone(),
+            outputs,
+        });
     }
     let (mut confirmed, mut unconfirmed) = (0, 0);
     for (key, rec) in &recorded {
@@ -147,5 +157,5 @@ pub fn replay(
             }
         }
     }
-    Ok(ReplayReport { inputs, confirmed, unconfirmed })
+    Ok(ReplayReport { inputs, batches, confirmed, unconfirmed })
 }

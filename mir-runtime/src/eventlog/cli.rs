@@ -1,0 +1,278 @@
+//! The `mircat` command: read, filter, merge and summarise Mir event logs. The `mircat` binary of
+//! this crate runs it; a crate with its own payload types runs it from a binary of its own
+//! (`bcb cat` in the examples), so that its payloads, which register themselves through
+//! [`payload!`](crate::payload), show decoded: a program shows the payloads of the crates it
+//! links, and the others as `Encoded(NAME, N bytes)`.
+//!
+//! ```text
+//! mircat LOG... [--node N] [--module M] [--event TYPE] [--from-index I] [--to-index I]
+//!               [--from-ms T] [--to-ms T] [--limit N] [--json] [--stats] [--max-log-bytes B]
+//! ```
+//!
+//! `LOG` is an event-log file or a directory (searched for `eventlog-*.gz` and `eventlog-*.log`). Several nodes' logs
+//! are merged by time. A missing file is an error; a truncated or corrupt file is reported on
+//! standard error and everything before the damage is still shown (exit status 2); a file that
+//! decompresses past `--max-log-bytes` (4 GiB by default) is refused (exit status 1).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use std::ffi::OsString;
+
+use crate::eventlog::{read_log_limited, Entry, LogError, DEFAULT_MAX_LOG_BYTES};
+use crate::stdevents::{MessageReceived, SendMessage};
+use crate::{Event, ModuleId, Payload};
+
+#[derive(Parser)]
+#[command(name = "mircat", about = "Read, filter, merge and summarise Mir event logs")]
+struct Cli {
+    /// Event-log files or directories holding them.
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// Only these nodes (repeatable).
+    #[arg(long)]
+    node: Vec<String>,
+    /// Only events handed to these modules or their submodules (repeatable).
+    #[arg(long)]
+    module: Vec<String>,
+    /// Only these event types, by name, e.g. `mir.TestString` or `bcb.Final` (repeatable); a
+    /// message type matches the `mir.SendMessage` and `mir.MessageReceived` events carrying it.
+    #[arg(long)]
+    event: Vec<String>,
+    /// Only events at this position of their node's sequence or later.
+    #[arg(long)]
+    from_index: Option<u64>,
+    /// Only events before this position.
+    #[arg(long)]
+    to_index: Option<u64>,
+    /// Only events at this time (ms since start) or later.
+    #[arg(long)]
+    from_ms: Option<f64>,
+    /// Only events before this time (ms).
+    #[arg(long)]
+    to_ms: Option<f64>,
+    /// Show at most this many events.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Refuse a log file that decompresses to more than this many bytes (a damaged or hostile
+    /// file); the default is 4 GiB.
+    #[arg(long, default_value_t = DEFAULT_MAX_LOG_BYTES)]
+    max_log_bytes: u64,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Counts per event type and per module instead of the events.
+    #[arg(long)]
+    stats: bool,
+    /// Also write a trace viewer page (space-time diagram of the selected logs) to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+/// An event with where and when it was handled.
+struct Row {
+    time_ns: u64,
+    node: String,
+    module: ModuleId,
+    index: u64,
+    event: Event,
+}
+
+fn files(p: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !p.is_dir() {
+        return Ok(vec![p.to_owned()]);
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(p)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(files(&path)?);
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(crate::eventlog::is_log_file_name)
+        {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The type of the message an event carries (`SendMessage`, `MessageReceived`), if it does.
+fn inner_name(ev: &Event) -> Option<String> {
+    if let Ok(Some(m)) = ev.payload.decode::<SendMessage>() {
+        return Some(m.message.payload.name().to_owned());
+    }
+    ev.payload
+        .decode::<MessageReceived>()
+        .ok()
+        .flatten()
+        .map(|m| m.message.payload.name().to_owned())
+}
+
+/// The payload with every field: decoded when its type is registered (nested ones too).
+fn pretty(p: &Payload) -> String {
+    if let Ok(Some(m)) = p.decode::<SendMessage>() {
+        let to: Vec<&str> = m.destinations.iter().map(|d| d.as_str()).collect();
+        return format!(
+            "SendMessage to {to:?} for {}: {:?}",
+            m.message.dest_module, m.message.payload
+        );
+    }
+    if let Ok(Some(m)) = p.decode::<MessageReceived>() {
+        return format!(
+            "MessageReceived from {} for {}: {:?}",
+            m.from, m.message.dest_module, m.message.payload
+        );
+    }
+    format!("{p:?}")
+}
+
+/// Runs `mircat` with command-line `args` (the program name first); returns the exit status: 0,
+/// 1 (bad arguments, a missing or oversized file), 2 (a damaged file; what was intact is shown).
+pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    match main_with(cli) {
+        Ok(damaged) => i32::from(damaged) * 2,
+        Err(msg) => {
+            eprintln!("mircat: {msg}");
+            1
+        }
+    }
+}
+
+fn main_with(cli: Cli) -> Result<bool, String> {
+    let mut damaged = false;
+    let mut entries: Vec<Entry> = Vec::new();
+    for log in &cli.logs {
+        if !log.exists() {
+            return Err(format!("{}: no such file or directory", log.display()));
+        }
+        let found = files(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        if found.is_empty() {
+            return Err(format!(
+                "{}: no event logs (eventlog-*.gz, eventlog-*.log) found",
+                log.display()
+            ));
+        }
+        for f in found {
+            match read_log_limited(&f, cli.max_log_bytes) {
+                Ok(e) => entries.extend(e),
+                Err(LogError::Truncated { entries: e, .. }) => {
+                    eprintln!(
+                        "mircat: {}: truncated after {} complete entries (shown)",
+                        f.display(),
+                        e.len()
+                    );
+                    damaged = true;
+                    entries.extend(e);
+                }
+                Err(LogError::Corrupt { entries: e, error, .. }) => {
+                    eprintln!("mircat: {}: corrupt after {} entries ({error}); the entries before are shown", f.display(), e.len());
+                    damaged = true;
+                    entries.extend(e);
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    if let Some(path) = &cli.html {
+        let title: Vec<String> = cli.logs.iter().map(|l| l.display().to_string()).collect();
+        let page = crate::eventlog::viewer::render_html(&entries, &title.join(", "));
+        std::fs::write(path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let modules: Vec<ModuleId> =
+        cli.module.iter().filter_map(|m| ModuleId::try_new(m).ok()).collect();
+    if modules.len() != cli.module.len() {
+        return Err("--module takes module IDs such as `bcb` or `bcb/3`".into());
+    }
+    let mut rows: Vec<Row> = entries
+        .into_iter()
+        .flat_map(|e| {
+            let (node, module, time_ns, index) =
+                (e.node.to_string(), e.module.clone(), e.time_ns, e.index);
+            e.events.into_iter().enumerate().map(move |(i, event)| Row {
+                time_ns,
+                node: node.clone(),
+                module: module.clone(),
+                index: index + i as u64,
+                event,
+            })
+        })
+        .filter(|r| cli.node.is_empty() || cli.node.contains(&r.node))
+        .filter(|r| modules.is_empty() || modules.iter().any(|m| r.event.dest.is_under(m)))
+        .filter(|r| {
+            cli.event.is_empty()
+                || cli.event.iter().any(|t| t == r.event.name())
+                || inner_name(&r.event).is_some_and(|n| cli.event.contains(&n))
+        })
+        .filter(|r| {
+            cli.from_index.is_none_or(|i| r.index >= i) && cli.to_index.is_none_or(|i| r.index < i)
+        })
+        .filter(|r| {
+            cli.from_ms.is_none_or(|t| r.time_ns as f64 >= t * 1e6)
+                && cli.to_ms.is_none_or(|t| (r.time_ns as f64) < t * 1e6)
+        })
+        .collect();
+    // Several nodes merged by time; within a node, in dispatch order.
+    rows.sort_by(|a, b| (a.time_ns, &a.node, a.index).cmp(&(b.time_ns, &b.node, b.index)));
+    if let Some(n) = cli.limit {
+        rows.truncate(n);
+    }
+    if cli.stats {
+        let mut by_type: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut by_module: BTreeMap<String, u64> = BTreeMap::new();
+        let mut by_message: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &rows {
+            *by_type.entry(r.event.name()).or_default() += 1;
+            *by_module.entry(format!("{}/{}", r.node, r.module)).or_default() += 1;
+            if let Some(m) = inner_name(&r.event) {
+                *by_message.entry(format!("{} {m}", r.event.name())).or_default() += 1;
+            }
+        }
+        println!("{} events", rows.len());
+        println!("by type:");
+        for (t, n) in by_type {
+            println!("  {n:>10}  {t}");
+        }
+        println!("by message type (sent, received):");
+        for (m, n) in by_message {
+            println!("  {n:>10}  {m}");
+        }
+        println!("by node/module:");
+        for (m, n) in by_module {
+            println!("  {n:>10}  {m}");
+        }
+    } else {
+        for r in &rows {
+            if cli.json {
+                let line = serde_json::json!({
+                    "time_ns": r.time_ns, "node": r.node, "module": r.module.as_str(), "index": r.index,
+                    "type": r.event.name(), "src": r.event.src.as_str(), "dest": r.event.dest.as_str(),
+                    "payload": pretty(&r.event.payload),
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "[{:>12.3} ms] node {} #{:<6} {} -> {}  {}  {}",
+                    r.time_ns as f64 / 1e6,
+                    r.node,
+                    r.index,
+                    r.event.src,
+                    r.event.dest,
+                    r.event.name(),
+                    pretty(&r.event.payload)
+                );
+            }
+        }
+    }
+    Ok(damaged)
+}
