@@ -26,7 +26,7 @@
 //!
 //! All are on by default, so `cargo run` and `cargo test` work as the README says. A protocol
 //! crate that needs only the node, the events and the simulator depends on
-//! `mir-runtime = { …, default-features = false }` and compiles about a third of the crates
+//! `mir-runtime = { …, default-features = false }` and compiles about a quarter of the crates
 //! (`docs/runtime.md`, "Features", has the counts). `grpc` carries the membership and key
 //! files it is configured from and turns on `ecdsa` (the files hold those keys); `cli` turns on
 //! `grpc`, `gzip` and `viewer`.
