@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use examples::bcb::{BcbApp, Report, Submit};
+use examples::bcb::{BcbApp, BcbReport, Submit};
 use mir_dsl::mir_runtime::stdevents::crypto::{SignRequest, VerifySig, VerifySigs};
 use mir_dsl::mir_runtime::stdmodules::ecdsa::{sign, test_keys, EcdsaCrypto};
 use mir_dsl::mir_runtime::testing::apply;
@@ -147,7 +147,7 @@ fn main() {
                 submitted += 1;
             }
             while let Ok(r) = rx.try_recv() {
-                if let Report::Delivered { node, .. } = r {
+                if let BcbReport::Delivered { node, .. } = r {
                     all_done += 1;
                     if node == ids[0] {
                         leader_done += 1;

@@ -38,7 +38,7 @@ payload!(CreateBatch = "demo.CreateBatch", ReadBatch = "demo.ReadBatch");
 
 /// What the app reports to the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Report {
+pub enum AvailabilityReport {
     /// A certificate was made on `node`.
     Cert {
         /// The node.
@@ -86,7 +86,7 @@ pub struct AvailabilityApp {
     me: NodeId,
     membership: Vec<(NodeId, Weight)>,
     instance: ModuleId,
-    report: mpsc::Sender<Report>,
+    report: mpsc::Sender<AvailabilityReport>,
 }
 
 impl AvailabilityApp {
@@ -94,7 +94,7 @@ impl AvailabilityApp {
     pub fn new(
         me: NodeId,
         membership: Vec<(NodeId, Weight)>,
-        report: mpsc::Sender<Report>,
+        report: mpsc::Sender<AvailabilityReport>,
     ) -> Self {
         AvailabilityApp { me, membership, instance: ModuleId::new("availability/0"), report }
     }
@@ -121,7 +121,7 @@ impl AvailabilityApp {
     /// upon NewCert(cert) do report it
     #[upon(response)]
     fn cert(&mut self, _ctx: &mut Ctx<Self>, c: NewCert, _w: CertFor) -> Handled {
-        let _ = self.report.send(Report::Cert { node: self.me.clone(), cert: c.cert });
+        let _ = self.report.send(AvailabilityReport::Cert { node: self.me.clone(), cert: c.cert });
         Ok(())
     }
 
@@ -129,7 +129,7 @@ impl AvailabilityApp {
     #[upon(event)]
     fn rejected(&mut self, _ctx: &mut Ctx<Self>, r: TransactionsRejected) -> Handled {
         let rejected = r.rejected.into_iter().map(|r| (r.tx_no, r.reason)).collect();
-        let _ = self.report.send(Report::Rejected { node: self.me.clone(), rejected });
+        let _ = self.report.send(AvailabilityReport::Rejected { node: self.me.clone(), rejected });
         Ok(())
     }
 
@@ -145,7 +145,7 @@ impl AvailabilityApp {
     #[upon(response)]
     fn verified(&mut self, ctx: &mut Ctx<Self>, v: CertVerified, w: Verifying) -> Handled {
         if !v.valid {
-            let _ = self.report.send(Report::Invalid {
+            let _ = self.report.send(AvailabilityReport::Invalid {
                 node: self.me.clone(),
                 error: v.error.unwrap_or_default(),
             });
@@ -159,7 +159,7 @@ impl AvailabilityApp {
     /// … and report them
     #[upon(response)]
     fn batch(&mut self, _ctx: &mut Ctx<Self>, p: ProvideTransactions, _r: Reading) -> Handled {
-        let _ = self.report.send(Report::Batch { node: self.me.clone(), txs: p.txs });
+        let _ = self.report.send(AvailabilityReport::Batch { node: self.me.clone(), txs: p.txs });
         Ok(())
     }
 }
@@ -170,7 +170,7 @@ pub fn demo_node(
     membership: &mir_dsl::mir_runtime::membership::Membership,
     keys: mir_dsl::mir_runtime::keys::NodeKeys,
     config: &protocols::availability::Config,
-    report: mpsc::Sender<Report>,
+    report: mpsc::Sender<AvailabilityReport>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
     use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
     let transport =
@@ -189,7 +189,7 @@ pub fn demo_modules(
     membership: &mir_dsl::mir_runtime::membership::Membership,
     key: k256::ecdsa::SigningKey,
     config: &protocols::availability::Config,
-    report: mpsc::Sender<Report>,
+    report: mpsc::Sender<AvailabilityReport>,
 ) -> Result<mir_dsl::mir_runtime::NodeBuilder, Box<dyn std::error::Error>> {
     use mir_dsl::mir_runtime::stdmodules::{EcdsaCrypto, Timer};
     use mir_dsl::mir_runtime::Node;

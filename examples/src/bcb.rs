@@ -28,7 +28,7 @@ payload!(Submit = "demo.Submit");
 
 /// What the app reports to the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Report {
+pub enum BcbReport {
     /// Message `instance` was delivered with `data`.
     Delivered {
         /// The node.
@@ -52,12 +52,12 @@ pub struct BcbApp {
     opened: u64,
     next_broadcast: u64,
     delivered: u64,
-    report: mpsc::Sender<Report>,
+    report: mpsc::Sender<BcbReport>,
 }
 
 impl BcbApp {
     /// The app of node `me`, where `leader` broadcasts; reports go to `report`.
-    pub fn new(me: NodeId, leader: NodeId, report: mpsc::Sender<Report>) -> Self {
+    pub fn new(me: NodeId, leader: NodeId, report: mpsc::Sender<BcbReport>) -> Self {
         BcbApp {
             me,
             leader,
@@ -115,8 +115,11 @@ impl BcbApp {
             mir_dsl::fatal!("instance id of {} bytes", d.instance.len())
         };
         let instance = u64::from_le_bytes(bytes);
-        let _ =
-            self.report.send(Report::Delivered { node: self.me.clone(), instance, data: d.data });
+        let _ = self.report.send(BcbReport::Delivered {
+            node: self.me.clone(),
+            instance,
+            data: d.data,
+        });
         self.delivered += 1;
         self.open_until(ctx, self.delivered + self.window);
         if self.delivered > self.window {
@@ -131,7 +134,7 @@ impl BcbApp {
     /// A refused broadcast request.
     #[upon(event)]
     fn refused(&mut self, _ctx: &mut Ctx<Self>, r: BroadcastRefused) -> Handled {
-        let _ = self.report.send(Report::Refused(r.reason));
+        let _ = self.report.send(BcbReport::Refused(r.reason));
         Ok(())
     }
 }
@@ -142,7 +145,7 @@ pub fn demo_node(
     leader: NodeId,
     membership: &mir_dsl::mir_runtime::membership::Membership,
     keys: mir_dsl::mir_runtime::keys::NodeKeys,
-    report: mpsc::Sender<Report>,
+    report: mpsc::Sender<BcbReport>,
     record: Option<&std::path::Path>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
     use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
@@ -165,7 +168,7 @@ pub fn demo_modules(
     leader: NodeId,
     membership: &mir_dsl::mir_runtime::membership::Membership,
     key: k256::ecdsa::SigningKey,
-    report: mpsc::Sender<Report>,
+    report: mpsc::Sender<BcbReport>,
 ) -> Result<mir_dsl::mir_runtime::NodeBuilder, Box<dyn std::error::Error>> {
     use mir_dsl::mir_runtime::stdmodules::EcdsaCrypto;
     use mir_dsl::mir_runtime::Node;

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use examples::availability::{self as avail, CreateBatch, Report};
+use examples::availability::{self as avail, AvailabilityReport, CreateBatch};
 use mir_dsl::mir_runtime::keys::NodeKeys;
 use mir_dsl::mir_runtime::membership::Membership;
 use mir_dsl::mir_runtime::stdevents::Message;
@@ -22,7 +22,10 @@ use protocols::availability::{Config, Tx};
 
 const BUDGET: usize = 4 << 20;
 
-fn wait_for<T>(rx: &mpsc::Receiver<Report>, mut pick: impl FnMut(Report) -> Option<T>) -> T {
+fn wait_for<T>(
+    rx: &mpsc::Receiver<AvailabilityReport>,
+    mut pick: impl FnMut(AvailabilityReport) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -78,7 +81,7 @@ async fn a_peer_that_never_reads_cannot_grow_a_nodes_memory_past_the_budget() {
     handles[0].inject(vec![Event::new("@node", "app", CreateBatch { txs })]).await.unwrap();
     let cert = tokio::task::block_in_place(|| {
         wait_for(&rx, |r| match r {
-            Report::Cert { cert, .. } => Some(cert),
+            AvailabilityReport::Cert { cert, .. } => Some(cert),
             _ => None,
         })
     });
@@ -116,7 +119,7 @@ async fn a_peer_that_never_reads_cannot_grow_a_nodes_memory_past_the_budget() {
     handles[0].inject(vec![Event::new("@node", "app", CreateBatch { txs: more })]).await.unwrap();
     let second = tokio::task::block_in_place(|| {
         wait_for(&rx, |r| match r {
-            Report::Cert { cert, .. } => Some(cert),
+            AvailabilityReport::Cert { cert, .. } => Some(cert),
             _ => None,
         })
     });

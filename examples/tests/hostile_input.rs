@@ -205,7 +205,7 @@ fn ids() -> Vec<NodeId> {
     (0..N).map(NodeId::from_index).collect()
 }
 
-fn bcb_builders(m: &Membership, report: &mpsc::Sender<bcb::Report>) -> Vec<NodeBuilder> {
+fn bcb_builders(m: &Membership, report: &mpsc::Sender<bcb::BcbReport>) -> Vec<NodeBuilder> {
     let (keys, _) = test_keys(42, &ids());
     ids()
         .into_iter()
@@ -216,7 +216,10 @@ fn bcb_builders(m: &Membership, report: &mpsc::Sender<bcb::Report>) -> Vec<NodeB
         .collect()
 }
 
-fn availability_builders(m: &Membership, report: &mpsc::Sender<avail::Report>) -> Vec<NodeBuilder> {
+fn availability_builders(
+    m: &Membership,
+    report: &mpsc::Sender<avail::AvailabilityReport>,
+) -> Vec<NodeBuilder> {
     let (keys, _) = test_keys(42, &ids());
     ids()
         .into_iter()
@@ -237,11 +240,11 @@ fn create() -> Event {
 }
 
 /// Every node delivered BCB instance 0 with the leader's data.
-fn check_bcb(reports: &[bcb::Report]) {
+fn check_bcb(reports: &[bcb::BcbReport]) {
     let mut nodes: Vec<NodeId> = reports
         .iter()
         .filter_map(|r| match r {
-            bcb::Report::Delivered { node, instance: 0, data } if data == b"still working" => {
+            bcb::BcbReport::Delivered { node, instance: 0, data } if data == b"still working" => {
                 Some(node.clone())
             }
             _ => None,
@@ -251,21 +254,23 @@ fn check_bcb(reports: &[bcb::Report]) {
     assert_eq!(nodes, ids(), "{reports:?}");
 }
 
-fn cert_of(r: avail::Report) -> Option<protocols::availability::Cert> {
+fn cert_of(r: avail::AvailabilityReport) -> Option<protocols::availability::Cert> {
     match r {
-        avail::Report::Cert { node, cert } if node == NodeId::from_index(0) => Some(cert),
+        avail::AvailabilityReport::Cert { node, cert } if node == NodeId::from_index(0) => {
+            Some(cert)
+        }
         _ => None,
     }
 }
 
-fn check_batch(r: &avail::Report) -> bool {
+fn check_batch(r: &avail::AvailabilityReport) -> bool {
     match r {
-        avail::Report::Batch { node, txs } => {
+        avail::AvailabilityReport::Batch { node, txs } => {
             assert_eq!(*node, NodeId::from_index(2));
             assert_eq!(txs.len(), 5);
             true
         }
-        avail::Report::Invalid { error, .. } => panic!("certificate refused: {error}"),
+        avail::AvailabilityReport::Invalid { error, .. } => panic!("certificate refused: {error}"),
         _ => false,
     }
 }
@@ -368,13 +373,13 @@ where
 }
 
 /// Floods node 0 from node 1, then checks BCB still delivers everywhere.
-async fn bcb_after_flood(handles: &[NodeHandle], rx: &mpsc::Receiver<bcb::Report>) {
+async fn bcb_after_flood(handles: &[NodeHandle], rx: &mpsc::Receiver<bcb::BcbReport>) {
     handles[1].inject(flood(BCB_MODULES)).await.unwrap();
     handles[0].inject(vec![submit()]).await.unwrap();
     let mut delivered = 0;
     let reports = tokio::task::block_in_place(|| {
         wait(rx, |r| {
-            delivered += matches!(r, bcb::Report::Delivered { .. }) as usize;
+            delivered += matches!(r, bcb::BcbReport::Delivered { .. }) as usize;
             delivered == N
         })
     });
@@ -394,13 +399,16 @@ async fn refused_eventually(h: &NodeHandle, module: &str) {
     panic!("{module} refused nothing: {:?}", h.stats());
 }
 
-async fn availability_after_flood(handles: &[NodeHandle], rx: &mpsc::Receiver<avail::Report>) {
+async fn availability_after_flood(
+    handles: &[NodeHandle],
+    rx: &mpsc::Receiver<avail::AvailabilityReport>,
+) {
     handles[1].inject(flood(AVAILABILITY_MODULES)).await.unwrap();
     handles[0].inject(vec![create()]).await.unwrap();
     let reports = tokio::task::block_in_place(|| {
         wait(
             rx,
-            |r| matches!(r, avail::Report::Cert { node, .. } if *node == NodeId::from_index(0)),
+            |r| matches!(r, avail::AvailabilityReport::Cert { node, .. } if *node == NodeId::from_index(0)),
         )
     });
     let cert = reports.into_iter().find_map(cert_of).unwrap();

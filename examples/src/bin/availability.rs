@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
-use examples::availability::{demo_node, hex, CreateBatch, ReadBatch, Report};
+use examples::availability::{demo_node, hex, AvailabilityReport, CreateBatch, ReadBatch};
 use examples::bcb::{free_ports, membership_toml_with_ports};
 use mir_dsl::mir_runtime::keys::{NodeKeys, DEMO_SEED};
 use mir_dsl::mir_runtime::membership::Membership;
@@ -50,10 +50,10 @@ fn main() {
 }
 
 fn wait_for(
-    rx: &mpsc::Receiver<Report>,
+    rx: &mpsc::Receiver<AvailabilityReport>,
     what: &str,
-    mut pick: impl FnMut(Report) -> Option<Result<Report, Error>>,
-) -> Result<Report, Error> {
+    mut pick: impl FnMut(AvailabilityReport) -> Option<Result<AvailabilityReport, Error>>,
+) -> Result<AvailabilityReport, Error> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -109,18 +109,19 @@ fn run(cli: &Cli) -> Result<(), Error> {
                 "app",
                 CreateBatch { txs },
             )])?;
-            let Report::Cert { node, cert } = wait_for(&rx, "certificate", |r| match r {
-                r @ Report::Cert { .. } => Some(Ok(r)),
-                Report::Rejected { node, rejected } => {
-                    println!(
-                        "node {node} refused {} transactions, first: {:?}",
-                        rejected.len(),
-                        rejected[0]
-                    );
-                    None
-                }
-                _ => None,
-            })?
+            let AvailabilityReport::Cert { node, cert } =
+                wait_for(&rx, "certificate", |r| match r {
+                    r @ AvailabilityReport::Cert { .. } => Some(Ok(r)),
+                    AvailabilityReport::Rejected { node, rejected } => {
+                        println!(
+                            "node {node} refused {} transactions, first: {:?}",
+                            rejected.len(),
+                            rejected[0]
+                        );
+                        None
+                    }
+                    _ => None,
+                })?
             else {
                 unreachable!()
             };
@@ -132,10 +133,12 @@ fn run(cli: &Cli) -> Result<(), Error> {
                 ReadBatch { cert },
             )])?;
             match wait_for(&rx, "batch", |r| match r {
-                r @ (Report::Batch { .. } | Report::Invalid { .. }) => Some(Ok(r)),
+                r @ (AvailabilityReport::Batch { .. } | AvailabilityReport::Invalid { .. }) => {
+                    Some(Ok(r))
+                }
                 _ => None,
             })? {
-                Report::Batch { node, txs } => {
+                AvailabilityReport::Batch { node, txs } => {
                     println!("node {node} read {} transactions:", txs.len());
                     for t in &txs {
                         println!(
@@ -147,7 +150,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
                     }
                     Ok(())
                 }
-                Report::Invalid { node, error } => {
+                AvailabilityReport::Invalid { node, error } => {
                     Err(format!("node {node} rejected the certificate: {error}").into())
                 }
                 _ => unreachable!(),

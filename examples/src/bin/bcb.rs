@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use examples::bcb::{
-    demo_node, free_ports, membership_toml, membership_toml_with_ports, Report, Submit,
+    demo_node, free_ports, membership_toml, membership_toml_with_ports, BcbReport, Submit,
 };
 use mir_dsl::mir_runtime::keys::{NodeKeys, DEMO_SEED};
 use mir_dsl::mir_runtime::membership::Membership;
@@ -191,12 +191,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-fn print(r: &Report) {
+fn print(r: &BcbReport) {
     match r {
-        Report::Delivered { node, instance, data } => {
+        BcbReport::Delivered { node, instance, data } => {
             println!("node {node} delivered #{instance}: {}", String::from_utf8_lossy(data))
         }
-        Report::Refused(why) => println!("broadcast refused: {why}"),
+        BcbReport::Refused(why) => println!("broadcast refused: {why}"),
     }
 }
 
@@ -422,7 +422,7 @@ fn replay(
 fn sim_cluster(
     sim: &mut mir_dsl::mir_runtime::sim::Simulation,
     nodes: usize,
-    report: mpsc::Sender<Report>,
+    report: mpsc::Sender<BcbReport>,
 ) -> Result<(), mir_dsl::mir_runtime::sim::SimError> {
     let toml =
         membership_toml(nodes, "127.0.0.1", 7000, DEMO_SEED).expect("a membership of test keys");
@@ -467,14 +467,14 @@ fn sim(seed: u64, check: bool, nodes: usize) -> Result<(), Error> {
     while sim.step()? {
         while let Ok(r) = rx.try_recv() {
             match r {
-                Report::Delivered { node, instance, data } => {
+                BcbReport::Delivered { node, instance, data } => {
                     println!(
                         "[{}] node {node} delivered #{instance}: {}",
                         sim.now(),
                         String::from_utf8_lossy(&data)
                     )
                 }
-                Report::Refused(why) => println!("[{}] refused: {why}", sim.now()),
+                BcbReport::Refused(why) => println!("[{}] refused: {why}", sim.now()),
             }
         }
         if sim.now().since_start() > limit {
