@@ -190,7 +190,7 @@ pub enum Counted {
     NotMember,
 }
 
-/// A vote counter for rules of the form "exists m such that #{q | votes[q] = m} ≥ Q": one vote
+/// A vote counter for rules of the form "exists m such that #{q | votes\[q\] = m} ≥ Q": one vote
 /// per member, weighted, values compared by `Ord` (so the answer never depends on arrival
 /// order or a hash).
 ///

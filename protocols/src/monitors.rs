@@ -1,5 +1,5 @@
 //! Offline monitors: invariants checked over recorded event logs
-//! ([`eventlog::check`](mir_runtime::eventlog::check)), kept apart from the protocols they watch.
+//! ([`eventlog::check`]), kept apart from the protocols they watch.
 
 use std::collections::BTreeMap;
 
