@@ -145,14 +145,27 @@ impl<T: EventPayload> Erasable for T {
 struct EncodedPayload(Encoded);
 
 impl fmt::Debug for EncodedPayload {
-    /// Decoded, if the type is registered (see [`PayloadType`]); nested payloads too.
+    /// Decoded, if the type is registered (see [`PayloadType`]); nested payloads too, up to
+    /// [`MAX_DEBUG_NESTING`] levels (a peer's bytes may nest payloads deeply; formatting them
+    /// must not exhaust the stack).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        thread_local!(static DEPTH: Cell<usize> = const { Cell::new(0) });
+        let depth = DEPTH.with(|d| d.get());
         match PayloadType::find(&self.0.name) {
-            Some(t) => (t.debug)(&self.0.bytes, f),
-            None => self.0.fmt(f),
+            Some(t) if depth < MAX_DEBUG_NESTING => {
+                DEPTH.with(|d| d.set(depth + 1));
+                let r = (t.debug)(&self.0.bytes, f);
+                DEPTH.with(|d| d.set(depth));
+                r
+            }
+            _ => self.0.fmt(f),
         }
     }
 }
+
+/// How many levels of encoded payloads inside encoded payloads `Debug` decodes; deeper ones show
+/// as `Encoded(NAME, N bytes)`.
+pub const MAX_DEBUG_NESTING: usize = 8;
 
 /// A payload type known to this program: every type named in [`payload!`](crate::payload)
 /// registers itself (through the `inventory` crate), so a tool linked with a protocol crate shows
@@ -672,5 +685,26 @@ mod tests {
         assert!(e.is::<OverAligned>() && e.get::<OverAligned>().is_none());
         assert_eq!(format!("{e:?}"), "Encoded(test.OverAligned, 1 bytes)");
         assert_eq!(e.into_typed::<OverAligned>().unwrap(), OverAligned(7));
+    }
+
+    /// A peer can nest payloads in payloads as deep as its message size allows; `Debug` decodes
+    /// only the first `MAX_DEBUG_NESTING` levels, so formatting never exhausts the stack.
+    #[test]
+    fn debug_of_deeply_nested_payloads_is_bounded() {
+        use crate::stdevents::{Message, SendMessage, TestUint64};
+        let mut p = Payload::from(TestUint64(1));
+        for _ in 0..100 {
+            let inner = SendMessage { destinations: vec![], message: Message::new("m", p) };
+            let enc = Payload::from(inner).to_encoded();
+            p = Payload::encoded(enc.name, enc.bytes);
+        }
+        let text = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || format!("{p:?}"))
+            .unwrap()
+            .join()
+            .expect("formatting does not overflow a small stack");
+        assert_eq!(text.matches("SendMessage {").count(), MAX_DEBUG_NESTING);
+        assert!(text.contains("Encoded(mir.SendMessage, "), "{}", &text[..200]);
     }
 }
