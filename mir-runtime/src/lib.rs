@@ -11,6 +11,7 @@
 //! | describing a node; the node core both executors drive | [`NodeBuilder`], [`NodeConfig`] (`src/core/`) | core |
 //! | the production executor (tokio) | [`Node`], [`NodeHandle`], [`EventSink`] (`src/node.rs`) | core |
 //! | the deterministic simulator | [`sim::Simulation`] | core |
+//! | Byzantine nodes for any protocol (equivocation, omission, mutation, replay, forgery) | [`adversary`] | core |
 //! | standard events and modules | [`stdevents`], [`stdmodules`] (timer, factory, test crypto, hasher, null) | core |
 //! | ECDSA signatures | [`stdmodules::EcdsaCrypto`] | `ecdsa` |
 //! | transports | [`transport`]: in-process (core); gRPC over mutually authenticated TLS 1.3 | `grpc` |
@@ -126,6 +127,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adversary;
 pub mod codec;
 mod config;
 mod core;

@@ -43,6 +43,7 @@ pub use rng::SimRng;
 
 use faults::Network;
 
+use crate::adversary::{Adversary, AdversaryStats};
 use crate::core::{Dispatch, NodeBuilder, NodeCore};
 use crate::error::{Activity, BuildError, NodeError};
 use crate::event::{Event, Payload};
@@ -236,6 +237,8 @@ struct SimNode {
     crashed: bool,
     epoch: u64,
     rebuild: Option<Box<dyn Fn() -> NodeBuilder>>,
+    /// Set for a Byzantine node: rewrites what it sends.
+    adversary: Option<Adversary>,
 }
 
 /// A deterministic simulation of a cluster. See the [module docs](self).
@@ -339,8 +342,30 @@ impl Simulation {
         let core = builder.port(&self.cfg.transport_id.clone()).build_core()?;
         let port = core.ids.len() - 1;
         self.by_id.insert(id.clone(), self.nodes.len());
-        self.nodes.push(SimNode { core, port, crashed: false, epoch: 0, rebuild });
+        self.nodes.push(SimNode { core, port, crashed: false, epoch: 0, rebuild, adversary: None });
         Ok(id)
+    }
+
+    /// Makes `node` Byzantine: from now on, what its modules send passes through `adversary`
+    /// (see [`adversary`](crate::adversary)); its messages to itself stay honest. The adversary's
+    /// randomness is drawn from the simulation's seed and the node, apart from the scheduler's,
+    /// so marking a node Byzantine does not change how the rest of the run is drawn. Returns the
+    /// previous adversary, if any.
+    pub fn make_byzantine(
+        &mut self,
+        node: &NodeId,
+        mut adversary: Adversary,
+    ) -> Result<Option<Adversary>, SimError> {
+        let n = *self.by_id.get(node).ok_or_else(|| SimError::UnknownNode(node.clone()))?;
+        let salt = (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        adversary.seed(self.cfg.seed ^ 0xB1A5_ED00_0000_0000 ^ salt);
+        Ok(self.nodes[n].adversary.replace(adversary))
+    }
+
+    /// What the adversary of `node` did so far (`None` if the node is honest or unknown).
+    pub fn adversary_stats(&self, node: &NodeId) -> Option<AdversaryStats> {
+        let n = *self.by_id.get(node)?;
+        self.nodes[n].adversary.as_ref().map(Adversary::stats)
     }
 
     /// The simulated time.
@@ -608,41 +633,73 @@ impl Simulation {
                     send.message.payload.encode_value(),
                 ),
             };
+            if self.nodes[n].adversary.is_some() {
+                // A Byzantine node: its messages to itself stay honest; the rest go as rewritten.
+                if send.destinations.contains(&from) {
+                    self.loopback(n, &me, &encoded)?;
+                }
+                let ids: Vec<NodeId> = self.by_id.keys().cloned().collect();
+                let adv = self.nodes[n].adversary.as_mut().expect("checked");
+                for o in adv.rewrite(&from, &ids, &send) {
+                    let message = Message {
+                        dest_module: o.message.dest_module.clone(),
+                        payload: Payload::encoded(
+                            o.message.payload.name(),
+                            o.message.payload.encode_value(),
+                        ),
+                    };
+                    self.send_over_network(n, &me, &o.to, &message, o.delay);
+                }
+                continue;
+            }
             for dest in &send.destinations {
-                let Some(&d) = self.by_id.get(dest) else {
-                    self.summary.messages_dropped += 1;
-                    tracing::warn!(node = %from, dest = %dest, "simulated network: message to an unknown node; dropped");
-                    continue;
-                };
-                if d == n {
+                if *dest == from {
                     self.loopback(n, &me, &encoded)?;
                     continue;
                 }
-                if self.network.cut(n, d) {
-                    self.summary.messages_lost += 1;
-                    continue;
-                }
-                let link = self.network.link(n, d).clone();
-                // `chance(0)` draws nothing, so fault-free runs use the generator as before.
-                if self.rng.chance(link.drop) {
-                    self.summary.messages_lost += 1;
-                    continue;
-                }
-                let copies = if self.rng.chance(link.duplicate) { 2 } else { 1 };
-                self.summary.messages_duplicated += copies - 1;
-                for _ in 0..copies {
-                    let (lo, hi) = link.latency;
-                    let latency = Duration::from_nanos(
-                        self.rng.between(lo.as_nanos() as u64, hi.as_nanos() as u64),
-                    );
-                    let received = MessageReceived { from: from.clone(), message: encoded.clone() };
-                    let event = Event::new(me.clone(), encoded.dest_module.clone(), received);
-                    self.schedule(self.now + latency, Item::Deliver { node: d, event });
-                }
+                self.send_over_network(n, &me, dest, &encoded, Duration::ZERO);
             }
         }
         self.nodes[n].core.recycle(batch);
         Ok(())
+    }
+
+    /// Sends `message` from node `n` (whose transport is `port`) to node `dest` over the simulated
+    /// network: partitions, loss, duplication and latency apply, after `extra` delay.
+    fn send_over_network(
+        &mut self,
+        n: usize,
+        port: &ModuleId,
+        dest: &NodeId,
+        message: &Message,
+        extra: Duration,
+    ) {
+        let from = self.nodes[n].core.node.clone();
+        let Some(&d) = self.by_id.get(dest) else {
+            self.summary.messages_dropped += 1;
+            tracing::warn!(node = %from, dest = %dest, "simulated network: message to an unknown node; dropped");
+            return;
+        };
+        if self.network.cut(n, d) {
+            self.summary.messages_lost += 1;
+            return;
+        }
+        let link = self.network.link(n, d).clone();
+        // `chance(0)` draws nothing, so fault-free runs use the generator as before.
+        if self.rng.chance(link.drop) {
+            self.summary.messages_lost += 1;
+            return;
+        }
+        let copies = if self.rng.chance(link.duplicate) { 2 } else { 1 };
+        self.summary.messages_duplicated += copies - 1;
+        for _ in 0..copies {
+            let (lo, hi) = link.latency;
+            let latency =
+                Duration::from_nanos(self.rng.between(lo.as_nanos() as u64, hi.as_nanos() as u64));
+            let received = MessageReceived { from: from.clone(), message: message.clone() };
+            let event = Event::new(port.clone(), message.dest_module.clone(), received);
+            self.schedule(self.now + extra + latency, Item::Deliver { node: d, event });
+        }
     }
 
     /// Node `n`'s message to itself: straight into its destination's queue, now (the local
