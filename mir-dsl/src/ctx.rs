@@ -43,7 +43,8 @@ pub trait HandlesResponse<R, C> {}
 #[derive(Default)]
 pub(crate) struct Continuations {
     next: u64,
-    pending: BTreeMap<u64, Box<dyn Any + Send>>,
+    /// Request number → (request type, continuation).
+    pending: BTreeMap<u64, (&'static str, Box<dyn Any + Send>)>,
     cancelled: BTreeSet<u64>,
     next_timer: u64,
 }
@@ -55,6 +56,14 @@ pub struct RequestId(u64);
 impl Continuations {
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The pending requests, by type and number: `mir.crypto.SignRequest #3`.
+    pub(crate) fn describe(&self) -> Vec<String> {
+        self.pending
+            .iter()
+            .map(|(id, (name, _))| format!("{name} #{id} has no response yet"))
+            .collect()
     }
 }
 
@@ -235,7 +244,7 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
     {
         let id = self.conts.next;
         self.conts.next += 1;
-        self.conts.pending.insert(id, Box::new(cont));
+        self.conts.pending.insert(id, (R::NAME, Box::new(cont)));
         request.set_origin(Origin { module: self.out.me().clone(), id });
         self.out.send(dest, request);
         RequestId(id)
@@ -289,7 +298,7 @@ pub mod private {
                 R::NAME,
                 origin.id
             )))),
-            Some(c) => Ok(c.is::<C>()),
+            Some((_, c)) => Ok(c.is::<C>()),
         }
     }
 
@@ -298,7 +307,7 @@ pub mod private {
         ctx: &mut Ctx<'_, P>,
         res: &R,
     ) -> C {
-        let c = ctx.conts.pending.remove(&res.origin().id).expect("checked by pending_is");
+        let (_, c) = ctx.conts.pending.remove(&res.origin().id).expect("checked by pending_is");
         *c.downcast::<C>().expect("checked by pending_is")
     }
 }

@@ -174,6 +174,10 @@ impl<P: Protocol> PassiveModule for DslModule<P> {
     fn accepts_messages(&self) -> bool {
         P::__TAKES_MESSAGES
     }
+
+    fn waiting_for(&self) -> Vec<String> {
+        self.conts.describe()
+    }
 }
 
 pub mod private {

@@ -236,6 +236,14 @@ pub trait PassiveModule: Send + 'static {
     fn accepts_messages(&self) -> bool {
         false
     }
+
+    /// What this module is waiting for, if anything: requests it made that have no answer yet.
+    /// The simulator names these when a run stalls (nothing left to do while work is pending:
+    /// [`SimError::Stalled`](crate::sim::SimError::Stalled)). Default: nothing. DSL modules
+    /// report their pending requests; a factory reports its submodules'.
+    fn waiting_for(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl PassiveModule for Box<dyn PassiveModule> {
@@ -244,6 +252,9 @@ impl PassiveModule for Box<dyn PassiveModule> {
     }
     fn accepts_messages(&self) -> bool {
         (**self).accepts_messages()
+    }
+    fn waiting_for(&self) -> Vec<String> {
+        (**self).waiting_for()
     }
 }
 

@@ -434,6 +434,20 @@ impl AlarmQueue {
     }
 }
 
+impl NodeCore {
+    /// What each passive module on this thread is waiting for (see
+    /// [`PassiveModule::waiting_for`]), by module.
+    pub(crate) fn waiting(&self) -> Vec<(ModuleId, String)> {
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Slot::Passive(m, _) = slot {
+                out.extend(m.waiting_for().into_iter().map(|w| (self.ids[i].clone(), w)));
+            }
+        }
+        out
+    }
+}
+
 impl NodeBuilder {
     /// The node core both executors drive.
     pub(crate) fn build_core(self) -> Result<NodeCore, BuildError> {

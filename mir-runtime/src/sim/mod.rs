@@ -149,6 +149,15 @@ pub enum SimError {
     /// [`Fault::Restart`] of a node that is running.
     #[error("node {0} is running; crash it before restarting it")]
     NotCrashed(NodeId),
+    /// Nothing is left to do (no queued event, nothing scheduled), yet modules wait for
+    /// answers that can no longer come ([`PassiveModule::waiting_for`](crate::PassiveModule::waiting_for)).
+    #[error("stalled at {time}: nothing is scheduled, yet {}", waiting.iter().map(|(n, m, w)| format!("node {n} module {m}: {w}")).collect::<Vec<_>>().join("; "))]
+    Stalled {
+        /// Simulated time.
+        time: Time,
+        /// (node, module, what it waits for), for every running node.
+        waiting: Vec<(NodeId, ModuleId, String)>,
+    },
 }
 
 /// A SHA-256 digest of a run.
@@ -810,15 +819,39 @@ impl Simulation {
     }
 
     /// Runs until nothing is left to do, or until `limit` of simulated time has passed (a repeating
-    /// timer never lets a simulation go idle).
+    /// timer never lets a simulation go idle). Nothing left to do while a running node's modules
+    /// still wait for answers is [`SimError::Stalled`], naming them.
     pub fn run_until_idle(&mut self, limit: Duration) -> Result<RunSummary, SimError> {
         let deadline = self.now + limit;
         while self.step_until(Some(deadline))? {}
+        if self.timeline.is_empty() {
+            self.check_not_stalled()?;
+        }
         Ok(self.summary())
     }
 
+    /// What the running nodes' modules wait for (see [`SimError::Stalled`]).
+    pub fn waiting(&self) -> Vec<(NodeId, ModuleId, String)> {
+        let mut out = Vec::new();
+        for node in self.nodes.iter().filter(|n| !n.crashed) {
+            let id = node.core.node.clone();
+            out.extend(node.core.waiting().into_iter().map(|(m, w)| (id.clone(), m, w)));
+        }
+        out
+    }
+
+    fn check_not_stalled(&self) -> Result<(), SimError> {
+        let waiting = self.waiting();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(SimError::Stalled { time: self.now, waiting })
+        }
+    }
+
     /// Runs until `done` returns true (checked after every step), nothing is left to do, or `limit`
-    /// of simulated time has passed. Returns whether `done` became true.
+    /// of simulated time has passed. Returns whether `done` became true; nothing left to do
+    /// before `done` while modules wait for answers is [`SimError::Stalled`].
     pub fn run_until(
         &mut self,
         limit: Duration,
@@ -830,7 +863,11 @@ impl Simulation {
                 return Ok(true);
             }
             if !self.step_until(Some(deadline))? {
-                return Ok(done(self));
+                let done = done(self);
+                if !done && self.timeline.is_empty() {
+                    self.check_not_stalled()?;
+                }
+                return Ok(done);
             }
         }
     }

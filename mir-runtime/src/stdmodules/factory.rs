@@ -387,4 +387,12 @@ impl PassiveModule for Factory {
     fn accepts_messages(&self) -> bool {
         true
     }
+
+    fn waiting_for(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (id, sub) in &self.subs {
+            out.extend(sub.module.waiting_for().into_iter().map(|w| format!("{id}: {w}")));
+        }
+        out
+    }
 }
