@@ -184,3 +184,74 @@ fn messages_to_itself_are_never_lost_to_faults() {
     assert_eq!(summary.messages_local, 1000);
     assert_eq!(summary.messages_lost, 0);
 }
+
+/// Messages node 1 got from node 0, by tick.
+fn from_0_to_1(log: &Log) -> Vec<u64> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|(to, from, t)| *to == 1 && *from == 0 && *t > 0)
+        .map(|x| x.2)
+        .collect()
+}
+
+#[test]
+fn heal_ends_link_faults_too_and_end_partition_keeps_them() {
+    // All links lose everything until 1 s; Heal then restores them.
+    let (mut sim, log) = cluster(1, 2);
+    sim.apply_fault(Fault::AllLinks(LinkConfig { drop: 1.0, ..LinkConfig::default() })).unwrap();
+    sim.schedule_fault(Duration::from_secs(1), Fault::Heal);
+    sim.run_for(Duration::from_millis(2000)).unwrap();
+    let got = from_0_to_1(&log);
+    assert!(got.iter().all(|t| *t >= 10) && got.len() >= 9, "{got:?}");
+    // EndPartition ends the partition only: the lossy link stays lossy.
+    let (mut sim, log) = cluster(1, 2);
+    sim.apply_fault(Fault::Partition(vec![ids(&[0]), ids(&[1])])).unwrap();
+    sim.apply_fault(Fault::Link {
+        from: NodeId::from_index(0),
+        to: NodeId::from_index(1),
+        config: LinkConfig { drop: 1.0, ..LinkConfig::default() },
+    })
+    .unwrap();
+    sim.schedule_fault(Duration::from_secs(1), Fault::EndPartition);
+    sim.run_for(Duration::from_millis(2000)).unwrap();
+    assert!(from_0_to_1(&log).is_empty());
+}
+
+#[test]
+fn a_link_setting_keeps_the_simulation_latency_and_can_be_removed() {
+    // A link set with `..LinkConfig::default()` keeps SimConfig::latency (here exactly 40 ms).
+    let log = Log::default();
+    let cfg = SimConfig {
+        latency: (Duration::from_millis(40), Duration::from_millis(40)),
+        ..SimConfig::with_seed(2)
+    };
+    let mut sim = Simulation::new(cfg);
+    for me in 0..2 {
+        let l = log.clone();
+        sim.add_restartable_node(move || node(me, 2, l.clone())).unwrap();
+    }
+    let (a, b) = (NodeId::from_index(0), NodeId::from_index(1));
+    sim.apply_fault(Fault::Link {
+        from: a.clone(),
+        to: b.clone(),
+        config: LinkConfig { duplicate: 0.0, ..LinkConfig::default() },
+    })
+    .unwrap();
+    sim.run_for(Duration::from_millis(139)).unwrap();
+    assert!(from_0_to_1(&log).is_empty(), "tick 1 leaves at 100 ms and arrives at 140 ms");
+    sim.run_for(Duration::from_millis(2)).unwrap();
+    assert_eq!(from_0_to_1(&log), vec![1]);
+    // A lossy override, then ResetLink: the link behaves like the others again.
+    sim.apply_fault(Fault::Link {
+        from: a.clone(),
+        to: b.clone(),
+        config: LinkConfig { drop: 1.0, ..LinkConfig::default() },
+    })
+    .unwrap();
+    sim.run_for(Duration::from_millis(500)).unwrap();
+    let before = from_0_to_1(&log).len();
+    sim.apply_fault(Fault::ResetLink { from: a, to: b }).unwrap();
+    sim.run_for(Duration::from_millis(500)).unwrap();
+    assert!(from_0_to_1(&log).len() >= before + 4, "{:?}", from_0_to_1(&log));
+}

@@ -15,8 +15,10 @@
 //!    (`net` by default). A [`SendMessage`] to it is encoded once and delivered to each destination
 //!    as a [`MessageReceived`] after a latency drawn uniformly from [`SimConfig::latency`] — the
 //!    payload arrives in encoded form, exactly as over a real network. A message for a node or a
-//!    module that does not exist is dropped and counted, never a crash. (Faults — drop, duplicate,
-//!    partition, crash — are a later layer.)
+//!    module that does not exist is dropped and counted, never a crash. Faults — loss,
+//!    duplication, latency per link, partitions, crashes and restarts — are scripted with
+//!    [`Fault`]; Byzantine nodes come from the [adversary layer](crate::adversary)
+//!    ([`Simulation::make_byzantine`]).
 //! 4. **Ties.** Timeline items at equal times run in the order they were scheduled.
 //!
 //! The simulator keeps a SHA-256 **digest** of everything that happened: every batch handed to
@@ -286,10 +288,7 @@ pub struct Simulation {
 impl Simulation {
     /// An empty simulation.
     pub fn new(cfg: SimConfig) -> Self {
-        let network = Network {
-            default: LinkConfig { latency: cfg.latency, ..LinkConfig::default() },
-            ..Network::default()
-        };
+        let network = Network { latency: cfg.latency, ..Network::default() };
         Simulation {
             log: crate::ratelog::LogLimiter::default(),
             rng: SimRng::new(cfg.seed),
@@ -693,16 +692,16 @@ impl Simulation {
             self.summary.messages_lost += 1;
             return;
         }
-        let link = self.network.link(n, d).clone();
+        let (latency, drop, duplicate) = self.network.link(n, d);
         // `chance(0)` draws nothing, so fault-free runs use the generator as before.
-        if self.rng.chance(link.drop) {
+        if self.rng.chance(drop) {
             self.summary.messages_lost += 1;
             return;
         }
-        let copies = if self.rng.chance(link.duplicate) { 2 } else { 1 };
+        let copies = if self.rng.chance(duplicate) { 2 } else { 1 };
         self.summary.messages_duplicated += copies - 1;
         for _ in 0..copies {
-            let (lo, hi) = link.latency;
+            let (lo, hi) = latency;
             let latency =
                 Duration::from_nanos(self.rng.between(lo.as_nanos() as u64, hi.as_nanos() as u64));
             let received = MessageReceived { from: from.clone(), message: message.clone() };
@@ -755,7 +754,16 @@ impl Simulation {
                 }
                 self.network.groups = Some(map);
             }
-            Fault::Heal => self.network.groups = None,
+            Fault::Heal => {
+                self.network.groups = None;
+                self.network.links.clear();
+                self.network.default = LinkConfig::default();
+            }
+            Fault::EndPartition => self.network.groups = None,
+            Fault::ResetLink { from, to } => {
+                let key = (index(self, &from)?, index(self, &to)?);
+                self.network.links.remove(&key);
+            }
             Fault::Link { from, to, config } => {
                 let key = (index(self, &from)?, index(self, &to)?);
                 self.network.links.insert(key, config);
