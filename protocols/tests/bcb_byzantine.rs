@@ -59,6 +59,16 @@ fn run(
     byzantine: usize,
     make: impl Fn(TestCrypto) -> Adversary,
 ) -> (Delivered, Simulation) {
+    run_with(seed, byzantine, make, |_| {})
+}
+
+/// [`run`], with `before` applied to the simulation before it runs.
+fn run_with(
+    seed: u64,
+    byzantine: usize,
+    make: impl Fn(TestCrypto) -> Adversary,
+    before: impl FnOnce(&mut Simulation),
+) -> (Delivered, Simulation) {
     let delivered: Delivered = Arc::default();
     let modules = BcbModules {
         net: ModuleId::new("net"),
@@ -83,6 +93,7 @@ fn run(
     }
     let bad = ids()[byzantine].clone();
     sim.make_byzantine(&bad, make(TestCrypto::new(bad.clone(), 1))).unwrap();
+    before(&mut sim);
     sim.run_until_idle(Duration::from_secs(60)).unwrap();
     (delivered, sim)
 }
@@ -187,4 +198,50 @@ fn a_forging_follower_cannot_stop_or_split_the_broadcast() {
             );
         }
     }
+}
+
+/// The agreement monitor that checks recorded logs also checks a live simulation: it watches an
+/// equivocating leader's runs without complaint, and stops a run at the first disagreement,
+/// naming both deliveries.
+#[test]
+fn the_agreement_monitor_runs_online() {
+    use mir_runtime::sim::SimError;
+    use protocols::monitors::AgreementMonitor;
+    for seed in 0..50 {
+        let lie = || {
+            let t = Targets::Nodes([NodeId::from_index(3)].into());
+            Adversary::new(Equivocate::typed(t, |_: &Send, _: &NodeId| Send {
+                data: b"no".to_vec(),
+            }))
+        };
+        run_with(seed, 0, |_| lie(), |sim| sim.add_monitor(AgreementMonitor::default()));
+    }
+    // Two nodes whose applications are handed different deliveries of one instance.
+    let mut sim = Simulation::new(SimConfig::with_seed(1));
+    for i in 0..2u8 {
+        let deliver = Deliver { instance: b"i".to_vec(), data: vec![i] };
+        let app = move |ev: mir_runtime::Event| ev.is::<Init>().then(|| deliver.clone());
+        struct Emit<F>(F);
+        impl<F: FnMut(mir_runtime::Event) -> Option<Deliver> + std::marker::Send + 'static>
+            PassiveModule for Emit<F>
+        {
+            fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
+                for ev in events {
+                    if let Some(d) = (self.0)(ev) {
+                        out.send(&ModuleId::new("sink"), d);
+                    }
+                }
+                Ok(())
+            }
+        }
+        let node = Node::builder(NodeId::from_index(i as usize))
+            .passive("app", Emit(app))
+            .passive("sink", mir_runtime::stdmodules::NullModule);
+        sim.add_node(node).unwrap();
+    }
+    sim.add_monitor(AgreementMonitor::default());
+    let err = sim.run_until_idle(Duration::from_secs(1)).unwrap_err();
+    let SimError::Violation { violation, .. } = &err else { panic!("{err}") };
+    assert!(violation.message.contains("delivered different data"), "{err}");
+    assert_eq!(violation.events.len(), 2, "both deliveries are named: {err}");
 }

@@ -435,6 +435,11 @@ impl AlarmQueue {
 }
 
 impl NodeCore {
+    /// Events dispatched so far: the position of the next batch's first event.
+    pub(crate) fn dispatched(&self) -> u64 {
+        self.dispatched
+    }
+
     /// What each passive module on this thread is waiting for (see
     /// [`PassiveModule::waiting_for`]), by module.
     pub(crate) fn waiting(&self) -> Vec<(ModuleId, String)> {

@@ -49,6 +49,7 @@ use crate::adversary::{Adversary, AdversaryStats};
 use crate::core::{Dispatch, NodeBuilder, NodeCore};
 use crate::error::{Activity, BuildError, NodeError};
 use crate::event::{Event, Payload};
+use crate::eventlog::{Monitor, Observed, Violation};
 use crate::id::{ModuleId, NodeId};
 use crate::module::{AlarmId, ModuleError};
 use crate::stats::NodeStats;
@@ -97,7 +98,7 @@ impl SimConfig {
 }
 
 /// Why a simulation stopped with an error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SimError {
     /// A node failed (a module error or panic, an event for a missing module).
     #[error("at {time} (step {step}): {error}")]
@@ -159,6 +160,17 @@ pub enum SimError {
         time: Time,
         /// (node, module, what it waits for), for every running node.
         waiting: Vec<(NodeId, ModuleId, String)>,
+    },
+    /// An online monitor ([`Simulation::add_monitor`]) found its invariant violated; the run
+    /// stopped before the module handled the violating batch.
+    #[error("at {time} (step {step}): {violation}")]
+    Violation {
+        /// Simulated time.
+        time: Time,
+        /// Steps taken before.
+        step: u64,
+        /// What is wrong, and the events that show it.
+        violation: Box<Violation>,
     },
 }
 
@@ -283,6 +295,7 @@ pub struct Simulation {
     ready: Vec<(usize, usize)>,
     summary: RunSummary,
     trace: Vec<TraceStep>,
+    monitors: Vec<Box<dyn Monitor>>,
 }
 
 impl Simulation {
@@ -305,6 +318,7 @@ impl Simulation {
             started: false,
             ready: Vec::new(),
             trace: Vec::new(),
+            monitors: Vec::new(),
             summary: RunSummary {
                 steps: 0,
                 events: 0,
@@ -368,6 +382,27 @@ impl Simulation {
         let salt = (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         adversary.seed(self.cfg.seed ^ 0xB1A5_ED00_0000_0000 ^ salt);
         Ok(self.nodes[n].adversary.replace(adversary))
+    }
+
+    /// Checks `monitor` **online**: every batch handed to a module, of every node, in simulated
+    /// order, before the module handles it; the first violation stops the run with
+    /// [`SimError::Violation`] naming the events. The same monitors check recorded logs
+    /// ([`eventlog::check`](crate::eventlog::check)). Call [`Simulation::finish_monitors`] at the
+    /// end for invariants about the whole run.
+    pub fn add_monitor(&mut self, monitor: impl Monitor + 'static) {
+        self.monitors.push(Box::new(monitor));
+    }
+
+    /// Runs every monitor's [`Monitor::finish`].
+    pub fn finish_monitors(&mut self) -> Result<(), SimError> {
+        for m in &mut self.monitors {
+            m.finish().map_err(|v| SimError::Violation {
+                time: self.now,
+                step: self.summary.steps,
+                violation: Box::new(v),
+            })?;
+        }
+        Ok(())
     }
 
     /// What the adversary of `node` did so far (`None` if the node is honest or unknown).
@@ -597,6 +632,9 @@ impl Simulation {
                 self.hashbuf.flush(&mut self.hasher);
             }
         }
+        if !self.monitors.is_empty() {
+            self.observe(n, i)?;
+        }
         let res = self.nodes[n].core.dispatch(i, now);
         match res.map_err(|e| self.node_error(e))? {
             Dispatch::Handled => {}
@@ -608,6 +646,30 @@ impl Simulation {
             }
         }
         self.collect_alarms(n);
+        Ok(())
+    }
+
+    /// Shows the next batch of module `i` of node `n` to the monitors.
+    fn observe(&mut self, n: usize, i: usize) -> Result<(), SimError> {
+        let core = &self.nodes[n].core;
+        let len = core.queue(i).len().min(core.cfg.max_batch_size);
+        let first = core.dispatched();
+        for (k, ev) in core.queue(i).iter().take(len).enumerate() {
+            let o = Observed {
+                node: core.node.clone(),
+                module: core.ids[i].clone(),
+                time_ns: self.now.since_start().as_nanos() as u64,
+                index: first + k as u64,
+                event: ev.clone(),
+            };
+            for m in &mut self.monitors {
+                m.observe(&o).map_err(|v| SimError::Violation {
+                    time: self.now,
+                    step: self.summary.steps,
+                    violation: Box::new(v),
+                })?;
+            }
+        }
         Ok(())
     }
 
