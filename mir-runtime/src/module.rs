@@ -181,8 +181,10 @@ impl Outbox {
         }
     }
 
-    /// Whether `dest`'s top-level module exists (always `true` outside a node).
-    pub(crate) fn has_module(&self, dest: &ModuleId) -> bool {
+    /// Whether `dest`'s top-level module exists in this node (always `true` outside a node). A
+    /// module that relays peers' messages (a link, a gateway) checks it, because an event for a
+    /// missing module stops the node: a peer must not be able to name one.
+    pub fn has_module(&self, dest: &ModuleId) -> bool {
         self.router.as_ref().is_none_or(|r| r.has(dest))
     }
 

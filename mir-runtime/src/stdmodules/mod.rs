@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod ecdsa;
 pub mod factory;
 pub mod hasher;
+pub mod link;
 pub mod timer;
 
 pub use crypto::{CryptoCounters, CryptoStats, TestCrypto, DEFAULT_CACHE_ENTRIES};
@@ -13,6 +14,7 @@ pub use crypto::{CryptoCounters, CryptoStats, TestCrypto, DEFAULT_CACHE_ENTRIES}
 pub use ecdsa::{EcdsaCrypto, KeyRegistry};
 pub use factory::{Factory, FactoryStats};
 pub use hasher::Hasher;
+pub use link::{LinkStats, PerfectLink};
 pub use timer::{Timer, TimerHandle};
 
 use crate::module::{Batch, ModuleResult, Outbox, PassiveModule};
