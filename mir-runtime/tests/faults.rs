@@ -255,3 +255,62 @@ fn a_link_setting_keeps_the_simulation_latency_and_can_be_removed() {
     sim.run_for(Duration::from_millis(500)).unwrap();
     assert!(from_0_to_1(&log).len() >= before + 4, "{:?}", from_0_to_1(&log));
 }
+
+#[test]
+fn fault_plans_are_drawn_from_the_seed_and_heal_at_the_end() {
+    use mir_runtime::sim::{FaultPlan, FaultProfile};
+    let nodes = ids(&[0, 1, 2, 3]);
+    let profile = FaultProfile { crashes: 2, protect: ids(&[0]), ..FaultProfile::default() };
+    let a = FaultPlan::draw(5, &nodes, &profile);
+    assert_eq!(a, FaultPlan::draw(5, &nodes, &profile), "same seed, same plan");
+    assert_ne!(a, FaultPlan::draw(6, &nodes, &profile));
+    assert_eq!(a.crashed_nodes().len(), 2);
+    assert!(!a.crashed_nodes().contains(&NodeId::from_index(0)), "protected");
+    let last = &a.faults.iter().rfind(|(_, f)| matches!(f, Fault::Heal)).unwrap().0;
+    assert_eq!(*last, a.healed_at());
+    assert!(a.faults.iter().all(|(t, _)| *t <= a.healed_at()));
+    // It applies cleanly to a cluster of restartable nodes, and messages flow again after it.
+    let (mut sim, log) = cluster(5, 4);
+    a.schedule(&mut sim);
+    sim.run_for(a.healed_at()).unwrap();
+    let before = log.lock().unwrap().len();
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    let after: Vec<_> = log.lock().unwrap()[before..].to_vec();
+    assert!(
+        after.len() >= 4 * 3 * 9,
+        "every node hears every other after healing: {}",
+        after.len()
+    );
+}
+
+#[test]
+fn drifting_timers_fire_early_or_late() {
+    let (mut sim, log) = cluster(1, 2);
+    sim.apply_fault(Fault::ClockRate { node: NodeId::from_index(0), rate: 2.0 }).unwrap();
+    sim.run_for(Duration::from_millis(1050)).unwrap();
+    let sent_by =
+        |n: usize| log.lock().unwrap().iter().filter(|(_, from, t)| *from == n && *t > 0).count();
+    // Node 0's 100 ms ticks come every 50 ms: about twice as many messages.
+    assert!(sent_by(0) >= 2 * sent_by(1) - 2, "{} vs {}", sent_by(0), sent_by(1));
+    assert!(sim.apply_fault(Fault::ClockRate { node: NodeId::from_index(0), rate: 0.0 }).is_err());
+}
+
+#[test]
+fn a_failing_seed_prints_the_command_that_reproduces_it() {
+    let err = std::panic::catch_unwind(|| {
+        mir_runtime::sim::sweep(0..5, "cargo test -p x --test y", |seed| {
+            if seed == 3 {
+                Err("boom".into())
+            } else {
+                Ok(())
+            }
+        })
+    })
+    .unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(
+        msg.contains("seed 3 failed: boom")
+            && msg.contains("reproduce: MIR_SEED=3 cargo test -p x --test y"),
+        "{msg}"
+    );
+}

@@ -14,6 +14,16 @@ use crate::bcb::Deliver;
 pub struct AgreementMonitor {
     /// instance → (first delivery seen, per node).
     seen: BTreeMap<Vec<u8>, (Observed, BTreeMap<NodeId, Observed>)>,
+    across_restarts: bool,
+}
+
+impl AgreementMonitor {
+    /// Agreement only: a node may deliver the **same** data again. For runs where nodes crash and
+    /// restart without a write-ahead log: a restarted node forgets that it delivered (issue 16
+    /// brings the WAL); delivering different data is still a violation.
+    pub fn across_restarts() -> Self {
+        AgreementMonitor { across_restarts: true, ..AgreementMonitor::default() }
+    }
 }
 
 impl eventlog::Monitor for AgreementMonitor {
@@ -28,7 +38,7 @@ impl eventlog::Monitor for AgreementMonitor {
             );
             return Ok(());
         };
-        if let Some(earlier) = per_node.get(&o.node) {
+        if let Some(earlier) = per_node.get(&o.node).filter(|_| !self.across_restarts) {
             return Err(Violation::new(
                 format!("node {} delivered twice in instance {:?}", o.node, d.instance),
                 vec![earlier.clone(), o.clone()],

@@ -71,6 +71,15 @@ pub enum Fault {
     /// The node stops: its queued events and pending alarms are lost, messages to it are lost.
     /// Messages it already sent are still delivered.
     Crash(NodeId),
+    /// From now on the node's clock runs at `rate` times simulated time (1.0: exact; 1.1: 10 %
+    /// fast, so its 100 ms timeouts and timer periods take about 91 ms). Its modules see their own
+    /// time, and their alarms (hence the timer module's delays and repeats) follow it.
+    ClockRate {
+        /// The node.
+        node: NodeId,
+        /// The rate, > 0.
+        rate: f64,
+    },
     /// A crashed node starts again from scratch (fresh modules from the builder function given to
     /// [`Simulation::add_restartable_node`](super::Simulation::add_restartable_node), then `Init`).
     Restart(NodeId),

@@ -31,6 +31,7 @@
 //! is `None`).
 
 mod faults;
+mod plan;
 mod rng;
 
 use std::cmp::Ordering;
@@ -41,6 +42,7 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 
 pub use faults::{Fault, LinkConfig};
+pub use plan::{sweep, FaultPlan, FaultProfile, PartitionShape};
 pub use rng::SimRng;
 
 use faults::Network;
@@ -152,6 +154,9 @@ pub enum SimError {
     /// [`Fault::Restart`] of a node that is running.
     #[error("node {0} is running; crash it before restarting it")]
     NotCrashed(NodeId),
+    /// A fault that cannot be applied as given.
+    #[error("bad fault: {0}")]
+    BadFault(String),
     /// Nothing is left to do (no queued event, nothing scheduled), yet modules wait for
     /// answers that can no longer come ([`PassiveModule::waiting_for`](crate::PassiveModule::waiting_for)).
     #[error("stalled at {time}: nothing is scheduled, yet {}", waiting.iter().map(|(n, m, w)| format!("node {n} module {m}: {w}")).collect::<Vec<_>>().join("; "))]
@@ -262,6 +267,30 @@ struct SimNode {
     rebuild: Option<Box<dyn Fn() -> NodeBuilder>>,
     /// Set for a Byzantine node: rewrites what it sends.
     adversary: Option<Adversary>,
+    /// Its clock ([`Fault::ClockRate`]): (simulated time, its time then, its rate since).
+    clock: (Time, Time, f64),
+}
+
+impl SimNode {
+    /// The node's own time at simulated time `t` (exact unless [`Fault::ClockRate`] drifted it).
+    fn local(&self, t: Time) -> Time {
+        let (g, l, rate) = self.clock;
+        if rate == 1.0 {
+            return l + (t.since_start().saturating_sub(g.since_start()));
+        }
+        l + t.since_start().saturating_sub(g.since_start()).mul_f64(rate)
+    }
+
+    /// The simulated time at which the node's own clock shows `t`.
+    fn global(&self, t: Time) -> Time {
+        let (g, l, rate) = self.clock;
+        let ahead = t.since_start().saturating_sub(l.since_start());
+        if rate == 1.0 {
+            g + ahead
+        } else {
+            g + ahead.div_f64(rate)
+        }
+    }
 }
 
 /// A deterministic simulation of a cluster. See the [module docs](self).
@@ -364,7 +393,15 @@ impl Simulation {
         let core = builder.port(&self.cfg.transport_id.clone()).build_core()?;
         let port = core.ids.len() - 1;
         self.by_id.insert(id.clone(), self.nodes.len());
-        self.nodes.push(SimNode { core, port, crashed: false, epoch: 0, rebuild, adversary: None });
+        self.nodes.push(SimNode {
+            core,
+            port,
+            crashed: false,
+            epoch: 0,
+            rebuild,
+            adversary: None,
+            clock: (Time::ZERO, Time::ZERO, 1.0),
+        });
         Ok(id)
     }
 
@@ -505,7 +542,9 @@ impl Simulation {
         let epoch = self.nodes[n].epoch;
         for (id, at, module) in set {
             self.pending_alarms.insert((n, epoch, id.0));
-            self.schedule(at.max(self.now), Item::Alarm { node: n, epoch, module, alarm: id.0 });
+            // Alarms are set in the node's own time.
+            let at = self.nodes[n].global(at).max(self.now);
+            self.schedule(at, Item::Alarm { node: n, epoch, module, alarm: id.0 });
         }
         for id in cancel {
             self.pending_alarms.remove(&(n, epoch, id.0));
@@ -572,7 +611,7 @@ impl Simulation {
                 self.hasher.update((node as u64).to_le_bytes());
                 self.hasher.update((module as u64).to_le_bytes());
                 self.hasher.update(alarm.to_le_bytes());
-                let now = self.now;
+                let now = self.nodes[node].local(self.now);
                 let res = self.nodes[node].core.fire_alarm(module, AlarmId(alarm), now);
                 res.map_err(|e| self.node_error(e))?;
                 self.collect_alarms(node);
@@ -635,7 +674,8 @@ impl Simulation {
         if !self.monitors.is_empty() {
             self.observe(n, i)?;
         }
-        let res = self.nodes[n].core.dispatch(i, now);
+        let local = self.nodes[n].local(now);
+        let res = self.nodes[n].core.dispatch(i, local);
         match res.map_err(|e| self.node_error(e))? {
             Dispatch::Handled => {}
             // No worker threads in the simulator: worker modules run inline.
@@ -838,6 +878,16 @@ impl Simulation {
                 node.core.clear_queues();
                 let epoch = node.epoch;
                 self.pending_alarms.retain(|(m, e, _)| !(*m == n && *e == epoch));
+            }
+            Fault::ClockRate { node, rate } => {
+                let n = index(self, &node)?;
+                if !(rate > 0.0 && rate.is_finite()) {
+                    return Err(SimError::BadFault(format!(
+                        "clock rate {rate} of node {node}: must be a positive number"
+                    )));
+                }
+                let node = &mut self.nodes[n];
+                node.clock = (self.now, node.local(self.now), rate);
             }
             Fault::Restart(id) => {
                 let n = index(self, &id)?;
