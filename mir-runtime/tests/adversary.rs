@@ -203,3 +203,62 @@ fn a_strategy_is_a_closure_and_the_same_seed_gives_the_same_lies() {
     let lies = |seed| run(seed, Adversary::new(Mutate::flip_bits(0.5).then(Duplicate { p: 0.5 })));
     assert_eq!(lies(9), lies(9));
 }
+
+/// On the production executor: node 0's in-process transport wrapped in a
+/// [`ByzantineTransport`]; it lies to half of its peers and delays everything (through alarms).
+#[tokio::test(flavor = "current_thread")]
+async fn a_byzantine_transport_runs_on_the_production_executor() {
+    use mir_runtime::adversary::ByzantineTransport;
+    use mir_runtime::transport::inprocess::InProcessNetwork;
+    let net = InProcessNetwork::new();
+    let ids: Vec<NodeId> = (0..4).map(NodeId::from_index).collect();
+    let got: Got = Arc::default();
+    let now = Arc::new(Mutex::new(0));
+    let lie = Equivocate::typed(Targets::Half, |n: &TestUint64, _: &NodeId| TestUint64(n.0 + 100));
+    let mut strategy = Some(lie.then(Delay { p: 1.0, max: Duration::from_millis(30) }));
+    let mut nodes = Vec::new();
+    for me in &ids {
+        let app = App { me: me.clone(), got: got.clone(), now: now.clone() };
+        let b = Node::builder(me.clone()).passive("app", app);
+        let b = if *me == ids[0] {
+            let t = net.transport(me.clone());
+            b.active(
+                "net",
+                ByzantineTransport::new(
+                    t,
+                    Adversary::new(strategy.take().unwrap()),
+                    me.clone(),
+                    ids.clone(),
+                    7,
+                ),
+            )
+        } else {
+            b.active("net", net.transport(me.clone()))
+        };
+        let node = b.build().unwrap();
+        net.connect(me.clone(), node.handle().sink());
+        nodes.push(node);
+    }
+    let handles: Vec<_> = nodes.iter().map(|n| n.handle()).collect();
+    let runs: Vec<_> = nodes.into_iter().map(|n| tokio::spawn(n.run())).collect();
+    for _ in 0..400 {
+        if (1..4).all(|i| got.lock().unwrap().get(&node(i)).is_some_and(|v| v.len() == 3)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for h in &handles {
+        h.stop();
+    }
+    for r in runs {
+        r.await.unwrap().unwrap();
+    }
+    let got = got.lock().unwrap();
+    let lied = (1..4)
+        .filter(|i| got[&node(*i)].iter().all(|(_, v)| v.parse::<u64>().unwrap() >= 100))
+        .count();
+    assert_eq!(lied, 2, "{got:?}");
+    assert!((1..4).all(|i| got[&node(i)].len() == 3), "delayed messages arrive: {got:?}");
+    let own: Vec<&str> = got[&node(0)].iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(own, ["0", "1", "2"], "its messages to itself stay honest");
+}

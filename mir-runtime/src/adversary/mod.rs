@@ -1,7 +1,8 @@
 //! Byzantine nodes for any protocol: an adversary layer between a node's protocol modules and its
 //! transport, driven by the seed.
 //!
-//! A node marked Byzantine ([`Simulation::make_byzantine`](crate::sim::Simulation::make_byzantine))
+//! A node marked Byzantine ([`Simulation::make_byzantine`](crate::sim::Simulation::make_byzantine)
+//! in the simulator; [`ByzantineTransport`] around a real transport on the production executor)
 //! runs its normal modules; every message they send passes through a [`Strategy`] that may drop,
 //! rewrite, split, delay, duplicate or add to it before the network sees it. Strategies see one
 //! `SendMessage` at a time, fanned out into one [`Outgoing`] per destination, so equivocation
@@ -42,6 +43,7 @@
 //! ```
 
 mod strategies;
+mod transport;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -51,6 +53,7 @@ use crate::sim::SimRng;
 use crate::stdevents::{Message, SendMessage};
 
 pub use strategies::{Delay, Duplicate, Equivocate, Forge, Mutate, Omit, Replay, Silence, Targets};
+pub use transport::ByzantineTransport;
 
 /// One message about to leave a Byzantine node: to one peer, after an extra delay.
 #[derive(Debug, Clone)]
