@@ -314,3 +314,62 @@ fn a_failing_seed_prints_the_command_that_reproduces_it() {
         "{msg}"
     );
 }
+
+#[test]
+fn twins_scenarios_count_each_split_once() {
+    use mir_runtime::sim::twins::scenarios;
+    let ids: Vec<NodeId> = ["0", "0b", "1", "2", "3"].iter().map(|s| NodeId::new(s)).collect();
+    // Without twin symmetry: every unordered split of 5 instances once (2^4 = 16, "no split"
+    // included), per round.
+    assert_eq!(scenarios(&ids, &[], 1, usize::MAX).len(), 16);
+    assert_eq!(scenarios(&ids, &[], 2, usize::MAX).len(), 256);
+    // Exchanging the twins ("0" <-> "0b") maps splits onto each other: fewer scenarios, and no
+    // two of them are the same up to that exchange and mirroring.
+    let pairs = [(ids[0].clone(), ids[1].clone())];
+    let one = scenarios(&ids, &pairs, 1, usize::MAX);
+    assert_eq!(one.len(), 12, "{one:?}");
+    let two = scenarios(&ids, &pairs, 2, usize::MAX);
+    assert!(two.len() < 256 && two.len() > 128, "{}", two.len());
+    assert_eq!(scenarios(&ids, &pairs, 2, 10).len(), 10, "the budget");
+    for s in &one {
+        if let Some([a, b]) = &s[0] {
+            assert!(a.contains(&ids[0]) && !a.is_empty() && !b.is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_twin_speaks_with_the_shared_identity_and_partitions_choose_who_hears_it() {
+    // Node "1" has a twin "1b"; in a partition {0, 1} | {1b, 2}, node 0's messages to "1" reach
+    // only instance "1", node 2's only "1b", and both instances send as "1".
+    let log = Log::default();
+    let mut sim = Simulation::new(SimConfig::with_seed(1));
+    for me in 0..3 {
+        sim.add_node(node(me, 3, log.clone())).unwrap();
+    }
+    let twin_log = Log::default();
+    sim.add_twin(node(1, 3, twin_log.clone()), NodeId::new("1b")).unwrap();
+    assert!(
+        sim.add_twin(node(1, 3, twin_log.clone()), NodeId::new("1b")).is_err(),
+        "aliases are unique"
+    );
+    assert!(
+        sim.add_twin(node(7, 8, twin_log.clone()), NodeId::new("7b")).is_err(),
+        "twins of existing nodes only"
+    );
+    sim.apply_fault(Fault::Partition(vec![
+        ids(&[0, 1]),
+        vec![NodeId::new("1b"), NodeId::from_index(2)],
+    ]))
+    .unwrap();
+    sim.run_for(Duration::from_millis(550)).unwrap();
+    let heard = |l: &Log, from: usize| {
+        l.lock().unwrap().iter().filter(|(_, f, t)| *f == from && *t > 0).count()
+    };
+    assert!(heard(&log, 0) > 0 && heard(&twin_log, 2) > 0);
+    assert_eq!(heard(&twin_log, 0), 0, "the twin is cut from node 0");
+    // Node 2 hears "1" (the twin) and node 0 hears "1" (the original): both as node 1.
+    let from_1: Vec<usize> =
+        log.lock().unwrap().iter().filter(|(_, f, t)| *f == 1 && *t > 0).map(|x| x.0).collect();
+    assert!(from_1.contains(&0) && from_1.contains(&2), "{from_1:?}");
+}

@@ -1,6 +1,6 @@
 //! The availability layer against Byzantine nodes made with the adversary layer: a signer that
 //! signs garbage, and a certificate creator whose mempool batch reaches the signers in two
-//! versions (equivocation) and with flipped bits. Whatever they do, a certificate that verifies
+//! versions (equivocation), over the batch limit, or with flipped bits. Whatever they do, a certificate that verifies
 //! on a correct node names a batch that a correct node can fetch, byte for byte.
 //!
 //! 1,000 seeds each in the default suite; more with
@@ -52,9 +52,13 @@ fn an_equivocating_creator_cannot_certify_a_batch_nobody_can_fetch() {
         let lie = Equivocate::typed(Targets::Half, |m: &RequestSigMessage, _: &NodeId| {
             RequestSigMessage { req_id: m.req_id, txs: txs("mallory", 0..3) }
         });
-        c.sim
-            .make_byzantine(&nodes()[1], Adversary::new(lie.then(Mutate::flip_bits(0.1))))
-            .unwrap();
+        // Some signers also get an invalid batch: more transactions than a batch may hold
+        // (`MscParams::max_txs_in_batch`, 1,024), or flipped bits.
+        let too_big = Mutate::typed(0.1, |m: &mut RequestSigMessage, _| {
+            m.txs = (0..1025).map(|i| Tx::new("mallory", i, "x")).collect();
+        });
+        let strategy = lie.then(too_big).then(Mutate::flip_bits(0.1));
+        c.sim.make_byzantine(&nodes()[1], Adversary::new(strategy)).unwrap();
         let batch = txs("frank", 0..(1 + seed % 7));
         c.submit(1, batch.clone());
         c.request_cert(1);

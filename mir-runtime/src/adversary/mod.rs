@@ -42,6 +42,37 @@
 //! sim.run_for(Duration::from_secs(1)).unwrap();
 //! ```
 
+//!
+//! Every stock strategy, each configured as a test would (see `mir-runtime/tests/adversary.rs`
+//! for each one at work):
+//!
+//! ```
+//! use std::time::Duration;
+//! use mir_runtime::adversary::*;
+//! use mir_runtime::stdevents::{Message, TestString, TestUint64};
+//! use mir_runtime::{ModuleId, NodeId};
+//! let quiet = Silence;                                              // sends nothing
+//! let shun = Omit::to([NodeId::from_index(3)]);                     // nothing to node 3
+//! let lie = Equivocate::typed(Targets::Half, |n: &TestUint64, _to: &NodeId| TestUint64(n.0 + 1));
+//! let garble = Mutate::typed(0.1, |n: &mut TestUint64, _rng| n.0 = 0);   // typed rewrite, 10 %
+//! let flip = Mutate::flip_bits(0.01);                               // untyped: one bit, 1 %
+//! let cut = Mutate::truncate(0.01);                                 // untyped: a cut encoding
+//! let again = Replay::new(0.05)                                     // old messages, 5 % per send,
+//!     .retarget(|m: &ModuleId, _rng| ModuleId::new("bcb/9"));      // into another instance
+//! let forge = Forge::new(0.1, |ctx, _out: &[Outgoing]| {            // messages of its own making,
+//!     let sig = ctx.sign(&ModuleId::new("app"), &[b"mine".to_vec()]); // signed with its own key
+//!     let to = ctx.peers().next().cloned();
+//!     to.map(|to| Outgoing { to, message: Message::new("app", TestString(format!("{sig:?}"))), delay: Duration::ZERO })
+//!         .into_iter()
+//!         .collect()
+//! });
+//! let slow = Delay { p: 0.5, max: Duration::from_millis(200) };
+//! let twice = Duplicate { p: 0.1 };
+//! let all = lie.then(shun).then(garble).then(flip).then(cut).then(again).then(forge).then(slow).then(twice);
+//! let _adversary = Adversary::new(all).signer(|_domain, _data| vec![0; 32]);
+//! let _silent = Adversary::new(quiet);
+//! ```
+
 mod strategies;
 mod transport;
 

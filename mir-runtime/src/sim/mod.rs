@@ -33,6 +33,7 @@
 mod faults;
 mod plan;
 mod rng;
+pub mod twins;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
@@ -313,6 +314,8 @@ pub struct Simulation {
     now: Time,
     nodes: Vec<SimNode>,
     by_id: BTreeMap<NodeId, usize>,
+    /// Twins ([`Simulation::add_twin`]): a node ID → the slots of its other instances.
+    twins: BTreeMap<NodeId, Vec<usize>>,
     timeline: BinaryHeap<Scheduled>,
     /// (node, epoch, alarm) of alarms set and neither fired nor cancelled.
     pending_alarms: HashSet<(usize, u64, u64)>,
@@ -338,6 +341,7 @@ impl Simulation {
             now: Time::ZERO,
             nodes: Vec::new(),
             by_id: BTreeMap::new(),
+            twins: BTreeMap::new(),
             timeline: BinaryHeap::new(),
             pending_alarms: HashSet::new(),
             network,
@@ -378,6 +382,25 @@ impl Simulation {
         self.add(builder, Some(Box::new(build)))
     }
 
+    /// Adds a **twin**: a second instance of node `builder.node` (same ID; give it the same keys),
+    /// as in the Twins method. Faults and injections name it `alias`; what it sends comes from
+    /// the shared ID; a message to the ID reaches every instance that the sender is not cut from
+    /// (so partitions decide which twin hears whom). Twins are how a test makes one identity
+    /// equivocate with honest code. `alias` must be new; the ID must already have a node.
+    pub fn add_twin(&mut self, builder: NodeBuilder, alias: NodeId) -> Result<NodeId, SimError> {
+        let id = builder.node.clone();
+        if !self.by_id.contains_key(&id) {
+            return Err(SimError::UnknownNode(id));
+        }
+        if self.by_id.contains_key(&alias) {
+            return Err(SimError::DuplicateNode(alias));
+        }
+        let slot = self.nodes.len();
+        self.add_slot(builder, None, alias.clone())?;
+        self.twins.entry(id).or_default().push(slot);
+        Ok(alias)
+    }
+
     fn add(
         &mut self,
         builder: NodeBuilder,
@@ -387,6 +410,15 @@ impl Simulation {
         if self.by_id.contains_key(&id) {
             return Err(SimError::DuplicateNode(id));
         }
+        self.add_slot(builder, rebuild, id)
+    }
+
+    fn add_slot(
+        &mut self,
+        builder: NodeBuilder,
+        rebuild: Option<Box<dyn Fn() -> NodeBuilder>>,
+        id: NodeId,
+    ) -> Result<NodeId, SimError> {
         if self.started {
             return Err(SimError::AlreadyStarted(id));
         }
@@ -765,6 +797,10 @@ impl Simulation {
             for dest in &send.destinations {
                 if *dest == from {
                     self.loopback(n, &me, &encoded)?;
+                    if !self.twins.is_empty() {
+                        // The other instances of this ID hear it over the network.
+                        self.send_over_network(n, &me, dest, &encoded, Duration::ZERO);
+                    }
                     continue;
                 }
                 self.send_over_network(n, &me, dest, &encoded, Duration::ZERO);
@@ -790,6 +826,27 @@ impl Simulation {
             tracing::warn!(node = %from, dest = %dest, "simulated network: message to an unknown node; dropped");
             return;
         };
+        if self.twins.is_empty() {
+            return self.send_to_slot(n, port, d, message, extra);
+        }
+        // With twins: every instance of the ID other than the sender itself.
+        let mut slots = vec![d];
+        slots.extend(self.twins.get(dest).into_iter().flatten().copied());
+        for d in slots.into_iter().filter(|d| *d != n) {
+            self.send_to_slot(n, port, d, message, extra);
+        }
+    }
+
+    /// [`Simulation::send_over_network`] to one instance.
+    fn send_to_slot(
+        &mut self,
+        n: usize,
+        port: &ModuleId,
+        d: usize,
+        message: &Message,
+        extra: Duration,
+    ) {
+        let from = self.nodes[n].core.node.clone();
         if self.network.cut(n, d) {
             self.summary.messages_lost += 1;
             return;
