@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The logs of a two-node exchange (see `common::record_exchange`). Returns the log directory.
 fn record(name: &str) -> PathBuf {
@@ -74,5 +74,24 @@ fn missing_and_truncated_files_are_reported_clearly() {
     assert_eq!(code, 2, "damaged input gives exit status 2");
     assert!(err.contains("truncated after"), "{err}");
     assert!(text.lines().count() < 8, "only what was intact");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `mircat LOG | head`: when the reader stops reading, mircat stops writing, quietly (no panic,
+/// no message), with the exit status it would have had.
+#[test]
+fn a_closed_output_ends_mircat_quietly() {
+    let dir = record("pipe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mircat"))
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before mircat writes anything
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
