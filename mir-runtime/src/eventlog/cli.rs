@@ -7,6 +7,7 @@
 //! ```text
 //! mircat LOG... [--node N] [--module M] [--event TYPE] [--from-index I] [--to-index I]
 //!               [--from-ms T] [--to-ms T] [--limit N] [--json] [--stats] [--max-log-bytes B]
+//!               [--html FILE]
 //! ```
 //!
 //! `LOG` is an event-log file or a directory (searched for `eventlog-*.gz` and `eventlog-*.log`). Several nodes' logs
@@ -134,6 +135,19 @@ fn pretty(p: &Payload) -> String {
 
 /// Runs `mircat` with command-line `args` (the program name first); returns the exit status: 0,
 /// 1 (bad arguments, a missing or oversized file), 2 (a damaged file; what was intact is shown).
+///
+/// A crate's own mircat is a binary that links the crate (so its payload types are registered)
+/// and calls this:
+///
+/// ```no_run
+/// // The body of `main` in src/bin/mycat.rs of a protocol crate:
+/// std::process::exit(mir_runtime::eventlog::cli::run(std::env::args_os()));
+/// ```
+///
+/// ```
+/// // A missing log: status 1, and a message on standard error.
+/// assert_eq!(mir_runtime::eventlog::cli::run(["mycat", "/nonexistent/log"]), 1);
+/// ```
 pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
