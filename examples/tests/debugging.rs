@@ -1,6 +1,6 @@
 //! Runs every command of the README's debugging section, as written there (with temporary paths
 //! for `/tmp/bcb-log` and `/tmp/trace.html`), and checks what each prints. A command added to the
-//! section without a check here fails the test.
+//! section without a check here fails the test. Also: their output can be cut short (`| head`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -132,4 +132,22 @@ fn every_command_of_the_readme_debugging_section_works() {
         }
     }
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// `bcb sim … | head`: when the reader of the output goes, the program ends quietly (no panic),
+/// as `bcb cat` (mircat) does.
+#[test]
+fn a_closed_output_ends_bcb_quietly() {
+    let mut child = Command::new(exe("bcb"))
+        .args(["sim", "--seed", "4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before bcb writes anything
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -27,7 +27,9 @@
 //! encoding happens on the hot path) or **encoded** (a type name and its canonical bytes, as read
 //! from the network or an event log). An encoded payload is decoded lazily, when the receiving code
 //! asks for a concrete type ([`Payload::into_typed`]); the receiver knows which types it expects, so
-//! no global registry of types is needed.
+//! the node needs no registry of types. Tools that show any payload (`mircat`, `Debug` of an
+//! encoded payload) find the types of the crates they link in [`PayloadType`], where
+//! [`payload!`](crate::payload) registers each type.
 
 use std::any::TypeId;
 use std::cell::Cell;
@@ -170,7 +172,8 @@ pub const MAX_DEBUG_NESTING: usize = 8;
 /// A payload type known to this program: every type named in [`payload!`](crate::payload)
 /// registers itself (through the `inventory` crate), so a tool linked with a protocol crate shows
 /// that crate's payloads decoded (`Debug` of an encoded [`Payload`], `mircat`) without a central
-/// list. Malformed bytes show as `<malformed NAME, N bytes>`; an unknown name as
+/// list. Nested payloads (a message in a `MessageReceived`) are decoded too, 8 levels deep at
+/// most. Malformed bytes show as `<malformed NAME, N bytes>`; an unknown name as
 /// `Encoded(NAME, N bytes)`.
 ///
 /// ```

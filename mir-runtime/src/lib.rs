@@ -19,7 +19,7 @@
 //! | the HTML trace viewer | `eventlog::viewer` | `viewer` |
 //! | membership files (TOML/JSON: IDs, addresses, signing and transport keys, weights) | `membership` | `grpc` |
 //! | a node's secret keys and key files (`mir keygen`, `mir membership`) | `keys` | `grpc` |
-//! | the `mircat` and `mir` tools | `src/bin/` | `cli` |
+//! | the `mircat` and `mir` tools (`mircat` also as a library function for a crate's own binary: `eventlog::cli::run`) | `src/bin/`, `src/eventlog/cli.rs` | `cli` |
 //! | rate-limited, escaped warnings for what peers cause | [`ratelog`] | core |
 //! | statistics | [`NodeStats`] | core |
 //!

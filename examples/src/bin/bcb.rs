@@ -133,6 +133,20 @@ enum Cmd {
     },
 }
 
+/// `say!` that ends the program quietly when the reader of standard output has gone
+/// (`bcb replay … | head`), where `say!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to standard output: {e}");
+        }
+    }};
+}
+
 type Error = Box<dyn std::error::Error>;
 
 fn main() {
@@ -194,9 +208,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 fn print(r: &BcbReport) {
     match r {
         BcbReport::Delivered { node, instance, data } => {
-            println!("node {node} delivered #{instance}: {}", String::from_utf8_lossy(data))
+            say!("node {node} delivered #{instance}: {}", String::from_utf8_lossy(data))
         }
-        BcbReport::Refused(why) => println!("broadcast refused: {why}"),
+        BcbReport::Refused(why) => say!("broadcast refused: {why}"),
     }
 }
 
@@ -242,9 +256,9 @@ fn local(cli: &Cli) -> Result<(), Error> {
             .collect::<Result<Vec<_>, _>>()?;
         let cluster = examples::cluster::start(nodes, Duration::from_secs(10)).await?;
         let handles = &cluster.handles;
-        println!("{} nodes connected over gRPC on loopback; leader is node {}", ids.len(), ids[0]);
+        say!("{} nodes connected over gRPC on loopback; leader is node {}", ids.len(), ids[0]);
         let expected = if cli.interactive {
-            println!("type messages for the leader to broadcast (end with Ctrl-D)");
+            say!("type messages for the leader to broadcast (end with Ctrl-D)");
             let feeder = feed_stdin(handles[0].clone());
             let mut delivered = 0u64;
             loop {
@@ -391,17 +405,17 @@ fn replay(
             return;
         }
         shown += 1;
-        println!(
+        say!(
             "step {shown}: {} handles a batch of {} (recorded at {:.3} ms)",
             s.module,
             s.inputs.len(),
             s.time_ns as f64 / 1e6
         );
         for i in &s.inputs {
-            println!("  in   {:<24} from {:<10} {:?}", i.name(), i.src.as_str(), i.payload);
+            say!("  in   {:<24} from {:<10} {:?}", i.name(), i.src.as_str(), i.payload);
         }
         for o in &s.outputs {
-            println!("  out  {:<24} to   {:<10} {:?}", o.name(), o.dest.as_str(), o.payload);
+            say!("  out  {:<24} to   {:<10} {:?}", o.name(), o.dest.as_str(), o.payload);
         }
         if interactive {
             eprint!("[Enter: next batch] ");
@@ -411,7 +425,7 @@ fn replay(
             }
         }
     })?;
-    println!(
+    say!(
         "node {me}: replayed {} input events in {} batches; {} emitted events match the recording, {} were not delivered before the recording stopped",
         report.inputs, report.batches, report.confirmed, report.unconfirmed
     );
@@ -458,7 +472,7 @@ fn sim(seed: u64, check: bool, nodes: usize) -> Result<(), Error> {
             |sim| sim_cluster(sim, nodes, mpsc::channel().0),
             |sim| sim.run_until_idle(limit).map(|_| ()),
         )?;
-        println!("seed {seed}: two runs identical; digest {digest}");
+        say!("seed {seed}: two runs identical; digest {digest}");
         return Ok(());
     }
     let (tx, rx) = mpsc::channel();
@@ -468,13 +482,13 @@ fn sim(seed: u64, check: bool, nodes: usize) -> Result<(), Error> {
         while let Ok(r) = rx.try_recv() {
             match r {
                 BcbReport::Delivered { node, instance, data } => {
-                    println!(
+                    say!(
                         "[{}] node {node} delivered #{instance}: {}",
                         sim.now(),
                         String::from_utf8_lossy(&data)
                     )
                 }
-                BcbReport::Refused(why) => println!("[{}] refused: {why}", sim.now()),
+                BcbReport::Refused(why) => say!("[{}] refused: {why}", sim.now()),
             }
         }
         if sim.now().since_start() > limit {
@@ -484,10 +498,13 @@ fn sim(seed: u64, check: bool, nodes: usize) -> Result<(), Error> {
         }
     }
     let s = sim.summary();
-    println!(
+    say!(
         "seed {seed}: {} steps, {} events, {} messages, simulated time {}",
-        s.steps, s.events, s.messages_delivered, s.time
+        s.steps,
+        s.events,
+        s.messages_delivered,
+        s.time
     );
-    println!("digest {}", sim.digest());
+    say!("digest {}", sim.digest());
     Ok(())
 }

@@ -7,14 +7,17 @@
 //! ```text
 //! mircat LOG... [--node N] [--module M] [--event TYPE] [--from-index I] [--to-index I]
 //!               [--from-ms T] [--to-ms T] [--limit N] [--json] [--stats] [--max-log-bytes B]
+//!               [--html FILE]
 //! ```
 //!
 //! `LOG` is an event-log file or a directory (searched for `eventlog-*.gz` and `eventlog-*.log`). Several nodes' logs
 //! are merged by time. A missing file is an error; a truncated or corrupt file is reported on
 //! standard error and everything before the damage is still shown (exit status 2); a file that
-//! decompresses past `--max-log-bytes` (4 GiB by default) is refused (exit status 1).
+//! decompresses past `--max-log-bytes` (4 GiB by default) is refused (exit status 1). When the
+//! reader of the output stops reading (`mircat LOG | head`), mircat stops writing, quietly.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -132,6 +135,19 @@ fn pretty(p: &Payload) -> String {
 
 /// Runs `mircat` with command-line `args` (the program name first); returns the exit status: 0,
 /// 1 (bad arguments, a missing or oversized file), 2 (a damaged file; what was intact is shown).
+///
+/// A crate's own mircat is a binary that links the crate (so its payload types are registered)
+/// and calls this:
+///
+/// ```no_run
+/// // The body of `main` in src/bin/mycat.rs of a protocol crate:
+/// std::process::exit(mir_runtime::eventlog::cli::run(std::env::args_os()));
+/// ```
+///
+/// ```
+/// // A missing log: status 1, and a message on standard error.
+/// assert_eq!(mir_runtime::eventlog::cli::run(["mycat", "/nonexistent/log"]), 1);
+/// ```
 pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -227,41 +243,54 @@ fn main_with(cli: Cli) -> Result<bool, String> {
     if let Some(n) = cli.limit {
         rows.truncate(n);
     }
+    // Buffered, and a reader that stops reading (`mircat LOG | head`) ends the output quietly.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match print_rows(&cli, &rows, &mut out).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(format!("writing to standard output: {e}")),
+    }
+    Ok(damaged)
+}
+
+/// Prints the selected rows: the events, or with `--stats` their counts.
+fn print_rows(cli: &Cli, rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
     if cli.stats {
         let mut by_type: BTreeMap<&str, u64> = BTreeMap::new();
         let mut by_module: BTreeMap<String, u64> = BTreeMap::new();
         let mut by_message: BTreeMap<String, u64> = BTreeMap::new();
-        for r in &rows {
+        for r in rows {
             *by_type.entry(r.event.name()).or_default() += 1;
             *by_module.entry(format!("{}/{}", r.node, r.module)).or_default() += 1;
             if let Some(m) = inner_name(&r.event) {
                 *by_message.entry(format!("{} {m}", r.event.name())).or_default() += 1;
             }
         }
-        println!("{} events", rows.len());
-        println!("by type:");
+        writeln!(out, "{} events", rows.len())?;
+        writeln!(out, "by type:")?;
         for (t, n) in by_type {
-            println!("  {n:>10}  {t}");
+            writeln!(out, "  {n:>10}  {t}")?;
         }
-        println!("by message type (sent, received):");
+        writeln!(out, "by message type (sent, received):")?;
         for (m, n) in by_message {
-            println!("  {n:>10}  {m}");
+            writeln!(out, "  {n:>10}  {m}")?;
         }
-        println!("by node/module:");
+        writeln!(out, "by node/module:")?;
         for (m, n) in by_module {
-            println!("  {n:>10}  {m}");
+            writeln!(out, "  {n:>10}  {m}")?;
         }
     } else {
-        for r in &rows {
+        for r in rows {
             if cli.json {
                 let line = serde_json::json!({
                     "time_ns": r.time_ns, "node": r.node, "module": r.module.as_str(), "index": r.index,
                     "type": r.event.name(), "src": r.event.src.as_str(), "dest": r.event.dest.as_str(),
                     "payload": pretty(&r.event.payload),
                 });
-                println!("{line}");
+                writeln!(out, "{line}")?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "[{:>12.3} ms] node {} #{:<6} {} -> {}  {}  {}",
                     r.time_ns as f64 / 1e6,
                     r.node,
@@ -270,9 +299,9 @@ fn main_with(cli: Cli) -> Result<bool, String> {
                     r.event.dest,
                     r.event.name(),
                     pretty(&r.event.payload)
-                );
+                )?;
             }
         }
     }
-    Ok(damaged)
+    Ok(())
 }

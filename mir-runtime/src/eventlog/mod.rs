@@ -15,7 +15,11 @@
 //! * [`viewer::render_html`] draws logs as a space-time diagram in a self-contained web page.
 //! * [`check`] runs a [`Monitor`] (an invariant) over logs and reports the violating events.
 //! * [`replay()`] feeds a log to fresh instances of chosen modules and checks they emit what the
-//!   recorded run shows (this finds nondeterminism), with a step-by-step callback.
+//!   recorded run shows (this finds nondeterminism), in the recorded batches, with a callback
+//!   after each batch.
+//! * `cli::run` (feature `cli`) is the `mircat` command as a library function: a
+//!   protocol crate's binary that calls it shows that crate's payloads decoded (they register
+//!   themselves as [`PayloadType`](crate::PayloadType)s through `payload!`).
 //!
 //! ```
 //! use mir_runtime::eventlog::{read_log, Recorder, RecorderConfig};
