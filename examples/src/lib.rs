@@ -14,3 +14,18 @@ pub mod bcb;
 pub mod cluster;
 pub mod pingpong;
 pub mod pingpong_dsl;
+
+/// Like `println!`, but ends the program quietly (exit status 0) when the reader of standard
+/// output has gone (`bcb replay … | head`, `pingpong sim … | head`), where `println!` panics.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to standard output: {e}");
+        }
+    }};
+}

@@ -133,19 +133,7 @@ enum Cmd {
     },
 }
 
-/// `say!` that ends the program quietly when the reader of standard output has gone
-/// (`bcb replay … | head`), where `say!` would panic.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            panic!("writing to standard output: {e}");
-        }
-    }};
-}
+use examples::say;
 
 type Error = Box<dyn std::error::Error>;
 

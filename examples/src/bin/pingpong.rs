@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use examples::pingpong::{Peer, Pinger, Ponger};
+use examples::say;
 
 use mir_runtime::sim::{SimConfig, Simulation};
 use mir_runtime::stdmodules::{Timer, TimerHandle};
@@ -108,7 +109,7 @@ fn local(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         while got < cli.count {
             tokio::time::sleep(Duration::from_millis(10)).await;
             while let Ok(line) = rx.try_recv() {
-                println!("{line}");
+                say!("{line}");
                 got += 1;
             }
             if run.is_finished() {
@@ -119,7 +120,7 @@ fn local(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         run.await??;
         let stats = handle.stats();
         for m in &stats.modules {
-            println!(
+            say!(
                 "module {:<6} handled {:>4} events in {:>4} batches",
                 m.module.as_str(),
                 m.events_handled,
@@ -143,16 +144,19 @@ fn sim(cli: &Cli, seed: u64, dsl: bool) -> Result<(), Box<dyn std::error::Error>
             break;
         }
         while let Ok(line) = rx.try_recv() {
-            println!("[{}] {line}", sim.now());
+            say!("[{}] {line}", sim.now());
             got += 1;
         }
     }
     let s = sim.summary();
-    println!(
+    say!(
         "seed {seed}: {} steps, {} events, {} messages, simulated time {}",
-        s.steps, s.events, s.messages_delivered, s.time
+        s.steps,
+        s.events,
+        s.messages_delivered,
+        s.time
     );
-    println!("digest {}", sim.digest());
+    say!("digest {}", sim.digest());
     Ok(())
 }
 
@@ -170,6 +174,6 @@ fn check(cli: &Cli, seed: u64, dsl: bool) -> Result<(), Box<dyn std::error::Erro
         },
         |sim| sim.run_for(run_for).map(|_| ()),
     )?;
-    println!("seed {seed}: two runs identical; digest {digest}");
+    say!("seed {seed}: two runs identical; digest {digest}");
     Ok(())
 }
