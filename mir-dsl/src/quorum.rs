@@ -1,28 +1,66 @@
 //! Weighted quorums and vote counting.
 //!
 //! Voting power is weighted; weights are `u128` so Mir's test weights (10^20) fit. With total
-//! weight `n` and `f = (n − 1) / 3`:
+//! weight `n` and `f = (n − 1) / 3` (the largest `f` with `n ≥ 3f + 1`), each threshold is a
+//! weight (the first column) and a predicate over a set of nodes (the second):
 //!
-//! | threshold | weight | what it guarantees |
-//! |---|---|---|
-//! | [`Voters::strong_quorum`] | ≥ (n + f) / 2 + 1 | two of them share more than `f` weight (a correct node); `f` silent weight never blocks one (≤ n − f) |
-//! | [`Voters::weak_quorum`] ("at least f + 1") | ≥ f + 1 | holds a correct node |
-//! | [`Voters::more_than_2f`] ("more than 2f") | ≥ 2f + 1 | the textbook's rule for n = 3f + 1, where it **equals** the strong quorum; for other n it is smaller and two such sets need not share a correct node, so safety rules use the strong quorum |
+//! | threshold | predicate | weight | what it guarantees |
+//! |---|---|---|---|
+//! | [`Voters::strong_quorum`] | [`Voters::is_strong_quorum`] | ≥ (n + f) / 2 + 1 | two of them share more than `f` weight (a correct node); `f` silent weight never blocks one (≤ n − f) |
+//! | [`Voters::weak_quorum`] ("at least f + 1") | [`Voters::is_weak_quorum`] | ≥ f + 1 | holds a correct node |
+//! | [`Voters::more_than_2f`] ("more than 2f") | [`Voters::is_more_than_2f`] | ≥ 2f + 1 | holds `f + 1` correct weight (a weak quorum of correct nodes; Bracha's amplification); equals the strong quorum when n = 3f + 1, the textbook's assumption; for any other n it is smaller and two such sets need not share a correct node, so safety rules use the strong quorum |
+//!
+//! The guarantees hold for any weights with `n ≥ 1`; a membership of total weight 0 has no
+//! quorum at all (every threshold is at least 1). "Correct" means outside any set of faulty
+//! members that weighs at most `f`.
 //!
 //! Counting only ever uses distinct members: a repeated node or a node outside the membership is
 //! an error, never counted twice (Mir's BCB counted repeated signers). [`Votes`] counts rules of
-//! the form "exists m such that #{q | votes[q] = m} ≥ Q" (BCB, Bracha, PBFT prepare and commit).
-//! `mir-dsl/tests/quorum.rs` checks the guarantees above as properties for every n from 1 to 50
-//! and for random weights up to 10^20: these formulas were Mir's most frequent bug.
+//! the form "exists m such that #{q | votes[q] = m} ≥ Q" (BCB, Bracha, PBFT prepare and commit),
+//! so that a handler reads like the rule:
+//!
+//! ```
+//! use mir_dsl::{Voters, Votes};
+//! use mir_dsl::mir_runtime::NodeId;
+//! let voters = Voters::equal((0..4).map(NodeId::from_index));
+//! let mut echos: Votes<&str> = Votes::default();
+//! for q in 0..3 {
+//!     echos.add(&voters, NodeId::from_index(q), "m");
+//! }
+//! // upon exists m such that #{q | echos[q] = m} > 2f do …
+//! if let Some(m) = echos.reached(voters.more_than_2f()) {
+//!     assert_eq!(*m, "m");
+//! }
+//! # assert!(echos.reached(voters.more_than_2f()).is_some());
+//! ```
+//!
+//! `mir-dsl/tests/quorum.rs` checks the guarantees above as properties — on worst-case sets, not
+//! by re-computing the formulas — for every n from 1 to 50 and for random weights up to 10^20:
+//! these formulas were Mir's most frequent bug.
 
 use std::collections::BTreeMap;
 
 use mir_runtime::NodeId;
 
 /// A voting weight.
+///
+/// ```
+/// let ten_to_the_20: mir_dsl::Weight = 100_000_000_000_000_000_000; // Mir's test weights fit
+/// # assert!(ten_to_the_20 > u64::MAX as u128);
+/// ```
 pub type Weight = u128;
 
 /// Why a set of nodes cannot be weighed.
+///
+/// ```
+/// use mir_dsl::{QuorumError, Voters};
+/// use mir_dsl::mir_runtime::NodeId;
+/// let voters = Voters::equal((0..4).map(NodeId::from_index));
+/// let a = NodeId::from_index(0);
+/// assert_eq!(voters.weight_of([&a, &a]), Err(QuorumError::Repeated(a.clone())));
+/// let x = NodeId::new("x");
+/// assert_eq!(voters.weight_of([&x]), Err(QuorumError::NotMember(x)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QuorumError {
     /// A node appears twice.
@@ -64,6 +102,13 @@ pub struct Voters {
 impl Voters {
     /// A membership from (node, weight) pairs. Panics if the total weight overflows `u128` or a
     /// node is listed twice (configuration bugs).
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::new([(NodeId::new("big"), 7), (NodeId::new("small"), 3)]);
+    /// assert_eq!((m.total(), m.f()), (10, 3));
+    /// ```
     pub fn new(weights: impl IntoIterator<Item = (NodeId, Weight)>) -> Self {
         let mut map = BTreeMap::new();
         let mut total: Weight = 0;
@@ -75,46 +120,101 @@ impl Voters {
     }
 
     /// Every node with weight 1.
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::equal((0..7).map(NodeId::from_index));
+    /// assert_eq!((m.total(), m.f(), m.strong_quorum()), (7, 2, 5));
+    /// ```
     pub fn equal(nodes: impl IntoIterator<Item = NodeId>) -> Self {
         Voters::new(nodes.into_iter().map(|n| (n, 1)))
     }
 
     /// The members, in order.
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::equal([NodeId::new("b"), NodeId::new("a")]);
+    /// assert_eq!(m.nodes().collect::<Vec<_>>(), [&NodeId::new("a"), &NodeId::new("b")]);
+    /// ```
     pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
         self.weights.keys()
     }
 
     /// Whether `n` is a member.
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::equal([NodeId::new("a")]);
+    /// assert!(m.contains(&NodeId::new("a")) && !m.contains(&NodeId::new("b")));
+    /// ```
     pub fn contains(&self, n: &NodeId) -> bool {
         self.weights.contains_key(n)
     }
 
     /// Total weight n.
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::new([(NodeId::new("a"), 2), (NodeId::new("b"), 5)]);
+    /// assert_eq!(m.total(), 7);
+    /// ```
     pub fn total(&self) -> Weight {
         self.total
     }
 
-    /// The tolerated faulty weight f = (n − 1) / 3.
+    /// The tolerated faulty weight f = (n − 1) / 3: the largest f with n ≥ 3f + 1 (0 when n is 0).
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let f = |n| Voters::equal((0..n).map(NodeId::from_index)).f();
+    /// assert_eq!([f(3), f(4), f(6), f(7)], [0, 1, 1, 2]);
+    /// ```
     pub fn f(&self) -> Weight {
         self.total.saturating_sub(1) / 3
     }
 
-    /// The weight of a strong quorum: (n + f) / 2 + 1.
+    /// The weight of a strong quorum: (n + f) / 2 + 1, the smallest weight q with 2q − n > f,
+    /// so two sets that weigh q or more share more than f weight (a correct node). Never more
+    /// than n − f (for n ≥ 1), so f silent weight cannot block one.
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let strong = |n| Voters::equal((0..n).map(NodeId::from_index)).strong_quorum();
+    /// assert_eq!([strong(4), strong(5), strong(6), strong(7)], [3, 4, 4, 5]);
+    /// ```
     pub fn strong_quorum(&self) -> Weight {
         // (n + f) / 2 without overflow: n/2 + f/2 + (both odd).
         let (n, f) = (self.total, self.f());
         n / 2 + f / 2 + (n % 2 + f % 2) / 2 + 1
     }
 
-    /// The weight of a weak quorum ("at least f + 1"): f + 1.
+    /// The weight of a weak quorum ("at least f + 1"): f + 1, the smallest weight that no
+    /// faulty set (weight ≤ f) reaches, so a weak quorum holds a correct node.
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::equal((0..7).map(NodeId::from_index));
+    /// assert_eq!(m.weak_quorum(), 3); // f = 2
+    /// ```
     pub fn weak_quorum(&self) -> Weight {
         self.f() + 1
     }
 
-    /// The textbook's "more than 2f": 2f + 1. Equal to [`Voters::strong_quorum`] when
-    /// n = 3f + 1 (the textbook's assumption), smaller otherwise (n = 6: 3 against 4), where two
-    /// sets of this weight need not intersect in a correct node. Use it only where the paper's
-    /// argument needs no intersection; safety rules use the strong quorum.
+    /// The textbook's "more than 2f": 2f + 1. Whatever f weight of it is faulty, f + 1 is
+    /// correct (Bracha's "more than 2f echoes" means "a weak quorum of correct echoes").
+    ///
+    /// Equal to [`Voters::strong_quorum`] when n = 3f + 1 (the textbook's assumption), smaller
+    /// otherwise (n = 6: 3 against 4), where two sets of this weight need not intersect in a
+    /// correct node (they can share as little as 2(2f + 1) − n ≤ f, or nothing). Use it only
+    /// where the paper's argument needs no intersection; safety rules use the strong quorum.
     ///
     /// ```
     /// use mir_dsl::Voters;
@@ -129,11 +229,26 @@ impl Voters {
     }
 
     /// The weight of `node` (0 for a non-member).
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::new([(NodeId::new("a"), 5)]);
+    /// assert_eq!((m.weight(&NodeId::new("a")), m.weight(&NodeId::new("x"))), (5, 0));
+    /// ```
     pub fn weight(&self, node: &NodeId) -> Weight {
         self.weights.get(node).copied().unwrap_or(0)
     }
 
     /// Whether distinct members `nodes` weigh at least `threshold`.
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::equal((0..4).map(NodeId::from_index));
+    /// let two = [NodeId::from_index(0), NodeId::from_index(3)];
+    /// assert!(m.reaches(&two, 2).unwrap() && !m.reaches(&two, 3).unwrap());
+    /// ```
     pub fn reaches<'a>(
         &self,
         nodes: impl IntoIterator<Item = &'a NodeId>,
@@ -142,7 +257,16 @@ impl Voters {
         Ok(self.weight_of(nodes)? >= threshold)
     }
 
-    /// The total weight of distinct members `nodes`.
+    /// The total weight of distinct members `nodes`; an error for a repeated node or a
+    /// non-member.
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::new([(NodeId::new("a"), 2), (NodeId::new("b"), 5), (NodeId::new("c"), 1)]);
+    /// assert_eq!(m.weight_of([&NodeId::new("a"), &NodeId::new("b")]), Ok(7));
+    /// assert!(m.weight_of([&NodeId::new("a"), &NodeId::new("a")]).is_err());
+    /// ```
     pub fn weight_of<'a>(
         &self,
         nodes: impl IntoIterator<Item = &'a NodeId>,
@@ -159,24 +283,72 @@ impl Voters {
         Ok(w)
     }
 
-    /// Whether distinct members `nodes` form a strong quorum.
+    /// Whether distinct members `nodes` form a strong quorum (weigh at least
+    /// [`Voters::strong_quorum`]).
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::equal((0..6).map(NodeId::from_index));
+    /// let ids: Vec<NodeId> = (0..6).map(NodeId::from_index).collect();
+    /// assert!(m.is_strong_quorum(&ids[..4]).unwrap() && !m.is_strong_quorum(&ids[..3]).unwrap());
+    /// ```
     pub fn is_strong_quorum<'a>(
         &self,
         nodes: impl IntoIterator<Item = &'a NodeId>,
     ) -> Result<bool, QuorumError> {
-        Ok(self.weight_of(nodes)? >= self.strong_quorum())
+        self.reaches(nodes, self.strong_quorum())
     }
 
-    /// Whether distinct members `nodes` form a weak quorum.
+    /// Whether distinct members `nodes` form a weak quorum (weigh at least f + 1).
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::equal((0..4).map(NodeId::from_index));
+    /// let ids: Vec<NodeId> = (0..4).map(NodeId::from_index).collect();
+    /// assert!(m.is_weak_quorum(&ids[..2]).unwrap() && !m.is_weak_quorum(&ids[..1]).unwrap());
+    /// ```
     pub fn is_weak_quorum<'a>(
         &self,
         nodes: impl IntoIterator<Item = &'a NodeId>,
     ) -> Result<bool, QuorumError> {
-        Ok(self.weight_of(nodes)? >= self.weak_quorum())
+        self.reaches(nodes, self.weak_quorum())
+    }
+
+    /// Whether distinct members `nodes` weigh "more than 2f" (at least 2f + 1); see
+    /// [`Voters::more_than_2f`] for when that is weaker than a strong quorum.
+    ///
+    /// ```
+    /// use mir_dsl::Voters;
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let m = Voters::equal((0..6).map(NodeId::from_index)); // f = 1
+    /// let ids: Vec<NodeId> = (0..6).map(NodeId::from_index).collect();
+    /// assert!(m.is_more_than_2f(&ids[..3]).unwrap()); // but not a strong quorum:
+    /// assert!(!m.is_strong_quorum(&ids[..3]).unwrap());
+    /// ```
+    pub fn is_more_than_2f<'a>(
+        &self,
+        nodes: impl IntoIterator<Item = &'a NodeId>,
+    ) -> Result<bool, QuorumError> {
+        self.reaches(nodes, self.more_than_2f())
     }
 }
 
 /// What [`Votes::add`] did with a vote.
+///
+/// ```
+/// use mir_dsl::{Counted, Voters, Votes};
+/// use mir_dsl::mir_runtime::NodeId;
+/// let voters = Voters::equal((0..4).map(NodeId::from_index));
+/// let mut votes: Votes<u8> = Votes::default();
+/// let q = NodeId::from_index(0);
+/// assert_eq!(votes.add(&voters, q.clone(), 1), Counted::New);
+/// assert_eq!(votes.add(&voters, q.clone(), 1), Counted::Repeated);
+/// assert_eq!(votes.add(&voters, q.clone(), 2), Counted::Equivocation);
+/// assert_eq!(votes.add(&voters, NodeId::new("x"), 1), Counted::NotMember);
+/// assert_eq!((votes.weight(&1), votes.weight(&2)), (1, 0));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
     /// A member's first vote: counted.
@@ -223,7 +395,17 @@ impl<V> Default for Votes<V> {
 }
 
 impl<V: Ord + Clone> Votes<V> {
-    /// Records `from`'s vote for `value`, weighted by `voters`.
+    /// Records `from`'s vote for `value`, weighted by `voters` (pass the same `Voters` every
+    /// time: the weights are read when a vote is counted). Only a member's first vote counts.
+    ///
+    /// ```
+    /// use mir_dsl::{Counted, Voters, Votes};
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let voters = Voters::new([(NodeId::new("a"), 3)]);
+    /// let mut votes = Votes::default();
+    /// assert_eq!(votes.add(&voters, NodeId::new("a"), "yes"), Counted::New);
+    /// assert_eq!(votes.weight(&"yes"), 3);
+    /// ```
     pub fn add(&mut self, voters: &Voters, from: NodeId, value: V) -> Counted {
         let w = match voters.weights.get(&from) {
             Some(w) => *w,
@@ -241,32 +423,91 @@ impl<V: Ord + Clone> Votes<V> {
     }
 
     /// The weight of the votes for `value`.
+    ///
+    /// ```
+    /// use mir_dsl::{Voters, Votes};
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let voters = Voters::new([(NodeId::new("a"), 2), (NodeId::new("b"), 5)]);
+    /// let mut votes = Votes::default();
+    /// votes.add(&voters, NodeId::new("a"), 'x');
+    /// votes.add(&voters, NodeId::new("b"), 'x');
+    /// assert_eq!((votes.weight(&'x'), votes.weight(&'y')), (7, 0));
+    /// ```
     pub fn weight(&self, value: &V) -> Weight {
         self.by_value.get(value).copied().unwrap_or(0)
     }
 
-    /// The smallest value whose votes weigh at least `threshold`, if any. For a threshold above
-    /// half the total weight (a strong quorum) there is at most one.
+    /// The smallest value (by `Ord`) whose votes weigh at least `threshold`, if any. For a
+    /// threshold above half the total weight (a strong quorum) there is at most one.
+    ///
+    /// ```
+    /// use mir_dsl::{Voters, Votes};
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let voters = Voters::equal((0..4).map(NodeId::from_index));
+    /// let mut votes = Votes::default();
+    /// for (q, v) in [(0, 'b'), (1, 'b'), (2, 'a'), (3, 'a')] {
+    ///     votes.add(&voters, NodeId::from_index(q), v);
+    /// }
+    /// assert_eq!(votes.reached(voters.weak_quorum()), Some(&'a')); // both reach 2: the smaller
+    /// assert_eq!(votes.reached(voters.strong_quorum()), None);
+    /// ```
     pub fn reached(&self, threshold: Weight) -> Option<&V> {
         self.by_value.iter().find(|(_, w)| **w >= threshold).map(|(v, _)| v)
     }
 
-    /// `node`'s counted vote.
+    /// `node`'s counted vote (its first).
+    ///
+    /// ```
+    /// use mir_dsl::{Voters, Votes};
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let voters = Voters::equal([NodeId::new("a")]);
+    /// let mut votes = Votes::default();
+    /// votes.add(&voters, NodeId::new("a"), 1);
+    /// votes.add(&voters, NodeId::new("a"), 2); // equivocation: not counted
+    /// assert_eq!(votes.vote_of(&NodeId::new("a")), Some(&1));
+    /// ```
     pub fn vote_of(&self, node: &NodeId) -> Option<&V> {
         self.by_voter.get(node)
     }
 
-    /// The members who voted for `value`, in order.
+    /// The members who voted for `value`, in order (a certificate's signers, say).
+    ///
+    /// ```
+    /// use mir_dsl::{Voters, Votes};
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let voters = Voters::equal((0..3).map(NodeId::from_index));
+    /// let mut votes = Votes::default();
+    /// for (q, v) in [(2, 'x'), (1, 'y'), (0, 'x')] {
+    ///     votes.add(&voters, NodeId::from_index(q), v);
+    /// }
+    /// let x: Vec<_> = votes.voters_for(&'x').cloned().collect();
+    /// assert_eq!(x, [NodeId::from_index(0), NodeId::from_index(2)]);
+    /// ```
     pub fn voters_for<'a>(&'a self, value: &'a V) -> impl Iterator<Item = &'a NodeId> + 'a {
         self.by_voter.iter().filter(move |(_, v)| *v == value).map(|(n, _)| n)
     }
 
     /// How many members voted.
+    ///
+    /// ```
+    /// use mir_dsl::{Voters, Votes};
+    /// use mir_dsl::mir_runtime::NodeId;
+    /// let voters = Voters::equal((0..4).map(NodeId::from_index));
+    /// let mut votes = Votes::default();
+    /// votes.add(&voters, NodeId::from_index(0), ());
+    /// votes.add(&voters, NodeId::from_index(0), ());
+    /// assert_eq!(votes.len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         self.by_voter.len()
     }
 
     /// Whether nobody voted.
+    ///
+    /// ```
+    /// let votes: mir_dsl::Votes<u8> = Default::default();
+    /// assert!(votes.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.by_voter.is_empty()
     }

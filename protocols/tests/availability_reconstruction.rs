@@ -116,7 +116,7 @@ fn an_invalid_certificate_is_answered_and_does_not_stall_the_fetcher() {
 }
 
 #[test]
-fn runs_are_deterministic() {
+fn a_reconstruction_run_is_a_function_of_its_seed() {
     let run = |seed| {
         let (mut c, cert) = cert_node3_missed(seed, txs("judy", 0..8));
         c.request_txs(3, cert);
@@ -129,7 +129,7 @@ fn runs_are_deterministic() {
 
 #[test]
 #[ignore = "long sweep: AVAILABILITY_SEEDS=2000 cargo test --release -p protocols --test availability_reconstruction -- --ignored"]
-fn long_sweep() {
+fn reconstruction_with_a_crashed_signer_succeeds_for_every_seed() {
     let seeds: u64 =
         std::env::var("AVAILABILITY_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
     for seed in 0..seeds {
