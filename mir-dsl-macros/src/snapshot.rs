@@ -20,7 +20,7 @@ fn expand_file(source: &str) -> String {
             syn::Meta::List(l) => l.tokens,
             _ => TokenStream::new(),
         };
-        out.extend(crate::expand::protocol(args, imp.into_token_stream()));
+        out.extend(crate::expand_protocol(args, imp.into_token_stream()));
     }
     let expanded: syn::File = syn::parse2(out).expect("the expansion parses");
     prettyplease::unparse(&expanded)
