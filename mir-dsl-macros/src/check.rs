@@ -5,7 +5,7 @@
 use quote::ToTokens;
 use syn::{FnArg, ItemImpl, ReturnType, Type};
 
-use crate::attr::Kind;
+use crate::attr::{Kind, ProtocolArgs};
 use crate::model::{may_be_same, spelled, Ctxt, Handler, Protocol};
 
 /// Runs every rule.
@@ -18,11 +18,13 @@ pub fn check(cx: &Ctxt, item: &ItemImpl, model: &Protocol) {
         not_generic(cx, h);
         takes_mut_self(cx, h);
         returns_handled(cx, h);
+        concrete_parameter_types(cx, h);
         if parameter_list_of_its_kind(cx, h) {
             values_by_value(cx, h);
         }
     }
     one_spelling_per_type(cx, model);
+    parts_listed_once(cx, model);
 }
 
 /// Rule: `#[protocol]` goes on an inherent impl block (the generated impls name the type).
@@ -161,6 +163,46 @@ fn one_spelling_per_type(cx: &Ctxt, model: &Protocol) {
                     h.method(),
                 ),
             );
+        }
+    }
+}
+
+/// Rule: a part is listed once (listed twice, its handlers would be offered every event twice).
+fn parts_listed_once(cx: &Ctxt, model: &Protocol) {
+    let Some(ProtocolArgs::Main { parts }) = &model.args else { return };
+    for (i, part) in parts.iter().enumerate() {
+        if parts[..i].contains(part) {
+            cx.error_at(part, format!("part `{part}` is listed twice; list each part once"));
+        }
+    }
+}
+
+/// Rule: parameter types are concrete: no `impl Trait` (a hidden generic) and no `_` (the
+/// generated code dispatches on the written type).
+fn concrete_parameter_types(cx: &Ctxt, h: &Handler) {
+    use proc_macro2::TokenTree;
+    /// Whether `word` occurs in `ts` as an identifier (not as a lifetime's name: `'_`).
+    fn has(ts: proc_macro2::TokenStream, word: &str) -> bool {
+        let mut after_quote = false;
+        ts.into_iter().any(|t| {
+            let found = match &t {
+                TokenTree::Ident(i) => i == word && !after_quote,
+                TokenTree::Group(g) => has(g.stream(), word),
+                _ => false,
+            };
+            after_quote = matches!(&t, TokenTree::Punct(p) if p.as_char() == '\'');
+            found
+        })
+    }
+    for p in h.params() {
+        let ts = p.ty.to_token_stream();
+        if has(ts.clone(), "impl") {
+            cx.error_at(
+                &p.ty,
+                "handlers cannot be generic: write the concrete type, not `impl Trait`",
+            );
+        } else if has(ts, "_") {
+            cx.error_at(&p.ty, "write the concrete type: the handler is chosen by it, so it cannot be inferred (`_`)");
         }
     }
 }
