@@ -4,16 +4,16 @@
 //! block) or of one of its parts. The stages follow the usual shape of a derive crate (serde,
 //! thiserror), one module each:
 //!
-//! 1. [`attr`]: parse `#[protocol(…)]` and each method's `#[upon(…)]`, leniently: a mistake is
+//! 1. `attr`: parse `#[protocol(…)]` and each method's `#[upon(…)]`, leniently: a mistake is
 //!    recorded and the most likely meaning kept, so later stages still run;
-//! 2. [`model`]: build the protocol model as written (handlers with their kinds, signatures and
-//!    spans), and the error collector, [`model::Ctxt`];
-//! 3. [`check`]: one function per DSL rule, every rule on every handler, all errors combined into
+//! 2. `model`: build the protocol model as written (handlers with their kinds, signatures and
+//!    spans), and the error collector, `model::Ctxt`;
+//! 3. `check`: one function per DSL rule, every rule on every handler, all errors combined into
 //!    one `syn::Error`, each underlining the whole offending tokens;
-//! 4. [`expand`]: small code, a dispatch function per block that tests the event's type and calls
+//! 4. `expand`: small code, a dispatch function per block that tests the event's type and calls
 //!    ordinary functions of `mir_dsl::__private`, and one-line marker impls that make a handler
 //!    that would never run a compile error; or, on any error,
-//! 5. [`fallback`]: the block as plain Rust, the errors, and stand-ins for what other code touches
+//! 5. `fallback`: the block as plain Rust, the errors, and stand-ins for what other code touches
 //!    (the `Protocol` or `Part` impl, the main block's `ListsPart` impls, the `HandlesResponse`
 //!    impls), so one mistake gives one error, not a cascade at every `ctx.request` and at
 //!    `DslModule::new`.
