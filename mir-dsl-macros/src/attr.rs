@@ -1,9 +1,11 @@
 //! Parsing of `#[protocol(…)]` and `#[upon(…)]`.
 
 use proc_macro2::{Span, TokenStream};
-use syn::parse::{Parse, ParseStream};
+use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Ident, Token};
+
+use crate::model::Ctxt;
 
 /// The DSL's keywords.
 pub mod kw {
@@ -23,37 +25,108 @@ pub enum ProtocolArgs {
     Part(Ident),
 }
 
-impl Parse for ProtocolArgs {
-    fn parse(input: ParseStream) -> syn::Result<Self> {
-        if input.is_empty() {
-            return Ok(ProtocolArgs::Main { parts: Vec::new() });
+/// Parses the arguments of `#[protocol(…)]`, recording mistakes in `cx` and returning what they
+/// most likely meant, so the fallback can still stand in for the block (one mistake, one error).
+/// `None` when no guess is safe (an unknown argument).
+pub fn parse_protocol_args(cx: &Ctxt, args: TokenStream) -> Option<ProtocolArgs> {
+    let parser = |input: ParseStream| {
+        let args = protocol_args(cx, input);
+        if !input.is_empty() {
+            let rest: TokenStream = input.parse()?;
+            cx.error_at(
+                rest,
+                "unexpected tokens; `#[protocol]` takes one argument: `part = name` or `parts(…)`",
+            );
         }
-        let key: Ident = input.parse()?;
-        let res = if key == kw::PART {
-            input.parse::<Token![=]>().map_err(|e| {
-                syn::Error::new(e.span(), "expected `=`: write `#[protocol(part = name)]`")
-            })?;
-            ProtocolArgs::Part(input.parse()?)
-        } else if key == kw::PARTS {
+        Ok(args)
+    };
+    parser.parse2(args).unwrap_or_else(|e| {
+        cx.syn_error(e);
+        None
+    })
+}
+
+fn protocol_args(cx: &Ctxt, input: ParseStream) -> Option<ProtocolArgs> {
+    if input.is_empty() {
+        return Some(ProtocolArgs::Main { parts: Vec::new() });
+    }
+    // After a mistake that leaves the rest unreadable, the rest is skipped (one error).
+    let skip_rest = || {
+        let _ = input.parse::<TokenStream>();
+    };
+    let key: Ident = match input.parse() {
+        Ok(k) => k,
+        Err(e) => {
+            cx.syn_error(syn::Error::new(
+                e.span(),
+                "expected `part = name` (on a part) or `parts(a, b, …)` (on the main block)",
+            ));
+            skip_rest();
+            return None;
+        }
+    };
+    if key == kw::PART {
+        let eq = input.parse::<Token![=]>();
+        let name = input.parse::<Ident>();
+        match (eq, name) {
+            (Ok(_), Ok(name)) => Some(ProtocolArgs::Part(name)),
+            (Err(e), Ok(name)) => {
+                cx.syn_error(syn::Error::new(
+                    e.span(),
+                    "expected `=`: write `#[protocol(part = name)]`",
+                ));
+                Some(ProtocolArgs::Part(name))
+            }
+            (Ok(eq), Err(_)) if input.is_empty() => {
+                cx.error_at(
+                    quote::quote!(#key #eq),
+                    "expected the part's name: `#[protocol(part = name)]`",
+                );
+                None
+            }
+            (_, Err(e)) if !input.is_empty() => {
+                cx.syn_error(syn::Error::new(
+                    e.span(),
+                    "expected the part's name: `#[protocol(part = name)]`",
+                ));
+                skip_rest();
+                None
+            }
+            (_, Err(_)) => {
+                cx.error_at(&key, "expected `= name` after `part`: `#[protocol(part = name)]`");
+                None
+            }
+        }
+    } else if key == kw::PARTS {
+        let list = (|| {
             let content;
             syn::parenthesized!(content in input);
-            let parts = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
-            if parts.is_empty() {
-                return Err(syn::Error::new(key.span(), "`parts()` is empty: list the parts, `#[protocol(parts(a, b))]`, or write `#[protocol]`"));
+            let list = Punctuated::<Ident, Token![,]>::parse_terminated(&content);
+            if list.is_err() {
+                let _ = content.parse::<TokenStream>();
             }
-            ProtocolArgs::Main { parts: parts.into_iter().collect() }
-        } else {
-            return Err(syn::Error::new(
-                key.span(),
-                format!("unknown argument `{key}`; expected `part = name` (on a part) or `parts(a, b, …)` (on the main block)"),
-            ));
-        };
-        if !input.is_empty() {
-            return Err(input.error(
-                "unexpected tokens; `#[protocol]` takes one argument: `part = name` or `parts(…)`",
-            ));
+            list
+        })();
+        match list {
+            Ok(parts) if parts.is_empty() => {
+                cx.error_at(&key, "`parts()` is empty: list the parts, `#[protocol(parts(a, b))]`, or write `#[protocol]`");
+            }
+            Ok(parts) => return Some(ProtocolArgs::Main { parts: parts.into_iter().collect() }),
+            Err(e) => {
+                cx.syn_error(syn::Error::new(
+                    e.span(),
+                    "expected the parts' names: `#[protocol(parts(a, b))]`",
+                ));
+            }
         }
-        Ok(res)
+        Some(ProtocolArgs::Main { parts: Vec::new() })
+    } else {
+        cx.syn_error(syn::Error::new(
+            key.span(),
+            format!("unknown argument `{key}`; expected `part = name` (on a part) or `parts(a, b, …)` (on the main block)"),
+        ));
+        skip_rest();
+        None
     }
 }
 
@@ -116,8 +189,4 @@ pub fn parse_upon(attr: &syn::Attribute) -> syn::Result<Upon> {
         return Err(syn::Error::new(w.span(), "too many arguments to `#[upon(…)]`"));
     }
     Ok(Upon { kind, span })
-}
-
-pub fn parse_protocol_args(args: TokenStream) -> syn::Result<ProtocolArgs> {
-    syn::parse2(args)
 }

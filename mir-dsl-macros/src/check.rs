@@ -5,8 +5,8 @@
 use quote::ToTokens;
 use syn::{FnArg, ItemImpl, ReturnType, Type};
 
-use crate::attr::Kind;
-use crate::model::{Ctxt, Handler, Protocol};
+use crate::attr::{Kind, ProtocolArgs};
+use crate::model::{may_be_same, spelled, Ctxt, Handler, Protocol};
 
 /// Runs every rule.
 pub fn check(cx: &Ctxt, item: &ItemImpl, model: &Protocol) {
@@ -18,11 +18,13 @@ pub fn check(cx: &Ctxt, item: &ItemImpl, model: &Protocol) {
         not_generic(cx, h);
         takes_mut_self(cx, h);
         returns_handled(cx, h);
+        concrete_parameter_types(cx, h);
         if parameter_list_of_its_kind(cx, h) {
             values_by_value(cx, h);
         }
     }
     one_spelling_per_type(cx, model);
+    parts_listed_once(cx, model);
 }
 
 /// Rule: `#[protocol]` goes on an inherent impl block (the generated impls name the type).
@@ -125,42 +127,25 @@ fn values_by_value(cx: &Ctxt, h: &Handler) {
     }
 }
 
-/// The last segment of a path type with its arguments (`a::b::C<X>` → `C<X>`), if it is one.
-fn last_segment(ty: &Type) -> Option<String> {
-    match ty {
-        Type::Path(p) if p.qself.is_none() => {
-            p.path.segments.last().map(|s| s.to_token_stream().to_string().replace(' ', ""))
-        }
-        _ => None,
-    }
-}
-
-fn spelled(ty: &Type) -> String {
-    ty.to_token_stream().to_string().replace(' ', "")
-}
-
 /// Rule: a type is written the same way in every handler of one kind in a block. Handlers of one
 /// type are grouped as written (several run in declaration order); `TestString` and
-/// `stdevents::TestString` would form two groups, and the second would never run. The macro
-/// cannot resolve paths, so it refuses two spellings that end in the same name (the module
-/// checks the rest when it is built, see `mir_dsl::DslModule::new`).
+/// `stdevents::TestString` would form two groups, the event would reach only the first, and the
+/// second would never run. The compiler refuses two groups that *are* one type (each group
+/// implements a marker trait, and two impls conflict), but its message cannot say why; this rule
+/// says it for the common case, two paths that end in the same name. The macro cannot resolve
+/// paths, so two different types of one name (`a::Msg`, `b::Msg`) are refused too: the message
+/// says to import one under another name.
 fn one_spelling_per_type(cx: &Ctxt, model: &Protocol) {
     let keyed: Vec<(&Handler, Vec<&Type>)> = model
         .handlers
         .iter()
-        .filter_map(|h| {
-            let ty = h.ty()?;
-            Some((h, std::iter::once(ty).chain(h.cont()).collect()))
-        })
+        .filter_map(|h| Some((h, std::iter::once(h.ty()?).chain(h.cont()).collect())))
         .collect();
     for (i, (h, tys)) in keyed.iter().enumerate() {
         let earlier = keyed[..i].iter().find(|(e, etys)| {
             e.kind == h.kind
                 && etys.len() == tys.len()
-                && etys
-                    .iter()
-                    .zip(tys)
-                    .all(|(a, b)| last_segment(a).is_some() && last_segment(a) == last_segment(b))
+                && etys.iter().zip(tys).all(|(a, b)| may_be_same(a, b))
                 && etys.iter().zip(tys).any(|(a, b)| spelled(a) != spelled(b))
         });
         if let Some((e, etys)) = earlier {
@@ -169,12 +154,55 @@ fn one_spelling_per_type(cx: &Ctxt, model: &Protocol) {
             cx.error_at(
                 tys.iter().map(|t| t.to_token_stream()).collect::<proc_macro2::TokenStream>(),
                 format!(
-                    "`{}` here and `{}` in handler `{}` name the same type differently; write it the same way in every handler, so they form one group that runs in declaration order",
+                    "`{}` here and `{}` in handler `{}` are written differently, so they would form two groups and `{}` would never run; \
+                     write the type the same way in every handler (handlers of one type run in declaration order), \
+                     or, if these are two types, import one under another name",
                     b.join(", "),
                     a.join(", "),
-                    e.method()
+                    e.method(),
+                    h.method(),
                 ),
             );
+        }
+    }
+}
+
+/// Rule: a part is listed once (listed twice, its handlers would be offered every event twice).
+fn parts_listed_once(cx: &Ctxt, model: &Protocol) {
+    let Some(ProtocolArgs::Main { parts }) = &model.args else { return };
+    for (i, part) in parts.iter().enumerate() {
+        if parts[..i].contains(part) {
+            cx.error_at(part, format!("part `{part}` is listed twice; list each part once"));
+        }
+    }
+}
+
+/// Rule: parameter types are concrete: no `impl Trait` (a hidden generic) and no `_` (the
+/// generated code dispatches on the written type).
+fn concrete_parameter_types(cx: &Ctxt, h: &Handler) {
+    use proc_macro2::TokenTree;
+    /// Whether `word` occurs in `ts` as an identifier (not as a lifetime's name: `'_`).
+    fn has(ts: proc_macro2::TokenStream, word: &str) -> bool {
+        let mut after_quote = false;
+        ts.into_iter().any(|t| {
+            let found = match &t {
+                TokenTree::Ident(i) => i == word && !after_quote,
+                TokenTree::Group(g) => has(g.stream(), word),
+                _ => false,
+            };
+            after_quote = matches!(&t, TokenTree::Punct(p) if p.as_char() == '\'');
+            found
+        })
+    }
+    for p in h.params() {
+        let ts = p.ty.to_token_stream();
+        if has(ts.clone(), "impl") {
+            cx.error_at(
+                &p.ty,
+                "handlers cannot be generic: write the concrete type, not `impl Trait`",
+            );
+        } else if has(ts, "_") {
+            cx.error_at(&p.ty, "write the concrete type: the handler is chosen by it, so it cannot be inferred (`_`)");
         }
     }
 }

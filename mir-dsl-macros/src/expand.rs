@@ -1,108 +1,48 @@
-//! Stage 4: code generation, and the fallback expansion used when the checks found errors.
+//! Stage 4: the code for a block that passed the checks. It stays small: a dispatch function
+//! that tests the event's type against each group of handlers and calls them, the conditions,
+//! and one-line marker impls; decoding, continuations and policy are ordinary functions of
+//! `mir_dsl::__private`.
+//!
+//! Spans are chosen so that what rustc still has to check points at the user's tokens: an
+//! argument carries the span of its parameter's type, a handler's result the span of its return
+//! type, a marker impl the span of the handled type, anything about a part the span of its name.
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::{ItemImpl, Type};
+use syn::spanned::Spanned;
+use syn::Type;
 
-use crate::attr::{parse_protocol_args, Kind, ProtocolArgs};
-use crate::check;
-use crate::model::{self, Ctxt, Handler, Protocol};
+use crate::attr::{Kind, ProtocolArgs};
+use crate::model::{spelled, Handler, Protocol};
 
-pub fn protocol(args: TokenStream, input: TokenStream) -> TokenStream {
-    let mut item: ItemImpl = match syn::parse2(input.clone()) {
-        Ok(i) => i,
-        Err(_) => {
-            let e = syn::Error::new_spanned(
-                &input,
-                "`#[protocol]` goes on an impl block: `#[protocol] impl MyProtocol { … }`",
-            );
-            let e = e.to_compile_error();
-            return quote! { #e #input };
-        }
-    };
-    let cx = Ctxt::new();
-    let args = match parse_protocol_args(args) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            cx.syn_error(e);
-            None
-        }
-    };
-    let model = model::build(&cx, &mut item);
-    check::check(&cx, &item, &model);
-    if let Err(e) = cx.check() {
-        // The impl block without DSL attributes, the errors, and stand-in impls so that code
-        // using the protocol (`DslModule::new`, `ctx.request`) compiles: one mistake, one error.
-        let e = e.to_compile_error();
-        let fallback = fallback(&item, &model, args.as_ref());
-        // An `async` handler is reported once, by the DSL (not again by rustc's lifetime rules).
-        for it in &mut item.items {
-            if let syn::ImplItem::Fn(f) = it {
-                if model.handlers.iter().any(|h| h.sig.ident == f.sig.ident) {
-                    f.sig.asyncness = None;
-                }
-            }
-        }
-        return quote! { #item #e #fallback };
-    }
-    let args = args.expect("no errors");
-    let generated = match &args {
-        ProtocolArgs::Main { parts } => main_block(&model, parts),
-        ProtocolArgs::Part(name) => part_block(&model, name),
-    };
-    quote! {
-        #item
-        #generated
+/// The generated code of a block that passed the checks.
+pub fn expand(model: &Protocol) -> TokenStream {
+    match model.args.as_ref().expect("checked") {
+        ProtocolArgs::Main { parts } => main_block(model, parts),
+        ProtocolArgs::Part(name) => part_block(model, name),
     }
 }
 
-/// What the macro emits besides the errors when the block is wrong: the `Protocol` impl (main
-/// block) or the part's functions, doing nothing, and the `HandlesResponse` impls of every
-/// response handler whose types could be read. Nothing when the block's type itself is unusable
-/// (a trait impl, a generic type) or the arguments did not parse.
-fn fallback(item: &ItemImpl, model: &Protocol, args: Option<&ProtocolArgs>) -> TokenStream {
-    if item.trait_.is_some() || !item.generics.params.is_empty() {
-        return TokenStream::new();
-    }
-    let self_ty = &model.self_ty;
-    let resp: TokenStream = model
-        .handlers
-        .iter()
-        .filter_map(|h| Some((h.ty()?, h.cont()?)))
-        .map(|(ty, cont)| quote! { impl ::mir_dsl::HandlesResponse<#ty, #cont> for #self_ty {} })
-        .collect();
-    let sig = dispatch_sig();
-    let block = match args {
-        None => return TokenStream::new(),
-        Some(ProtocolArgs::Main { .. }) => quote! {
-            impl ::mir_dsl::Protocol for #self_ty {
-                fn __dispatch #sig { ::core::result::Result::Ok(::core::option::Option::Some(ev)) }
-            }
-        },
-        Some(ProtocolArgs::Part(part)) => {
-            let (d, m) = (part_fn("dispatch", part), part_fn("messages", part));
-            let (ae, ab, hs) = (
-                part_fn("after_event", part),
-                part_fn("after_batch", part),
-                part_fn("handlers", part),
-            );
-            quote! {
-                #[allow(non_upper_case_globals, dead_code, unused_variables)]
-                impl #self_ty {
-                    pub(crate) fn #d #sig { ::core::result::Result::Ok(::core::option::Option::Some(ev)) }
-                    pub(crate) const #m: bool = false;
-                    pub(crate) fn #ae(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { ::core::result::Result::Ok(()) }
-                    pub(crate) fn #ab(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { ::core::result::Result::Ok(()) }
-                    pub(crate) fn #hs(out: &mut ::std::vec::Vec<::mir_dsl::__private::HandlerInfo>) {}
-                }
-            }
-        }
-    };
-    quote! { #block #resp }
+fn private() -> TokenStream {
+    quote!(::mir_dsl::__private)
+}
+
+/// `{ ::mir_dsl::__private::part_id("name") }`: the number that names a part in a trait's
+/// generic argument, written so it reads as the name; every token at `name`.
+pub fn part_id(name: &Ident) -> TokenStream {
+    let lit = syn::LitStr::new(&name.to_string(), name.span());
+    quote_spanned!(name.span()=> { ::mir_dsl::__private::part_id(#lit) })
+}
+
+/// `<Self as Part<…>>` of part `name`, every token at `name` (a part listed and defined nowhere
+/// is reported on its name in `parts(…)`).
+fn part_of_self(name: &Ident) -> TokenStream {
+    let id = part_id(name);
+    quote_spanned!(name.span()=> <Self as ::mir_dsl::__private::Part<#id>>)
 }
 
 /// The signature of a dispatch function, after its name.
-fn dispatch_sig() -> TokenStream {
+pub fn dispatch_sig() -> TokenStream {
     quote! {
         (
             &mut self,
@@ -112,62 +52,14 @@ fn dispatch_sig() -> TokenStream {
     }
 }
 
-fn p() -> TokenStream {
-    quote!(::mir_dsl::__private)
-}
-
-/// Types compared as written (`a::B` and `B` differ: write the same path in each handler).
-fn same(a: &Type, b: &Type) -> bool {
-    a.to_token_stream().to_string() == b.to_token_stream().to_string()
-}
-
-/// A handler's types as written: the value type, and the continuation type for responses.
-fn key(h: &Handler) -> Vec<&Type> {
-    h.ty().into_iter().chain(h.cont()).collect()
-}
-
-/// What the module checks when it is built: one entry per group of handlers (kind, types,
-/// first method, block), so that one type handled by two groups (two spellings, an alias, the
-/// main block and a part) is found (`mir_dsl::DslModule::new`).
-fn handlers_list(model: &Protocol, block: &str) -> TokenStream {
-    let p = p();
-    let kinds = [(Kind::Event, "event"), (Kind::Message, "message"), (Kind::Response, "response")];
-    kinds
-        .iter()
-        .flat_map(|(kind, name)| {
-            let p = p.clone();
-            groups(&model.handlers, *kind, key).into_iter().map(move |g| {
-                let m = g[0].method().to_string();
-                let ty = g[0].ty().expect("checked");
-                let cont = match g[0].cont() {
-                    Some(c) => {
-                        quote!(::core::option::Option::Some(::core::any::TypeId::of::<#c>()))
-                    }
-                    None => quote!(::core::option::Option::None),
-                };
-                quote! {
-                    out.push(#p::HandlerInfo {
-                        kind: #name,
-                        types: (::core::any::TypeId::of::<#ty>(), #cont),
-                        type_name: ::core::stringify!(#ty),
-                        method: #m,
-                        block: #block,
-                    });
-                }
-            })
-        })
-        .collect()
-}
-
-/// Groups handlers of one kind by type, keeping declaration order.
-fn groups(
-    handlers: &[Handler],
-    kind: Kind,
-    key: impl Fn(&Handler) -> Vec<&Type>,
-) -> Vec<Vec<&Handler>> {
+/// The handlers of one kind grouped by their types as written, in declaration order. (Two
+/// spellings of one type would make two groups: `check::one_spelling_per_type` and the marker
+/// impls refuse that.)
+fn groups(model: &Protocol, kind: Kind) -> Vec<Vec<&Handler>> {
+    let key = |h: &Handler| h.ty().into_iter().chain(h.cont()).map(spelled).collect::<Vec<_>>();
     let mut out: Vec<Vec<&Handler>> = Vec::new();
-    for h in handlers.iter().filter(|h| h.kind == Some(kind)) {
-        match out.iter_mut().find(|g| key(g[0]).iter().zip(key(h)).all(|(a, b)| same(a, b))) {
+    for h in model.handlers.iter().filter(|h| h.kind == Some(kind)) {
+        match out.iter_mut().find(|g| key(g[0]) == key(h)) {
             Some(g) => g.push(h),
             None => out.push(vec![h]),
         }
@@ -175,57 +67,66 @@ fn groups(
     out
 }
 
-/// Calls each handler of a group; all but the last get a clone of the value(s).
-fn calls(group: &[&Handler], args: &[Ident]) -> TokenStream {
-    let n = group.len();
-    group
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let m = h.method();
-            let a: Vec<TokenStream> =
-                args.iter()
-                    .map(|a| {
-                        if i + 1 < n {
-                            quote!(::core::clone::Clone::clone(&#a))
-                        } else {
-                            quote!(#a)
-                        }
-                    })
-                    .collect();
-            quote_spanned! {h.span=> self.#m(ctx, #(#a),*)?; }
-        })
-        .collect()
+/// Calls one handler with `ctx` and `values`; each argument carries the span of its parameter's
+/// type, and the result goes through `handled`, at the return type, so a parameter or return of
+/// the wrong type is reported on the signature. `clone` passes clones (all handlers of a group but
+/// the last).
+fn call(h: &Handler, values: &[Ident], clone: bool) -> TokenStream {
+    let params = h.params();
+    let ctx = Ident::new("ctx", params[0].ty.span());
+    let args = values.iter().zip(&params[1..]).map(|(v, p)| {
+        let span = p.ty.span();
+        let v = Ident::new(&v.to_string(), span);
+        if clone {
+            quote_spanned!(span=> ::core::clone::Clone::clone(&#v))
+        } else {
+            v.into_token_stream()
+        }
+    });
+    let m = h.method();
+    // The call `self.m(…)` spans the return type (its first token; the name keeps its own span):
+    // rustc reports a result that is not `Handled` on the call.
+    let ret = h.ret().map_or(h.span, |t| t.span());
+    let receiver = Ident::new("self", ret);
+    let mut args = Group::new(Delimiter::Parenthesis, quote!(#ctx, #(#args),*));
+    args.set_span(ret);
+    quote_spanned!(h.span=> ::mir_dsl::__private::handled(#receiver.#m #args)?;)
 }
 
-/// The dispatch method of one impl block: offers the event to its handlers, gives it back if
-/// none takes it.
-fn dispatch_fn(model: &Protocol, name: &Ident, vis: TokenStream) -> TokenStream {
-    let p = p();
-    let hs = &model.handlers;
-    let events = groups(hs, Kind::Event, key).into_iter().map(|g| {
+/// Calls each handler of a group in declaration order; all but the last get clones.
+fn calls(group: &[&Handler], values: &[Ident]) -> TokenStream {
+    let n = group.len();
+    group.iter().enumerate().map(|(i, h)| call(h, values, i + 1 < n)).collect()
+}
+
+/// Offers `ev` to the block's handlers: each group returns once it took the event; an event no
+/// group takes falls through (to the parts, then to the module's policy for unhandled events).
+fn dispatch_body(model: &Protocol) -> TokenStream {
+    let p = private();
+    let done = quote!(return ::core::result::Result::Ok(::core::option::Option::None););
+    let events = groups(model, Kind::Event).into_iter().map(|g| {
         let ty = g[0].ty().expect("checked");
         let c = calls(&g, &[format_ident!("value")]);
         quote! {
             if ev.is::<#ty>() {
                 let value = #p::value::<#ty>(ev)?;
                 #c
-                return ::core::result::Result::Ok(::core::option::Option::None);
+                #done
             }
         }
     });
-    let messages = groups(hs, Kind::Message, key).into_iter().map(|g| {
+    let messages = groups(model, Kind::Message).into_iter().map(|g| {
         let ty = g[0].ty().expect("checked");
         let c = calls(&g, &[format_ident!("from"), format_ident!("msg")]);
         quote! {
             if #p::message_is::<#ty>(&ev) {
                 let (from, msg) = #p::message_value::<#ty>(ev)?;
                 #c
-                return ::core::result::Result::Ok(::core::option::Option::None);
+                #done
             }
         }
     });
-    let responses = groups(hs, Kind::Response, key).into_iter().map(|g| {
+    let responses = groups(model, Kind::Response).into_iter().map(|g| {
         let (ty, cont) = (g[0].ty().expect("checked"), g[0].cont().expect("checked"));
         let c = calls(&g, &[format_ident!("res"), format_ident!("cont")]);
         quote! {
@@ -235,7 +136,7 @@ fn dispatch_fn(model: &Protocol, name: &Ident, vis: TokenStream) -> TokenStream 
                     let res = #p::value::<#ty>(ev)?;
                     let cont = #p::take_continuation::<Self, #ty, #cont>(ctx, &res);
                     #c
-                    return ::core::result::Result::Ok(::core::option::Option::None);
+                    #done
                 }
                 ev
             } else {
@@ -243,41 +144,74 @@ fn dispatch_fn(model: &Protocol, name: &Ident, vis: TokenStream) -> TokenStream 
             };
         }
     });
-    let sig = dispatch_sig();
     quote! {
-        #[doc(hidden)]
-        #[inline(always)]
-        #[allow(unused_variables, clippy::needless_return)]
-        #vis fn #name #sig {
-            #(#events)*
-            #(#messages)*
-            #(#responses)*
-            ::core::result::Result::Ok(::core::option::Option::Some(ev))
-        }
+        #(#events)*
+        #(#messages)*
+        #(#responses)*
     }
 }
 
+/// The calls of the block's conditions of one kind (per event or per batch).
 fn conditions(model: &Protocol, per_batch: bool) -> TokenStream {
     model
         .handlers
         .iter()
         .filter(|h| h.kind == Some(Kind::Condition { per_batch }))
-        .map(|h| {
-            let m = h.method();
-            quote_spanned! {h.span=> self.#m(ctx)?; }
+        .map(|h| call(h, &[], false))
+        .collect()
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|t| match t {
+            TokenTree::Group(g) => {
+                let mut new = Group::new(g.delimiter(), respan(g.stream(), span));
+                new.set_span(span);
+                TokenTree::Group(new)
+            }
+            mut t => {
+                t.set_span(span);
+                t
+            }
         })
         .collect()
 }
 
-fn response_impls(model: &Protocol) -> TokenStream {
+/// `impl trait_ for Self {}` whose header spans `types` (first to last token), so that two groups
+/// of one type (E0119, conflicting implementations) are reported on both handlers' types.
+fn marker(trait_: TokenStream, types: &[&Type], self_ty: &Type) -> TokenStream {
+    let tokens: Vec<TokenTree> = types.iter().flat_map(|t| t.to_token_stream()).collect::<Vec<_>>();
+    let first = tokens.first().map_or_else(Span::call_site, |t| t.span());
+    let last = tokens.last().map_or_else(Span::call_site, |t| t.span());
+    let impl_ = respan(quote!(impl), first);
+    let trait_ = respan(trait_, first);
+    let self_ty = respan(self_ty.to_token_stream(), last);
+    let for_ = respan(quote!(for), last);
+    let body = respan(quote!({}), last);
+    quote! { #impl_ #trait_ #for_ #self_ty #body }
+}
+
+/// One marker impl per group: `HandlesEvent<T>`, `HandlesMessage<M>`, `HandlesResponse<R, C>`
+/// (the last also lets `ctx.request` check its continuation).
+fn markers(model: &Protocol) -> TokenStream {
+    let p = private();
     let self_ty = &model.self_ty;
-    groups(&model.handlers, Kind::Response, key)
-    .into_iter()
-    .map(|g| {
+    let mut out = TokenStream::new();
+    for g in groups(model, Kind::Event) {
+        let ty = g[0].ty().expect("checked");
+        out.extend(marker(quote!(#p::HandlesEvent<#ty>), &[ty], self_ty));
+    }
+    for g in groups(model, Kind::Message) {
+        let ty = g[0].ty().expect("checked");
+        out.extend(marker(quote!(#p::HandlesMessage<#ty>), &[ty], self_ty));
+    }
+    for g in groups(model, Kind::Response) {
         let (ty, cont) = (g[0].ty().expect("checked"), g[0].cont().expect("checked"));
-        quote_spanned! {g[0].span=> impl ::mir_dsl::HandlesResponse<#ty, #cont> for #self_ty {} }
-    })
-    .collect()
+        out.extend(marker(quote!(::mir_dsl::HandlesResponse<#ty, #cont>), &[ty, cont], self_ty));
+    }
+    out
 }
 
 /// Whether the block has a message handler (then the module takes peers' messages).
@@ -285,114 +219,125 @@ fn takes_messages(model: &Protocol) -> bool {
     model.handlers.iter().any(|h| h.kind == Some(Kind::Message))
 }
 
-fn part_fn(prefix: &str, part: &Ident) -> Ident {
-    format_ident!("__mir_{}_{}", prefix, part)
-}
-
-fn part_block(model: &Protocol, part: &Ident) -> TokenStream {
-    let p = p();
-    let self_ty = &model.self_ty;
-    // Parts may live in other modules of the crate than the main block.
-    let dispatch = dispatch_fn(model, &part_fn("dispatch", part), quote!(pub(crate)));
-    let (ae, ab) = (part_fn("after_event", part), part_fn("after_batch", part));
-    let (ce, cb) = (conditions(model, false), conditions(model, true));
-    let resp = response_impls(model);
-    let msgs = part_fn("messages", part);
-    let takes = takes_messages(model);
-    let hs = part_fn("handlers", part);
-    let list = handlers_list(model, &format!("part {part}"));
-    quote! {
-        #[automatically_derived]
-        impl #self_ty {
-            #dispatch
-            #[doc(hidden)]
-            #[allow(non_upper_case_globals)]
-            pub(crate) const #msgs: bool = #takes;
-            #[doc(hidden)]
-            pub(crate) fn #ae(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { #ce ::core::result::Result::Ok(()) }
-            #[doc(hidden)]
-            pub(crate) fn #ab(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled { #cb ::core::result::Result::Ok(()) }
-            #[doc(hidden)]
-            pub(crate) fn #hs(out: &mut ::std::vec::Vec<#p::HandlerInfo>) { #list }
-        }
-        #resp
-    }
-}
-
 fn main_block(model: &Protocol, parts: &[Ident]) -> TokenStream {
-    let p = p();
+    let p = private();
     let self_ty = &model.self_ty;
-    let dispatch = dispatch_fn(model, &format_ident!("__mir_dispatch"), quote!());
-    let part_dispatch = parts.iter().map(|part| {
-        let f = part_fn("dispatch", part);
-        quote! {
-            let ev = match self.#f(ctx, ev)? {
-                ::core::option::Option::None => return ::core::result::Result::Ok(::core::option::Option::None),
-                ::core::option::Option::Some(ev) => ev,
-            };
-        }
-    });
-    let part_ae = parts.iter().map(|part| {
-        let f = part_fn("after_event", part);
-        quote!(self.#f(ctx)?;)
-    });
-    let part_ab = parts.iter().map(|part| {
-        let f = part_fn("after_batch", part);
-        quote!(self.#f(ctx)?;)
-    });
-    let (ce, cb) = (conditions(model, false), conditions(model, true));
-    let has_after_event = !ce.is_empty() || !parts.is_empty();
-    let resp = response_impls(model);
-    let takes = takes_messages(model);
     let sig = dispatch_sig();
-    let part_takes = parts.iter().map(|part| {
-        let c = part_fn("messages", part);
-        quote!(|| Self::#c)
-    });
-    let list = handlers_list(model, "the main block");
-    let part_lists = parts.iter().map(|part| {
-        let f = part_fn("handlers", part);
-        quote!(Self::#f(out);)
-    });
-    quote! {
-        #[automatically_derived]
-        impl #self_ty {
-            #dispatch
+    let body = dispatch_body(model);
+    let parts: Vec<TokenStream> = parts.iter().map(part_of_self).collect();
+    let (ce, cb) = (conditions(model, false), conditions(model, true));
+    let has_ce = !ce.is_empty();
+    let takes = takes_messages(model);
+    let after_event = (has_ce || !parts.is_empty()).then(|| {
+        quote! {
+            fn __after_event(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled {
+                #ce
+                #(#parts::after_event(self, ctx)?;)*
+                ::core::result::Result::Ok(())
+            }
         }
-
+    });
+    let after_batch = (!cb.is_empty() || !parts.is_empty()).then(|| {
+        quote! {
+            fn __after_batch(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled {
+                #cb
+                #(#parts::after_batch(self, ctx)?;)*
+                ::core::result::Result::Ok(())
+            }
+        }
+    });
+    let lists = match &model.args {
+        Some(ProtocolArgs::Main { parts }) => parts.iter().map(|part| {
+            let id = part_id(part);
+            respan(quote!(impl #p::ListsPart<#id> for #self_ty {}), part.span())
+        }),
+        _ => unreachable!("a main block"),
+    };
+    let markers = markers(model);
+    quote! {
         #[automatically_derived]
         impl ::mir_dsl::Protocol for #self_ty {
-            const __HAS_AFTER_EVENT: bool = #has_after_event;
-            const __TAKES_MESSAGES: bool = #takes #(#part_takes)*;
+            const __HAS_AFTER_EVENT: bool = #has_ce #(|| #parts::HAS_AFTER_EVENT)*;
+            const __TAKES_MESSAGES: bool = #takes #(|| #parts::TAKES_MESSAGES)*;
 
             #[inline(always)]
+            #[allow(unused_variables, clippy::needless_return)]
             fn __dispatch #sig {
-                let ev = if ev.payload.is_encoded() { #p::normalize(ev)? } else { ev };
-                let ev = match self.__mir_dispatch(ctx, ev)? {
-                    ::core::option::Option::None => return ::core::result::Result::Ok(::core::option::Option::None),
-                    ::core::option::Option::Some(ev) => ev,
-                };
-                #(#part_dispatch)*
+                let ev = #p::normalize(ev)?;
+                #body
+                #(
+                    let ev = match #parts::dispatch(self, ctx, ev)? {
+                        ::core::option::Option::None => return ::core::result::Result::Ok(::core::option::Option::None),
+                        ::core::option::Option::Some(ev) => ev,
+                    };
+                )*
                 ::core::result::Result::Ok(::core::option::Option::Some(ev))
             }
 
-            fn __after_event(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled {
+            #after_event
+            #after_batch
+        }
+        #(#lists)*
+        #markers
+    }
+}
+
+fn part_block(model: &Protocol, name: &Ident) -> TokenStream {
+    let p = private();
+    let self_ty = &model.self_ty;
+    let sig = dispatch_sig();
+    let body = dispatch_body(model);
+    let id = part_id(name);
+    let (ce, cb) = (conditions(model, false), conditions(model, true));
+    let takes = takes_messages(model).then(|| {
+        quote!(
+            const TAKES_MESSAGES: bool = true;
+        )
+    });
+    let after_event = (!ce.is_empty()).then(|| {
+        quote! {
+            const HAS_AFTER_EVENT: bool = true;
+            fn after_event(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled {
                 #ce
-                #(#part_ae)*
                 ::core::result::Result::Ok(())
-            }
-
-            fn __after_batch(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled {
-                #cb
-                #(#part_ab)*
-                ::core::result::Result::Ok(())
-            }
-
-            fn __handlers(out: &mut ::std::vec::Vec<#p::HandlerInfo>) {
-                #list
-                #(#part_lists)*
             }
         }
-        #resp
+    });
+    let after_batch = (!cb.is_empty()).then(|| {
+        quote! {
+            fn after_batch(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled {
+                #cb
+                ::core::result::Result::Ok(())
+            }
+        }
+    });
+    // A part left out of the main block's `parts(…)` would never run: refused, on its name.
+    let listed = respan(quote!(const _: () = #p::part_is_listed::<#self_ty, #id>();), name.span());
+    let markers = markers(model);
+    // The impl at the part's name (the header and the braces; the items inside keep their spans):
+    // a part defined twice, or another part in a message about a missing one, is shown by its name.
+    let header =
+        respan(quote!(#[automatically_derived] impl #p::Part<#id> for #self_ty), name.span());
+    let mut body = Group::new(
+        Delimiter::Brace,
+        quote! {
+            #takes
+
+            #[inline(always)]
+            #[allow(unused_variables, clippy::needless_return)]
+            fn dispatch #sig {
+                #body
+                ::core::result::Result::Ok(::core::option::Option::Some(ev))
+            }
+
+            #after_event
+            #after_batch
+        },
+    );
+    body.set_span(name.span());
+    quote! {
+        #header #body
+        #listed
+        #markers
     }
 }

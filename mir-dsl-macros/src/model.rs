@@ -5,9 +5,10 @@
 use std::cell::RefCell;
 
 use proc_macro2::Span;
+use quote::ToTokens;
 use syn::{FnArg, ImplItem, ItemImpl, Type};
 
-use crate::attr::{self, Kind};
+use crate::attr::{self, Kind, ProtocolArgs};
 
 /// Collects errors; combining them lets one compilation report every mistake at its own span.
 /// Panics if dropped without being checked (a bug of the macro).
@@ -103,6 +104,14 @@ impl Handler {
         }
     }
 
+    /// The declared return type (`None` for none).
+    pub fn ret(&self) -> Option<&Type> {
+        match &self.sig.output {
+            syn::ReturnType::Type(_, ty) => Some(ty),
+            syn::ReturnType::Default => None,
+        }
+    }
+
     /// The continuation type (responses only).
     pub fn cont(&self) -> Option<&Type> {
         match self.kind? {
@@ -114,13 +123,15 @@ impl Handler {
 
 /// A `#[protocol]` impl block.
 pub struct Protocol {
+    /// What `#[protocol(…)]` said, as far as it could be read (see [`attr::parse_protocol_args`]).
+    pub args: Option<ProtocolArgs>,
     pub self_ty: Type,
     pub handlers: Vec<Handler>,
 }
 
 /// Takes the `#[upon]` attributes out of `item` (so the block compiles as plain Rust whatever
 /// happens next) and builds the model; `#[upon(…)]` arguments that do not parse are errors.
-pub fn build(cx: &Ctxt, item: &mut ItemImpl) -> Protocol {
+pub fn build(cx: &Ctxt, args: Option<ProtocolArgs>, item: &mut ItemImpl) -> Protocol {
     let mut handlers = Vec::new();
     for it in &mut item.items {
         let ImplItem::Fn(f) = it else { continue };
@@ -143,5 +154,26 @@ pub fn build(cx: &Ctxt, item: &mut ItemImpl) -> Protocol {
         };
         handlers.push(Handler { kind, extra_upons: upons.collect(), sig: f.sig.clone(), span });
     }
-    Protocol { self_ty: (*item.self_ty).clone(), handlers }
+    Protocol { args, self_ty: (*item.self_ty).clone(), handlers }
+}
+
+/// A type as written, without spaces (`stdevents::TestString`).
+pub fn spelled(ty: &Type) -> String {
+    ty.to_token_stream().to_string().replace(' ', "")
+}
+
+/// The last segment of a path type with its arguments (`a::b::C<X>` → `C<X>`), if it is one.
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => {
+            p.path.segments.last().map(|s| s.to_token_stream().to_string().replace(' ', ""))
+        }
+        _ => None,
+    }
+}
+
+/// Whether two types as written may be one type: written the same way, or paths that end in the
+/// same segment (`TestString`, `stdevents::TestString`). The macro cannot resolve paths.
+pub fn may_be_same(a: &Type, b: &Type) -> bool {
+    spelled(a) == spelled(b) || (last_segment(a).is_some() && last_segment(a) == last_segment(b))
 }

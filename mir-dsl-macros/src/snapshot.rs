@@ -20,7 +20,7 @@ fn expand_file(source: &str) -> String {
             syn::Meta::List(l) => l.tokens,
             _ => TokenStream::new(),
         };
-        out.extend(crate::expand::protocol(args, imp.into_token_stream()));
+        out.extend(crate::expand_protocol(args, imp.into_token_stream()));
     }
     let expanded: syn::File = syn::parse2(out).expect("the expansion parses");
     prettyplease::unparse(&expanded)
@@ -41,15 +41,66 @@ fn the_expansion_of_a_small_protocol_matches_its_snapshot() {
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
     if expected != actual {
-        let first = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
-        let line = first.unwrap_or(expected.lines().count().min(actual.lines().count()));
         panic!(
-            "the macro's output changed (first difference at line {} of {}):\n  was: {}\n  now: {}\n\
-             If intended: UPDATE_EXPANSION=1 cargo test -p mir-dsl-macros, and review the diff.",
-            line + 1,
+            "the macro's output changed; the difference from {} (- checked in, + now):\n\n{}\n\
+             If the change is intended: UPDATE_EXPANSION=1 cargo test -p mir-dsl-macros, and review \
+             the diff of the file.",
             path.display(),
-            expected.lines().nth(line).unwrap_or("<end>"),
-            actual.lines().nth(line).unwrap_or("<end>"),
+            diff(&expected, &actual),
         );
     }
+}
+
+/// A line diff of `old` and `new` (longest common subsequence), with two lines of context around
+/// each change, hunks separated by `…`.
+fn diff(old: &str, new: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    // lcs[i][j]: the length of the longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] =
+                if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let mut lines: Vec<(char, &str)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            lines.push((' ', a[i]));
+            (i, j) = (i + 1, j + 1);
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] > lcs[i + 1][j]) {
+            lines.push(('+', b[j]));
+            j += 1;
+        } else {
+            lines.push(('-', a[i]));
+            i += 1;
+        }
+    }
+    const CONTEXT: usize = 2;
+    let near_change = |k: usize| {
+        let lo = k.saturating_sub(CONTEXT);
+        let hi = (k + CONTEXT + 1).min(lines.len());
+        lines[lo..hi].iter().any(|(c, _)| *c != ' ')
+    };
+    let mut out = String::new();
+    let mut skipped = false;
+    for (k, (c, line)) in lines.iter().enumerate() {
+        if near_change(k) {
+            if skipped && !out.is_empty() {
+                out.push_str("…\n");
+            }
+            skipped = false;
+            out.push_str(&format!("{c} {line}\n"));
+        } else {
+            skipped = true;
+        }
+    }
+    out
+}
+
+#[test]
+fn the_diff_shows_changed_lines_with_context() {
+    let d = diff("a\nb\nc\nd\ne\nf\ng\n", "a\nb\nc\nD\ne\nf\ng\nh\n");
+    assert_eq!(d, "  b\n  c\n- d\n+ D\n  e\n  f\n  g\n+ h\n");
 }

@@ -96,16 +96,35 @@
 //! mark each with `#[protocol(part = name)]` and list them on the main block,
 //! `#[protocol(parts(name, …))]`. Events go to the main block's handlers first, then to each part
 //! in the listed order, and are handled by the first block that has a handler for them (for a
-//! response: a handler for its continuation type).
+//! response: a handler for its continuation type). A part that is not listed, or listed and not
+//! defined, does not compile.
+//!
+//! ## Handlers that would never run do not compile
+//!
+//! Handlers of one type in one block, with the type written the same way, form a *group* and run
+//! in declaration order. An event reaches only the first group that takes its type, so a second
+//! group of the same type would never run. The compiler refuses it, whichever way it comes about:
+//!
+//! * two spellings of one type in a block (`TestString`, `stdevents::TestString`): the macro's
+//!   error asks to write the type the same way. The macro cannot resolve paths, so it refuses any
+//!   two types of one kind whose paths end in the same name; if they really are two types
+//!   (`a::Msg`, `b::Msg`), import one under another name;
+//! * an alias, or one type handled in the main block and in a part, or in two parts: each group
+//!   implements a marker trait for its type (`HandlesEvent<T>`, `HandlesMessage<M>`,
+//!   [`HandlesResponse<R, C>`]), and the compiler reports the two impls as conflicting (E0119),
+//!   on both handlers' types. It resolves the types, so this check is exact.
 //!
 //! ## What the macro generates
 //!
-//! Little: a dispatch method that tests the event's type against each handler's and calls
-//! ordinary functions of this crate ([`__private`]) to decode values and recover continuations,
-//! and the list of handler groups that [`DslModule::new`] checks (one type handled by two groups,
-//! e.g. in the main block and in a part, would leave one never running: it panics naming both).
-//! The output for a small protocol is checked into the repository:
-//! `mir-dsl-macros/tests/expand/small.expanded.rs`.
+//! Little: a dispatch function per block that tests the event's type against each group's and
+//! calls the handlers through ordinary functions of this crate ([`__private`]) that decode values
+//! and recover continuations; the conditions; one-line marker impls per group (above); and, for
+//! parts, an impl of `__private::Part` that the main block calls and a check that the main block
+//! lists it. When a block has a mistake the macro emits its errors and stand-ins for everything
+//! other code uses (the `Protocol` or part impl, the `HandlesResponse` impls), so one mistake gives
+//! one error. The output for a small protocol is checked into the repository,
+//! `mir-dsl-macros/tests/expand/small.expanded.rs`, and the compile errors are pinned by the
+//! cases in `mir-dsl/tests/ui/`.
 
 mod ctx;
 mod module;

@@ -37,31 +37,6 @@ pub trait Protocol: Send + 'static {
         let _ = ctx;
         Ok(())
     }
-
-    /// Lists one entry per group of handlers, of the main block and every part.
-    #[doc(hidden)]
-    fn __handlers(out: &mut Vec<private::HandlerInfo>) {
-        let _ = out;
-    }
-}
-
-/// Checks once per protocol type that no type is handled by two groups of handlers (two
-/// spellings of one path, an alias, the main block and a part): the second group would never run.
-/// A duplicate is a bug in the protocol's code, found when its first module is built.
-fn check_handlers<P: Protocol>() {
-    use std::any::TypeId;
-    use std::collections::BTreeSet;
-    use std::sync::Mutex;
-    static CHECKED: Mutex<BTreeSet<TypeId>> = Mutex::new(BTreeSet::new());
-    if !CHECKED.lock().unwrap_or_else(|e| e.into_inner()).insert(TypeId::of::<P>()) {
-        return;
-    }
-    let mut hs = Vec::new();
-    P::__handlers(&mut hs);
-    if let Err(e) = private::duplicate_handlers(std::any::type_name::<P>(), &hs) {
-        CHECKED.lock().unwrap_or_else(|e| e.into_inner()).remove(&TypeId::of::<P>());
-        panic!("{e}");
-    }
 }
 
 /// Counters of a DSL module, readable while it runs.
@@ -95,14 +70,7 @@ pub struct DslModule<P> {
 
 impl<P: Protocol> DslModule<P> {
     /// A module running `proto`.
-    ///
-    /// # Panics
-    ///
-    /// If one type is handled by two groups of handlers that the macro could not see were the
-    /// same (an alias, or the main block and a part): the second group would never run. The
-    /// message names both handlers. Checked once per protocol type.
     pub fn new(proto: P) -> Self {
-        check_handlers::<P>();
         DslModule { proto, conts: Continuations::default(), stats: Arc::default() }
     }
 
@@ -181,39 +149,110 @@ impl<P: Protocol> PassiveModule for DslModule<P> {
 }
 
 pub mod private {
-    //! Decoding helpers for the generated code, and the list it makes of its handlers.
+    //! What the generated code calls and implements: decoding helpers, the traits that join a
+    //! main block to its parts, and the marker traits that make a handler that would never run a
+    //! compile error.
     use mir_runtime::stdevents::{Init, MessageReceived};
     use mir_runtime::{Event, EventPayload, ModuleError, NodeId, PayloadError};
 
-    use crate::ctx::Reject;
+    use crate::ctx::{Ctx, Reject};
+    use crate::Handled;
 
-    /// One group of handlers of a protocol (the generated `__handlers` lists them).
-    #[derive(Debug, Clone)]
-    pub struct HandlerInfo {
-        /// `event`, `message` or `response`.
-        pub kind: &'static str,
-        /// The value type, and the continuation type of a response.
-        pub types: (std::any::TypeId, Option<std::any::TypeId>),
-        /// The types as written.
-        pub type_name: &'static str,
-        /// The group's first handler.
-        pub method: &'static str,
-        /// `the main block` or `part <name>`.
-        pub block: &'static str,
+    /// Marks that protocol `Self` has a group of `#[upon(event)]` handlers of `T` (handlers of one
+    /// type written the same way in one block). Never used as a bound: two groups of one type
+    /// (an alias, a type in the main block and in a part, two parts) are two impls of this trait,
+    /// which the compiler refuses (E0119, "conflicting implementations"), because the event would
+    /// reach only the first group and the second would never run.
+    pub trait HandlesEvent<T: ?Sized> {}
+
+    /// Marks that protocol `Self` has a group of `#[upon(message)]` handlers of `M`; see
+    /// [`HandlesEvent`]. (For responses, [`HandlesResponse`](crate::HandlesResponse) plays this
+    /// role.)
+    pub trait HandlesMessage<M: ?Sized> {}
+
+    /// The handlers of part `ID` of protocol `Self` (`ID` is [`part_id`] of its name): implemented
+    /// by the `#[protocol(part = name)]` block, called by the main block.
+    #[diagnostic::on_unimplemented(
+        message = "no `#[protocol(part = …)]` block of `{Self}` defines this part",
+        label = "listed here, defined nowhere",
+        note = "write `#[protocol(part = name)] impl {Self} {{ … }}` (in any module of this crate), or remove the name from `parts(…)`"
+    )]
+    pub trait Part<const ID: u64> {
+        /// Whether the part has a message handler.
+        const TAKES_MESSAGES: bool = false;
+        /// Whether [`Part::after_event`] does anything.
+        const HAS_AFTER_EVENT: bool = false;
+
+        /// Offers `ev` to the part's handlers; gives it back if none takes it.
+        fn dispatch(&mut self, ctx: &mut Ctx<'_, Self>, ev: Event)
+            -> Result<Option<Event>, Reject>;
+
+        /// Runs the part's per-event conditions.
+        #[inline(always)]
+        fn after_event(&mut self, ctx: &mut Ctx<'_, Self>) -> Handled {
+            let _ = ctx;
+            Ok(())
+        }
+
+        /// Runs the part's per-batch conditions.
+        #[inline(always)]
+        fn after_batch(&mut self, ctx: &mut Ctx<'_, Self>) -> Handled {
+            let _ = ctx;
+            Ok(())
+        }
     }
 
-    /// An error naming both handlers if two groups handle the same types.
-    pub fn duplicate_handlers(protocol: &str, hs: &[HandlerInfo]) -> Result<(), String> {
-        for (i, b) in hs.iter().enumerate() {
-            if let Some(a) = hs[..i].iter().find(|a| a.kind == b.kind && a.types == b.types) {
-                return Err(format!(
-                    "protocol {protocol}: {} handler `{}` ({}, `{}`) and `{}` ({}, `{}`) take the same type, so `{}` would never run; \
-                     handle a type in one block and write it the same way in every handler",
-                    b.kind, a.method, a.block, a.type_name, b.method, b.block, b.type_name, b.method
-                ));
-            }
+    /// Implemented by the main block of protocol `Self` for each part it lists; each part
+    /// requires it ([`part_is_listed`]), so a part left out of `parts(…)`, whose handlers would
+    /// never run, does not compile.
+    #[diagnostic::on_unimplemented(
+        message = "this part of `{Self}` is not listed in its main block, so its handlers would never run",
+        label = "not in the main block's `parts(…)`",
+        note = "add the name to `#[protocol(parts(…))]` on the main `#[protocol]` block of `{Self}`"
+    )]
+    pub trait ListsPart<const ID: u64> {}
+
+    /// Compiles only if the main block of `P` lists part `ID`.
+    pub const fn part_is_listed<P: ListsPart<ID> + ?Sized, const ID: u64>() {}
+
+    /// The number that names a part in [`Part`] and [`ListsPart`] (FNV-1a of its name; the
+    /// generated code writes `part_id("name")`, so it reads as the name).
+    pub const fn part_id(name: &str) -> u64 {
+        let bytes = name.as_bytes();
+        let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+        let mut i = 0;
+        while i < bytes.len() {
+            hash ^= bytes[i] as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
         }
-        Ok(())
+        hash
+    }
+
+    /// What a handler returns; only [`Handled`] is one. The generated code passes each handler's
+    /// result through [`handled`], so a handler declared with another return type gets one error
+    /// saying so, at its return type.
+    #[diagnostic::on_unimplemented(
+        message = "a handler returns `Handled`, not `{Self}`",
+        label = "expected `Handled`",
+        note = "`Handled` is `Result<(), Reject>`: return `Ok(())`, or fail with `ignore!(…)`, `ensure!(…)` or `fatal!(…)`"
+    )]
+    pub trait HandlerResult {
+        /// The result as [`Handled`].
+        fn into_handled(self) -> Handled;
+    }
+
+    impl HandlerResult for Handled {
+        #[inline(always)]
+        fn into_handled(self) -> Handled {
+            self
+        }
+    }
+
+    /// A handler's result (see [`HandlerResult`]).
+    #[inline(always)]
+    pub fn handled<R: HandlerResult>(r: R) -> Handled {
+        r.into_handled()
     }
 
     /// The policy for events no handler took: `Init` is fine, an unknown message is bad input

@@ -31,6 +31,15 @@ impl Small {
     ) -> Handled {
         Ok(())
     }
+    /// The same response type with another continuation: another group.
+    fn resigned(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        res: SignResult,
+        cont: Resigning,
+    ) -> Handled {
+        Ok(())
+    }
     fn enough(&mut self, ctx: &mut Ctx<Self>) -> Handled {
         Ok(())
     }
@@ -39,11 +48,18 @@ impl Small {
     }
 }
 #[automatically_derived]
-impl Small {
-    #[doc(hidden)]
+impl ::mir_dsl::Protocol for Small {
+    const __HAS_AFTER_EVENT: bool = true
+        || <Self as ::mir_dsl::__private::Part<
+            { ::mir_dsl::__private::part_id("timeouts") },
+        >>::HAS_AFTER_EVENT;
+    const __TAKES_MESSAGES: bool = true
+        || <Self as ::mir_dsl::__private::Part<
+            { ::mir_dsl::__private::part_id("timeouts") },
+        >>::TAKES_MESSAGES;
     #[inline(always)]
     #[allow(unused_variables, clippy::needless_return)]
-    fn __mir_dispatch(
+    fn __dispatch(
         &mut self,
         ctx: &mut ::mir_dsl::Ctx<'_, Self>,
         ev: ::mir_dsl::mir_runtime::Event,
@@ -51,15 +67,18 @@ impl Small {
         ::core::option::Option<::mir_dsl::mir_runtime::Event>,
         ::mir_dsl::Reject,
     > {
+        let ev = ::mir_dsl::__private::normalize(ev)?;
         if ev.is::<TestUint64>() {
             let value = ::mir_dsl::__private::value::<TestUint64>(ev)?;
-            self.count(ctx, ::core::clone::Clone::clone(&value))?;
-            self.report(ctx, value)?;
+            ::mir_dsl::__private::handled(
+                self.count(ctx, ::core::clone::Clone::clone(&value)),
+            )?;
+            ::mir_dsl::__private::handled(self.report(ctx, value))?;
             return ::core::result::Result::Ok(::core::option::Option::None);
         }
         if ::mir_dsl::__private::message_is::<TestString>(&ev) {
             let (from, msg) = ::mir_dsl::__private::message_value::<TestString>(ev)?;
-            self.on_text(ctx, from, msg)?;
+            ::mir_dsl::__private::handled(self.on_text(ctx, from, msg))?;
             return ::core::result::Result::Ok(::core::option::Option::None);
         }
         let ev = if ev.is::<SignResult>() {
@@ -75,41 +94,36 @@ impl Small {
                     SignResult,
                     Signing,
                 >(ctx, &res);
-                self.signed(ctx, res, cont)?;
+                ::mir_dsl::__private::handled(self.signed(ctx, res, cont))?;
                 return ::core::result::Result::Ok(::core::option::Option::None);
             }
             ev
         } else {
             ev
         };
-        ::core::result::Result::Ok(::core::option::Option::Some(ev))
-    }
-}
-#[automatically_derived]
-impl ::mir_dsl::Protocol for Small {
-    const __HAS_AFTER_EVENT: bool = true;
-    const __TAKES_MESSAGES: bool = true || Self::__mir_messages_timeouts;
-    #[inline(always)]
-    fn __dispatch(
-        &mut self,
-        ctx: &mut ::mir_dsl::Ctx<'_, Self>,
-        ev: ::mir_dsl::mir_runtime::Event,
-    ) -> ::core::result::Result<
-        ::core::option::Option<::mir_dsl::mir_runtime::Event>,
-        ::mir_dsl::Reject,
-    > {
-        let ev = if ev.payload.is_encoded() {
-            ::mir_dsl::__private::normalize(ev)?
+        let ev = if ev.is::<SignResult>() {
+            let ev = ::mir_dsl::__private::typed::<SignResult>(ev)?;
+            if ::mir_dsl::__private::pending_is::<
+                Self,
+                SignResult,
+                Resigning,
+            >(ctx, ::mir_dsl::__private::get::<SignResult>(&ev))? {
+                let res = ::mir_dsl::__private::value::<SignResult>(ev)?;
+                let cont = ::mir_dsl::__private::take_continuation::<
+                    Self,
+                    SignResult,
+                    Resigning,
+                >(ctx, &res);
+                ::mir_dsl::__private::handled(self.resigned(ctx, res, cont))?;
+                return ::core::result::Result::Ok(::core::option::Option::None);
+            }
+            ev
         } else {
             ev
         };
-        let ev = match self.__mir_dispatch(ctx, ev)? {
-            ::core::option::Option::None => {
-                return ::core::result::Result::Ok(::core::option::Option::None);
-            }
-            ::core::option::Option::Some(ev) => ev,
-        };
-        let ev = match self.__mir_dispatch_timeouts(ctx, ev)? {
+        let ev = match <Self as ::mir_dsl::__private::Part<
+            { ::mir_dsl::__private::part_id("timeouts") },
+        >>::dispatch(self, ctx, ev)? {
             ::core::option::Option::None => {
                 return ::core::result::Result::Ok(::core::option::Option::None);
             }
@@ -121,64 +135,43 @@ impl ::mir_dsl::Protocol for Small {
         &mut self,
         ctx: &mut ::mir_dsl::Ctx<'_, Self>,
     ) -> ::mir_dsl::Handled {
-        self.enough(ctx)?;
-        self.__mir_after_event_timeouts(ctx)?;
+        ::mir_dsl::__private::handled(self.enough(ctx))?;
+        <Self as ::mir_dsl::__private::Part<
+            { ::mir_dsl::__private::part_id("timeouts") },
+        >>::after_event(self, ctx)?;
         ::core::result::Result::Ok(())
     }
     fn __after_batch(
         &mut self,
         ctx: &mut ::mir_dsl::Ctx<'_, Self>,
     ) -> ::mir_dsl::Handled {
-        self.after_batch(ctx)?;
-        self.__mir_after_batch_timeouts(ctx)?;
+        ::mir_dsl::__private::handled(self.after_batch(ctx))?;
+        <Self as ::mir_dsl::__private::Part<
+            { ::mir_dsl::__private::part_id("timeouts") },
+        >>::after_batch(self, ctx)?;
         ::core::result::Result::Ok(())
     }
-    fn __handlers(out: &mut ::std::vec::Vec<::mir_dsl::__private::HandlerInfo>) {
-        out.push(::mir_dsl::__private::HandlerInfo {
-            kind: "event",
-            types: (
-                ::core::any::TypeId::of::<TestUint64>(),
-                ::core::option::Option::None,
-            ),
-            type_name: ::core::stringify!(TestUint64),
-            method: "count",
-            block: "the main block",
-        });
-        out.push(::mir_dsl::__private::HandlerInfo {
-            kind: "message",
-            types: (
-                ::core::any::TypeId::of::<TestString>(),
-                ::core::option::Option::None,
-            ),
-            type_name: ::core::stringify!(TestString),
-            method: "on_text",
-            block: "the main block",
-        });
-        out.push(::mir_dsl::__private::HandlerInfo {
-            kind: "response",
-            types: (
-                ::core::any::TypeId::of::<SignResult>(),
-                ::core::option::Option::Some(::core::any::TypeId::of::<Signing>()),
-            ),
-            type_name: ::core::stringify!(SignResult),
-            method: "signed",
-            block: "the main block",
-        });
-        Self::__mir_handlers_timeouts(out);
-    }
 }
+impl ::mir_dsl::__private::ListsPart<{ ::mir_dsl::__private::part_id("timeouts") }>
+for Small {}
+impl ::mir_dsl::__private::HandlesEvent<TestUint64> for Small {}
+impl ::mir_dsl::__private::HandlesMessage<TestString> for Small {}
 impl ::mir_dsl::HandlesResponse<SignResult, Signing> for Small {}
+impl ::mir_dsl::HandlesResponse<SignResult, Resigning> for Small {}
 impl Small {
     fn timeout(&mut self, ctx: &mut Ctx<Self>, t: Timeout) -> Handled {
         Ok(())
     }
+    fn stalled(&mut self, ctx: &mut Ctx<Self>) -> Handled {
+        Ok(())
+    }
 }
 #[automatically_derived]
-impl Small {
-    #[doc(hidden)]
+impl ::mir_dsl::__private::Part<{ ::mir_dsl::__private::part_id("timeouts") }>
+for Small {
     #[inline(always)]
     #[allow(unused_variables, clippy::needless_return)]
-    pub(crate) fn __mir_dispatch_timeouts(
+    fn dispatch(
         &mut self,
         ctx: &mut ::mir_dsl::Ctx<'_, Self>,
         ev: ::mir_dsl::mir_runtime::Event,
@@ -188,38 +181,19 @@ impl Small {
     > {
         if ev.is::<Timeout>() {
             let value = ::mir_dsl::__private::value::<Timeout>(ev)?;
-            self.timeout(ctx, value)?;
+            ::mir_dsl::__private::handled(self.timeout(ctx, value))?;
             return ::core::result::Result::Ok(::core::option::Option::None);
         }
         ::core::result::Result::Ok(::core::option::Option::Some(ev))
     }
-    #[doc(hidden)]
-    #[allow(non_upper_case_globals)]
-    pub(crate) const __mir_messages_timeouts: bool = false;
-    #[doc(hidden)]
-    pub(crate) fn __mir_after_event_timeouts(
-        &mut self,
-        ctx: &mut ::mir_dsl::Ctx<'_, Self>,
-    ) -> ::mir_dsl::Handled {
+    const HAS_AFTER_EVENT: bool = true;
+    fn after_event(&mut self, ctx: &mut ::mir_dsl::Ctx<'_, Self>) -> ::mir_dsl::Handled {
+        ::mir_dsl::__private::handled(self.stalled(ctx))?;
         ::core::result::Result::Ok(())
-    }
-    #[doc(hidden)]
-    pub(crate) fn __mir_after_batch_timeouts(
-        &mut self,
-        ctx: &mut ::mir_dsl::Ctx<'_, Self>,
-    ) -> ::mir_dsl::Handled {
-        ::core::result::Result::Ok(())
-    }
-    #[doc(hidden)]
-    pub(crate) fn __mir_handlers_timeouts(
-        out: &mut ::std::vec::Vec<::mir_dsl::__private::HandlerInfo>,
-    ) {
-        out.push(::mir_dsl::__private::HandlerInfo {
-            kind: "event",
-            types: (::core::any::TypeId::of::<Timeout>(), ::core::option::Option::None),
-            type_name: ::core::stringify!(Timeout),
-            method: "timeout",
-            block: "part timeouts",
-        });
     }
 }
+const _: () = ::mir_dsl::__private::part_is_listed::<
+    Small,
+    { ::mir_dsl::__private::part_id("timeouts") },
+>();
+impl ::mir_dsl::__private::HandlesEvent<Timeout> for Small {}

@@ -27,6 +27,12 @@ impl Small {
         Ok(())
     }
 
+    /// The same response type with another continuation: another group.
+    #[upon(response)]
+    fn resigned(&mut self, ctx: &mut Ctx<Self>, res: SignResult, cont: Resigning) -> Handled {
+        Ok(())
+    }
+
     #[upon(condition)]
     fn enough(&mut self, ctx: &mut Ctx<Self>) -> Handled {
         Ok(())
@@ -42,6 +48,11 @@ impl Small {
 impl Small {
     #[upon(event)]
     fn timeout(&mut self, ctx: &mut Ctx<Self>, t: Timeout) -> Handled {
+        Ok(())
+    }
+
+    #[upon(condition)]
+    fn stalled(&mut self, ctx: &mut Ctx<Self>) -> Handled {
         Ok(())
     }
 }

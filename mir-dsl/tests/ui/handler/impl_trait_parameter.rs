@@ -1,0 +1,15 @@
+#![allow(unused_imports, dead_code)]
+
+use mir_dsl::mir_runtime::stdevents::{self, TestString, TestUint64};
+use mir_dsl::mir_runtime::NodeId;
+use mir_dsl::{protocol, Ctx, Handled};
+
+struct P;
+
+#[protocol]
+impl P {
+    #[upon(event)]
+    fn on(&mut self, _ctx: &mut Ctx<Self>, _v: impl Clone) -> Handled { Ok(()) }
+}
+
+fn main() {}

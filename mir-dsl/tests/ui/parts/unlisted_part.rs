@@ -1,0 +1,28 @@
+#![allow(unused_imports, dead_code)]
+
+use mir_dsl::mir_runtime::stdevents::{self, TestString, TestUint64};
+use mir_dsl::mir_runtime::NodeId;
+use mir_dsl::{protocol, Ctx, Handled};
+
+struct P;
+
+#[protocol(parts(numbers))]
+impl P {
+    #[upon(event)]
+    fn on(&mut self, _ctx: &mut Ctx<Self>, _v: TestString) -> Handled { Ok(()) }
+}
+
+#[protocol(part = numbers)]
+impl P {
+    #[upon(event)]
+    fn number(&mut self, _ctx: &mut Ctx<Self>, _v: TestUint64) -> Handled { Ok(()) }
+}
+
+// Not in `parts(…)`: its handler would never run.
+#[protocol(part = forgotten)]
+impl P {
+    #[upon(condition)]
+    fn check(&mut self, _ctx: &mut Ctx<Self>) -> Handled { Ok(()) }
+}
+
+fn main() {}
