@@ -15,5 +15,6 @@
 pub mod availability;
 pub mod bcb;
 pub mod monitors;
+pub mod ordering;
 
 pub use mir_dsl;
