@@ -24,6 +24,7 @@
 //!
 //! Parts: [`pbft`] (the instance: good case, view change, catch-up) and [`checkpoint`].
 
+pub mod checkpoint;
 pub mod pbft;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,6 +109,19 @@ impl Segment {
 pub struct SbInstance {
     /// The segment to order.
     pub segment: Segment,
+    /// Where this instance's outputs go, instead of the factory's consumer (checkpoint agreement
+    /// sends them to the epoch's checkpoint instance).
+    pub consumer: Option<ModuleId>,
+    /// A module answering [`ValidateProposal`] that validates this instance's proposals, instead
+    /// of the factory's validator.
+    pub validator: Option<ModuleId>,
+}
+
+impl SbInstance {
+    /// An instance ordering `segment` with the factory's consumer and validator.
+    pub fn new(segment: Segment) -> Self {
+        SbInstance { segment, consumer: None, validator: None }
+    }
 }
 
 /// SB → consumer: `sn` is decided. `value` is `None` for ⊥.

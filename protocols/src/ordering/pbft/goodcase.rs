@@ -136,6 +136,11 @@ impl Pbft {
         );
         slot.values.entry(digest.clone()).or_insert_with(|| value.clone());
         let cont = Validating { view, sn, digest: digest.clone() };
+        if value.is_none() && self.segment.proposals.contains_key(&sn) {
+            // With fixed proposals every primary has a value to propose: ⊥ is never needed.
+            let leader = self.primary(view).clone();
+            return self.invalid(ctx, leader, sn, "⊥ where a fixed proposal exists".into());
+        }
         match (&self.modules.validator, value) {
             (_, None) | (Validator::AcceptAll, _) => {
                 return self.preprepared(ctx, view, sn, digest)

@@ -550,11 +550,19 @@ impl Pbft {
 }
 
 /// A [factory](mir_runtime::stdmodules::Factory) of PBFT instances: a
-/// `NewSubmodule { id, params: SbInstance { segment } }` creates an instance ordering `segment`.
+/// `NewSubmodule { id, params: SbInstance { segment, .. } }` creates an instance ordering
+/// `segment` (with the consumer and validator the [`SbInstance`] names, if it does).
 /// Messages for instances not created yet are kept (bounded per sender) until they are.
 pub fn factory(modules: PbftModules, config: PbftConfig, me: NodeId) -> Factory {
     Factory::of(move |id, p: SbInstance| {
-        let pbft = Pbft::new(modules.clone(), config.clone(), me.clone(), p.segment)
+        let mut modules = modules.clone();
+        if let Some(c) = p.consumer {
+            modules.consumer = c;
+        }
+        if let Some(v) = p.validator {
+            modules.validator = Validator::Module(v);
+        }
+        let pbft = Pbft::new(modules, config.clone(), me.clone(), p.segment)
             .map_err(|e| ModuleError::new(format!("PBFT instance {id}: {e}")))?;
         Ok(DslModule::new(pbft))
     })

@@ -297,8 +297,9 @@ impl Pbft {
                     return Err(format!("sn {} is not decided by the view changes", pp.sn))
                 }
                 Some(Some(Reproposal::Value(d))) => value_digest(pp.sn, pp.value.as_deref()) == *d,
+                // ⊥, or the primary's fixed proposal where the segment has them.
                 Some(Some(Reproposal::Null)) => {
-                    pp.value.is_none() || self.segment.proposals.contains_key(&pp.sn)
+                    pp.value.is_some() == self.segment.proposals.contains_key(&pp.sn)
                 }
             };
             if !ok {
