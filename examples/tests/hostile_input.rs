@@ -6,6 +6,8 @@
 //! submodules, missing modules and `@node`). Then the cluster must still work: BCB delivers on all
 //! four nodes; the availability layer makes a certificate on node 0 and reads its batch back on
 //! node 2. Run on the simulator, the in-process transport and gRPC (k256 signatures everywhere).
+//! The ordering layer (a PBFT instance and a checkpoint with its agreement instance) gets the
+//! same flood in the simulator and must still order and agree.
 //! A property test throws random `(destination, payload)` pairs at a simulated BCB cluster.
 
 use std::sync::mpsc;
@@ -96,6 +98,36 @@ const NAMES: &[&str] = &[
     "link.Ack",
     "link.Tick",
     "link.Forget",
+    "ordering.SbInstance",
+    "ordering.SbDeliver",
+    "ordering.Suspect",
+    "ordering.ProposalUnused",
+    "ordering.EquivocationEvidence",
+    "ordering.CutBatch",
+    "ordering.BatchCut",
+    "ordering.ValidateProposal",
+    "ordering.ProposalValidated",
+    "pbft.Preprepare",
+    "pbft.Prepare",
+    "pbft.Commit",
+    "pbft.Done",
+    "pbft.CatchUpRequest",
+    "pbft.CatchUpResponse",
+    "pbft.SignedViewChange",
+    "pbft.PreprepareRequest",
+    "pbft.MissingPreprepare",
+    "pbft.NewView",
+    "pbft.ProposeTimeout",
+    "pbft.SnTimeout",
+    "pbft.SegmentTimeout",
+    "pbft.ViewChangeResend",
+    "pbft.DoneResend",
+    "pbft.CatchUpTimeout",
+    "checkpoint.AppSnapshot",
+    "checkpoint.Checkpoint",
+    "checkpoint.StableCheckpoint",
+    "checkpoint.Instance",
+    "checkpoint.Resend",
     "demo.Submit",
     "demo.CreateBatch",
     "demo.ReadBatch",
@@ -142,6 +174,9 @@ fn samples() -> Vec<Payload> {
         Payload::new(ProvideBatchMessage { batch_id: vec![0; 32], txs: vec![tx] }),
         Payload::new(Submit { data: b"submitted by a peer".to_vec() }),
     ]
+    .into_iter()
+    .chain(ordering::samples())
+    .collect()
 }
 
 /// The samples, plus garbage under every name.
@@ -539,6 +574,179 @@ mod random {
             sim.inject(&NodeId::from_index(0), vec![submit()]).unwrap();
             sim.run_for(Duration::from_secs(2)).unwrap();
             check_bcb(&rx.try_iter().collect::<Vec<_>>());
+        }
+    }
+}
+
+// ---- the ordering layer (PBFT, checkpointing), in the simulator ----
+
+mod ordering {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use mir_dsl::mir_runtime::sim::{SimConfig, Simulation};
+    use mir_dsl::mir_runtime::stdevents::NewSubmodule;
+    use mir_dsl::mir_runtime::stdmodules::{Hasher, TestCrypto, Timer};
+    use mir_dsl::mir_runtime::{
+        Batch, Event, ModuleId, ModuleResult, Node, NodeId, Outbox, PassiveModule, Payload,
+    };
+    use protocols::availability::batchfetcher::ClientProgressSnapshot;
+    use protocols::availability::ClientProgress;
+    use protocols::ordering::checkpoint::{
+        self, AppSnapshot, Checkpoint, CheckpointInstance, StableCheckpoint,
+    };
+    use protocols::ordering::pbft::{self, *};
+    use protocols::ordering::{SbDeliver, SbInstance, Segment, Source, Validator};
+
+    use super::{flood, ids, N};
+
+    /// A well-formed sample of every message the ordering layer handles.
+    pub fn samples() -> Vec<Payload> {
+        let d = vec![5; 32];
+        let vc = ViewChange {
+            view: 1,
+            p_set: vec![PEntry { sn: 0, view: 0, digest: d.clone() }],
+            q_set: vec![PEntry { sn: 0, view: 0, digest: d.clone() }],
+        };
+        let svc = SignedViewChange { view_change: vc, signature: vec![1; 64] };
+        let pp = Preprepare { sn: 0, view: 0, value: Some(b"forged".to_vec()) };
+        vec![
+            Payload::new(pp.clone()),
+            Payload::new(Preprepare { view: 7, ..pp.clone() }),
+            Payload::new(Prepare { sn: 0, view: 0, digest: d.clone() }),
+            Payload::new(Commit { sn: 1, view: 0, digest: d.clone(), signature: vec![] }),
+            Payload::new(Done { digests: vec![d.clone(); 4] }),
+            Payload::new(CatchUpRequest { sn: 0, digest: d.clone() }),
+            Payload::new(CatchUpResponse { sn: 0, value: Some(b"forged".to_vec()) }),
+            Payload::new(svc.clone()),
+            Payload::new(PreprepareRequest { sn: 0, digest: d.clone() }),
+            Payload::new(MissingPreprepare { sn: 0, value: None }),
+            Payload::new(NewView {
+                view: 1,
+                senders: ids(),
+                view_changes: vec![svc; N],
+                preprepares: vec![Preprepare { view: 1, ..pp }],
+            }),
+            Payload::new(SnTimeout { view: 0, committed: 0 }),
+            Payload::new(SegmentTimeout { view: 0 }),
+            Payload::new(Checkpoint {
+                epoch: 1,
+                first_sn: 4,
+                snapshot_hash: d,
+                signature: vec![2; 64],
+                stable: true,
+            }),
+        ]
+    }
+
+    const MODULES: &[&str] =
+        &["app", "crypto", "timer", "net", "hasher", "ordering", "checkpoint", "chkp-agreement"];
+
+    #[derive(Default, Debug)]
+    struct Seen {
+        delivered: BTreeMap<NodeId, usize>,
+        stable: BTreeMap<NodeId, StableCheckpoint>,
+    }
+
+    struct App {
+        me: NodeId,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    impl PassiveModule for App {
+        fn apply_events(&mut self, events: Batch<'_>, _out: &mut Outbox) -> ModuleResult {
+            let mut seen = self.seen.lock().unwrap();
+            for ev in events {
+                if ev.get::<SbDeliver>().is_some() {
+                    *seen.delivered.entry(self.me.clone()).or_default() += 1;
+                } else if let Some(c) = ev.get::<StableCheckpoint>() {
+                    seen.stable.insert(self.me.clone(), c.clone());
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn start() -> Vec<Event> {
+        let members: Vec<(NodeId, u128)> = ids().into_iter().map(|n| (n, 1)).collect();
+        let segment = Segment::new(NodeId::from_index(0), members.clone(), (0..4).collect());
+        let chkp = CheckpointInstance { epoch: 1, first_sn: 4, membership: members };
+        let new = |id: ModuleId, params: Payload| NewSubmodule { id, params, retention_index: 1 };
+        let instance = ModuleId::new("checkpoint").then(1);
+        vec![
+            Event::new(
+                "app",
+                "ordering",
+                new(ModuleId::new("ordering").then(0), SbInstance::new(segment).into()),
+            ),
+            Event::new("app", "checkpoint", new(instance.clone(), chkp.into())),
+            Event::new("app", instance.clone(), AppSnapshot { epoch: 1, data: b"state".to_vec() }),
+            Event::new(
+                "app",
+                instance,
+                ClientProgressSnapshot { epoch: 1, client_progress: ClientProgress::default() },
+            ),
+        ]
+    }
+
+    #[test]
+    fn simulator_ordering_survives_every_message_to_every_module() {
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let mut sim = Simulation::new(SimConfig::with_seed(9));
+        for me in ids() {
+            let id = ModuleId::new;
+            let pbft_modules = PbftModules {
+                net: id("net"),
+                crypto: id("crypto"),
+                timer: id("timer"),
+                consumer: id("app"),
+                source: Source::FixedOnly,
+                validator: Validator::AcceptAll,
+            };
+            let chkp_modules = checkpoint::CheckpointModules {
+                net: id("net"),
+                crypto: id("crypto"),
+                hasher: id("hasher"),
+                timer: id("timer"),
+                agreement: id("chkp-agreement"),
+                consumer: id("app"),
+            };
+            let agreement = checkpoint::agreement_factory(
+                id("net"),
+                id("crypto"),
+                id("timer"),
+                PbftConfig::default(),
+                me.clone(),
+            );
+            let node = Node::builder(me.clone())
+                .passive("app", App { me: me.clone(), seen: seen.clone() })
+                .passive("crypto", TestCrypto::new(me.clone(), 1))
+                .passive("hasher", Hasher)
+                .passive("ordering", pbft::factory(pbft_modules, PbftConfig::default(), me.clone()))
+                .passive(
+                    "checkpoint",
+                    checkpoint::factory(chkp_modules, Default::default(), me.clone()),
+                )
+                .passive("chkp-agreement", agreement)
+                .active("timer", Timer::new());
+            sim.add_node(node).unwrap();
+        }
+        sim.inject(&NodeId::from_index(1), flood(MODULES)).unwrap();
+        sim.run_for(Duration::from_secs(2)).unwrap();
+        for me in ids() {
+            sim.inject(&me, start()).unwrap();
+        }
+        sim.run_for(Duration::from_secs(30)).unwrap();
+        let seen = seen.lock().unwrap();
+        for me in ids() {
+            assert_eq!(seen.delivered.get(&me), Some(&4), "{me}: {:?}", seen.delivered);
+            assert!(seen.stable.contains_key(&me), "{me}: no stable checkpoint");
+        }
+        let stats = sim.stats(&NodeId::from_index(0)).unwrap();
+        // (The factories and their instances count what they drop in their own statistics.)
+        for m in ["net", "crypto", "hasher", "timer"] {
+            assert!(stats.module(m).unwrap().messages_refused > 0, "{m}: {stats:?}");
         }
     }
 }
