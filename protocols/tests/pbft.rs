@@ -1,5 +1,6 @@
 //! PBFT alone on one segment, in the simulator: the good case, a crashed leader (⊥ after a view
-//! change), view changes in a row, invalid proposals, signed commits, fixed proposals.
+//! change), view changes in a row, invalid proposals, signed commits, fixed proposals, catch-up
+//! of a node cut off during the whole segment, the monitors used offline over recorded logs.
 
 mod pbft_support;
 use pbft_support::*;
@@ -193,4 +194,65 @@ fn signed_commits_expose_an_equivocating_node_with_proof() {
             assert!(!e.first.signature.is_empty() && !e.second.signature.is_empty());
         }
     }
+}
+
+#[test]
+fn a_node_cut_off_during_the_segment_catches_up_from_nodes_that_are_done() {
+    let setup = Setup::new(9, 4);
+    let ids = setup.ids();
+    let (mut sim, out) = setup.build();
+    sim.apply_fault(Fault::Partition(vec![vec![ids[3].clone()], ids[..3].to_vec()])).unwrap();
+    assert!(sim
+        .run_until(Duration::from_secs(5), |_| all_delivered(&out, &ids[..3], &setup.sns))
+        .unwrap());
+    assert!(out.lock().unwrap().get(&ids[3]).is_none_or(|s| s.delivered.is_empty()));
+    // The others are done (a strong quorum: stable, no view change); after the partition heals
+    // their DONE resends reach node 3, which asks them for the values.
+    sim.apply_fault(Fault::Heal).unwrap();
+    assert!(sim
+        .run_until(Duration::from_secs(10), |_| all_delivered(&out, &ids, &setup.sns))
+        .unwrap());
+    let decided = check_safety(&out, &ids).unwrap();
+    assert!(decided.iter().all(|(sn, v)| *v == Some(value_for(*sn))));
+}
+
+#[test]
+fn the_monitors_check_recorded_logs_offline() {
+    use mir_runtime::eventlog::{check, is_log_file_name, read_log};
+    let dir = std::env::temp_dir().join(format!("pbft-offline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let setup = Setup { record: Some(dir.clone()), ..Setup::new(10, 4) };
+    let ids = setup.ids();
+    {
+        let (mut sim, out) = setup.build();
+        assert!(sim
+            .run_until(Duration::from_secs(10), |_| all_delivered(&out, &ids, &setup.sns))
+            .unwrap());
+    } // dropping the simulation flushes the recorders
+    let mut entries = Vec::new();
+    for n in &ids {
+        for f in std::fs::read_dir(dir.join(n.as_str())).unwrap() {
+            let f = f.unwrap().path();
+            if f.file_name().and_then(|n| n.to_str()).is_some_and(is_log_file_name) {
+                entries.extend(read_log(&f).unwrap());
+            }
+        }
+    }
+    let mut monitor = SbMonitor::default();
+    check(&entries, &mut monitor).unwrap();
+    let delivered: Vec<usize> = monitor.delivered().map(|(_, nodes)| nodes).collect();
+    assert_eq!(delivered, vec![4; setup.sns.len()]);
+    // The same log with one node's delivery of sn 5 changed: the monitor names both events.
+    let mut tampered = entries.clone();
+    let ev = tampered
+        .iter_mut()
+        .filter(|e| e.node == ids[2])
+        .flat_map(|e| e.events.iter_mut())
+        .find(|ev| ev.payload.decode::<SbDeliver>().ok().flatten().is_some_and(|d| d.sn == 5))
+        .unwrap();
+    let d = ev.payload.decode::<SbDeliver>().unwrap().unwrap();
+    ev.payload = SbDeliver { value: Some(b"another value".to_vec()), ..d }.into();
+    let v = check(&tampered, &mut SbMonitor::default()).unwrap_err();
+    assert!(v.to_string().contains("different values for sn 5"), "{v}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

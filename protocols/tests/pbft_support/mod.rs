@@ -120,6 +120,8 @@ pub struct Setup {
     pub restartable: bool,
     /// The source answers after this long.
     pub source_delay: Option<Duration>,
+    /// Record every node's events under this directory.
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl Setup {
@@ -133,6 +135,7 @@ impl Setup {
             fixed: BTreeMap::new(),
             restartable: false,
             source_delay: None,
+            record: None,
         }
     }
 
@@ -168,7 +171,13 @@ impl Setup {
                     validator: Validator::Module(ModuleId::new("validator")),
                 };
                 let pbft = Pbft::new(modules, setup.config.clone(), me.clone(), segment).unwrap();
-                Node::builder(me.clone())
+                let mut builder = Node::builder(me.clone());
+                if let Some(dir) = &setup.record {
+                    let cfg = mir_runtime::eventlog::RecorderConfig::new(dir);
+                    builder = builder
+                        .interceptor(mir_runtime::eventlog::Recorder::new(cfg, &me).unwrap());
+                }
+                builder
                     .passive("app", App { me: me.clone(), outcome: outcome.clone() })
                     .passive("crypto", TestCrypto::new(me.clone(), 1))
                     .passive("source", TestSource { delay: setup.source_delay })
