@@ -80,6 +80,10 @@ impl Pbft {
             "DONE from {from} with {} digests",
             m.digests.len()
         );
+        ensure!(
+            m.digests.iter().all(|d| d.len() == 32),
+            "DONE from {from} with a malformed digest"
+        );
         match self.catch_up.done.add(&self.voters, from.clone(), m.digests) {
             Counted::New => {}
             Counted::Repeated => return Ok(()), // a resend

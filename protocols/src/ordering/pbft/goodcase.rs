@@ -32,6 +32,9 @@ use crate::ordering::{
     Source, Suspect, ValidateProposal, Validator,
 };
 
+/// The longest signature a COMMIT may carry (k256 signatures are 64 bytes).
+pub const MAX_SIGNATURE: usize = 256;
+
 /// Waiting for the source's value for `sn`.
 #[derive(Debug)]
 pub struct Proposing {
@@ -302,13 +305,20 @@ impl Pbft {
     }
 
     /// Whether a PREPARE or COMMIT of `view` is for now (true), for later (kept), or too old.
+    /// Digests are 32 bytes and signatures at most [`MAX_SIGNATURE`] bytes, so what is kept
+    /// for later is small.
     fn current(
         &mut self,
         from: &NodeId,
         view: u64,
+        digest: &[u8],
+        signature: &[u8],
         early: impl FnOnce() -> Early,
     ) -> Result<bool, Reject> {
         ensure!(self.voters.contains(from), "message from non-member {from}");
+        ensure!(digest.len() == 32, "a digest of {} bytes from {from}", digest.len());
+        let n = signature.len();
+        ensure!(n <= MAX_SIGNATURE, "a signature of {n} bytes from {from}");
         match self.phase {
             Phase::Normal { view: v } if view == v => Ok(true),
             p if view >= p.view() => self.keep_early(from.clone(), early()).map(|_| false),
@@ -372,7 +382,7 @@ impl Pbft {
     /// upon PREPARE(sn, v, d) from p do count it
     #[upon(message)]
     fn on_prepare(&mut self, ctx: &mut Ctx<Self>, from: NodeId, m: Prepare) -> Handled {
-        if !self.current(&from, m.view, || Early::Prepare(m.clone()))? {
+        if !self.current(&from, m.view, &m.digest, &[], || Early::Prepare(m.clone()))? {
             return Ok(());
         }
         let Some(slot) = self.slots.get_mut(&m.sn) else {
@@ -404,7 +414,7 @@ impl Pbft {
     /// upon COMMIT(sn, v, d) from p do count it (after checking its signature, if signed)
     #[upon(message)]
     fn on_commit(&mut self, ctx: &mut Ctx<Self>, from: NodeId, m: Commit) -> Handled {
-        if !self.current(&from, m.view, || Early::Commit(m.clone()))? {
+        if !self.current(&from, m.view, &m.digest, &m.signature, || Early::Commit(m.clone()))? {
             return Ok(());
         }
         // This node's own commit comes back over the loopback: it signed it, no check needed.
