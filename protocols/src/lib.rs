@@ -7,10 +7,12 @@
 //! |---|---|
 //! | Signed Echo Broadcast (Reiter '94; Cachin, Guerraoui, Rodrigues) | [`bcb`] |
 //! | Availability layer: mempool, batch DB, multisig collector, batch fetcher (Mir's, as used by ISS) | [`availability`] |
+//! | Ordering: PBFT as sequenced broadcast (Castro–Liskov, as Mir runs it for ISS), checkpointing | [`ordering`] |
 //!
-//! Offline invariants over recorded runs live in [`monitors`].
+//! Invariants checked online in the simulator or offline over recorded runs live in
+//! [`monitors`].
 //!
-//! Still to come: PBFT, checkpointing, ISS and the SMR system.
+//! Still to come: ISS, the write-ahead log and the SMR system.
 
 pub mod availability;
 pub mod bcb;
