@@ -616,7 +616,7 @@ mod ordering {
             Payload::new(Preprepare { view: 7, ..pp.clone() }),
             Payload::new(Prepare { sn: 0, view: 0, digest: d.clone() }),
             Payload::new(Commit { sn: 1, view: 0, digest: d.clone(), signature: vec![] }),
-            Payload::new(Done { digests: vec![d.clone(); 4] }),
+            Payload::new(Done { digests: vec![d.clone(); 4], resent: true }),
             Payload::new(CatchUpRequest { sn: 0, digest: d.clone() }),
             Payload::new(CatchUpResponse { sn: 0, value: Some(b"forged".to_vec()) }),
             Payload::new(svc.clone()),
@@ -636,6 +636,7 @@ mod ordering {
                 snapshot_hash: d,
                 signature: vec![2; 64],
                 stable: true,
+                resent: true,
             }),
         ]
     }

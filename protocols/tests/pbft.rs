@@ -284,3 +284,74 @@ fn a_new_primary_fetches_the_prepared_values_it_missed() {
     // and view 2's primary (which has the values) would re-propose them.
     assert!(sim.now().since_start() < Duration::from_secs(2), "{}", sim.now());
 }
+
+#[test]
+fn a_node_whose_done_messages_were_lost_still_gets_them_and_everything_goes_quiet() {
+    use mir_runtime::adversary::{Adversary, AdversaryCtx, Outgoing};
+    use protocols::ordering::pbft::Done;
+    // Nodes 0 and 1 lose their first DONE to node 3 (the adversary layer as a lossy link). They
+    // have everyone's DONE, so they resend nothing; node 3 resends its own to them, marked
+    // `resent`, and they answer. Then every node has every DONE, all resends stop, and the
+    // simulation goes idle long before its limit (no view change either).
+    let setup = Setup::new(12, 4);
+    let ids = setup.ids();
+    let (mut sim, out) = setup.build();
+    for lossy in &ids[..2] {
+        let to = ids[3].clone();
+        let mut lost = false;
+        let lose_first = move |_: &mut AdversaryCtx<'_>, out: &mut Vec<Outgoing>| {
+            out.retain(|o| {
+                let done = o.message.payload.decode::<Done>().ok().flatten();
+                let lose = !lost && o.to == to && done.is_some();
+                lost |= lose;
+                !lose
+            });
+        };
+        sim.make_byzantine(lossy, Adversary::new(lose_first)).unwrap();
+    }
+    sim.run_until_idle(Duration::from_secs(60)).unwrap();
+    assert!(sim.now().since_start() < Duration::from_secs(5), "still busy at {}", sim.now());
+    let decided = check_safety(&out, &ids).unwrap();
+    assert_eq!(decided.len(), setup.sns.len());
+    assert!(decided.iter().all(|(sn, v)| *v == Some(value_for(*sn))));
+}
+
+#[test]
+fn only_the_first_pre_prepare_of_a_view_counts_even_when_rejected() {
+    use mir_runtime::adversary::{Adversary, Forge, Mutate, Outgoing, StrategyExt};
+    use protocols::ordering::pbft::Preprepare;
+    // The leader's pre-prepare for sn 3 is invalid, and it follows it with 20 more invalid
+    // versions. A follower rejects the first (one suspect) and drops the others unexamined:
+    // nothing of them is kept or validated.
+    let setup = Setup::new(13, 4);
+    let ids = setup.ids();
+    let (decided, out, _) = run_to_end(&setup, &ids[1..], |sim| {
+        let bad = |i: usize| Some(format!("bad value {i}").into_bytes());
+        let first = Mutate::typed(1.0, move |pp: &mut Preprepare, _| {
+            if pp.sn == 3 {
+                pp.value = bad(0);
+            }
+        });
+        let more = Forge::new(1.0, move |_, outgoing: &[Outgoing]| {
+            let mut extra = Vec::new();
+            for o in outgoing {
+                if let Ok(Some(pp)) = o.message.payload.decode::<Preprepare>() {
+                    if pp.sn == 3 {
+                        for i in 1..=20 {
+                            let mut o = o.clone();
+                            o.message.payload = Preprepare { value: bad(i), ..pp.clone() }.into();
+                            extra.push(o);
+                        }
+                    }
+                }
+            }
+            extra
+        });
+        sim.make_byzantine(&ids[0], Adversary::new(first.then(more))).unwrap();
+    });
+    assert_eq!(decided[&3], None);
+    let all = out.lock().unwrap();
+    for n in &ids[1..] {
+        assert_eq!(all[n].suspects.len(), 1, "{n}: {:?}", all[n].suspects);
+    }
+}

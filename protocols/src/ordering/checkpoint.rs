@@ -13,6 +13,7 @@
 //! upon the agreement instance delivers certificate C do trigger StableCheckpoint(C) (once)
 //! upon the agreement instance suspects a node do tell the application
 //! every resend period: send CHECKPOINT to the members that did not say they are stable
+//! upon a resent CHECKPOINT from p ∧ stable do send CHECKPOINT(…, stable) to p
 //! ```
 //!
 //! **One certificate for all.** Nodes gather different signature sets, so the certificate each
@@ -82,6 +83,9 @@ pub struct Checkpoint {
     pub signature: Vec<u8>,
     /// The sender holds a stable checkpoint (it needs no more CHECKPOINTs).
     pub stable: bool,
+    /// Sent again because the sender does not know the receiver is stable: a stable receiver
+    /// answers with its own (an answer is not answered).
+    pub resent: bool,
 }
 
 /// A stable checkpoint: the snapshot hash of the state before `first_sn`, and a strong quorum of
@@ -356,6 +360,7 @@ impl CheckpointProtocol {
             snapshot_hash: self.hash.clone()?,
             signature: self.my_signature.clone()?,
             stable: self.cert.is_some(),
+            resent: false,
         })
     }
 
@@ -376,7 +381,7 @@ impl CheckpointProtocol {
         };
         ensure!(m.snapshot_hash == *hash, "CHECKPOINT from {from} for another snapshot hash");
         if self.sigs.contains_key(&from) || !self.checking.insert(from.clone()) {
-            return Ok(()); // a resend
+            return Ok(()); // a resend (answered in `on_checkpoint`)
         }
         let data = checkpoint_statement(self.params.epoch, self.params.first_sn, hash);
         let check = VerifySig::new(data, m.signature.clone(), from.clone());
@@ -522,7 +527,7 @@ impl CheckpointProtocol {
             return Ok(());
         }
         if let Some(m) = self.message() {
-            ctx.send(&self.modules.net, to, m);
+            ctx.send(&self.modules.net, to, Checkpoint { resent: true, ..m });
         }
         Ok(())
     }
@@ -541,6 +546,10 @@ impl CheckpointProtocol {
         ensure!(m.snapshot_hash.len() == 32, "CHECKPOINT from {from} with a malformed hash");
         if m.stable {
             self.stable_members.insert(from.clone());
+        }
+        // A resend: its sender does not know this node is stable; tell it (not answered).
+        if let Some(mine) = self.message().filter(|mine| m.resent && mine.stable) {
+            ctx.send(&self.modules.net, [&from], mine);
         }
         self.take(ctx, from, m)
     }

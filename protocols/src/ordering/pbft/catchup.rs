@@ -3,6 +3,7 @@
 //! ```text
 //! upon all sns committed do send DONE(digests) to all; resend it to the members whose DONE
 //!     this node has not got
+//! upon a resent DONE from p (p lacks this node's) ∧ all committed do send DONE to p
 //! upon a weak quorum of DONE(D) ∧ ¬all committed do after CatchUpDelay, for each sn not
 //!     committed: send CATCH-UP-REQUEST(sn, D[sn]) to one node that sent DONE(D), the next
 //!     one at each attempt
@@ -44,7 +45,7 @@ impl Pbft {
             .iter()
             .map(|sn| self.slots[sn].committed.clone().unwrap_or_default())
             .collect();
-        ctx.send(&self.modules.net, self.voters.nodes(), Done { digests });
+        ctx.send(&self.modules.net, self.voters.nodes(), Done { digests, resent: false });
         let (timer, period) = (self.modules.timer.clone(), self.config.done_resend);
         self.catch_up.resend_timer = Some(ctx.every(&timer, period, DoneResend));
         self.check_stable();
@@ -84,9 +85,15 @@ impl Pbft {
             m.digests.iter().all(|d| d.len() == 32),
             "DONE from {from} with a malformed digest"
         );
+        // A resent DONE: its sender lacks this node's; answer (an answer is not answered).
+        if m.resent {
+            if let Some(digests) = self.my_digests() {
+                ctx.send(&self.modules.net, [&from], Done { digests, resent: false });
+            }
+        }
         match self.catch_up.done.add(&self.voters, from.clone(), m.digests) {
             Counted::New => {}
-            Counted::Repeated => return Ok(()), // a resend
+            Counted::Repeated => return Ok(()), // a resend (answered above)
             Counted::NotMember => ignore!("DONE from non-member {from}"),
             Counted::Equivocation => ignore!("{from} sent two different DONEs"),
         }
@@ -118,7 +125,7 @@ impl Pbft {
             }
             return Ok(());
         }
-        ctx.send(&self.modules.net, missing, Done { digests });
+        ctx.send(&self.modules.net, missing, Done { digests, resent: true });
         Ok(())
     }
 

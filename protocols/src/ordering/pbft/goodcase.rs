@@ -23,7 +23,7 @@ use mir_runtime::stdevents::crypto::{Origin, SigVerified, SignRequest, SignResul
 
 use super::{
     commit_statement, value_digest, Commit, Digest, Early, Pbft, Phase, Prepare, Preprepare,
-    ProposeTimeout,
+    Proposal, ProposeTimeout, MAX_Q_PER_SN,
 };
 use crate::availability::msc::{CertVerified, NewCert, RequestCert, VerifyCert};
 use crate::availability::Cert;
@@ -47,6 +47,7 @@ pub struct Validating {
     view: u64,
     sn: Sn,
     digest: Digest,
+    value: Option<Vec<u8>>,
 }
 
 /// Signing this node's commit.
@@ -120,57 +121,62 @@ impl Pbft {
         Ok(())
     }
 
-    /// Accepts the pre-prepare of `value` for `sn` in `view` (from PRE-PREPARE or NEW-VIEW):
-    /// validates a value, then pre-prepares it.
+    /// Accepts the primary's pre-prepare of `value` for `sn` in `view` (from PRE-PREPARE or
+    /// NEW-VIEW), the first of the view only: validates a value, then pre-prepares it. A
+    /// re-proposal of a NEW-VIEW (`vouched`: conditions A1 and A2 hold for it, so a correct
+    /// node pre-prepared it before) is not validated again.
     pub(crate) fn accept_preprepare(
         &mut self,
         ctx: &mut Ctx<Self>,
         view: u64,
         sn: Sn,
         value: Option<Vec<u8>>,
+        vouched: bool,
     ) -> Handled {
         let digest = value_digest(sn, value.as_deref());
         let Some(slot) = self.slots.get_mut(&sn) else {
             ignore!("pre-prepare for sn {sn}, not in the segment")
         };
         ensure!(
-            slot.preprepared.is_none() && !slot.validating,
+            slot.proposal == Proposal::Awaited,
             "second pre-prepare for sn {sn} in view {view}"
         );
-        slot.values.entry(digest.clone()).or_insert_with(|| value.clone());
-        let cont = Validating { view, sn, digest: digest.clone() };
+        slot.proposal = Proposal::Validating;
+        let leader = self.primary(view).clone();
         if value.is_none() && self.segment.proposals.contains_key(&sn) {
             // With fixed proposals every primary has a value to propose: ⊥ is never needed.
-            let leader = self.primary(view).clone();
             return self.invalid(ctx, leader, sn, "⊥ where a fixed proposal exists".into());
         }
-        match (&self.modules.validator, value) {
-            (_, None) | (Validator::AcceptAll, _) => {
-                return self.preprepared(ctx, view, sn, digest)
-            }
-            (Validator::Availability(m), Some(v)) => match Cert::from_bytes(&v) {
-                Err(e) => {
-                    let leader = self.primary(view).clone();
-                    return self.invalid(ctx, leader, sn, format!("not a certificate: {e}"));
-                }
+        let cont = Validating { view, sn, digest, value: value.clone() };
+        let v = match (&self.modules.validator, value) {
+            (_, None) | (Validator::AcceptAll, _) => None,
+            (_, Some(_)) if vouched => None,
+            (_, Some(v)) => Some(v),
+        };
+        let Some(v) = v else { return self.preprepared(ctx, view, sn, cont.digest, cont.value) };
+        match &self.modules.validator {
+            Validator::AcceptAll => fatal!("AcceptAll needs no validation"),
+            Validator::Availability(m) => match Cert::from_bytes(&v) {
+                Err(e) => return self.invalid(ctx, leader, sn, format!("not a certificate: {e}")),
                 Ok(cert) => {
                     let m = m.clone();
                     ctx.request(&m, VerifyCert::new(cert), cont);
                 }
             },
-            (Validator::Module(m), Some(v)) => {
+            Validator::Module(m) => {
                 let m = m.clone();
                 ctx.request(&m, ValidateProposal { sn, value: v, origin: Origin::unset() }, cont);
             }
         }
-        if let Some(slot) = self.slots.get_mut(&sn) {
-            slot.validating = true;
-        }
         Ok(())
     }
 
-    /// The proposal of `leader` for `sn` is invalid: suspect it, do not prepare.
+    /// The proposal of `leader` for `sn` is invalid: suspect it, do not prepare (the slot
+    /// waits for the next view).
     fn invalid(&mut self, ctx: &mut Ctx<Self>, leader: NodeId, sn: Sn, why: String) -> Handled {
+        if let Some(slot) = self.slots.get_mut(&sn) {
+            slot.proposal = Proposal::Rejected;
+        }
         let reason = format!("invalid proposal for sn {sn}: {why}");
         ctx.emit(&self.modules.consumer.clone(), Suspect { node: leader, reason: reason.clone() });
         ignore!("{reason}")
@@ -178,11 +184,6 @@ impl Pbft {
 
     /// The validator's verdict on a pre-prepared value.
     fn validated(&mut self, ctx: &mut Ctx<Self>, c: Validating, error: Option<String>) -> Handled {
-        if let Some(slot) = self.slots.get_mut(&c.sn) {
-            if self.phase == (Phase::Normal { view: c.view }) {
-                slot.validating = false;
-            }
-        }
         ensure!(
             self.phase == (Phase::Normal { view: c.view }),
             "validated a value of view {} after leaving it",
@@ -192,15 +193,29 @@ impl Pbft {
             let leader = self.primary(c.view).clone();
             return self.invalid(ctx, leader, c.sn, e);
         }
-        self.preprepared(ctx, c.view, c.sn, c.digest)
+        self.preprepared(ctx, c.view, c.sn, c.digest, c.value)
     }
 
     /// … preprepared; send PREPARE(sn, v, d) to all
-    fn preprepared(&mut self, ctx: &mut Ctx<Self>, view: u64, sn: Sn, digest: Digest) -> Handled {
+    fn preprepared(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        view: u64,
+        sn: Sn,
+        digest: Digest,
+        value: Option<Vec<u8>>,
+    ) -> Handled {
         let Some(slot) = self.slots.get_mut(&sn) else { fatal!("sn {sn} vanished") };
-        slot.preprepared = Some(digest.clone());
+        slot.proposal = Proposal::Preprepared(digest.clone());
+        slot.values.entry(digest.clone()).or_insert(value);
         let q = slot.preprepared_in.entry(digest.clone()).or_default();
         *q = (*q).max(view);
+        // Q keeps the highest views only (a correct node pre-prepares one value per view).
+        while slot.preprepared_in.len() > MAX_Q_PER_SN {
+            let lowest = slot.preprepared_in.iter().min_by_key(|(d, v)| (**v, (*d).clone()));
+            let Some(lowest) = lowest.map(|(d, _)| d.clone()) else { break };
+            slot.preprepared_in.remove(&lowest);
+        }
         ctx.send(&self.modules.net, self.voters.nodes(), Prepare { sn, view, digest });
         self.check_prepared(ctx, sn);
         self.check_committed(ctx, sn);
@@ -212,7 +227,7 @@ impl Pbft {
         let Phase::Normal { view } = self.phase else { return };
         let strong = self.voters.strong_quorum();
         let Some(slot) = self.slots.get_mut(&sn) else { return };
-        let Some(d) = slot.preprepared.clone() else { return };
+        let Proposal::Preprepared(d) = slot.proposal.clone() else { return };
         if slot.sent_commit || slot.prepares.weight(&d) < strong {
             return;
         }
@@ -358,7 +373,7 @@ impl Pbft {
             self.phase == (Phase::Normal { view: 0 }),
             "PRE-PREPARE of view 0 after leaving it"
         );
-        self.accept_preprepare(ctx, 0, m.sn, m.value)
+        self.accept_preprepare(ctx, 0, m.sn, m.value, false)
     }
 
     /// … if valid(value) then preprepared (availability certificates)

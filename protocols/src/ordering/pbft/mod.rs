@@ -95,6 +95,9 @@ pub struct Commit {
 pub struct Done {
     /// The digests of the committed values.
     pub digests: Vec<Digest>,
+    /// Sent again because the sender lacks the receiver's DONE: a receiver that is done
+    /// answers with its own (an answer is not answered).
+    pub resent: bool,
 }
 
 /// CATCH-UP-REQUEST(sn, digest): asks a node that is done for the value of `sn`.
@@ -263,11 +266,11 @@ pub struct PbftConfig {
     /// The leader waits this long between two proposals (0: propose as soon as the source
     /// answers). Default 0; ISS sets it.
     pub propose_delay: Duration,
-    /// View change when no slot was committed for this long in view 0, doubling per view.
-    /// Default 4 s.
+    /// View change when no slot was committed for this long in the current view, doubling per
+    /// view. Default 4 s.
     pub sn_timeout: Duration,
-    /// View change when the segment is not stable this long after a view began, doubling per
-    /// view. Default `2 · |sns| · 1 s`; `None` here means that default.
+    /// View change when the segment is not stable this long after the view (or the change to
+    /// it) began, doubling per view. Default `2 · |sns| · 1 s`; `None` here means that default.
     pub segment_timeout: Option<Duration>,
     /// Resend period of view changes. Default 1 s.
     pub view_change_resend: Duration,
@@ -364,14 +367,31 @@ impl Phase {
     }
 }
 
+/// What became of the primary's pre-prepare for a slot in the current view. Only the first
+/// pre-prepare of a view counts: a rejected one is not replaced by another.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Proposal {
+    /// None yet.
+    #[default]
+    Awaited,
+    /// Being validated.
+    Validating,
+    /// Invalid: the primary is suspected, this slot waits for the next view.
+    Rejected,
+    /// Accepted (this node sent its PREPARE) with this digest.
+    Preprepared(Digest),
+}
+
+/// At most this many Q entries per `sn` in a view change: the highest views (see
+/// `docs/ordering.md`, "Bounded Q sets").
+pub const MAX_Q_PER_SN: usize = 4;
+
 /// One sequence number.
 #[derive(Debug, Default)]
 pub struct Slot {
     // This view's state (reset when the view changes).
-    /// The digest pre-prepared in this view.
-    pub(crate) preprepared: Option<Digest>,
-    /// A pre-prepare of this view is being validated.
-    pub(crate) validating: bool,
+    /// The primary's pre-prepare in this view.
+    pub(crate) proposal: Proposal,
     /// PREPARE votes of this view.
     pub(crate) prepares: Votes<Digest>,
     /// COMMIT votes of this view.
@@ -383,9 +403,10 @@ pub struct Slot {
     // Kept across views.
     /// P: the highest view this node prepared in, and the digest.
     pub(crate) prepared: Option<(u64, Digest)>,
-    /// Q: per digest pre-prepared, the highest view.
+    /// Q: per digest pre-prepared, the highest view (at most [`MAX_Q_PER_SN`], the highest).
     pub(crate) preprepared_in: BTreeMap<Digest, u64>,
-    /// The values seen for this slot, by digest.
+    /// The values accepted for this slot (validated, re-proposed in a checked NEW-VIEW, or
+    /// matching a digest a quorum vouches for), by digest.
     pub(crate) values: BTreeMap<Digest, Option<Vec<u8>>>,
     /// The committed digest.
     pub(crate) committed: Option<Digest>,
@@ -393,8 +414,7 @@ pub struct Slot {
 
 impl Slot {
     fn reset_view(&mut self) {
-        self.preprepared = None;
-        self.validating = false;
+        self.proposal = Proposal::Awaited;
         self.prepares = Votes::default();
         self.commits = Votes::default();
         self.signed_commits.clear();
@@ -506,12 +526,12 @@ impl Pbft {
             .config
             .segment_timeout
             .unwrap_or(Duration::from_secs(2 * self.segment.sns.len() as u64));
-        base * (1u32 << view.min(20))
+        base.saturating_mul(1u32 << view.min(20))
     }
 
     /// The per-`sn` timeout of `view`.
     pub(crate) fn sn_timeout(&self, view: u64) -> Duration {
-        self.config.sn_timeout * (1u32 << view.min(20))
+        self.config.sn_timeout.saturating_mul(1u32 << view.min(20))
     }
 
     pub(crate) fn future_limit(&self) -> usize {
@@ -536,6 +556,8 @@ impl Pbft {
             self.arm_segment_timeout(ctx, view);
         }
         self.phase = Phase::Normal { view };
+        self.view_change.fetching.clear();
+        self.view_change.pending = None;
         let timer = self.modules.timer.clone();
         if let Some(t) = self.view_change.resend_timer.take() {
             ctx.cancel(&timer, t);

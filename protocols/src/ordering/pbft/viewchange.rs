@@ -33,7 +33,7 @@ use mir_runtime::stdevents::crypto::{
 use super::{
     value_digest, view_change_statement, Digest, MissingPreprepare, NewView, PEntry, Pbft, Phase,
     Preprepare, PreprepareRequest, SegmentTimeout, SignedViewChange, SnTimeout, ViewChange,
-    ViewChangeResend,
+    ViewChangeResend, MAX_Q_PER_SN,
 };
 use crate::ordering::Sn;
 
@@ -72,32 +72,42 @@ pub fn reproposals<'a>(
     vcs: impl Iterator<Item = (&'a NodeId, &'a ViewChange)> + Clone,
 ) -> BTreeMap<Sn, Option<Reproposal>> {
     let (strong, weak) = (voters.strong_quorum(), voters.weak_quorum());
-    let weight = |pred: &dyn Fn(&ViewChange) -> bool| -> Weight {
-        vcs.clone().filter(|(_, vc)| pred(vc)).map(|(n, _)| voters.weight(n)).sum()
-    };
-    let p_of = |vc: &ViewChange, sn: Sn| vc.p_set.iter().find(|e| e.sn == sn).cloned();
+    // Each view change's P and Q entries by sn, with its sender's weight: one pass over the sets.
+    type Entries<'e> = (Option<(u64, &'e Digest)>, Vec<(u64, &'e Digest)>);
+    let indexed: Vec<(Weight, BTreeMap<Sn, Entries<'a>>)> = vcs
+        .map(|(n, vc)| {
+            let mut by_sn: BTreeMap<Sn, Entries<'a>> = BTreeMap::new();
+            for e in &vc.p_set {
+                by_sn.entry(e.sn).or_default().0 = Some((e.view, &e.digest));
+            }
+            for e in &vc.q_set {
+                by_sn.entry(e.sn).or_default().1.push((e.view, &e.digest));
+            }
+            (voters.weight(n), by_sn)
+        })
+        .collect();
     let mut out = BTreeMap::new();
     for &sn in sns {
+        let p_of = |m: &BTreeMap<Sn, Entries<'a>>| m.get(&sn).and_then(|e| e.0);
+        let q_of =
+            |m: &'_ BTreeMap<Sn, Entries<'a>>| m.get(&sn).map(|e| e.1.clone()).unwrap_or_default();
+        let weight = |pred: &dyn Fn(&BTreeMap<Sn, Entries<'a>>) -> bool| -> Weight {
+            indexed.iter().filter(|(_, m)| pred(m)).map(|(w, _)| *w).sum()
+        };
         // Candidates: every prepared (view, digest), highest view first.
-        let mut candidates: Vec<(u64, Digest)> = vcs
-            .clone()
-            .filter_map(|(_, vc)| p_of(vc, sn).map(|e| (e.view, e.digest)))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        candidates.reverse();
-        let chosen = candidates.into_iter().find(|(v, d)| {
-            let a1 = weight(&|vc| match p_of(vc, sn) {
+        let candidates: BTreeSet<(u64, &Digest)> =
+            indexed.iter().filter_map(|(_, m)| p_of(m)).collect();
+        let chosen = candidates.into_iter().rev().find(|(v, d)| {
+            let a1 = weight(&|m| match p_of(m) {
                 None => true,
-                Some(e) => e.view < *v || (e.view == *v && e.digest == *d),
+                Some((pv, pd)) => pv < *v || (pv == *v && pd == *d),
             });
-            let a2 =
-                weight(&|vc| vc.q_set.iter().any(|e| e.sn == sn && e.digest == *d && e.view >= *v));
+            let a2 = weight(&|m| q_of(m).iter().any(|(qv, qd)| qd == d && qv >= v));
             a1 >= strong && a2 >= weak
         });
         let decided = match chosen {
-            Some((_, d)) => Some(Reproposal::Value(d)),
-            None if weight(&|vc| p_of(vc, sn).is_none()) >= strong => Some(Reproposal::Null),
+            Some((_, d)) => Some(Reproposal::Value(d.clone())),
+            None if weight(&|m| p_of(m).is_none()) >= strong => Some(Reproposal::Null),
             None => None,
         };
         out.insert(sn, decided);
@@ -116,6 +126,8 @@ pub struct ViewChangeState {
     pub(crate) received: BTreeMap<NodeId, SignedViewChange>,
     /// View changes being verified, by sender.
     pub(crate) checking: BTreeSet<NodeId>,
+    /// The view whose NEW-VIEW waits for values asked for.
+    pub(crate) pending: Option<u64>,
     /// Values asked for with PREPREPARE-REQUEST.
     pub(crate) fetching: BTreeSet<(Sn, Digest)>,
     /// The highest view this node sent a NEW-VIEW for.
@@ -141,6 +153,8 @@ pub struct VcChecked {
 #[derive(Debug)]
 pub struct NewViewChecked {
     nv: NewView,
+    /// The re-proposed `sn`s (not validated again).
+    vouched: BTreeSet<Sn>,
 }
 
 impl Pbft {
@@ -185,9 +199,15 @@ impl Pbft {
                 return Err(format!("two P entries for sn {}", e.sn));
             }
         }
+        let mut q_per_sn: BTreeMap<Sn, usize> = BTreeMap::new();
         for e in &vc.q_set {
             if !q_keys.insert((e.sn, e.digest.clone())) {
                 return Err(format!("two Q entries for sn {} and one digest", e.sn));
+            }
+            let n = q_per_sn.entry(e.sn).or_default();
+            *n += 1;
+            if *n > MAX_Q_PER_SN {
+                return Err(format!("more than {MAX_Q_PER_SN} Q entries for sn {}", e.sn));
             }
         }
         Ok(())
@@ -238,8 +258,10 @@ impl Pbft {
             preprepares.push(Preprepare { sn, view, value });
         }
         if missing {
+            self.view_change.pending = Some(view);
             return;
         }
+        self.view_change.pending = None;
         self.view_change.new_view_sent = Some(view);
         let (senders, view_changes) = vcs.into_iter().unzip();
         let nv = NewView { view, senders, view_changes, preprepares };
@@ -247,7 +269,8 @@ impl Pbft {
         self.view_change.new_view = Some(nv);
     }
 
-    /// Asks the view-change senders whose Q holds `(sn, d)` for the value (once).
+    /// Asks the view-change senders whose Q holds `(sn, d)` for the value (again at each try:
+    /// resent view changes make the primary try again, so a lost request is repeated).
     fn fetch(
         &mut self,
         ctx: &mut Ctx<Self>,
@@ -255,9 +278,7 @@ impl Pbft {
         d: Digest,
         vcs: &[(NodeId, SignedViewChange)],
     ) {
-        if !self.view_change.fetching.insert((sn, d.clone())) {
-            return;
-        }
+        self.view_change.fetching.insert((sn, d.clone()));
         let holders = vcs
             .iter()
             .filter(|(_, s)| s.view_change.q_set.iter().any(|e| e.sn == sn && e.digest == d));
@@ -267,7 +288,8 @@ impl Pbft {
 
     /// The checks of a NEW-VIEW that need no signature: senders, views, and that its
     /// pre-prepares are what its view changes decide.
-    fn check_new_view(&self, nv: &NewView) -> Result<(), String> {
+    /// Returns the `sn`s whose pre-prepare is a re-proposal (conditions A1 and A2).
+    fn check_new_view(&self, nv: &NewView) -> Result<BTreeSet<Sn>, String> {
         if nv.senders.len() != nv.view_changes.len() {
             return Err("senders and view changes differ in number".into());
         }
@@ -313,7 +335,8 @@ impl Pbft {
         if sns.len() != nv.preprepares.len() {
             return Err("two pre-prepares for one sn".into());
         }
-        Ok(())
+        let vouched = decided.into_iter().filter(|(_, r)| matches!(r, Some(Reproposal::Value(_))));
+        Ok(vouched.map(|(sn, _)| sn).collect())
     }
 }
 
@@ -394,10 +417,12 @@ impl Pbft {
         );
         let known = self.view_change.received.get(&from).map(|s| s.view_change.view);
         if known == Some(view) {
-            // A resend: its sender missed the NEW-VIEW, if this node sent one.
-            let nv = self.view_change.new_view.clone().filter(|nv| nv.view == view);
-            let Some(nv) = nv else { ignore!("repeated VIEW-CHANGE for view {view} from {from}") };
-            ctx.send(&self.modules.net, [&from], nv);
+            // A resend: its sender missed the NEW-VIEW if this node sent one; if not, try again
+            // (asking again for values still missing).
+            match self.view_change.new_view.clone().filter(|nv| nv.view == view) {
+                Some(nv) => ctx.send(&self.modules.net, [&from], nv),
+                None => self.try_new_view(ctx, view),
+            }
             return Ok(());
         }
         ensure!(
@@ -468,8 +493,9 @@ impl Pbft {
         if let Some(slot) = self.slots.get_mut(&m.sn) {
             slot.values.insert(d, m.value);
         }
-        let view = self.phase.view();
-        self.try_new_view(ctx, view);
+        if let Some(view) = self.view_change.pending {
+            self.try_new_view(ctx, view);
+        }
         Ok(())
     }
 
@@ -483,16 +509,17 @@ impl Pbft {
         );
         let fresh = m.view > self.phase.view() || self.phase == (Phase::ViewChange { to: m.view });
         ensure!(fresh, "NEW-VIEW for view {} from {from}: not newer than this node's", m.view);
-        if let Err(e) = self.check_new_view(&m) {
-            ignore!("NEW-VIEW for view {} from {from}: {e}", m.view);
-        }
+        let vouched = match self.check_new_view(&m) {
+            Ok(v) => v,
+            Err(e) => ignore!("NEW-VIEW for view {} from {from}: {e}", m.view),
+        };
         let checks = m.senders.iter().zip(&m.view_changes).map(|(n, s)| SigCheck {
             data: view_change_statement(&s.view_change),
             signature: s.signature.clone(),
             node: n.clone(),
         });
         let crypto = self.modules.crypto.clone();
-        ctx.request(&crypto, VerifySigs::new(checks.collect()), NewViewChecked { nv: m });
+        ctx.request(&crypto, VerifySigs::new(checks.collect()), NewViewChecked { nv: m, vouched });
         Ok(())
     }
 
@@ -511,7 +538,8 @@ impl Pbft {
         self.enter_view(ctx, view);
         for pp in c.nv.preprepares {
             // A pre-prepare this node cannot take (an invalid fixed proposal) is reported there.
-            let _ = self.accept_preprepare(ctx, view, pp.sn, pp.value);
+            let vouched = c.vouched.contains(&pp.sn);
+            let _ = self.accept_preprepare(ctx, view, pp.sn, pp.value, vouched);
         }
         self.replay_early(ctx, view);
         Ok(())
