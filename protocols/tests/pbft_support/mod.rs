@@ -13,7 +13,7 @@ pub use mir_runtime::sim::{sweep, Fault, FaultPlan, FaultProfile, SimConfig, Sim
 use mir_runtime::stdevents::crypto::Origin;
 use mir_runtime::stdevents::TimerDelay;
 pub use mir_runtime::stdmodules::{TestCrypto, Timer};
-pub use mir_runtime::{Batch, Event, ModuleResult, Node, Outbox, PassiveModule};
+pub use mir_runtime::{Batch, Event, ModuleResult, Node, NodeBuilder, Outbox, PassiveModule};
 pub use protocols::monitors::SbMonitor;
 pub use protocols::ordering::pbft::{Pbft, PbftConfig, PbftModules};
 pub use protocols::ordering::{
@@ -63,17 +63,24 @@ pub fn value_for(sn: Sn) -> Vec<u8> {
     format!("value {sn}").into_bytes()
 }
 
+/// The value a twin's test source proposes for `sn`.
+pub fn twin_value_for(sn: Sn) -> Vec<u8> {
+    format!("twin value {sn}").into_bytes()
+}
+
 /// Answers `CutBatch` with [`value_for`], after `delay` if set (a slow source, through the
 /// timer).
 pub struct TestSource {
     pub delay: Option<Duration>,
+    pub twin: bool,
 }
 
 impl PassiveModule for TestSource {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if let Some(c) = ev.get::<CutBatch>() {
-                let reply = BatchCut { value: value_for(c.sn), origin: c.origin.clone() };
+                let value = if self.twin { twin_value_for(c.sn) } else { value_for(c.sn) };
+                let reply = BatchCut { value, origin: c.origin.clone() };
                 match self.delay {
                     None => out.send(&c.origin.module, reply),
                     Some(delay) => {
@@ -147,48 +154,48 @@ impl Setup {
         self.ids().into_iter().zip(self.weights.iter().copied()).collect()
     }
 
+    /// Node `i` (`twin`: a second instance of it, with its own source values, recording its
+    /// deliveries as `<id>b`).
+    pub fn node(&self, i: usize, outcome: &Outcome, twin: bool) -> NodeBuilder {
+        let me = self.ids()[i].clone();
+        let mut segment =
+            Segment::new(self.ids()[self.leader].clone(), self.membership(), self.sns.clone());
+        segment.proposals = self.fixed.get(&i).cloned().unwrap_or_default();
+        let modules = PbftModules {
+            net: ModuleId::new("net"),
+            crypto: ModuleId::new("crypto"),
+            timer: ModuleId::new("timer"),
+            consumer: ModuleId::new("app"),
+            source: Source::Module(ModuleId::new("source")),
+            validator: Validator::Module(ModuleId::new("validator")),
+        };
+        let pbft = Pbft::new(modules, self.config.clone(), me.clone(), segment).unwrap();
+        let mut builder = Node::builder(me.clone());
+        if let Some(dir) = &self.record {
+            let cfg = mir_runtime::eventlog::RecorderConfig::new(dir);
+            builder = builder.interceptor(mir_runtime::eventlog::Recorder::new(cfg, &me).unwrap());
+        }
+        let recorded_as = if twin { NodeId::new(&format!("{me}b")) } else { me.clone() };
+        builder
+            .passive("app", App { me: recorded_as, outcome: outcome.clone() })
+            .passive("crypto", TestCrypto::new(me.clone(), 1))
+            .passive("source", TestSource { delay: self.source_delay, twin })
+            .passive("validator", TestValidator)
+            .passive("pbft", DslModule::new(pbft))
+            .active("timer", Timer::new())
+    }
+
     /// Builds the simulation (not run yet).
     pub fn build(&self) -> (Simulation, Outcome) {
         let outcome: Outcome = Arc::default();
         let mut sim =
             Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(self.seed) });
-        for (i, me) in self.ids().into_iter().enumerate() {
-            let setup = self.clone();
-            let outcome = outcome.clone();
-            let make = move || {
-                let mut segment = Segment::new(
-                    setup.ids()[setup.leader].clone(),
-                    setup.membership(),
-                    setup.sns.clone(),
-                );
-                segment.proposals = setup.fixed.get(&i).cloned().unwrap_or_default();
-                let modules = PbftModules {
-                    net: ModuleId::new("net"),
-                    crypto: ModuleId::new("crypto"),
-                    timer: ModuleId::new("timer"),
-                    consumer: ModuleId::new("app"),
-                    source: Source::Module(ModuleId::new("source")),
-                    validator: Validator::Module(ModuleId::new("validator")),
-                };
-                let pbft = Pbft::new(modules, setup.config.clone(), me.clone(), segment).unwrap();
-                let mut builder = Node::builder(me.clone());
-                if let Some(dir) = &setup.record {
-                    let cfg = mir_runtime::eventlog::RecorderConfig::new(dir);
-                    builder = builder
-                        .interceptor(mir_runtime::eventlog::Recorder::new(cfg, &me).unwrap());
-                }
-                builder
-                    .passive("app", App { me: me.clone(), outcome: outcome.clone() })
-                    .passive("crypto", TestCrypto::new(me.clone(), 1))
-                    .passive("source", TestSource { delay: setup.source_delay })
-                    .passive("validator", TestValidator)
-                    .passive("pbft", DslModule::new(pbft))
-                    .active("timer", Timer::new())
-            };
+        for i in 0..self.weights.len() {
+            let (setup, out) = (self.clone(), outcome.clone());
             if self.restartable {
-                sim.add_restartable_node(make).unwrap();
+                sim.add_restartable_node(move || setup.node(i, &out, false)).unwrap();
             } else {
-                sim.add_node(make()).unwrap();
+                sim.add_node(self.node(i, &outcome, false)).unwrap();
             }
         }
         (sim, outcome)
