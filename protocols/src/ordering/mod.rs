@@ -25,6 +25,7 @@
 //! Parts: [`pbft`] (the instance: good case, view change, catch-up) and [`checkpoint`].
 
 pub mod checkpoint;
+pub mod iss;
 pub mod pbft;
 
 use std::collections::{BTreeMap, BTreeSet};
