@@ -1,18 +1,325 @@
 //! # ISS: Insanely Scalable SMR (issue 15, in progress)
 //!
 //! Stathakopoulou, Pavlovic, Vukolić, "State Machine Replication Scalability Made Simple",
-//! EuroSys 2022; spec `iss-spec.md` §1, §5. ISS multiplexes sequenced-broadcast instances
-//! ([`pbft`](super::pbft)) into one totally ordered log: epochs, segments interleaved over
-//! sorted leaders, buckets so that no request is ordered twice, leader selection that sidelines
-//! faulty leaders, checkpoints at epoch ends.
+//! EuroSys 2022; spec `iss-spec.md` §1, §4, §5. ISS multiplexes sequenced-broadcast instances
+//! ([`pbft`](super::pbft)) into one totally ordered log.
 //!
-//! Built so far: the deterministic building blocks, each with its tests —
+//! ```text
+//! upon Init do start epoch 0
+//! start epoch e:
+//!     Leaders(e) := the leader policy's leaders (sorted by ID)
+//!     for each leader ℓ_i: create SB instance <orderer>/<e>.<i> for its segment (its sns,
+//!         interleaved; its buckets; all members, view-change primaries rotated to start at ℓ_i)
+//! upon SbDeliver(sn, value | ⊥) from an instance of the current epoch do log[sn] := value
+//! upon log[next] exists do                                            (the log, in sn order)
+//!     trigger OrderedEntry(epoch, next, log[next]); if ⊥: suspect the segment's leader
+//!     next := next + 1
+//!     if next is the first sn of epoch e+1 then
+//!         trigger SnapshotRequest(e+1); create checkpoint instance <checkpoint>/<e+1>
+//!         start epoch e+1
+//! upon AppSnapshot / ClientProgressSnapshot for epoch e do forward it to <checkpoint>/<e>
+//!     (the application's snapshot wrapped with the leader policy's state: checkpoints carry it)
+//! upon StableCheckpoint(e) do trigger it; garbage-collect instances of epochs < e − retained
+//! ```
 //!
-//! * [`epoch`]: an epoch's layout (interleaved segments, bucket assignment), request → bucket;
-//! * [`leaders`]: the leader-selection policies (simple, single, backoff, blacklist).
+//! Only the log's ⊥ entries feed the leader policy: they are the same at every correct node.
+//! (PBFT's `Suspect` events are one node's observation and would make leader lists diverge.)
 //!
-//! The ISS module itself (instances per epoch, the log, epoch transitions with checkpoints,
-//! state transfer) is next; see `docs/status.md`.
+//! Built so far: [`epoch`] (layout, buckets), [`leaders`] (policies), and the module below
+//! (epochs, the log, leader selection, checkpoints at epoch ends, garbage collection). Still to
+//! come (see `docs/status.md`): the bucket-aware mempool and bucket validation, the redundant
+//! mode, state transfer, epoch-stamped events, the example.
 
 pub mod epoch;
 pub mod leaders;
+
+use std::collections::BTreeMap;
+
+use mir_dsl::prelude::*;
+use mir_runtime::stdevents::{GarbageCollect, NewSubmodule};
+use serde::{Deserialize, Serialize};
+
+use self::epoch::EpochLayout;
+use self::leaders::{LeaderPolicy, LeaderSelection};
+use super::checkpoint::{AppSnapshot, CheckpointInstance, StableCheckpoint};
+use super::{SbDeliver, SbInstance, Segment, Sn};
+use crate::availability::batchfetcher::{ClientProgressSnapshot, SnapshotRequest};
+
+/// ISS → consumer: the log entry `sn` (of `epoch`), in `sn` order; `None` is ⊥.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderedEntry {
+    /// The epoch.
+    pub epoch: u64,
+    /// The sequence number.
+    pub sn: Sn,
+    /// The value, or ⊥.
+    pub value: Option<Vec<u8>>,
+}
+
+/// ISS → consumer: epoch `epoch` starts at `first_sn` with these leaders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochStarted {
+    /// The epoch.
+    pub epoch: u64,
+    /// Its first sequence number.
+    pub first_sn: Sn,
+    /// Its leaders, sorted.
+    pub leaders: Vec<NodeId>,
+}
+
+/// What a checkpoint of ISS snapshots: the application's state and the leader policy's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssSnapshot {
+    /// The leader policy's state at the epoch's start.
+    pub leader_selection: LeaderSelection,
+    /// The application's snapshot.
+    pub app: Vec<u8>,
+}
+
+payload!(
+    OrderedEntry = "iss.OrderedEntry",
+    EpochStarted = "iss.EpochStarted",
+    IssSnapshot = "iss.Snapshot",
+);
+
+/// Settings of ISS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssConfig {
+    /// Sequence numbers per segment. Default 4 (Trantor's).
+    pub segment_length: u64,
+    /// Buckets of the request space; `None`: 16 per member (the paper's experiments).
+    pub buckets: Option<u64>,
+    /// The leader policy. Default simple.
+    pub leader_policy: LeaderPolicy,
+    /// Epochs whose instances are kept after a stable checkpoint, so that lagging nodes can
+    /// still catch up from this one. Default 1.
+    pub retained_epochs: u64,
+}
+
+impl Default for IssConfig {
+    fn default() -> Self {
+        IssConfig {
+            segment_length: 4,
+            buckets: None,
+            leader_policy: LeaderPolicy::Simple,
+            retained_epochs: 1,
+        }
+    }
+}
+
+/// The modules ISS talks to.
+#[derive(Debug, Clone)]
+pub struct IssModules {
+    /// The SB (PBFT) factory.
+    pub orderer: ModuleId,
+    /// The checkpoint factory.
+    pub checkpoint: ModuleId,
+    /// Where [`OrderedEntry`], [`EpochStarted`], `SnapshotRequest` and `StableCheckpoint` go.
+    pub consumer: ModuleId,
+}
+
+/// The ISS module of one node.
+pub struct Iss {
+    modules: IssModules,
+    config: IssConfig,
+    membership: Vec<(NodeId, Weight)>,
+    // State.
+    leaders: LeaderSelection,
+    /// The current epoch's layout.
+    layout: EpochLayout,
+    /// Decided entries not delivered yet (sns of the current epoch).
+    log: BTreeMap<Sn, Option<Vec<u8>>>,
+    /// The next sn to deliver.
+    next: Sn,
+    /// The leader policy's state when each not-yet-checkpointed epoch started.
+    policy_at: BTreeMap<u64, LeaderSelection>,
+    /// The last stable checkpoint.
+    stable: Option<StableCheckpoint>,
+}
+
+impl Iss {
+    /// ISS over `membership` (distinct members, positive weights). Errors for a bad setting.
+    pub fn new(
+        modules: IssModules,
+        config: IssConfig,
+        membership: Vec<(NodeId, Weight)>,
+    ) -> Result<Self, String> {
+        if membership.is_empty() {
+            return Err("the membership is empty".into());
+        }
+        let buckets = config.buckets.unwrap_or(16 * membership.len() as u64);
+        let leaders = LeaderSelection::new(config.leader_policy, membership.clone());
+        let layout = EpochLayout::new(0, 0, leaders.leaders(0), config.segment_length, buckets)?;
+        Ok(Iss {
+            modules,
+            config,
+            membership,
+            leaders,
+            layout,
+            log: BTreeMap::new(),
+            next: 0,
+            policy_at: BTreeMap::new(),
+            stable: None,
+        })
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.layout.epoch
+    }
+
+    /// The SB instance of segment `i` of `epoch`.
+    pub fn instance(&self, epoch: u64, i: usize) -> ModuleId {
+        self.modules.orderer.then(format!("{epoch}.{i}"))
+    }
+
+    /// The epoch and segment of an SB instance of this ISS, from its module ID.
+    fn instance_of(&self, id: &ModuleId) -> Option<(u64, usize)> {
+        let rest = id.as_str().strip_prefix(self.modules.orderer.as_str())?.strip_prefix('/')?;
+        let (e, i) = rest.split_once('.')?;
+        Some((e.parse().ok()?, i.parse().ok()?))
+    }
+
+    /// start epoch e: create an SB instance per leader's segment
+    fn start_epoch(&mut self, ctx: &mut Ctx<Self>) {
+        let e = self.layout.epoch;
+        self.policy_at.insert(e, self.leaders.clone());
+        for (i, leader) in self.layout.leaders.iter().enumerate() {
+            let mut segment =
+                Segment::new(leader.clone(), self.membership.clone(), self.layout.segment_sns(i));
+            segment.buckets = self.layout.segment_buckets(i);
+            let new = NewSubmodule {
+                id: self.instance(e, i),
+                params: SbInstance::new(segment).into(),
+                retention_index: e,
+            };
+            ctx.emit(&self.modules.orderer, new);
+        }
+        let started = EpochStarted {
+            epoch: e,
+            first_sn: self.layout.first_sn,
+            leaders: self.layout.leaders.clone(),
+        };
+        ctx.emit(&self.modules.consumer, started);
+    }
+
+    /// upon log[next] exists do deliver it (and end the epoch after its last sn)
+    fn deliver(&mut self, ctx: &mut Ctx<Self>) -> Handled {
+        while let Some(value) = self.log.remove(&self.next) {
+            let (epoch, sn) = (self.layout.epoch, self.next);
+            if value.is_none() {
+                let Some(leader) = self.layout.leader_of(sn).cloned() else {
+                    fatal!("sn {sn} outside epoch {epoch}")
+                };
+                let _counted = self.leaders.suspect(epoch, &leader);
+            }
+            ctx.emit(&self.modules.consumer, OrderedEntry { epoch, sn, value });
+            self.next += 1;
+            if self.next == self.layout.next_first_sn() {
+                self.end_epoch(ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// next is the first sn of epoch e+1: checkpoint, then start epoch e+1
+    fn end_epoch(&mut self, ctx: &mut Ctx<Self>) -> Handled {
+        let e = self.layout.epoch + 1;
+        let first_sn = self.next;
+        let params = CheckpointInstance { epoch: e, first_sn, membership: self.membership.clone() };
+        let new = NewSubmodule {
+            id: self.modules.checkpoint.then(e),
+            params: params.into(),
+            retention_index: e,
+        };
+        ctx.emit(&self.modules.checkpoint, new);
+        ctx.emit(&self.modules.consumer, SnapshotRequest { epoch: e });
+        let layout = EpochLayout::new(
+            e,
+            first_sn,
+            self.leaders.leaders(e),
+            self.config.segment_length,
+            self.layout.buckets,
+        );
+        self.layout = match layout {
+            Ok(l) => l,
+            Err(err) => fatal!("epoch {e}: {err}"),
+        };
+        self.start_epoch(ctx);
+        Ok(())
+    }
+}
+
+/// Register an [`Iss`] (e.g. as `iss`) next to the PBFT factory
+/// ([`pbft::factory`](super::pbft::factory), its consumer `iss`) and the checkpoint factories
+/// ([`checkpoint::factory`](super::checkpoint::factory), its consumer `iss`, and
+/// [`checkpoint::agreement_factory`](super::checkpoint::agreement_factory));
+/// `protocols/tests/iss.rs` shows a whole node.
+#[protocol]
+impl Iss {
+    /// upon Init do start epoch 0
+    #[upon(event)]
+    fn init(&mut self, ctx: &mut Ctx<Self>, _i: Init) -> Handled {
+        self.start_epoch(ctx);
+        Ok(())
+    }
+
+    /// upon SbDeliver(sn, value | ⊥) from an instance of the current epoch do log[sn] := value
+    #[upon(event)]
+    fn on_sb_deliver(&mut self, ctx: &mut Ctx<Self>, d: SbDeliver) -> Handled {
+        let source = ctx.source().clone();
+        let Some((e, i)) = self.instance_of(&source) else {
+            fatal!("SbDeliver from {source}, not an instance of this ISS")
+        };
+        // A late delivery of an earlier epoch (a retained instance catching up): done with.
+        ensure!(e == self.layout.epoch, "SbDeliver of epoch {e} in epoch {}", self.layout.epoch);
+        let Some(expected) = self.layout.leaders.get(i) else {
+            fatal!("SbDeliver from segment {i} of epoch {e}, which has no such segment")
+        };
+        if self.layout.leader_of(d.sn) != Some(expected) {
+            fatal!("instance {source} delivered sn {}, not in its segment", d.sn);
+        }
+        if d.sn >= self.next {
+            self.log.entry(d.sn).or_insert(d.value);
+        }
+        self.deliver(ctx)
+    }
+
+    /// upon AppSnapshot for epoch e do forward it, with the leader policy's state, to the
+    /// checkpoint instance of e
+    #[upon(event)]
+    fn on_app_snapshot(&mut self, ctx: &mut Ctx<Self>, s: AppSnapshot) -> Handled {
+        let Some(policy) = self.policy_at.get(&s.epoch).cloned() else {
+            ignore!("a snapshot for epoch {}, which has no checkpoint pending", s.epoch)
+        };
+        let data =
+            mir_runtime::codec::encode(&IssSnapshot { leader_selection: policy, app: s.data });
+        let dest = self.modules.checkpoint.then(s.epoch);
+        ctx.emit(&dest, AppSnapshot { epoch: s.epoch, data });
+        Ok(())
+    }
+
+    /// upon ClientProgressSnapshot for epoch e do forward it to the checkpoint instance of e
+    #[upon(event)]
+    fn on_progress(&mut self, ctx: &mut Ctx<Self>, s: ClientProgressSnapshot) -> Handled {
+        ensure!(self.policy_at.contains_key(&s.epoch), "client progress for epoch {}", s.epoch);
+        ctx.emit(&self.modules.checkpoint.then(s.epoch), s);
+        Ok(())
+    }
+
+    /// upon StableCheckpoint(e) do trigger it; garbage-collect epochs < e − retained
+    #[upon(event)]
+    fn on_stable(&mut self, ctx: &mut Ctx<Self>, c: StableCheckpoint) -> Handled {
+        if self.stable.as_ref().is_some_and(|s| s.epoch >= c.epoch) {
+            ignore!("a stable checkpoint of epoch {}, not newer", c.epoch);
+        }
+        let keep = c.epoch.saturating_sub(self.config.retained_epochs);
+        self.policy_at = self.policy_at.split_off(&c.epoch);
+        let gc = GarbageCollect { retention_index: keep };
+        ctx.emit(&self.modules.orderer, gc.clone());
+        ctx.emit(&self.modules.checkpoint, gc);
+        self.stable = Some(c.clone());
+        ctx.emit(&self.modules.consumer, c);
+        Ok(())
+    }
+}
