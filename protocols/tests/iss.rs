@@ -112,8 +112,13 @@ fn node(me: &NodeId, policy: LeaderPolicy, outcome: &Outcome) -> NodeBuilder {
     };
     let chkp_config =
         CheckpointConfig { resend_period: Duration::from_millis(300), ..Default::default() };
-    let iss_modules =
-        IssModules { orderer: id("ordering"), checkpoint: id("checkpoint"), consumer: id("app") };
+    let iss_modules = IssModules {
+        orderer: id("ordering"),
+        checkpoint: id("checkpoint"),
+        consumer: id("app"),
+        availability: None,
+        batchfetcher: None,
+    };
     let iss = Iss::new(
         iss_modules,
         IssConfig { leader_policy: policy, ..IssConfig::default() },

@@ -421,7 +421,12 @@ impl CheckpointProtocol {
         let mut segment = Segment::new(leader, self.params.membership.clone(), vec![sn]);
         segment.proposals.insert(sn, value);
         let me = ctx.me().clone();
-        let instance = SbInstance { segment, consumer: Some(me.clone()), validator: Some(me) };
+        let instance = SbInstance {
+            segment,
+            consumer: Some(me.clone()),
+            source: None,
+            validator: Some(Validator::Module(me)),
+        };
         let new = NewSubmodule {
             id: self.modules.agreement.then(self.params.epoch),
             params: instance.into(),

@@ -113,15 +113,17 @@ pub struct SbInstance {
     /// Where this instance's outputs go, instead of the factory's consumer (checkpoint agreement
     /// sends them to the epoch's checkpoint instance).
     pub consumer: Option<ModuleId>,
-    /// A module answering [`ValidateProposal`] that validates this instance's proposals, instead
-    /// of the factory's validator.
-    pub validator: Option<ModuleId>,
+    /// Where this instance's proposals come from, instead of the factory's source (ISS: the
+    /// epoch's availability instance).
+    pub source: Option<Source>,
+    /// How this instance's proposals are checked, instead of the factory's validator.
+    pub validator: Option<Validator>,
 }
 
 impl SbInstance {
-    /// An instance ordering `segment` with the factory's consumer and validator.
+    /// An instance ordering `segment` with the factory's consumer, source and validator.
     pub fn new(segment: Segment) -> Self {
-        SbInstance { segment, consumer: None, validator: None }
+        SbInstance { segment, consumer: None, source: None, validator: None }
     }
 }
 
@@ -224,7 +226,7 @@ payload!(
 request_response!(CutBatch => BatchCut, ValidateProposal => ProposalValidated);
 
 /// Where a leader's fresh proposals come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
     /// The availability layer's multisig collector at this module: a
     /// [`RequestCert`](crate::availability::msc::RequestCert); the value is the certificate's
@@ -237,7 +239,7 @@ pub enum Source {
 }
 
 /// How proposals are checked before a node prepares them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Validator {
     /// Every value is valid.
     AcceptAll,

@@ -42,8 +42,12 @@ use serde::{Deserialize, Serialize};
 use self::epoch::EpochLayout;
 use self::leaders::{LeaderPolicy, LeaderSelection};
 use super::checkpoint::{AppSnapshot, CheckpointInstance, StableCheckpoint};
-use super::{SbDeliver, SbInstance, Segment, Sn};
-use crate::availability::batchfetcher::{ClientProgressSnapshot, SnapshotRequest};
+use super::{SbDeliver, SbInstance, Segment, Sn, Source, Validator};
+use crate::availability::batchfetcher::{
+    ClientProgressSnapshot, DeliverCert, EpochStart, SnapshotRequest,
+};
+use crate::availability::msc::MscInstance;
+use crate::availability::Cert;
 
 /// ISS → consumer: the log entry `sn` (of `epoch`), in `sn` order; `None` is ⊥.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,8 +118,16 @@ pub struct IssModules {
     pub orderer: ModuleId,
     /// The checkpoint factory.
     pub checkpoint: ModuleId,
-    /// Where [`OrderedEntry`], [`EpochStarted`], `SnapshotRequest` and `StableCheckpoint` go.
+    /// Where [`OrderedEntry`], [`EpochStarted`], `StableCheckpoint` (and `SnapshotRequest`
+    /// without a batch fetcher) go.
     pub consumer: ModuleId,
+    /// The availability layer's multisig-collector factory, if proposals are availability
+    /// certificates: ISS creates its instance of each epoch (`<availability>/<epoch>`), and the
+    /// SB instances of the epoch take their proposals from it and verify them with it.
+    pub availability: Option<ModuleId>,
+    /// The availability layer's batch fetcher, if any: it gets `EpochStart`, one `DeliverCert`
+    /// per log entry (⊥: the empty certificate) and `SnapshotRequest`, in log order.
+    pub batchfetcher: Option<ModuleId>,
 }
 
 /// The ISS module of one node.
@@ -184,13 +196,30 @@ impl Iss {
     fn start_epoch(&mut self, ctx: &mut Ctx<Self>) {
         let e = self.layout.epoch;
         self.policy_at.insert(e, self.leaders.clone());
+        // The epoch's availability instance first: the batch fetcher and the SB instances use it.
+        let availability = self.modules.availability.as_ref().map(|factory| {
+            let instance = factory.then(e);
+            let params = MscInstance { epoch: e, membership: self.membership.clone() };
+            let new =
+                NewSubmodule { id: instance.clone(), params: params.into(), retention_index: e };
+            ctx.emit(factory, new);
+            instance
+        });
+        if let Some(fetcher) = &self.modules.batchfetcher {
+            ctx.emit(fetcher, EpochStart { epoch: e });
+        }
         for (i, leader) in self.layout.leaders.iter().enumerate() {
             let mut segment =
                 Segment::new(leader.clone(), self.membership.clone(), self.layout.segment_sns(i));
             segment.buckets = self.layout.segment_buckets(i);
+            let mut instance = SbInstance::new(segment);
+            if let Some(a) = &availability {
+                instance.source = Some(Source::Availability(a.clone()));
+                instance.validator = Some(Validator::Availability(a.clone()));
+            }
             let new = NewSubmodule {
                 id: self.instance(e, i),
-                params: SbInstance::new(segment).into(),
+                params: instance.into(),
                 retention_index: e,
             };
             ctx.emit(&self.modules.orderer, new);
@@ -213,6 +242,13 @@ impl Iss {
                 };
                 let _counted = self.leaders.suspect(epoch, &leader);
             }
+            if let Some(fetcher) = &self.modules.batchfetcher {
+                // A committed value was validated by correct nodes, so it decodes; ⊥ (or
+                // anything else) is the empty batch.
+                let cert =
+                    value.as_deref().and_then(|v| Cert::from_bytes(v).ok()).unwrap_or_default();
+                ctx.emit(fetcher, DeliverCert { sn, cert });
+            }
             ctx.emit(&self.modules.consumer, OrderedEntry { epoch, sn, value });
             self.next += 1;
             if self.next == self.layout.next_first_sn() {
@@ -233,7 +269,10 @@ impl Iss {
             retention_index: e,
         };
         ctx.emit(&self.modules.checkpoint, new);
-        ctx.emit(&self.modules.consumer, SnapshotRequest { epoch: e });
+        // Through the batch fetcher, if any, so that the snapshot sits between the same batches
+        // at every node (it answers with the client progress, to this module).
+        let to = self.modules.batchfetcher.as_ref().unwrap_or(&self.modules.consumer);
+        ctx.emit(to, SnapshotRequest { epoch: e });
         let layout = EpochLayout::new(
             e,
             first_sn,
@@ -317,7 +356,10 @@ impl Iss {
         self.policy_at = self.policy_at.split_off(&c.epoch);
         let gc = GarbageCollect { retention_index: keep };
         ctx.emit(&self.modules.orderer, gc.clone());
-        ctx.emit(&self.modules.checkpoint, gc);
+        ctx.emit(&self.modules.checkpoint, gc.clone());
+        if let Some(a) = &self.modules.availability {
+            ctx.emit(a, gc);
+        }
         self.stable = Some(c.clone());
         ctx.emit(&self.modules.consumer, c);
         Ok(())

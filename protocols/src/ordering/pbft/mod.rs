@@ -573,7 +573,7 @@ impl Pbft {
 
 /// A [factory](mir_runtime::stdmodules::Factory) of PBFT instances: a
 /// `NewSubmodule { id, params: SbInstance { segment, .. } }` creates an instance ordering
-/// `segment` (with the consumer and validator the [`SbInstance`] names, if it does).
+/// `segment` (with the consumer, source and validator the [`SbInstance`] names, if it does).
 /// Messages for instances not created yet are kept (bounded per sender) until they are.
 pub fn factory(modules: PbftModules, config: PbftConfig, me: NodeId) -> Factory {
     Factory::of(move |id, p: SbInstance| {
@@ -581,8 +581,11 @@ pub fn factory(modules: PbftModules, config: PbftConfig, me: NodeId) -> Factory 
         if let Some(c) = p.consumer {
             modules.consumer = c;
         }
+        if let Some(s) = p.source {
+            modules.source = s;
+        }
         if let Some(v) = p.validator {
-            modules.validator = Validator::Module(v);
+            modules.validator = v;
         }
         let pbft = Pbft::new(modules, config.clone(), me.clone(), p.segment)
             .map_err(|e| ModuleError::new(format!("PBFT instance {id}: {e}")))?;
