@@ -15,13 +15,10 @@ use mir_runtime::stdmodules::{TestCrypto, Timer};
 use mir_runtime::{Batch, Event, ModuleResult, Node, NodeBuilder, Outbox, PassiveModule};
 use protocols::availability::batchfetcher::{NewOrderedBatch, SnapshotRequest};
 use protocols::availability::mempool::NewTransactions;
-use protocols::availability::{self, Config, Tx};
-use protocols::ordering::checkpoint::{
-    self, AppSnapshot, CheckpointConfig, CheckpointModules, StableCheckpoint,
-};
-use protocols::ordering::iss::{Iss, IssConfig, IssModules};
-use protocols::ordering::pbft::{self, PbftConfig, PbftModules};
-use protocols::ordering::{Source, Validator};
+use protocols::availability::Tx;
+use protocols::ordering::checkpoint::{AppSnapshot, StableCheckpoint};
+use protocols::ordering::iss::{self, NodeSettings};
+use protocols::ordering::pbft::PbftConfig;
 
 #[derive(Debug, Default, Clone)]
 struct Seen {
@@ -61,67 +58,23 @@ fn ids() -> Vec<NodeId> {
 }
 
 fn node(me: &NodeId, outcome: &Outcome) -> NodeBuilder {
-    let id = ModuleId::new;
     let membership: Vec<(NodeId, Weight)> = ids().into_iter().map(|n| (n, 1)).collect();
-    let pbft_config = PbftConfig {
-        sn_timeout: Duration::from_secs(1),
-        segment_timeout: Some(Duration::from_secs(4)),
-        view_change_resend: Duration::from_millis(200),
-        done_resend: Duration::from_millis(200),
-        catch_up_delay: Duration::from_millis(200),
-        ..PbftConfig::default()
-    };
-    // Source and validator are set per instance by ISS (the epoch's availability instance).
-    let pbft_modules = PbftModules {
-        net: id("net"),
-        crypto: id("crypto"),
-        timer: id("timer"),
-        consumer: id("iss"),
-        source: Source::FixedOnly,
-        validator: Validator::AcceptAll,
-    };
-    let chkp_modules = CheckpointModules {
-        net: id("net"),
-        crypto: id("crypto"),
-        hasher: id("hasher"),
-        timer: id("timer"),
-        agreement: id("chkp-agreement"),
-        consumer: id("iss"),
-    };
-    let iss_modules = IssModules {
-        orderer: id("ordering"),
-        checkpoint: id("checkpoint"),
-        consumer: id("app"),
-        availability: Some(id("availability")),
-        batchfetcher: Some(id("batchfetcher")),
-    };
-    let iss = Iss::new(iss_modules, IssConfig::default(), membership).unwrap();
-    let config = Config {
-        destination: Some("app".into()),
-        checkpoint: Some("iss".into()),
-        ..Config::default()
+    let settings = NodeSettings {
+        pbft: PbftConfig {
+            sn_timeout: Duration::from_secs(1),
+            segment_timeout: Some(Duration::from_secs(4)),
+            view_change_resend: Duration::from_millis(200),
+            done_resend: Duration::from_millis(200),
+            catch_up_delay: Duration::from_millis(200),
+            ..PbftConfig::default()
+        },
+        ..NodeSettings::default()
     };
     let b = Node::builder(me.clone())
         .passive("app", App { me: me.clone(), outcome: outcome.clone() })
         .passive("crypto", TestCrypto::new(me.clone(), 1))
-        .passive("ordering", pbft::factory(pbft_modules, pbft_config.clone(), me.clone()))
-        .passive(
-            "checkpoint",
-            checkpoint::factory(chkp_modules, CheckpointConfig::default(), me.clone()),
-        )
-        .passive(
-            "chkp-agreement",
-            checkpoint::agreement_factory(
-                id("net"),
-                id("crypto"),
-                id("timer"),
-                pbft_config,
-                me.clone(),
-            ),
-        )
-        .passive("iss", DslModule::new(iss))
         .active("timer", Timer::new());
-    availability::add_to(b, me.clone(), &config).unwrap()
+    iss::add_to(b, me.clone(), membership, &settings).unwrap()
 }
 
 /// 4 nodes (`crashed` down from the start); `clients` clients each submit `per_client`

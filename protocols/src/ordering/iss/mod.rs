@@ -289,6 +289,99 @@ impl Iss {
     }
 }
 
+/// Settings of a whole ISS node ([`add_to`]).
+#[derive(Debug, Clone, Default)]
+pub struct NodeSettings {
+    /// ISS's.
+    pub iss: IssConfig,
+    /// The PBFT instances' (segments and checkpoint agreement).
+    pub pbft: super::pbft::PbftConfig,
+    /// The checkpoint instances'.
+    pub checkpoint: super::checkpoint::CheckpointConfig,
+    /// The availability layer's; its `destination` is the application module (default `app`),
+    /// its `checkpoint` is set to `iss`.
+    pub availability: crate::availability::Config,
+}
+
+/// The module names [`add_to`] uses (besides the availability layer's,
+/// [`availability::names`](crate::availability::names)).
+pub mod names {
+    /// ISS.
+    pub const ISS: &str = "iss";
+    /// The PBFT factory of the segments' instances (`ordering/<epoch>.<segment>`).
+    pub const ORDERING: &str = "ordering";
+    /// The checkpoint factory (`checkpoint/<epoch>`).
+    pub const CHECKPOINT: &str = "checkpoint";
+    /// The PBFT factory of the checkpoint agreement instances (`chkp-agreement/<epoch>`).
+    pub const AGREEMENT: &str = "chkp-agreement";
+}
+
+/// Adds ISS over the availability layer to a node: the availability layer
+/// ([`availability::add_to`](crate::availability::add_to)), the PBFT factory, the checkpoint
+/// factories and ISS itself. The node must also have `net`, `crypto`, `timer` and the
+/// application (`settings.availability.destination`, default `app`), which gets
+/// `NewOrderedBatch`, `SnapshotRequest` (answer with an `AppSnapshot` to `iss`),
+/// `EpochStarted`, `OrderedEntry` and `StableCheckpoint`.
+///
+/// Errors for invalid settings.
+pub fn add_to(
+    builder: mir_runtime::NodeBuilder,
+    me: NodeId,
+    membership: Vec<(NodeId, Weight)>,
+    settings: &NodeSettings,
+) -> Result<mir_runtime::NodeBuilder, String> {
+    use crate::availability::names as a;
+    use crate::ordering::{checkpoint, pbft};
+    let id = ModuleId::new;
+    let app = settings.availability.destination.clone().unwrap_or_else(|| "app".into());
+    let app = ModuleId::try_new(&app).map_err(|e| format!("availability destination: {e}"))?;
+    settings.pbft.validate().map_err(|e| format!("pbft: {e}"))?;
+    // Source and validator: set per instance by ISS (the epoch's availability instance).
+    let pbft_modules = pbft::PbftModules {
+        net: id(a::NET),
+        crypto: id(a::CRYPTO),
+        timer: id(a::TIMER),
+        consumer: id(names::ISS),
+        source: Source::FixedOnly,
+        validator: Validator::AcceptAll,
+    };
+    let chkp_modules = checkpoint::CheckpointModules {
+        net: id(a::NET),
+        crypto: id(a::CRYPTO),
+        hasher: id(a::HASHER),
+        timer: id(a::TIMER),
+        agreement: id(names::AGREEMENT),
+        consumer: id(names::ISS),
+    };
+    let iss_modules = IssModules {
+        orderer: id(names::ORDERING),
+        checkpoint: id(names::CHECKPOINT),
+        consumer: app.clone(),
+        availability: Some(id(a::AVAILABILITY)),
+        batchfetcher: Some(id(a::BATCHFETCHER)),
+    };
+    let iss = Iss::new(iss_modules, settings.iss.clone(), membership)?;
+    let mut availability = settings.availability.clone();
+    availability.destination = Some(app.to_string());
+    availability.checkpoint = Some(names::ISS.into());
+    let builder = crate::availability::add_to(builder, me.clone(), &availability)?;
+    let agreement = checkpoint::agreement_factory(
+        id(a::NET),
+        id(a::CRYPTO),
+        id(a::TIMER),
+        settings.pbft.clone(),
+        me.clone(),
+    );
+    Ok(builder
+        .passive(names::ORDERING, pbft::factory(pbft_modules, settings.pbft.clone(), me.clone()))
+        .passive(
+            names::CHECKPOINT,
+            checkpoint::factory(chkp_modules, settings.checkpoint.clone(), me),
+        )
+        .passive(names::AGREEMENT, agreement)
+        .passive(names::ISS, mir_dsl::DslModule::new(iss)))
+}
+
 /// Register an [`Iss`] (e.g. as `iss`) next to the PBFT factory
 /// ([`pbft::factory`](super::pbft::factory), its consumer `iss`) and the checkpoint factories
 /// ([`checkpoint::factory`](super::checkpoint::factory), its consumer `iss`, and
