@@ -3,6 +3,7 @@
 //! | binary | what it shows |
 //! |---|---|
 //! | `availability` | the availability layer over gRPC with k256: transactions in, a certificate of f + 1 signatures out, the batch read back from the certificate on another node ([`availability`]) |
+//! | `iss` | ISS over PBFT and the availability layer over gRPC with k256: clients' transactions ordered into one log that every node prints the same, epochs with checkpoints, a crashed leader sidelined ([`iss`]) |
 //! | `bcb` | Signed Echo Broadcast over gRPC with real k256 signatures: 4 nodes in one process, one node per process from a membership file, or interactive ([`bcb`]) |
 //! | `pingpong` | two modules, run by the production executor on tokio, or as two nodes over the simulated network in the deterministic simulator; written by hand ([`pingpong`]) and in the DSL ([`pingpong_dsl`], `--dsl`) |
 //!
@@ -12,6 +13,7 @@
 pub mod availability;
 pub mod bcb;
 pub mod cluster;
+pub mod iss;
 pub mod pingpong;
 pub mod pingpong_dsl;
 

@@ -319,7 +319,12 @@ impl Factory {
             self.stats.buffered.fetch_add(1, Relaxed);
         } else {
             self.stats.dropped.fetch_add(1, Relaxed);
-            tracing::warn!(dest = %ev.dest, src = %ev.src, event = ev.name(), "event for a submodule that does not exist; dropped");
+            if ev.src == ev.dest {
+                // A removed submodule's own timer or loopback: expected after garbage collection.
+                tracing::debug!(dest = %ev.dest, event = ev.name(), "event of a removed submodule to itself; dropped");
+            } else {
+                tracing::warn!(dest = %ev.dest, src = %ev.src, event = ev.name(), "event for a submodule that does not exist; dropped");
+            }
         }
     }
 }

@@ -1,0 +1,45 @@
+//! The ISS example, run as the README says: 4 nodes over gRPC with k256, clients' transactions
+//! ordered into the same log at every node; a crashed node sidelined by the backoff policy;
+//! bad options refused with a clear error.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_iss")).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), stdout, stderr)
+}
+
+#[test]
+fn every_node_delivers_the_same_log() {
+    let (ok, out, err) = run(&["--txs", "100", "--clients", "3"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("[node 0] epoch 0 starts, leaders [0, 1, 2, 3]"), "{out}");
+    assert!(out.contains("[node 0] sn "), "{out}");
+    assert!(out.contains("all 4 live nodes delivered the same log: 300 transactions"), "{out}");
+}
+
+#[test]
+fn a_crashed_node_is_sidelined_and_nothing_is_lost() {
+    let (ok, out, err) =
+        run(&["--txs", "1500", "--crash", "3@0.2", "--leader-policy", "backoff", "--quiet"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("*** stopping node 3"), "{out}");
+    assert!(out.contains("starts, leaders [0, 1, 2]"), "{out}");
+    assert!(out.contains("all 3 live nodes delivered the same log: 6000 transactions"), "{out}");
+}
+
+#[test]
+fn bad_options_are_refused() {
+    for (args, expected) in [
+        (&["--crash", "9@1"][..], "there are only 4 nodes"),
+        (&["--crash", "1"][..], "expected NODE@SECONDS"),
+        (&["--leader-policy", "random"][..], "unknown leader policy"),
+        (&["--clients", "0"][..], "at least 1"),
+    ] {
+        let (ok, out, err) = run(args);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
