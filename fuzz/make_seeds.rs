@@ -102,6 +102,7 @@ fn main() {
 
     let cert = Cert {
         batches: vec![BatchCert {
+ buckets: None,
             batch_id: vec![1; 32],
             signers: vec!["0".into(), "1".into()],
             signatures: vec![vec![2; 64], vec![3; 64]],

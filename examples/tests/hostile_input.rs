@@ -171,7 +171,7 @@ fn samples() -> Vec<Payload> {
             signers: (0..N).map(NodeId::from_index).collect(),
             signatures: vec![vec![1; 64]; N],
         }),
-        Payload::new(RequestSigMessage { req_id: 1, txs: vec![tx.clone()] }),
+        Payload::new(RequestSigMessage { req_id: 1, txs: vec![tx.clone()], buckets: None }),
         Payload::new(SigMessage { req_id: 1, signature: vec![3; 64] }),
         Payload::new(RequestBatchMessage { batch_id: vec![0; 32] }),
         Payload::new(ProvideBatchMessage { batch_id: vec![0; 32], txs: vec![tx] }),

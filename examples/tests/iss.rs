@@ -37,9 +37,19 @@ fn bad_options_are_refused() {
         (&["--crash", "1"][..], "expected NODE@SECONDS"),
         (&["--leader-policy", "random"][..], "unknown leader policy"),
         (&["--clients", "0"][..], "at least 1"),
+        (&["--buckets", "0"][..], "--buckets must be between"),
+        (&["--mode", "sharded"][..], "unknown mode"),
     ] {
         let (ok, out, err) = run(args);
         assert!(!ok, "{args:?} succeeded: {out}");
         assert!(err.contains(expected), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn the_redundant_mode_delivers_the_same_log_too() {
+    let (ok, out, err) = run(&["--txs", "100", "--mode", "redundant", "--buckets", "8", "--quiet"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Redundant mode"), "{out}");
+    assert!(out.contains("all 4 live nodes delivered the same log: 400 transactions"), "{out}");
 }

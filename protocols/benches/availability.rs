@@ -121,8 +121,11 @@ fn run(certs: usize, batch: usize, payload: usize, ecdsa_crypto: bool) -> Run {
                 ev("mempool", NewTransactions { txs }.into()),
                 ev(
                     "availability/0",
-                    RequestCert { origin: Origin { module: ModuleId::new("app"), id: k as u64 } }
-                        .into(),
+                    RequestCert {
+                        buckets: None,
+                        origin: Origin { module: ModuleId::new("app"), id: k as u64 },
+                    }
+                    .into(),
                 ),
             ],
         )

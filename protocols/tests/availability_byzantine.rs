@@ -50,7 +50,7 @@ fn an_equivocating_creator_cannot_certify_a_batch_nobody_can_fetch() {
     for seed in 0..seeds() {
         let mut c = cluster(seed, config());
         let lie = Equivocate::typed(Targets::Half, |m: &RequestSigMessage, _: &NodeId| {
-            RequestSigMessage { req_id: m.req_id, txs: txs("mallory", 0..3) }
+            RequestSigMessage { req_id: m.req_id, txs: txs("mallory", 0..3), buckets: None }
         });
         // Some signers also get an invalid batch: more transactions than a batch may hold
         // (`MscParams::max_txs_in_batch`, 1,024), or flipped bits.

@@ -192,7 +192,7 @@ fn timeouts_survive_timer_garbage_collection() {
     // And a batch request needs the batch timeout (2 transactions are not a full batch).
     c.submit(1, txs("quentin", 0..2));
     let origin = c.origin();
-    c.inject(1, "mempool", RequestBatch { epoch: 0, origin });
+    c.inject(1, "mempool", RequestBatch { epoch: 0, buckets: None, origin });
     c.run();
     assert_eq!(c.seen(3, |s| s.provided.clone()), vec![batch]);
     assert_eq!(c.seen(1, |s| s.batches[0].txs.clone()), txs("quentin", 0..2));
@@ -225,7 +225,11 @@ fn a_signer_stores_and_signs_at_most_max_requests_batches_per_source() {
             received(
                 1,
                 "availability/0",
-                RequestSigMessage { req_id: i, txs: txs("flood", i * 10..i * 10 + 10) },
+                RequestSigMessage {
+                    req_id: i,
+                    txs: txs("flood", i * 10..i * 10 + 10),
+                    buckets: None,
+                },
             )
         })
         .collect();
@@ -249,10 +253,63 @@ fn a_signer_stores_at_most_max_bytes_per_source() {
     let flood = (0..5)
         .map(|i| {
             let tx = Tx::new("flood", i, vec![0u8; 500]);
-            received(1, "availability/0", RequestSigMessage { req_id: i, txs: vec![tx] })
+            received(
+                1,
+                "availability/0",
+                RequestSigMessage { req_id: i, txs: vec![tx], buckets: None },
+            )
         })
         .collect();
     c.sim.inject(&nodes()[0], flood).unwrap();
     c.run();
     assert_eq!(c.sim.summary().messages_delivered - before, 3);
+}
+
+#[test]
+fn a_signer_signs_a_batch_only_if_its_transactions_fall_in_the_named_buckets() {
+    use protocols::availability::msc::RequestSigMessage;
+    use protocols::availability::{bucket_of, Buckets};
+    let mut c = cluster(9, config());
+    c.run();
+    let before = c.sim.summary().messages_delivered;
+    let tx = Tx::new("dora", 3, "x");
+    let b = bucket_of("dora", 3, 8);
+    let request = |req_id, mine: Vec<u64>| {
+        let buckets = Some(Buckets { count: 8, mine });
+        received(1, "availability/0", RequestSigMessage { req_id, txs: vec![tx.clone()], buckets })
+    };
+    // Its bucket: signed. Another bucket, or a malformed bucket list: refused.
+    let flood = vec![request(0, vec![b]), request(1, vec![(b + 1) % 8]), request(2, vec![9])];
+    c.sim.inject(&nodes()[0], flood).unwrap();
+    c.run();
+    assert_eq!(c.sim.summary().messages_delivered - before, 1);
+}
+
+#[test]
+fn a_certificate_for_buckets_verifies_only_with_those_buckets() {
+    use protocols::availability::msc::RequestCert;
+    use protocols::availability::{bucket_of, Buckets};
+    let mut c = cluster(10, config());
+    // Transactions of every bucket; the certificate is for bucket 2 of 4 only.
+    c.submit(0, txs("erin", 0..8));
+    let origin = c.origin();
+    let buckets = Buckets { count: 4, mine: vec![2] };
+    c.inject(0, "availability/0", RequestCert { buckets: Some(buckets.clone()), origin });
+    c.run();
+    let cert = c.seen(0, |s| s.certs.last().unwrap().clone());
+    assert_eq!(cert.batches.len(), 1);
+    assert_eq!(cert.batches[0].buckets, Some(buckets));
+    let ids: Vec<u64> = (0..8).filter(|n| bucket_of("erin", *n, 4) == 2).collect();
+    assert_eq!(ids.len(), 2);
+    // Valid as made; claiming other buckets breaks every signature.
+    let id = c.verify(1, 0, cert.clone());
+    let mut other = cert;
+    other.batches[0].buckets = Some(Buckets { count: 4, mine: vec![1, 2] });
+    let id2 = c.verify(1, 0, other);
+    c.run();
+    c.seen(1, |s| {
+        let v = |id| s.verified.iter().find(|v| v.origin.id == id).unwrap().valid;
+        assert!(v(id));
+        assert!(!v(id2));
+    });
 }

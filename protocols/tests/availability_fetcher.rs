@@ -79,6 +79,7 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
     let ev = |p: mir_dsl::mir_runtime::Payload| Event::new("iss", "batchfetcher", p);
     let cert = Cert {
         batches: vec![BatchCert {
+            buckets: None,
             batch_id: vec![1; 32],
             signers: nodes()[..2].to_vec(),
             signatures: vec![vec![], vec![]],

@@ -71,7 +71,7 @@ fn the_mempool_bounds_hold_under_a_flood() {
         let before = c.seen(0, |s| s.batches.len());
         for _ in 0..5 {
             let origin = c.origin();
-            c.inject(0, "mempool", RequestBatch { epoch, origin });
+            c.inject(0, "mempool", RequestBatch { epoch, buckets: None, origin });
         }
         c.run();
         c.seen(0, |s| s.batches[before..].to_vec())
@@ -124,7 +124,7 @@ fn batches_form_by_count_by_bytes_and_by_timeout() {
     c.run();
     let ask = |c: &mut Cluster| {
         let origin = c.origin();
-        c.inject(0, "mempool", RequestBatch { epoch: 0, origin });
+        c.inject(0, "mempool", RequestBatch { epoch: 0, buckets: None, origin });
     };
     // By bytes: answered at once, well before the timeout.
     ask(&mut c);
@@ -151,7 +151,7 @@ fn the_mempool_serves_transactions_by_id() {
     let mut c = cluster(9, config());
     c.submit(0, txs("kim", 0..3));
     let origin = c.origin();
-    c.inject(0, "mempool", RequestBatch { epoch: 0, origin });
+    c.inject(0, "mempool", RequestBatch { epoch: 0, buckets: None, origin });
     c.run();
     let ids = c.seen(0, |s| s.batches[0].tx_ids.clone());
     assert_eq!(ids.len(), 3);
@@ -237,6 +237,7 @@ fn transactions_outside_their_clients_window_are_not_delivered() {
     let me = ModuleId::new("batchfetcher");
     let cert = Cert {
         batches: vec![BatchCert {
+            buckets: None,
             batch_id: vec![1; 32],
             signers: nodes()[..2].to_vec(),
             signatures: vec![vec![], vec![]],

@@ -32,6 +32,7 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 fn near_valid_cert() -> impl Strategy<Value = Vec<u8>> {
     let c = Cert {
         batches: vec![BatchCert {
+            buckets: None,
             batch_id: vec![1; 32],
             signers: vec!["0".into(), "1".into()],
             signatures: vec![vec![2; 64], vec![3; 64]],

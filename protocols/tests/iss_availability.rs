@@ -17,12 +17,14 @@ use protocols::availability::batchfetcher::{NewOrderedBatch, SnapshotRequest};
 use protocols::availability::mempool::NewTransactions;
 use protocols::availability::Tx;
 use protocols::ordering::checkpoint::{AppSnapshot, StableCheckpoint};
-use protocols::ordering::iss::{self, NodeSettings};
+use protocols::ordering::iss::epoch::EpochLayout;
+use protocols::ordering::iss::{self, EpochStarted, IssConfig, Mode, NodeSettings};
 use protocols::ordering::pbft::PbftConfig;
 
 #[derive(Debug, Default, Clone)]
 struct Seen {
     batches: Vec<NewOrderedBatch>,
+    epochs: Vec<EpochStarted>,
     stable: Vec<StableCheckpoint>,
 }
 
@@ -41,6 +43,8 @@ impl PassiveModule for App {
         for ev in events {
             if let Some(b) = ev.get::<NewOrderedBatch>() {
                 seen.batches.push(b.clone());
+            } else if let Some(e) = ev.get::<EpochStarted>() {
+                seen.epochs.push(e.clone());
             } else if let Some(c) = ev.get::<StableCheckpoint>() {
                 seen.stable.push(c.clone());
             } else if let Some(r) = ev.get::<SnapshotRequest>() {
@@ -57,7 +61,7 @@ fn ids() -> Vec<NodeId> {
     (0..4).map(NodeId::from_index).collect()
 }
 
-fn node(me: &NodeId, outcome: &Outcome) -> NodeBuilder {
+fn node(me: &NodeId, outcome: &Outcome, mode: Mode) -> NodeBuilder {
     let membership: Vec<(NodeId, Weight)> = ids().into_iter().map(|n| (n, 1)).collect();
     let settings = NodeSettings {
         pbft: PbftConfig {
@@ -68,6 +72,7 @@ fn node(me: &NodeId, outcome: &Outcome) -> NodeBuilder {
             catch_up_delay: Duration::from_millis(200),
             ..PbftConfig::default()
         },
+        iss: IssConfig { mode, ..IssConfig::default() },
         ..NodeSettings::default()
     };
     let b = Node::builder(me.clone())
@@ -79,11 +84,17 @@ fn node(me: &NodeId, outcome: &Outcome) -> NodeBuilder {
 
 /// 4 nodes (`crashed` down from the start); `clients` clients each submit `per_client`
 /// transactions to every node; runs until every live node delivered them all.
-fn run(seed: u64, crashed: &[usize], clients: usize, per_client: u64) -> BTreeMap<NodeId, Seen> {
+fn run(
+    seed: u64,
+    mode: Mode,
+    crashed: &[usize],
+    clients: usize,
+    per_client: u64,
+) -> BTreeMap<NodeId, Seen> {
     let outcome: Outcome = Arc::default();
     let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(seed) });
     for me in ids() {
-        sim.add_node(node(&me, &outcome)).unwrap();
+        sim.add_node(node(&me, &outcome, mode)).unwrap();
     }
     for c in crashed {
         sim.apply_fault(Fault::Crash(ids()[*c].clone())).unwrap();
@@ -148,7 +159,8 @@ fn run(seed: u64, crashed: &[usize], clients: usize, per_client: u64) -> BTreeMa
 #[test]
 fn iss_orders_transactions_through_the_availability_layer() {
     for seed in 0..3 {
-        let seen = run(seed, &[], 4, 50);
+        let seen = run(seed, Mode::Bucketed, &[], 4, 50);
+        check_buckets(&seen);
         // Epochs went by with stable checkpoints, the same at every node.
         let first = &seen.values().next().unwrap().stable;
         assert!(!first.is_empty(), "seed {seed}: no stable checkpoint");
@@ -162,5 +174,38 @@ fn iss_orders_transactions_through_the_availability_layer() {
 #[test]
 fn a_crashed_node_does_not_lose_transactions() {
     // Node 3's segments end ⊥; the transactions every node holds are ordered by the others.
-    run(4, &[3], 2, 30);
+    check_buckets(&run(4, Mode::Bucketed, &[3], 2, 30));
+}
+
+#[test]
+fn the_redundant_mode_orders_every_transaction_once_too() {
+    // Every leader proposes anything; the batch fetcher removes what is ordered twice.
+    run(5, Mode::Redundant, &[], 4, 50);
+}
+
+/// Every delivered transaction falls in the buckets of the segment that ordered it.
+fn check_buckets(seen: &BTreeMap<NodeId, Seen>) {
+    let s = seen.values().next().unwrap();
+    let buckets = 16 * 4; // IssConfig's default: 16 per member
+    let layouts: Vec<EpochLayout> = s
+        .epochs
+        .iter()
+        .map(|e| EpochLayout::new(e.epoch, e.first_sn, e.leaders.clone(), 4, buckets).unwrap())
+        .collect();
+    let mut checked = 0;
+    for b in &s.batches {
+        let layout = layouts.iter().find(|l| l.contains(b.sn)).unwrap();
+        let i = ((b.sn - layout.first_sn) % layout.leaders.len() as u64) as usize;
+        let mine = layout.segment_buckets(i);
+        for t in &b.txs {
+            let bucket = protocols::availability::bucket_of(&t.client.0, t.tx_no, buckets);
+            assert!(
+                mine.contains(&bucket),
+                "sn {}: {t:?} of bucket {bucket}, not in {mine:?}",
+                b.sn
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
 }

@@ -134,6 +134,7 @@ fn a_leader_proposing_forged_certificates_gets_bottom_for_them_and_is_suspected(
             let signers = ids()[..2].to_vec();
             let cert = Cert {
                 batches: vec![BatchCert {
+                    buckets: None,
                     batch_id: vec![7; 32],
                     signers,
                     signatures: vec![vec![1; 64]; 2],

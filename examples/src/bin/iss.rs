@@ -23,7 +23,7 @@ use mir_dsl::mir_runtime::{Event, NodeId};
 use protocols::availability::mempool::NewTransactions;
 use protocols::availability::Tx;
 use protocols::ordering::iss::leaders::LeaderPolicy;
-use protocols::ordering::iss::{IssConfig, NodeSettings};
+use protocols::ordering::iss::{IssConfig, Mode, NodeSettings};
 use protocols::ordering::pbft::PbftConfig;
 
 #[derive(Parser)]
@@ -44,6 +44,13 @@ struct Cli {
     /// Sequence numbers per segment.
     #[arg(long, default_value_t = 4)]
     segment_length: u64,
+    /// Buckets of the request space (default: 16 per node).
+    #[arg(long)]
+    buckets: Option<u64>,
+    /// `bucketed` (the paper: each leader proposes only requests of its buckets) or
+    /// `redundant` (Trantor: any leader proposes anything, duplicates removed after ordering).
+    #[arg(long, default_value = "bucketed")]
+    mode: Mode,
     /// Stop node NODE SECONDS after the start (`3@2`): its segments end as ⊥ after view
     /// changes, and a leader policy other than `simple` sidelines it.
     #[arg(long, value_name = "NODE@SECONDS")]
@@ -91,6 +98,8 @@ fn settings(cli: &Cli) -> NodeSettings {
         iss: IssConfig {
             segment_length: cli.segment_length,
             leader_policy: cli.leader_policy,
+            buckets: cli.buckets,
+            mode: cli.mode,
             ..IssConfig::default()
         },
         // Short view-change timeouts, so that a crashed leader is replaced within seconds.
@@ -129,6 +138,13 @@ fn run(cli: &Cli) -> Result<(), Error> {
     if cli.nodes < 1 || cli.clients < 1 || cli.segment_length < 1 {
         return Err("--nodes, --clients and --segment-length must be at least 1".into());
     }
+    if cli.buckets.is_some_and(|b| b == 0 || b > protocols::availability::MAX_BUCKETS) {
+        return Err(format!(
+            "--buckets must be between 1 and {}",
+            protocols::availability::MAX_BUCKETS
+        )
+        .into());
+    }
     let crash = cli.crash.as_deref().map(|s| parse_crash(s, cli.nodes)).transpose()?;
     let total = cli.clients * cli.txs as usize;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -148,8 +164,9 @@ fn run(cli: &Cli) -> Result<(), Error> {
         let cluster = examples::cluster::start(nodes, Duration::from_secs(10)).await?;
         let handles = cluster.handles.clone();
         say!(
-            "{} nodes over gRPC on loopback, leader policy {:?}, segments of {}; {} clients × {} transactions",
+            "{} nodes over gRPC on loopback, {:?} mode, leader policy {:?}, segments of {}; {} clients × {} transactions",
             ids.len(),
+            cli.mode,
             cli.leader_policy,
             cli.segment_length,
             cli.clients,

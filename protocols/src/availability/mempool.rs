@@ -38,7 +38,7 @@ use mir_runtime::stdevents::Init;
 use mir_runtime::{payload, request_response, ModuleId};
 use serde::{Deserialize, Serialize};
 
-use super::{tx_ids_request, ClientId, ClientProgress, Tx, TxId};
+use super::{tx_ids_request, Buckets, ClientId, ClientProgress, Tx, TxId};
 
 // ---- Events ----
 
@@ -72,6 +72,8 @@ pub struct TransactionsRejected {
 pub struct RequestBatch {
     /// The epoch.
     pub epoch: u64,
+    /// Only transactions of these buckets, if given.
+    pub buckets: Option<Buckets>,
     /// Who asked.
     pub origin: Origin,
 }
@@ -140,7 +142,13 @@ request_response!(RequestBatch => NewBatch, LookupTransactions => TransactionsFo
 impl RequestBatch {
     /// A request for a batch of epoch `epoch`.
     pub fn new(epoch: u64) -> Self {
-        RequestBatch { epoch, origin: Origin::unset() }
+        RequestBatch { epoch, buckets: None, origin: Origin::unset() }
+    }
+
+    /// The same request, for transactions of `buckets` only.
+    pub fn in_buckets(mut self, buckets: Option<Buckets>) -> Self {
+        self.buckets = buckets;
+        self
     }
 }
 
@@ -235,6 +243,7 @@ pub struct Admitting {
 struct Waiting {
     origin: Origin,
     epoch: u64,
+    buckets: Option<Buckets>,
     number: u64,
     timer_set: bool,
     timed_out: bool,
@@ -334,16 +343,36 @@ impl Mempool {
         }
     }
 
-    fn full_batch_available(&self) -> bool {
-        self.avail_txs >= self.params.max_txs_in_batch
-            || self.avail_bytes >= self.params.max_payload_in_batch
+    fn full_batch_available(&self, buckets: Option<&Buckets>) -> bool {
+        let Some(b) = buckets else {
+            return self.avail_txs >= self.params.max_txs_in_batch
+                || self.avail_bytes >= self.params.max_payload_in_batch;
+        };
+        // Only transactions of the buckets count (a scan from the cursor; see `take_batch`).
+        let (mut n, mut bytes) = (0, 0);
+        for (_, tx) in self.txs.range(self.cursor..).map(|(_, v)| v).filter(|(_, tx)| b.holds(tx)) {
+            n += 1;
+            bytes += tx.size();
+            if n >= self.params.max_txs_in_batch || bytes >= self.params.max_payload_in_batch {
+                return true;
+            }
+        }
+        false
     }
 
-    /// Takes the next batch from the cursor.
-    fn take_batch(&mut self) -> (Vec<TxId>, Vec<Tx>) {
+    /// Takes the next batch from the cursor: transactions in arrival order (of `buckets` only,
+    /// if given: the others the cursor passes are not this node's to propose in this epoch; the
+    /// next epoch starts from the oldest again).
+    fn take_batch(&mut self, buckets: Option<&Buckets>) -> (Vec<TxId>, Vec<Tx>) {
         let (mut ids, mut txs, mut bytes) = (Vec::new(), Vec::new(), 0);
-        let mut next = self.cursor;
+        let (mut next, mut passed, mut passed_bytes) = (self.cursor, 0, 0);
         for (&seq, (id, tx)) in self.txs.range(self.cursor..) {
+            if buckets.is_some_and(|b| !b.holds(tx)) {
+                next = seq + 1;
+                passed += 1;
+                passed_bytes += tx.size();
+                continue;
+            }
             if ids.len() == self.params.max_txs_in_batch
                 || bytes + tx.size() > self.params.max_payload_in_batch
             {
@@ -355,8 +384,8 @@ impl Mempool {
             next = seq + 1;
         }
         self.cursor = next;
-        self.avail_txs -= ids.len();
-        self.avail_bytes -= bytes;
+        self.avail_txs -= ids.len() + passed;
+        self.avail_bytes -= bytes + passed_bytes;
         (ids, txs)
     }
 
@@ -452,6 +481,7 @@ impl Mempool {
         let mut w = Waiting {
             origin: req.origin,
             epoch: req.epoch,
+            buckets: req.buckets,
             number,
             timer_set: false,
             timed_out: false,
@@ -482,8 +512,9 @@ impl Mempool {
             }
             let (tx_ids, txs) = if w.epoch < self.epoch {
                 (Vec::new(), Vec::new()) // a stale request: nothing to propose in a past epoch
-            } else if self.full_batch_available() || w.timed_out {
-                self.take_batch()
+            } else if self.full_batch_available(w.buckets.as_ref()) || w.timed_out {
+                let b = w.buckets.clone();
+                self.take_batch(b.as_ref())
             } else {
                 break;
             };

@@ -187,12 +187,72 @@ impl ClientProgress {
     }
 }
 
+/// The request buckets a batch may hold transactions of (ISS's buckets, spec §1): the request
+/// space is split into `count` buckets, request `(client, n)` falls in [`bucket_of`], and a batch
+/// for these buckets holds only requests of the buckets in `mine`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Buckets {
+    /// How many buckets the request space is split into.
+    pub count: u64,
+    /// The buckets allowed, sorted, distinct, each below `count`.
+    pub mine: Vec<u64>,
+}
+
+/// At most this many buckets (a peer cannot make a node check a huge bucket list).
+pub const MAX_BUCKETS: u64 = 1 << 16;
+
+impl Buckets {
+    /// Checks the form: `1 ≤ count ≤ MAX_BUCKETS`, `mine` sorted, distinct, below `count`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.count == 0 || self.count > MAX_BUCKETS {
+            return Err(format!("{} buckets (1 to {MAX_BUCKETS})", self.count));
+        }
+        if self.mine.windows(2).any(|w| w[0] >= w[1])
+            || self.mine.last().is_some_and(|b| *b >= self.count)
+        {
+            return Err("the buckets are not sorted, distinct and below the count".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `tx` falls in one of these buckets.
+    ///
+    /// ```
+    /// use protocols::availability::{bucket_of, Buckets, Tx};
+    /// let tx = Tx::new("alice", 7, "x");
+    /// let b = bucket_of("alice", 7, 4);
+    /// assert!(Buckets { count: 4, mine: vec![b] }.holds(&tx));
+    /// assert!(!Buckets { count: 4, mine: vec![(b + 1) % 4] }.holds(&tx));
+    /// ```
+    pub fn holds(&self, tx: &Tx) -> bool {
+        self.mine.binary_search(&bucket_of(&tx.client.0, tx.tx_no, self.count)).is_ok()
+    }
+}
+
+/// The bucket of request number `n` of `client` among `buckets`: `(H(client) + n) mod buckets`,
+/// with `H` the first 8 bytes (little-endian) of the SHA-256 of the client ID, so a client's
+/// consecutive requests fall in consecutive buckets.
+///
+/// ```
+/// use protocols::availability::bucket_of;
+/// let b: Vec<u64> = (0..4).map(|n| bucket_of("alice", n, 4)).collect();
+/// assert_eq!(b[1], (b[0] + 1) % 4);
+/// ```
+pub fn bucket_of(client: &str, n: u64, buckets: u64) -> u64 {
+    let h = mir_runtime::stdmodules::hasher::digest(&[client.as_bytes().to_vec()]);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h[..8]);
+    (u64::from_le_bytes(first) % buckets + n % buckets) % buckets
+}
+
 /// A certificate that the batch `batch_id` is available: `signatures[i]` is `signers[i]`'s
-/// signature of `(instance, "BATCH_STORED", batch_id)`.
+/// signature of [`stored_statement`]`(instance, batch_id, buckets)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchCert {
     /// The batch.
     pub batch_id: BatchId,
+    /// The buckets its transactions were checked against by each signer, if any.
+    pub buckets: Option<Buckets>,
     /// Who signed (distinct members, a weak quorum by weight).
     pub signers: Vec<mir_runtime::NodeId>,
     /// Their signatures, one per signer.
@@ -224,9 +284,18 @@ impl Cert {
     }
 }
 
-/// The statement a signer signs: it stored batch `batch_id` for instance `instance`.
-pub fn stored_statement(instance: &[u8], batch_id: &[u8]) -> Vec<Vec<u8>> {
-    vec![instance.to_vec(), b"BATCH_STORED".to_vec(), batch_id.to_vec()]
+/// The statement a signer signs: it stored batch `batch_id` for instance `instance` (and checked
+/// that its transactions fall in `buckets`, if given: their canonical encoding is signed too).
+pub fn stored_statement(
+    instance: &[u8],
+    batch_id: &[u8],
+    buckets: Option<&Buckets>,
+) -> Vec<Vec<u8>> {
+    let mut s = vec![instance.to_vec(), b"BATCH_STORED".to_vec(), batch_id.to_vec()];
+    if let Some(b) = buckets {
+        s.push(mir_runtime::codec::encode(b));
+    }
+    s
 }
 
 payload!(

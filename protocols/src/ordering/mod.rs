@@ -31,6 +31,8 @@ pub mod pbft;
 use std::collections::{BTreeMap, BTreeSet};
 
 use mir_dsl::Weight;
+
+use crate::availability::Buckets;
 use mir_runtime::stdevents::crypto::Origin;
 use mir_runtime::{payload, request_response, ModuleId, NodeId};
 use serde::{Deserialize, Serialize};
@@ -49,9 +51,9 @@ pub struct Segment {
     /// The sequence numbers this segment orders (distinct; in ISS they interleave with the other
     /// segments' of the epoch).
     pub sns: Vec<Sn>,
-    /// The request buckets the leader may draw transactions from (handed to the [`Source`];
-    /// ISS assigns them, issue 15).
-    pub buckets: Vec<u64>,
+    /// The request buckets the leader may draw transactions from (handed to the [`Source`] and
+    /// checked by the availability validator); `None`: any (Trantor's redundant mode).
+    pub buckets: Option<Buckets>,
     /// Fixed proposals: for these `sn`s each node's instance proposes this value when it is the
     /// primary (the leader in view 0, a new primary for an `sn` where nothing was prepared)
     /// instead of asking the source. Used for checkpoint agreement, where each node proposes the
@@ -62,7 +64,7 @@ pub struct Segment {
 impl Segment {
     /// A segment of `sns` led by `leader`, no buckets, no fixed proposals.
     pub fn new(leader: NodeId, membership: Vec<(NodeId, Weight)>, sns: Vec<Sn>) -> Self {
-        Segment { leader, membership, sns, buckets: Vec::new(), proposals: BTreeMap::new() }
+        Segment { leader, membership, sns, buckets: None, proposals: BTreeMap::new() }
     }
 
     /// Checks the segment: members distinct with positive weights, the leader a member,
@@ -177,8 +179,8 @@ pub struct EquivocationEvidence {
 pub struct CutBatch {
     /// The slot.
     pub sn: Sn,
-    /// The segment's buckets.
-    pub buckets: Vec<u64>,
+    /// The segment's buckets (`None`: any).
+    pub buckets: Option<Buckets>,
     /// Who asked.
     pub origin: Origin,
 }

@@ -144,7 +144,7 @@ impl Cluster {
 
     pub fn request_cert(&mut self, node: usize) {
         let origin = self.origin();
-        self.inject(node, "availability/0", RequestCert { origin });
+        self.inject(node, "availability/0", RequestCert { buckets: None, origin });
     }
 
     /// Asks node `node` to verify `cert` in `epoch`; returns the request's origin number.

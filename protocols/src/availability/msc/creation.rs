@@ -28,7 +28,7 @@ use mir_runtime::NodeId;
 
 use super::super::batchdb::{BatchStored, StoreBatch};
 use super::super::mempool::{NewBatch, RequestBatch};
-use super::super::{batch_id_request, stored_statement, BatchId, Cert, Tx, TxId};
+use super::super::{batch_id_request, stored_statement, BatchId, Buckets, Cert, Tx, TxId};
 use super::{
     batch_cert, AfterHash, Collecting, Msc, NewCert, RequestCert, RequestSigMessage, SigMessage,
     SigTimeout,
@@ -42,6 +42,7 @@ pub struct BatchForCert;
 #[derive(Debug)]
 pub struct CertBatchId {
     txs: Vec<Tx>,
+    buckets: Option<Buckets>,
 }
 
 /// Checking `from`'s signature for certificate `req_id`.
@@ -58,6 +59,7 @@ pub struct SignerStored {
     from: NodeId,
     req_id: u64,
     batch_id: Vec<u8>,
+    buckets: Option<Buckets>,
 }
 
 /// Signer: signing the statement.
@@ -89,7 +91,9 @@ impl Msc {
             return Ok(());
         }
         self.asked_mempool = true;
-        ctx.request(&self.modules.mempool, RequestBatch::new(self.epoch), BatchForCert);
+        let buckets = self.requests.front().and_then(|(_, b)| b.clone());
+        let req = RequestBatch::new(self.epoch).in_buckets(buckets);
+        ctx.request(&self.modules.mempool, req, BatchForCert);
         Ok(())
     }
 
@@ -109,13 +113,13 @@ impl Msc {
         if attempt > 1 {
             tracing::debug!(req_id, attempt, silent = silent.len(), "asking again for signatures");
         }
-        let msg = RequestSigMessage { req_id, txs: c.txs.clone() };
+        let msg = RequestSigMessage { req_id, txs: c.txs.clone(), buckets: c.buckets.clone() };
         ctx.send(&self.modules.net, &silent, msg);
         ctx.after(&self.modules.timer, self.params.sig_timeout, SigTimeout { req_id, attempt });
     }
 
     fn answer(&mut self, ctx: &mut Ctx<Self>, cert: Cert) -> Handled {
-        let Some(origin) = self.requests.pop_front() else {
+        let Some((origin, _)) = self.requests.pop_front() else {
             fatal!("a certificate was made with no request waiting for it");
         };
         let to = origin.module.clone();
@@ -132,12 +136,13 @@ impl Msc {
         ctx: &mut Ctx<Self>,
         from: NodeId,
         req_id: u64,
+        buckets: Option<Buckets>,
         batch_id: BatchId,
         tx_ids: Vec<TxId>,
         txs: Vec<Tx>,
     ) -> Handled {
         let store = StoreBatch::new(batch_id.clone(), tx_ids, txs, self.epoch);
-        ctx.request(&self.modules.batchdb, store, SignerStored { from, req_id, batch_id });
+        ctx.request(&self.modules.batchdb, store, SignerStored { from, req_id, batch_id, buckets });
         Ok(())
     }
 }
@@ -147,7 +152,7 @@ impl Msc {
     /// upon ⟨RequestCert⟩ do queue it; if idle: ask the mempool for a batch
     #[upon(event)]
     fn request_cert(&mut self, ctx: &mut Ctx<Self>, req: RequestCert) -> Handled {
-        self.requests.push_back(req.origin);
+        self.requests.push_back((req.origin, req.buckets));
         self.ask_mempool(ctx)?;
         Ok(())
     }
@@ -167,7 +172,10 @@ impl Msc {
         ctx.request(
             &self.modules.hasher,
             batch_id_request(&batch.tx_ids),
-            CertBatchId { txs: batch.txs },
+            CertBatchId {
+                txs: batch.txs,
+                buckets: self.requests.front().and_then(|(_, b)| b.clone()),
+            },
         );
         Ok(())
     }
@@ -187,6 +195,7 @@ impl Msc {
             req_id,
             batch_id,
             txs: c.txs,
+            buckets: c.buckets,
             attempt: 0,
             sigs: Default::default(),
             checking: Default::default(),
@@ -226,7 +235,7 @@ impl Msc {
             !c.sigs.contains_key(&from) && c.checking.insert(from.clone()),
             "repeated SIG from {from}"
         );
-        let statement = stored_statement(&self.instance, &c.batch_id);
+        let statement = stored_statement(&self.instance, &c.batch_id, c.buckets.as_ref());
         ctx.request(
             &self.modules.crypto,
             VerifySig::new(statement, msg.signature.clone(), from.clone()),
@@ -261,7 +270,7 @@ impl Msc {
             Err(e) => fatal!("collected signatures: {e}"),
         }
         let col = self.collecting.take().expect("checked above");
-        let cert = Cert { batches: vec![batch_cert(col.batch_id, &col.sigs)] };
+        let cert = Cert { batches: vec![batch_cert(col.batch_id, col.buckets, &col.sigs)] };
         self.answer(ctx, cert)?;
         self.ask_mempool(ctx)?;
         Ok(())
@@ -278,6 +287,15 @@ impl Msc {
         ensure!(self.membership.contains(&from), "REQUEST-SIG from non-member {from}");
         if let Err(e) = self.batch_within_limits(&msg.txs) {
             ignore!("REQUEST-SIG from {from}: the batch has {e}");
+        }
+        if let Some(b) = &msg.buckets {
+            if let Err(e) = b.validate() {
+                ignore!("REQUEST-SIG from {from}: {e}");
+            }
+            ensure!(
+                msg.txs.iter().all(|t| b.holds(t)),
+                "REQUEST-SIG from {from}: a transaction outside the batch's buckets"
+            );
         }
         let mine = self.signed.entry(from.clone()).or_default();
         match mine.get(&msg.req_id) {
@@ -305,7 +323,8 @@ impl Msc {
         );
         *stored += bytes;
         mine.insert(msg.req_id, None);
-        self.hash_batch(ctx, msg.txs, AfterHash::Sign { from, req_id: msg.req_id });
+        let then = AfterHash::Sign { from, req_id: msg.req_id, buckets: msg.buckets };
+        self.hash_batch(ctx, msg.txs, then);
         Ok(())
     }
 
@@ -319,7 +338,7 @@ impl Msc {
             }
             ignore!("REQUEST-SIG from {}: the batch was not stored: {e}", c.from);
         }
-        let statement = stored_statement(&self.instance, &c.batch_id);
+        let statement = stored_statement(&self.instance, &c.batch_id, c.buckets.as_ref());
         ctx.request(
             &self.modules.crypto,
             SignRequest::new(statement),

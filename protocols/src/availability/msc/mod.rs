@@ -33,13 +33,15 @@ use mir_runtime::stdmodules::Factory;
 use mir_runtime::{payload, request_response, ModuleError, ModuleId, NodeId};
 use serde::{Deserialize, Serialize};
 
-use super::{batch_id_request, tx_ids_request, BatchCert, BatchId, Cert, Tx, TxId};
+use super::{batch_id_request, tx_ids_request, BatchCert, BatchId, Buckets, Cert, Tx, TxId};
 
 // ---- Events (requests and responses) ----
 
 /// Asks for a certificate of a new batch (answered with [`NewCert`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestCert {
+    /// The buckets the batch's transactions must fall in, if any.
+    pub buckets: Option<Buckets>,
     /// Who asked.
     pub origin: Origin,
 }
@@ -122,6 +124,8 @@ pub struct RequestSigMessage {
     pub req_id: u64,
     /// The batch.
     pub txs: Vec<Tx>,
+    /// The buckets its transactions must fall in (checked by each signer), if any.
+    pub buckets: Option<Buckets>,
 }
 
 /// Member → source: my signature that I stored the batch of `req_id`.
@@ -182,7 +186,12 @@ request_response!(
 impl RequestCert {
     /// A request for a certificate.
     pub fn new() -> Self {
-        RequestCert { origin: Origin::unset() }
+        RequestCert { buckets: None, origin: Origin::unset() }
+    }
+
+    /// A request for a certificate of a batch of `buckets` only.
+    pub fn in_buckets(buckets: Option<Buckets>) -> Self {
+        RequestCert { buckets, origin: Origin::unset() }
     }
 }
 
@@ -297,6 +306,8 @@ struct Collecting {
     batch_id: BatchId,
     /// The batch (sent again to members that do not answer).
     txs: Vec<Tx>,
+    /// The buckets it was drawn from.
+    buckets: Option<Buckets>,
     /// Times the signatures were asked for.
     attempt: u64,
     /// Valid signatures so far.
@@ -331,7 +342,7 @@ pub struct Msc {
     membership: Voters,
     me: NodeId,
     // Certificate creation, source side.
-    requests: VecDeque<Origin>,
+    requests: VecDeque<(Origin, Option<Buckets>)>,
     /// A batch was asked for and is not being collected yet (asked, or its ID being hashed).
     asked_mempool: bool,
     collecting: Option<Collecting>,
@@ -414,7 +425,7 @@ pub struct HashingBatch {
 #[derive(Debug)]
 pub(super) enum AfterHash {
     /// A signer storing `from`'s batch of request `req_id` ([`creation`]).
-    Sign { from: NodeId, req_id: u64 },
+    Sign { from: NodeId, req_id: u64, buckets: Option<Buckets> },
     /// A batch `from` provided for the missing `batch_id` ([`reconstruction`]).
     Provided { from: NodeId, batch_id: BatchId },
 }
@@ -448,8 +459,8 @@ impl Msc {
             fatal!("the hasher returned no digest")
         };
         match c.then {
-            AfterHash::Sign { from, req_id } => {
-                self.signer_hashed(ctx, from, req_id, id, tx_ids, c.txs)
+            AfterHash::Sign { from, req_id, buckets } => {
+                self.signer_hashed(ctx, from, req_id, buckets, id, tx_ids, c.txs)
             }
             AfterHash::Provided { from, batch_id } => {
                 self.provided_hashed(ctx, from, batch_id, id, tx_ids, c.txs)
@@ -479,7 +490,11 @@ pub fn factory(modules: MscModules, params: MscParams, me: NodeId) -> Factory {
 }
 
 /// The certificate of one batch, from collected signatures.
-fn batch_cert(batch_id: BatchId, sigs: &BTreeMap<NodeId, Vec<u8>>) -> BatchCert {
+fn batch_cert(
+    batch_id: BatchId,
+    buckets: Option<Buckets>,
+    sigs: &BTreeMap<NodeId, Vec<u8>>,
+) -> BatchCert {
     let (signers, signatures) = sigs.iter().map(|(n, s)| (n.clone(), s.clone())).unzip();
-    BatchCert { batch_id, signers, signatures }
+    BatchCert { batch_id, buckets, signers, signatures }
 }

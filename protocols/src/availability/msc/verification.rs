@@ -72,7 +72,7 @@ impl Msc {
             .batches
             .into_iter()
             .flat_map(|b| {
-                let statement = stored_statement(&self.instance, &b.batch_id);
+                let statement = stored_statement(&self.instance, &b.batch_id, b.buckets.as_ref());
                 b.signers.into_iter().zip(b.signatures).map(move |(node, signature)| SigCheck {
                     data: statement.clone(),
                     signature,

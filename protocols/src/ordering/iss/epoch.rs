@@ -111,20 +111,7 @@ impl EpochLayout {
     }
 }
 
-/// The bucket of request number `n` of `client` among `buckets`: `(H(client) + n) mod buckets`,
-/// with `H` the first 8 bytes (little-endian) of the SHA-256 of the client ID.
-///
-/// ```
-/// use protocols::ordering::iss::epoch::bucket_of;
-/// let b: Vec<u64> = (0..4).map(|n| bucket_of("alice", n, 4)).collect();
-/// assert_eq!(b[1], (b[0] + 1) % 4); // consecutive requests, consecutive buckets
-/// ```
-pub fn bucket_of(client: &str, n: u64, buckets: u64) -> u64 {
-    let h = mir_runtime::stdmodules::hasher::digest(&[client.as_bytes().to_vec()]);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&h[..8]);
-    (u64::from_le_bytes(first) % buckets + n % buckets) % buckets
-}
+pub use crate::availability::bucket_of;
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,7 @@ use crate::availability::batchfetcher::{
     ClientProgressSnapshot, DeliverCert, EpochStart, SnapshotRequest,
 };
 use crate::availability::msc::MscInstance;
-use crate::availability::Cert;
+use crate::availability::{Buckets, Cert};
 
 /// ISS → consumer: the log entry `sn` (of `epoch`), in `sn` order; `None` is ⊥.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +98,31 @@ pub struct IssConfig {
     /// Epochs whose instances are kept after a stable checkpoint, so that lagging nodes can
     /// still catch up from this one. Default 1.
     pub retained_epochs: u64,
+    /// Bucketed (the paper: a leader proposes only requests of its buckets) or redundant
+    /// (Trantor: any leader proposes anything; duplicates are removed after ordering). Default
+    /// bucketed.
+    pub mode: Mode,
+}
+
+/// How requests are split among the leaders of an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Each segment proposes only requests of its buckets (no request is ordered twice).
+    #[default]
+    Bucketed,
+    /// Every segment may propose any request (Trantor); the batch fetcher removes duplicates.
+    Redundant,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "bucketed" => Ok(Mode::Bucketed),
+            "redundant" => Ok(Mode::Redundant),
+            other => Err(format!("unknown mode {other:?} (expected bucketed or redundant)")),
+        }
+    }
 }
 
 impl Default for IssConfig {
@@ -107,6 +132,7 @@ impl Default for IssConfig {
             buckets: None,
             leader_policy: LeaderPolicy::Simple,
             retained_epochs: 1,
+            mode: Mode::Bucketed,
         }
     }
 }
@@ -211,7 +237,13 @@ impl Iss {
         for (i, leader) in self.layout.leaders.iter().enumerate() {
             let mut segment =
                 Segment::new(leader.clone(), self.membership.clone(), self.layout.segment_sns(i));
-            segment.buckets = self.layout.segment_buckets(i);
+            segment.buckets = match self.config.mode {
+                Mode::Bucketed => Some(Buckets {
+                    count: self.layout.buckets,
+                    mine: self.layout.segment_buckets(i),
+                }),
+                Mode::Redundant => None,
+            };
             let mut instance = SbInstance::new(segment);
             if let Some(a) = &availability {
                 instance.source = Some(Source::Availability(a.clone()));

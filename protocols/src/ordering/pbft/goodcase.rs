@@ -83,7 +83,8 @@ impl Pbft {
                 (Source::Availability(m), None) => {
                     self.proposing = true;
                     let m = m.clone();
-                    ctx.request(&m, RequestCert::new(), Proposing { sn });
+                    let req = RequestCert::in_buckets(self.segment.buckets.clone());
+                    ctx.request(&m, req, Proposing { sn });
                 }
                 (Source::Module(m), None) => {
                     self.proposing = true;
@@ -158,6 +159,14 @@ impl Pbft {
             Validator::AcceptAll => fatal!("AcceptAll needs no validation"),
             Validator::Availability(m) => match Cert::from_bytes(&v) {
                 Err(e) => return self.invalid(ctx, leader, sn, format!("not a certificate: {e}")),
+                // A batch of other buckets than the segment's (its signers checked the
+                // transactions against the buckets it names, and signed those).
+                Ok(cert)
+                    if self.segment.buckets.is_some()
+                        && cert.batches.iter().any(|b| b.buckets != self.segment.buckets) =>
+                {
+                    return self.invalid(ctx, leader, sn, "a batch of other buckets".into());
+                }
                 Ok(cert) => {
                     let m = m.clone();
                     ctx.request(&m, VerifyCert::new(cert), cont);
