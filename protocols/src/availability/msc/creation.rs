@@ -31,7 +31,7 @@ use super::super::mempool::{NewBatch, RequestBatch};
 use super::super::{batch_id_request, stored_statement, BatchId, Buckets, Cert, Tx, TxId};
 use super::{
     batch_cert, AfterHash, Collecting, Msc, NewCert, RequestCert, RequestSigMessage, SigMessage,
-    SigTimeout,
+    SigTimeout, SignFor,
 };
 
 /// Waiting for the mempool's batch.
@@ -134,14 +134,13 @@ impl Msc {
     pub(super) fn signer_hashed(
         &mut self,
         ctx: &mut Ctx<Self>,
-        from: NodeId,
-        req_id: u64,
-        buckets: Option<Buckets>,
+        to: SignFor,
         batch_id: BatchId,
         tx_ids: Vec<TxId>,
         txs: Vec<Tx>,
     ) -> Handled {
         let store = StoreBatch::new(batch_id.clone(), tx_ids, txs, self.epoch);
+        let SignFor { from, req_id, buckets } = to;
         ctx.request(&self.modules.batchdb, store, SignerStored { from, req_id, batch_id, buckets });
         Ok(())
     }
@@ -323,7 +322,7 @@ impl Msc {
         );
         *stored += bytes;
         mine.insert(msg.req_id, None);
-        let then = AfterHash::Sign { from, req_id: msg.req_id, buckets: msg.buckets };
+        let then = AfterHash::Sign(SignFor { from, req_id: msg.req_id, buckets: msg.buckets });
         self.hash_batch(ctx, msg.txs, then);
         Ok(())
     }

@@ -421,11 +421,19 @@ pub struct HashingBatch {
     then: AfterHash,
 }
 
+/// A signer's pending signature: for `from`'s request `req_id`, over `buckets`.
+#[derive(Debug)]
+pub(super) struct SignFor {
+    pub(super) from: NodeId,
+    pub(super) req_id: u64,
+    pub(super) buckets: Option<Buckets>,
+}
+
 /// Who waits for a batch's ID.
 #[derive(Debug)]
 pub(super) enum AfterHash {
     /// A signer storing `from`'s batch of request `req_id` ([`creation`]).
-    Sign { from: NodeId, req_id: u64, buckets: Option<Buckets> },
+    Sign(SignFor),
     /// A batch `from` provided for the missing `batch_id` ([`reconstruction`]).
     Provided { from: NodeId, batch_id: BatchId },
 }
@@ -459,9 +467,7 @@ impl Msc {
             fatal!("the hasher returned no digest")
         };
         match c.then {
-            AfterHash::Sign { from, req_id, buckets } => {
-                self.signer_hashed(ctx, from, req_id, buckets, id, tx_ids, c.txs)
-            }
+            AfterHash::Sign(to) => self.signer_hashed(ctx, to, id, tx_ids, c.txs),
             AfterHash::Provided { from, batch_id } => {
                 self.provided_hashed(ctx, from, batch_id, id, tx_ids, c.txs)
             }
