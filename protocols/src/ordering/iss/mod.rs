@@ -20,6 +20,8 @@
 //! upon AppSnapshot / ClientProgressSnapshot for epoch e do forward it to <checkpoint>/<e>
 //!     (the application's snapshot wrapped with the leader policy's state: checkpoints carry it)
 //! upon StableCheckpoint(e) do trigger it; garbage-collect instances of epochs < e − retained
+//! upon ProposalUnused, Suspect do count them (the mempool re-proposes; suspects are local)
+//! upon EquivocationEvidence do trigger it
 //! ```
 //!
 //! Only the log's ⊥ entries feed the leader policy: they are the same at every correct node.
@@ -42,7 +44,10 @@ use serde::{Deserialize, Serialize};
 use self::epoch::EpochLayout;
 use self::leaders::{LeaderPolicy, LeaderSelection};
 use super::checkpoint::{AppSnapshot, CheckpointInstance, StableCheckpoint};
-use super::{SbDeliver, SbInstance, Segment, Sn, Source, Validator};
+use super::{
+    EquivocationEvidence, ProposalUnused, SbDeliver, SbInstance, Segment, Sn, Source, Suspect,
+    Validator,
+};
 use crate::availability::batchfetcher::{
     ClientProgressSnapshot, DeliverCert, EpochStart, SnapshotRequest,
 };
@@ -173,6 +178,9 @@ pub struct Iss {
     policy_at: BTreeMap<u64, LeaderSelection>,
     /// The last stable checkpoint.
     stable: Option<StableCheckpoint>,
+    /// Proposals that came after their view 0, and local suspicions (statistics).
+    unused: u64,
+    suspicions: u64,
 }
 
 impl Iss {
@@ -198,12 +206,20 @@ impl Iss {
             next: 0,
             policy_at: BTreeMap::new(),
             stable: None,
+            unused: 0,
+            suspicions: 0,
         })
     }
 
     /// The current epoch.
     pub fn epoch(&self) -> u64 {
         self.layout.epoch
+    }
+
+    /// Proposals that came after their view 0 (their requests stay in the mempool), and
+    /// suspicions SB instances reported (invalid proposals), so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.unused, self.suspicions)
     }
 
     /// The SB instance of segment `i` of `epoch`.
@@ -447,6 +463,35 @@ impl Iss {
             self.log.entry(d.sn).or_insert(d.value);
         }
         self.deliver(ctx)
+    }
+
+    /// A segment's value that came after its view 0 (it is not lost: the mempool proposes
+    /// again what was not ordered when the next epoch starts).
+    #[upon(event)]
+    fn on_unused(&mut self, _ctx: &mut Ctx<Self>, u: ProposalUnused) -> Handled {
+        self.unused += 1;
+        tracing::debug!(
+            sn = u.sn,
+            "a proposal came after its view; its requests stay in the mempool"
+        );
+        Ok(())
+    }
+
+    /// A node suspected by one SB instance (an invalid proposal). Counted, not fed to the leader
+    /// policy: only the log's ⊥ entries are the same at every node.
+    #[upon(event)]
+    fn on_suspect(&mut self, _ctx: &mut Ctx<Self>, s: Suspect) -> Handled {
+        self.suspicions += 1;
+        tracing::info!(node = %s.node, reason = %s.reason, "suspect");
+        Ok(())
+    }
+
+    /// Proof that a node signed two commits for one sn and view: for the application.
+    #[upon(event)]
+    fn on_evidence(&mut self, ctx: &mut Ctx<Self>, e: EquivocationEvidence) -> Handled {
+        tracing::warn!(node = %e.node, sn = e.first.sn, view = e.first.view, "equivocation evidence");
+        ctx.emit(&self.modules.consumer, e);
+        Ok(())
     }
 
     /// upon AppSnapshot for epoch e do forward it, with the leader policy's state, to the
