@@ -22,7 +22,8 @@
 //!   [`Suspect`] for the leader and does not prepare it; the `sn` then ends as ⊥ after a view
 //!   change.
 //!
-//! Parts: [`pbft`] (the instance: good case, view change, catch-up) and [`checkpoint`].
+//! Parts: [`pbft`] (the instance: good case, view change, catch-up), [`checkpoint`], and
+//! [`iss`] (epochs of PBFT instances into one log; in progress).
 
 pub mod checkpoint;
 pub mod iss;

@@ -27,10 +27,15 @@
 //! Only the log's ⊥ entries feed the leader policy: they are the same at every correct node.
 //! (PBFT's `Suspect` events are one node's observation and would make leader lists diverge.)
 //!
-//! Built so far: [`epoch`] (layout, buckets), [`leaders`] (policies), and the module below
-//! (epochs, the log, leader selection, checkpoints at epoch ends, garbage collection). Still to
-//! come (see `docs/status.md`): the bucket-aware mempool and bucket validation, the redundant
-//! mode, state transfer, epoch-stamped events, the example.
+//! **Buckets** ([`Mode::Bucketed`], the paper's design): each segment proposes only requests of
+//! its buckets; the availability layer's signers check them and sign the bucket list, and
+//! followers refuse a certificate naming other buckets. [`Mode::Redundant`] (Trantor) lets any
+//! leader propose anything; the batch fetcher removes duplicates at delivery.
+//!
+//! Built so far: [`epoch`] (layout, buckets), [`leaders`] (policies), the module below (epochs,
+//! the log, leader selection, checkpoints at epoch ends, garbage collection) and [`add_to`] (a
+//! whole node over the availability layer). Still to come (`docs/ordering.md`, "ISS"): state
+//! transfer, timers of garbage-collected instances, epoch-stamped events beyond `SbDeliver`.
 
 pub mod epoch;
 pub mod leaders;
