@@ -6,13 +6,15 @@
 //! ```text
 //! cargo run -p examples --bin iss                                   # 4 nodes, 4 clients
 //! cargo run -p examples --bin iss -- --txs 2000 --clients 8 --leader-policy backoff --crash 3@2
+//! cargo run -p examples --bin iss -- membership --nodes 4 --base-port 7000 > m.toml   # demo keys
+//! cargo run -p examples --bin iss -- node --id 0 --membership m.toml --insecure-test-keys --exit-after 400
 //! ```
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use examples::bcb::{free_ports, membership_toml_with_ports};
 use examples::iss::{demo_node, IssReport};
 use examples::say;
@@ -61,6 +63,54 @@ struct Cli {
     /// Print only the progress and the summary, not every batch.
     #[arg(long)]
     quiet: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a membership file (TOML) with test keys, for running one node per process.
+    Membership {
+        /// How many nodes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Host or IP the nodes listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Node i listens on base-port + i.
+        #[arg(long, default_value_t = 7000)]
+        base_port: u16,
+        /// Seed of the test keys.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Run one node of a membership file (one process per node, on one or several machines). Its
+    /// client (`client-<id>`) submits `--txs` transactions to it; it prints what it delivers and,
+    /// with `--exit-after N`, stops after N transactions with the log's digest (the same at
+    /// every node).
+    Node {
+        /// This node's ID.
+        #[arg(long)]
+        id: String,
+        /// The membership file (.toml or .json).
+        #[arg(long)]
+        membership: std::path::PathBuf,
+        /// The directory holding this node's key files (`mir keygen --out DIR`).
+        #[arg(long, required_unless_present = "insecure_test_keys")]
+        keys: Option<std::path::PathBuf>,
+        /// Use the public test keys of `--seed` (as printed by `membership`): only for demos.
+        #[arg(long, conflicts_with = "keys")]
+        insecure_test_keys: bool,
+        /// Seed of the test keys (with --insecure-test-keys).
+        #[arg(long, default_value_t = 42, requires = "insecure_test_keys")]
+        seed: u64,
+        /// Transactions this node's client submits.
+        #[arg(long, default_value_t = 100)]
+        txs: u64,
+        /// Exit after delivering this many transactions (all nodes' clients together).
+        #[arg(long)]
+        exit_after: Option<usize>,
+    },
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -72,7 +122,24 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    if let Err(e) = run(&Cli::parse()) {
+    let cli = Cli::parse();
+    let res = match &cli.cmd {
+        None => run(&cli),
+        Some(Cmd::Membership { nodes, host, base_port, seed }) => {
+            if *nodes == 0 {
+                Err("--nodes must be at least 1".into())
+            } else {
+                examples::cluster::membership_toml(*nodes, host, *base_port, *seed)
+                    .map(|m| print!("{m}"))
+                    .map_err(Error::from)
+            }
+        }
+        Some(Cmd::Node { id, membership, keys, insecure_test_keys, seed, txs, exit_after }) => {
+            let test_seed = insecure_test_keys.then_some(*seed);
+            one_node(&cli, id, membership, keys.as_deref(), test_seed, *txs, *exit_after)
+        }
+    };
+    if let Err(e) = res {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
@@ -306,4 +373,74 @@ fn follow(
         reference.digest()
     );
     Ok(())
+}
+
+/// `iss node`: one node of a membership file, with its own client.
+fn one_node(
+    cli: &Cli,
+    id: &str,
+    membership: &std::path::Path,
+    key_dir: Option<&std::path::Path>,
+    test_seed: Option<u64>,
+    txs: u64,
+    exit_after: Option<usize>,
+) -> Result<(), Error> {
+    let me = NodeId::try_new(id)?;
+    let membership = Membership::from_file(membership)?;
+    if membership.get(&me).is_none() {
+        return Err(format!("node {me} is not in the membership file").into());
+    }
+    let keys = examples::cluster::node_keys(&me, key_dir, test_seed)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (tx, rx) = mpsc::channel();
+    let settings = settings(cli);
+    rt.block_on(async {
+        let n = demo_node(me.clone(), &membership, keys, &settings, tx, cli.record.as_deref())?;
+        let handle = n.node.handle();
+        let run = tokio::spawn(n.node.run());
+        let peers = membership.nodes.len() - 1;
+        eprintln!("node {me}: waiting for {peers} peers");
+        if !n.grpc.wait_connected(peers, Duration::from_secs(60)).await {
+            return Err::<(), Error>(
+                format!("node {me}: peers did not connect within 60 s").into(),
+            );
+        }
+        eprintln!("node {me}: connected");
+        let client = format!("client-{me}");
+        let txs: Vec<Tx> =
+            (0..txs).map(|i| Tx::new(client.as_str(), i, format!("tx {i} of {client}"))).collect();
+        handle.inject(vec![Event::new("app", "mempool", NewTransactions { txs })]).await?;
+        let mut log = NodeLog::default();
+        loop {
+            while let Ok(r) = rx.try_recv() {
+                match r {
+                    IssReport::Batch { sn, txs, .. } => {
+                        if !cli.quiet && !txs.is_empty() {
+                            say!("node {me} sn {sn}: {} txs", txs.len());
+                        }
+                        log.txs += txs.len();
+                        log.batches.push((sn, txs));
+                    }
+                    IssReport::Epoch { epoch, leaders, .. } => {
+                        let l: Vec<String> = leaders.iter().map(|n| n.to_string()).collect();
+                        say!("node {me}: epoch {epoch} starts, leaders [{}]", l.join(", "));
+                    }
+                    IssReport::Rejected { rejected, .. } => {
+                        say!("node {me}: mempool refused {} transactions", rejected.len());
+                    }
+                    IssReport::Stable { .. } => {}
+                }
+            }
+            if exit_after.is_some_and(|n| log.txs >= n) || run.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        say!("node {me} delivered {} transactions, log digest {}", log.txs, log.digest());
+        // Stay a while: the others may still need this node for their last batches.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        handle.stop();
+        run.await??;
+        Ok(())
+    })
 }
