@@ -53,3 +53,47 @@ fn the_redundant_mode_delivers_the_same_log_too() {
     assert!(out.contains("Redundant mode"), "{out}");
     assert!(out.contains("all 4 live nodes delivered the same log: 400 transactions"), "{out}");
 }
+
+#[test]
+fn a_recorded_run_can_be_filtered_by_epoch_instance_and_sn() {
+    let dir = std::env::temp_dir().join(format!("mir-iss-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, out, err) = run(&[
+        "--txs",
+        "40",
+        "--clients",
+        "2",
+        "--segment-length",
+        "1",
+        "--linger",
+        "1",
+        "--quiet",
+        "--record",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let cat = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["cat", dir.to_str().unwrap(), "--node", "1"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = run(&all);
+        assert!(ok, "{args:?}: {err}");
+        out.lines().map(str::to_owned).collect()
+    };
+    // Sequence number 5: its PBFT messages and its delivery, decoded.
+    let sn5 = cat(&["--sn", "5"]);
+    assert!(!sn5.is_empty());
+    assert!(sn5.iter().all(|l| l.contains("sn: 5")), "{sn5:#?}");
+    assert!(sn5.iter().any(|l| l.contains("Preprepare")), "{sn5:#?}");
+    assert!(sn5.iter().any(|l| l.contains("iss.OrderedEntry")), "{sn5:#?}");
+    // Segment 1 of epoch 0: only instance ordering/0.1.
+    let seg = cat(&["--instance", "0.1", "--event", "pbft.Prepare"]);
+    assert!(!seg.is_empty());
+    assert!(seg.iter().all(|l| l.contains("ordering/0.1")), "{seg:#?}");
+    // Epoch 1: its instances and the events naming it, nothing of epoch 0's instances.
+    let e1 = cat(&["--epoch", "1"]);
+    assert!(!e1.is_empty());
+    assert!(e1.iter().all(|l| !l.contains("ordering/0.")), "{e1:#?}");
+    let (ok, _, err) = run(&["cat", dir.to_str().unwrap(), "--field", "nonsense"]);
+    assert!(!ok && err.contains("NAME=VALUE"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

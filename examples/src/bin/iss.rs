@@ -8,6 +8,8 @@
 //! cargo run -p examples --bin iss -- --txs 2000 --clients 8 --leader-policy backoff --crash 3@2
 //! cargo run -p examples --bin iss -- membership --nodes 4 --base-port 7000 > m.toml   # demo keys
 //! cargo run -p examples --bin iss -- node --id 0 --membership m.toml --insecure-test-keys --exit-after 400
+//! cargo run -p examples --bin iss -- --txs 50 --record /tmp/iss-log     # record every node's events
+//! cargo run -p examples --bin iss -- cat /tmp/iss-log --node 1 --epoch 1 --sn 18   # mircat, decoded
 //! ```
 
 use std::collections::BTreeMap;
@@ -63,12 +65,23 @@ struct Cli {
     /// Print only the progress and the summary, not every batch.
     #[arg(long)]
     quiet: bool,
+    /// Keep the cluster running this many seconds after everything is delivered (epochs go on
+    /// with empty batches; useful with --record).
+    #[arg(long, default_value_t = 0.0)]
+    linger: f64,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// mircat (see `mircat --help`) with the payload types of this program decoded (ISS's,
+    /// PBFT's, the checkpoint's, the availability layer's): `iss cat LOGDIR --epoch 1 --sn 18`.
+    Cat {
+        /// mircat's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Print a membership file (TOML) with test keys, for running one node per process.
     Membership {
         /// How many nodes.
@@ -125,6 +138,10 @@ fn main() {
     let cli = Cli::parse();
     let res = match &cli.cmd {
         None => run(&cli),
+        Some(Cmd::Cat { args }) => {
+            let argv = std::iter::once(std::ffi::OsString::from("iss cat")).chain(args.clone());
+            std::process::exit(mir_dsl::mir_runtime::eventlog::cli::run(argv));
+        }
         Some(Cmd::Membership { nodes, host, base_port, seed }) => {
             if *nodes == 0 {
                 Err("--nodes must be at least 1".into())
@@ -263,6 +280,9 @@ fn run(cli: &Cli) -> Result<(), Error> {
         };
         let result = tokio::task::block_in_place(|| follow(cli, &ids, &handles, &rx, crash, total));
         submit.abort();
+        if result.is_ok() && cli.linger > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(cli.linger.min(3600.0))).await;
+        }
         cluster.stop().await?;
         result
     })

@@ -6,9 +6,18 @@
 //!
 //! ```text
 //! mircat LOG... [--node N] [--module M] [--event TYPE] [--from-index I] [--to-index I]
-//!               [--from-ms T] [--to-ms T] [--limit N] [--json] [--stats] [--max-log-bytes B]
-//!               [--html FILE]
+//!               [--from-ms T] [--to-ms T] [--sn N] [--epoch E] [--instance I] [--field F=V]
+//!               [--limit N] [--json] [--stats] [--max-log-bytes B] [--html FILE]
 //! ```
+//!
+//! **Protocol filters** (the ordering layer's conventions, usable by any protocol that follows
+//! them): `--sn N` keeps events whose payload, or the message it carries, has a field `sn` equal
+//! to `N`; `--epoch E` those with a field `epoch` equal to `E`, or handled by, sent from or
+//! addressed to an instance of epoch `E` (a module ID segment `E` or `E.<segment>`, as in
+//! `checkpoint/3` and `ordering/3.1`); `--instance 3.1` those of that instance (a module ID
+//! segment, in the event's source, destination or the message's module); `--field NAME=VALUE`
+//! any field. Payloads are matched through their decoded form, so the program must link the
+//! payload types (`bcb cat`, `iss cat`).
 //!
 //! `LOG` is an event-log file or a directory (searched for `eventlog-*.gz` and `eventlog-*.log`). Several nodes' logs
 //! are merged by time. A missing file is an error; a truncated or corrupt file is reported on
@@ -55,6 +64,19 @@ struct Cli {
     /// Only events before this time (ms).
     #[arg(long)]
     to_ms: Option<f64>,
+    /// Only events about this sequence number (a payload field `sn`, nested messages too).
+    #[arg(long)]
+    sn: Vec<u64>,
+    /// Only events of this epoch (a payload field `epoch`, or an instance `…/E` or `…/E.S`).
+    #[arg(long)]
+    epoch: Vec<u64>,
+    /// Only events of this instance: a module ID segment such as `3.1` (epoch 3, segment 1).
+    #[arg(long)]
+    instance: Vec<String>,
+    /// Only events whose payload has this field with this value, e.g. `view=2` (repeatable: all
+    /// must hold).
+    #[arg(long, value_name = "NAME=VALUE")]
+    field: Vec<String>,
     /// Show at most this many events.
     #[arg(long)]
     limit: Option<usize>,
@@ -113,6 +135,37 @@ fn inner_name(ev: &Event) -> Option<String> {
         .ok()
         .flatten()
         .map(|m| m.message.payload.name().to_owned())
+}
+
+/// Whether `text` (a decoded payload) has field `name` with value `value`: `name: value` with
+/// `name` not the tail of a longer identifier and `value` not the head of a longer token.
+fn has_field(text: &str, name: &str, value: &str) -> bool {
+    let needle = format!("{name}: {value}");
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(&needle).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + needle.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(|c| ident(c) || c == '.')
+    })
+}
+
+/// The module IDs an event involves: source, destination, and the module a message is for.
+fn modules_of(ev: &Event) -> Vec<String> {
+    let mut out = vec![ev.src.to_string(), ev.dest.to_string()];
+    if let Ok(Some(m)) = ev.payload.decode::<SendMessage>() {
+        out.push(m.message.dest_module.to_string());
+    } else if let Ok(Some(m)) = ev.payload.decode::<MessageReceived>() {
+        out.push(m.message.dest_module.to_string());
+    }
+    out
+}
+
+/// Whether `id` has a segment after the first equal to `seg` (or, with `epoch_prefix`,
+/// starting with `seg.`).
+fn has_segment(id: &str, seg: &str, epoch_prefix: bool) -> bool {
+    id.split('/').skip(1).any(|s| {
+        s == seg || (epoch_prefix && s.strip_prefix(seg).is_some_and(|rest| rest.starts_with('.')))
+    })
 }
 
 /// The payload with every field: decoded when its type is registered (nested ones too).
@@ -210,6 +263,12 @@ fn main_with(cli: Cli) -> Result<bool, String> {
     if modules.len() != cli.module.len() {
         return Err("--module takes module IDs such as `bcb` or `bcb/3`".into());
     }
+    let fields: Vec<(String, String)> = cli
+        .field
+        .iter()
+        .map(|f| f.split_once('=').map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())))
+        .collect::<Option<_>>()
+        .ok_or("--field takes NAME=VALUE, e.g. --field view=2")?;
     let mut rows: Vec<Row> = entries
         .into_iter()
         .flat_map(|e| {
@@ -237,6 +296,7 @@ fn main_with(cli: Cli) -> Result<bool, String> {
             cli.from_ms.is_none_or(|t| r.time_ns as f64 >= t * 1e6)
                 && cli.to_ms.is_none_or(|t| (r.time_ns as f64) < t * 1e6)
         })
+        .filter(|r| protocol_filters_keep(&cli, &fields, r))
         .collect();
     // Several nodes merged by time; within a node, in dispatch order.
     rows.sort_by(|a, b| (a.time_ns, &a.node, a.index).cmp(&(b.time_ns, &b.node, b.index)));
@@ -251,6 +311,25 @@ fn main_with(cli: Cli) -> Result<bool, String> {
         Err(e) => return Err(format!("writing to standard output: {e}")),
     }
     Ok(damaged)
+}
+
+/// `--sn`, `--epoch`, `--instance`, `--field`: whether row `r` passes them all.
+fn protocol_filters_keep(cli: &Cli, fields: &[(String, String)], r: &Row) -> bool {
+    if cli.sn.is_empty() && cli.epoch.is_empty() && cli.instance.is_empty() && fields.is_empty() {
+        return true;
+    }
+    let text = pretty(&r.event.payload);
+    let modules = modules_of(&r.event);
+    let sn = cli.sn.is_empty() || cli.sn.iter().any(|n| has_field(&text, "sn", &n.to_string()));
+    let epoch = cli.epoch.is_empty()
+        || cli.epoch.iter().any(|e| {
+            let e = e.to_string();
+            has_field(&text, "epoch", &e) || modules.iter().any(|m| has_segment(m, &e, true))
+        });
+    let instance = cli.instance.is_empty()
+        || cli.instance.iter().any(|i| modules.iter().any(|m| has_segment(m, i, false)));
+    let field = fields.iter().all(|(n, v)| has_field(&text, n, v));
+    sn && epoch && instance && field
 }
 
 /// Prints the selected rows: the events, or with `--stats` their counts.
@@ -304,4 +383,29 @@ fn print_rows(cli: &Cli, rows: &[Row], out: &mut impl Write) -> std::io::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn fields_match_whole_names_and_values() {
+        let t = "Prepare { sn: 12, view: 0, first_sn: 7 }";
+        assert!(has_field(t, "sn", "12"));
+        assert!(!has_field(t, "sn", "1"));
+        assert!(!has_field(t, "sn", "7")); // first_sn is another field
+        assert!(has_field(t, "first_sn", "7"));
+        assert!(has_field(t, "view", "0"));
+    }
+
+    #[test]
+    fn instances_and_epochs_are_module_id_segments() {
+        assert!(has_segment("ordering/3.1", "3.1", false));
+        assert!(has_segment("ordering/3.1", "3", true));
+        assert!(!has_segment("ordering/3.1", "3", false));
+        assert!(!has_segment("ordering/13.1", "3", true));
+        assert!(has_segment("checkpoint/3", "3", true));
+        assert!(!has_segment("3", "3", true)); // the top-level module name is not an instance
+    }
 }

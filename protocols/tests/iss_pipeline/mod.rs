@@ -1,0 +1,205 @@
+//! Helpers shared by the tests of ISS over the availability layer (`iss_availability.rs`,
+//! `iss_byzantine.rs`): the whole pipeline in the simulator, and the checks every run makes.
+#![allow(dead_code, unused_imports)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use mir_dsl::prelude::*;
+use mir_dsl::Weight;
+use mir_runtime::sim::{Fault, SimConfig, Simulation};
+use mir_runtime::stdmodules::{TestCrypto, Timer};
+use mir_runtime::{Batch, Event, ModuleResult, Node, NodeBuilder, Outbox, PassiveModule};
+use protocols::availability::batchfetcher::{NewOrderedBatch, SnapshotRequest};
+use protocols::availability::mempool::NewTransactions;
+use protocols::availability::Tx;
+use protocols::ordering::checkpoint::{AppSnapshot, StableCheckpoint};
+use protocols::ordering::iss::epoch::EpochLayout;
+pub use protocols::ordering::iss::{self, EpochStarted, IssConfig, Mode, NodeSettings};
+use protocols::ordering::pbft::PbftConfig;
+
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub batches: Vec<NewOrderedBatch>,
+    pub epochs: Vec<EpochStarted>,
+    pub stable: Vec<StableCheckpoint>,
+}
+
+type Outcome = Arc<Mutex<BTreeMap<NodeId, Seen>>>;
+
+/// The application: keeps the ordered batches; its snapshot is how many transactions it applied.
+struct App {
+    me: NodeId,
+    outcome: Outcome,
+}
+
+impl PassiveModule for App {
+    fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
+        let mut all = self.outcome.lock().unwrap();
+        let seen = all.entry(self.me.clone()).or_default();
+        for ev in events {
+            if let Some(b) = ev.get::<NewOrderedBatch>() {
+                seen.batches.push(b.clone());
+            } else if let Some(e) = ev.get::<EpochStarted>() {
+                seen.epochs.push(e.clone());
+            } else if let Some(c) = ev.get::<StableCheckpoint>() {
+                seen.stable.push(c.clone());
+            } else if let Some(r) = ev.get::<SnapshotRequest>() {
+                let applied: usize = seen.batches.iter().map(|b| b.txs.len()).sum();
+                let data = (applied as u64).to_le_bytes().to_vec();
+                out.send(&ModuleId::new("iss"), AppSnapshot { epoch: r.epoch, data });
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn ids() -> Vec<NodeId> {
+    (0..4).map(NodeId::from_index).collect()
+}
+
+fn node(me: &NodeId, outcome: &Outcome, mode: Mode) -> NodeBuilder {
+    let membership: Vec<(NodeId, Weight)> = ids().into_iter().map(|n| (n, 1)).collect();
+    let settings = NodeSettings {
+        pbft: PbftConfig {
+            sn_timeout: Duration::from_secs(1),
+            segment_timeout: Some(Duration::from_secs(4)),
+            view_change_resend: Duration::from_millis(200),
+            done_resend: Duration::from_millis(200),
+            catch_up_delay: Duration::from_millis(200),
+            ..PbftConfig::default()
+        },
+        iss: IssConfig { mode, ..IssConfig::default() },
+        ..NodeSettings::default()
+    };
+    let b = Node::builder(me.clone())
+        .passive("app", App { me: me.clone(), outcome: outcome.clone() })
+        .passive("crypto", TestCrypto::new(me.clone(), 1))
+        .active("timer", Timer::new());
+    iss::add_to(b, me.clone(), membership, &settings).unwrap()
+}
+
+/// 4 nodes (`crashed` down from the start); `clients` clients each submit `per_client`
+/// transactions to every node; runs until every live node delivered them all.
+pub fn run(
+    seed: u64,
+    mode: Mode,
+    crashed: &[usize],
+    clients: usize,
+    per_client: u64,
+) -> BTreeMap<NodeId, Seen> {
+    run_with(seed, mode, crashed, clients, per_client, None)
+}
+
+/// [`run`], with node `byzantine.0` made Byzantine by the adversary `byzantine.1` (not checked).
+pub fn run_with(
+    seed: u64,
+    mode: Mode,
+    crashed: &[usize],
+    clients: usize,
+    per_client: u64,
+    byzantine: Option<(usize, mir_runtime::adversary::Adversary)>,
+) -> BTreeMap<NodeId, Seen> {
+    let outcome: Outcome = Arc::default();
+    let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(seed) });
+    for me in ids() {
+        sim.add_node(node(&me, &outcome, mode)).unwrap();
+    }
+    for c in crashed {
+        sim.apply_fault(Fault::Crash(ids()[*c].clone())).unwrap();
+    }
+    let bad = byzantine.as_ref().map(|(b, _)| *b);
+    if let Some((b, adversary)) = byzantine {
+        sim.make_byzantine(&ids()[b], adversary).unwrap();
+    }
+    let live: Vec<NodeId> = ids()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !crashed.contains(i) && Some(*i) != bad)
+        .map(|(_, n)| n)
+        .collect();
+    let txs: Vec<Tx> = (0..clients)
+        .flat_map(|c| {
+            (0..per_client)
+                .map(move |i| Tx::new(format!("client-{c}").as_str(), i, format!("tx {i}")))
+        })
+        .collect();
+    // Every node that is up gets the transactions (a Byzantine one too: it leads segments).
+    let up: Vec<NodeId> = ids()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !crashed.contains(i))
+        .map(|(_, n)| n)
+        .collect();
+    for n in &up {
+        sim.inject(n, vec![Event::new("app", "mempool", NewTransactions { txs: txs.clone() })])
+            .unwrap();
+    }
+    let total = txs.len();
+    let delivered = |o: &Outcome, n: &NodeId| -> usize {
+        o.lock().unwrap().get(n).map_or(0, |s| s.batches.iter().map(|b| b.txs.len()).sum())
+    };
+    let done = sim
+        .run_until(Duration::from_secs(300), |_| {
+            live.iter().all(|n| delivered(&outcome, n) >= total)
+        })
+        .unwrap();
+    // Then on to the next epoch ends (empty batches fill the epoch): stable checkpoints.
+    let stable = sim
+        .run_until(Duration::from_secs(60), |_| {
+            let all = outcome.lock().unwrap();
+            live.iter().all(|n| all.get(n).is_some_and(|s| s.stable.len() >= 2))
+        })
+        .unwrap();
+    assert!(stable, "seed {seed}: no stable checkpoints");
+    let all = outcome.lock().unwrap().clone();
+    assert!(
+        done,
+        "seed {seed}: delivered {:?} of {total}",
+        live.iter().map(|n| delivered(&outcome, n)).collect::<Vec<_>>()
+    );
+    // The same batches everywhere (up to the shortest), every transaction once.
+    let first = &all[&live[0]];
+    for n in &live {
+        let s = &all[n];
+        let k = s.batches.len().min(first.batches.len());
+        assert_eq!(s.batches[..k], first.batches[..k], "seed {seed}: node {n} differs");
+        let ids: Vec<(String, u64)> = s
+            .batches
+            .iter()
+            .flat_map(|b| b.txs.iter().map(|t| (t.client.0.clone(), t.tx_no)))
+            .collect();
+        let unique: BTreeSet<_> = ids.iter().cloned().collect();
+        assert_eq!(ids.len(), unique.len(), "seed {seed}: node {n} delivered a transaction twice");
+        assert_eq!(unique.len(), total);
+    }
+    all.into_iter().filter(|(n, _)| live.contains(n)).collect()
+}
+
+/// Every delivered transaction falls in the buckets of the segment that ordered it.
+pub fn check_buckets(seen: &BTreeMap<NodeId, Seen>) {
+    let s = seen.values().next().unwrap();
+    let buckets = 16 * 4; // IssConfig's default: 16 per member
+    let layouts: Vec<EpochLayout> = s
+        .epochs
+        .iter()
+        .map(|e| EpochLayout::new(e.epoch, e.first_sn, e.leaders.clone(), 4, buckets).unwrap())
+        .collect();
+    let mut checked = 0;
+    for b in &s.batches {
+        let layout = layouts.iter().find(|l| l.contains(b.sn)).unwrap();
+        let i = ((b.sn - layout.first_sn) % layout.leaders.len() as u64) as usize;
+        let mine = layout.segment_buckets(i);
+        for t in &b.txs {
+            let bucket = protocols::availability::bucket_of(&t.client.0, t.tx_no, buckets);
+            assert!(
+                mine.contains(&bucket),
+                "sn {}: {t:?} of bucket {bucket}, not in {mine:?}",
+                b.sn
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
