@@ -29,6 +29,7 @@ fn exe(bin: &str) -> &'static str {
     match bin {
         "bcb" => env!("CARGO_BIN_EXE_bcb"),
         "pingpong" => env!("CARGO_BIN_EXE_pingpong"),
+        "iss" => env!("CARGO_BIN_EXE_iss"),
         other => panic!("the README runs --bin {other}: add it here"),
     }
 }
@@ -39,6 +40,7 @@ fn every_command_of_the_readme_debugging_section_works() {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
     let (log, html): (PathBuf, PathBuf) = (tmp.join("bcb-log"), tmp.join("trace.html"));
+    let iss_log = tmp.join("iss-log");
     let cmds = commands();
     assert!(cmds.len() >= 8, "{cmds:?}");
     for (bin, args) in cmds {
@@ -47,6 +49,7 @@ fn every_command_of_the_readme_debugging_section_works() {
             .map(|a| match a.as_str() {
                 "/tmp/bcb-log" => log.display().to_string(),
                 "/tmp/trace.html" => html.display().to_string(),
+                "/tmp/iss-log" => iss_log.display().to_string(),
                 _ => a.clone(),
             })
             .collect();
@@ -124,6 +127,31 @@ fn every_command_of_the_readme_debugging_section_works() {
                     "3 messages, 4 nodes: {shown}"
                 );
                 assert!(stdout.contains("digest "), "{shown}");
+            }
+            ("iss", Some("--txs")) => {
+                assert!(stdout.contains("live nodes delivered the same log"), "{shown}");
+                assert!(iss_log.join("3").is_dir(), "{shown}");
+            }
+            ("iss", Some("cat")) if has("--sn") => {
+                assert!(!lines.is_empty(), "{shown}");
+                assert!(
+                    lines.iter().all(|l| l.contains("node 1") && l.contains("sn: 5")),
+                    "{shown}"
+                );
+            }
+            ("iss", Some("cat")) if has("--epoch") => {
+                assert!(stdout.contains("events") && stdout.contains("by type:"), "{shown}");
+                assert!(
+                    !stdout.contains("ordering/0."),
+                    "epoch 0's instances are left out: {shown}"
+                );
+            }
+            ("iss", Some("cat")) if has("--instance") => {
+                assert!(!lines.is_empty(), "{shown}");
+                assert!(
+                    lines.iter().all(|l| l.contains("ordering/0.1") && l.contains("Prepare {")),
+                    "{shown}"
+                );
             }
             ("pingpong", Some("sim")) if has("--check") => {
                 assert!(stdout.contains("two runs identical"), "{shown}")

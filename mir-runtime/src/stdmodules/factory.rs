@@ -18,7 +18,9 @@
 //!    (default 4 MiB, counting each message's canonical encoding) per sending node; beyond
 //!    either, the sender's oldest are evicted and counted: peers may be ahead of us, but one
 //!    peer can make the factory hold at most its own budget. Any other event for a missing submodule — typically a
-//!    late event for a garbage-collected one — is dropped, logged and counted.
+//!    late event for a garbage-collected one — is dropped, logged and counted (logged at debug
+//!    level when it is the removed submodule's own, such as its timer firing: expected after
+//!    garbage collection; at warn level otherwise).
 //! 5. A submodule's error or panic is the factory's error, naming the submodule.
 //! 6. Peers' messages reach a submodule only if it takes messages
 //!    ([`PassiveModule::accepts_messages`]); messages to the factory's own ID, or to a submodule
