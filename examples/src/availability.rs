@@ -172,13 +172,8 @@ pub fn demo_node(
     config: &protocols::availability::Config,
     report: mpsc::Sender<AvailabilityReport>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
-    use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
-    let transport =
-        GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), keys.transport))?;
-    let grpc = transport.handle();
-    let builder = demo_modules(me, membership, keys.signing, config, report)?;
-    let node = builder.active("net", transport).build()?;
-    Ok(DemoNode { node, grpc })
+    let builder = demo_modules(me.clone(), membership, keys.signing, config, report)?;
+    crate::cluster::over_grpc(&me, membership, keys.transport, builder, None)
 }
 
 /// The demo node's modules without a transport (add one named `net`, or hand the builder to the

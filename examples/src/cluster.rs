@@ -15,6 +15,26 @@ pub struct DemoNode {
     pub grpc: GrpcHandle,
 }
 
+/// Finishes a demo node: adds the gRPC transport (as `net`, with `transport_key`) to `builder`,
+/// and a recorder of every event under `record`, if given.
+pub fn over_grpc(
+    me: &NodeId,
+    membership: &mir_dsl::mir_runtime::membership::Membership,
+    transport_key: mir_dsl::mir_runtime::transport::tls::TransportKey,
+    mut builder: mir_dsl::mir_runtime::NodeBuilder,
+    record: Option<&std::path::Path>,
+) -> Result<DemoNode, Box<dyn std::error::Error>> {
+    use mir_dsl::mir_runtime::eventlog::{Recorder, RecorderConfig};
+    use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
+    let transport =
+        GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), transport_key))?;
+    let grpc = transport.handle();
+    if let Some(dir) = record {
+        builder = builder.interceptor(Recorder::new(RecorderConfig::new(dir), me)?);
+    }
+    Ok(DemoNode { node: builder.active("net", transport).build()?, grpc })
+}
+
 /// Nodes running in this process (see [`start`]).
 pub struct Running {
     /// One handle per node, in the order given.

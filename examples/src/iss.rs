@@ -115,17 +115,8 @@ pub fn demo_node(
     report: mpsc::Sender<IssReport>,
     record: Option<&std::path::Path>,
 ) -> Result<DemoNode, Box<dyn std::error::Error>> {
-    use mir_dsl::mir_runtime::transport::grpc::{GrpcConfig, GrpcTransport};
-    let transport =
-        GrpcTransport::new(GrpcConfig::new(me.clone(), membership.clone(), keys.transport))?;
-    let grpc = transport.handle();
-    let mut builder = demo_modules(me.clone(), membership, keys.signing, settings, report)?;
-    if let Some(dir) = record {
-        let cfg = mir_dsl::mir_runtime::eventlog::RecorderConfig::new(dir);
-        builder = builder.interceptor(mir_dsl::mir_runtime::eventlog::Recorder::new(cfg, &me)?);
-    }
-    let node = builder.active("net", transport).build()?;
-    Ok(DemoNode { node, grpc })
+    let builder = demo_modules(me.clone(), membership, keys.signing, settings, report)?;
+    crate::cluster::over_grpc(&me, membership, keys.transport, builder, record)
 }
 
 /// The demo node's modules without a transport (add one named `net`, or hand the builder to the
