@@ -98,6 +98,74 @@ pub fn membership_toml_with_ports(host: &str, ports: &[u16], seed: u64) -> Resul
     Ok(out)
 }
 
+/// The arguments of a demo's `membership` subcommand: a membership file with test keys.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MembershipArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// Host or IP the nodes listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Node i listens on base-port + i.
+    #[arg(long, default_value_t = 7000)]
+    pub base_port: u16,
+    /// Seed of the test keys.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl MembershipArgs {
+    /// The membership file as TOML; an error for no nodes or a bad host.
+    pub fn toml(&self) -> Result<String, String> {
+        if self.nodes == 0 {
+            return Err("--nodes must be at least 1".into());
+        }
+        membership_toml(self.nodes, &self.host, self.base_port, self.seed)
+    }
+}
+
+/// The arguments of a demo's `node` subcommand that say which node of which membership file to
+/// run, and with which keys.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// This node's ID.
+    #[arg(long)]
+    pub id: String,
+    /// The membership file (.toml or .json).
+    #[arg(long)]
+    pub membership: std::path::PathBuf,
+    /// The directory holding this node's key files (`mir keygen --out DIR`).
+    #[arg(long, required_unless_present = "insecure_test_keys")]
+    pub keys: Option<std::path::PathBuf>,
+    /// Use the public test keys of `--seed` (as printed by `membership`): anyone can compute
+    /// them, so only for demos on one machine.
+    #[arg(long, conflicts_with = "keys")]
+    pub insecure_test_keys: bool,
+    /// Seed of the test keys (with --insecure-test-keys).
+    #[arg(long, default_value_t = 42, requires = "insecure_test_keys")]
+    pub seed: u64,
+}
+
+impl NodeArgs {
+    /// The node's ID, the membership (which must list it) and its keys ([`node_keys`]).
+    pub fn load(
+        &self,
+    ) -> Result<
+        (NodeId, mir_dsl::mir_runtime::membership::Membership, NodeKeys),
+        Box<dyn std::error::Error>,
+    > {
+        let me = NodeId::try_new(&self.id)?;
+        let membership = mir_dsl::mir_runtime::membership::Membership::from_file(&self.membership)?;
+        if membership.get(&me).is_none() {
+            return Err(format!("node {me} is not in the membership file").into());
+        }
+        let keys =
+            node_keys(&me, self.keys.as_deref(), self.insecure_test_keys.then_some(self.seed))?;
+        Ok((me, membership, keys))
+    }
+}
+
 /// `n` free TCP ports on loopback (free when asked; another program could take one meanwhile).
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
     let listeners: Vec<std::net::TcpListener> =

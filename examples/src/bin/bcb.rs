@@ -86,38 +86,11 @@ enum Cmd {
         step: Option<Option<usize>>,
     },
     /// Print a membership file (TOML) with test keys, for running one node per process.
-    Membership {
-        /// How many nodes.
-        #[arg(long, default_value_t = 4)]
-        nodes: usize,
-        /// Host or IP the nodes listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// Node i listens on base-port + i.
-        #[arg(long, default_value_t = 7000)]
-        base_port: u16,
-        /// Seed of the test keys.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    Membership(examples::cluster::MembershipArgs),
     /// Run one node of a membership file (one process per node, on one or several machines).
     Node {
-        /// This node's ID.
-        #[arg(long)]
-        id: String,
-        /// The membership file (.toml or .json).
-        #[arg(long)]
-        membership: std::path::PathBuf,
-        /// The directory holding this node's key files (`mir keygen --out DIR`).
-        #[arg(long, required_unless_present = "insecure_test_keys")]
-        keys: Option<std::path::PathBuf>,
-        /// Use the public test keys of `--seed` (as printed by `membership`): anyone can compute
-        /// them, so only for demos on one machine.
-        #[arg(long, conflicts_with = "keys")]
-        insecure_test_keys: bool,
-        /// Seed of the test keys (with --insecure-test-keys).
-        #[arg(long, default_value_t = 42, requires = "insecure_test_keys")]
-        seed: u64,
+        #[command(flatten)]
+        node: examples::cluster::NodeArgs,
         /// The leader's ID.
         #[arg(long, default_value = "0")]
         leader: String,
@@ -153,35 +126,10 @@ fn main() {
             let argv = std::iter::once(std::ffi::OsString::from("bcb cat")).chain(args.clone());
             std::process::exit(mir_dsl::mir_runtime::eventlog::cli::run(argv));
         }
-        Some(Cmd::Membership { nodes, host, base_port, seed }) => {
-            if *nodes == 0 {
-                Err("--nodes must be at least 1".into())
-            } else {
-                membership_toml(*nodes, host, *base_port, *seed)
-                    .map(|m| print!("{m}"))
-                    .map_err(Error::from)
-            }
+        Some(Cmd::Membership(m)) => m.toml().map(|t| print!("{t}")).map_err(Error::from),
+        Some(Cmd::Node { node, leader, message, interactive, exit_after }) => {
+            one_node(node, leader, message.clone(), *interactive, *exit_after)
         }
-        Some(Cmd::Node {
-            id,
-            membership,
-            keys,
-            insecure_test_keys,
-            seed,
-            leader,
-            message,
-            interactive,
-            exit_after,
-        }) => one_node(
-            id,
-            membership,
-            keys.as_deref(),
-            insecure_test_keys.then_some(*seed),
-            leader,
-            message.clone(),
-            *interactive,
-            *exit_after,
-        ),
     };
     if let Err(e) = res {
         eprintln!("error: {e}");
@@ -289,22 +237,14 @@ fn local(cli: &Cli) -> Result<(), Error> {
 
 #[allow(clippy::too_many_arguments)]
 fn one_node(
-    id: &str,
-    membership: &std::path::Path,
-    key_dir: Option<&std::path::Path>,
-    test_seed: Option<u64>,
+    node: &examples::cluster::NodeArgs,
     leader: &str,
     message: Option<String>,
     interactive: bool,
     exit_after: Option<u64>,
 ) -> Result<(), Error> {
-    let me = NodeId::try_new(id)?;
+    let (me, membership, keys) = node.load()?;
     let leader = NodeId::try_new(leader)?;
-    let membership = Membership::from_file(membership)?;
-    if membership.get(&me).is_none() {
-        return Err(format!("node {me} is not in the membership file").into());
-    }
-    let keys = examples::cluster::node_keys(&me, key_dir, test_seed)?;
     if (message.is_some() || interactive) && me != leader {
         return Err(format!(
             "only the leader ({leader}) broadcasts; drop --message/--interactive on node {me}"

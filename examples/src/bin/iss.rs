@@ -83,40 +83,14 @@ enum Cmd {
         args: Vec<std::ffi::OsString>,
     },
     /// Print a membership file (TOML) with test keys, for running one node per process.
-    Membership {
-        /// How many nodes.
-        #[arg(long, default_value_t = 4)]
-        nodes: usize,
-        /// Host or IP the nodes listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// Node i listens on base-port + i.
-        #[arg(long, default_value_t = 7000)]
-        base_port: u16,
-        /// Seed of the test keys.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    Membership(examples::cluster::MembershipArgs),
     /// Run one node of a membership file (one process per node, on one or several machines). Its
     /// client (`client-<id>`) submits `--txs` transactions to it; it prints what it delivers and,
     /// with `--exit-after N`, stops after N transactions with the log's digest (the same at
     /// every node).
     Node {
-        /// This node's ID.
-        #[arg(long)]
-        id: String,
-        /// The membership file (.toml or .json).
-        #[arg(long)]
-        membership: std::path::PathBuf,
-        /// The directory holding this node's key files (`mir keygen --out DIR`).
-        #[arg(long, required_unless_present = "insecure_test_keys")]
-        keys: Option<std::path::PathBuf>,
-        /// Use the public test keys of `--seed` (as printed by `membership`): only for demos.
-        #[arg(long, conflicts_with = "keys")]
-        insecure_test_keys: bool,
-        /// Seed of the test keys (with --insecure-test-keys).
-        #[arg(long, default_value_t = 42, requires = "insecure_test_keys")]
-        seed: u64,
+        #[command(flatten)]
+        node: examples::cluster::NodeArgs,
         /// Transactions this node's client submits.
         #[arg(long, default_value_t = 100)]
         txs: u64,
@@ -142,19 +116,8 @@ fn main() {
             let argv = std::iter::once(std::ffi::OsString::from("iss cat")).chain(args.clone());
             std::process::exit(mir_dsl::mir_runtime::eventlog::cli::run(argv));
         }
-        Some(Cmd::Membership { nodes, host, base_port, seed }) => {
-            if *nodes == 0 {
-                Err("--nodes must be at least 1".into())
-            } else {
-                examples::cluster::membership_toml(*nodes, host, *base_port, *seed)
-                    .map(|m| print!("{m}"))
-                    .map_err(Error::from)
-            }
-        }
-        Some(Cmd::Node { id, membership, keys, insecure_test_keys, seed, txs, exit_after }) => {
-            let test_seed = insecure_test_keys.then_some(*seed);
-            one_node(&cli, id, membership, keys.as_deref(), test_seed, *txs, *exit_after)
-        }
+        Some(Cmd::Membership(m)) => m.toml().map(|t| print!("{t}")).map_err(Error::from),
+        Some(Cmd::Node { node, txs, exit_after }) => one_node(&cli, node, *txs, *exit_after),
     };
     if let Err(e) = res {
         eprintln!("error: {e}");
@@ -398,19 +361,11 @@ fn follow(
 /// `iss node`: one node of a membership file, with its own client.
 fn one_node(
     cli: &Cli,
-    id: &str,
-    membership: &std::path::Path,
-    key_dir: Option<&std::path::Path>,
-    test_seed: Option<u64>,
+    node: &examples::cluster::NodeArgs,
     txs: u64,
     exit_after: Option<usize>,
 ) -> Result<(), Error> {
-    let me = NodeId::try_new(id)?;
-    let membership = Membership::from_file(membership)?;
-    if membership.get(&me).is_none() {
-        return Err(format!("node {me} is not in the membership file").into());
-    }
-    let keys = examples::cluster::node_keys(&me, key_dir, test_seed)?;
+    let (me, membership, keys) = node.load()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (tx, rx) = mpsc::channel();
     let settings = settings(cli);
