@@ -10,7 +10,7 @@ use std::sync::mpsc;
 
 use mir_dsl::mir_runtime::stdmodules::hasher;
 use mir_dsl::mir_runtime::{Batch, ModuleId, ModuleResult, NodeId, Outbox, PassiveModule};
-use protocols::availability::batchfetcher::{NewOrderedBatch, SnapshotRequest};
+use protocols::availability::batchfetcher::{NewOrderedBatch, RestoreState, SnapshotRequest};
 use protocols::availability::mempool::TransactionsRejected;
 use protocols::ordering::checkpoint::{AppSnapshot, StableCheckpoint};
 use protocols::ordering::iss::{self, EpochStarted, NodeSettings};
@@ -43,6 +43,14 @@ pub enum IssReport {
         /// The node.
         node: NodeId,
         /// The epoch it starts.
+        epoch: u64,
+    },
+    /// `node` restored the state of a stable checkpoint from its peers (state transfer): the
+    /// batches before epoch `epoch` are in that state, not reported one by one.
+    Restored {
+        /// The node.
+        node: NodeId,
+        /// The epoch the checkpoint starts.
         epoch: u64,
     },
     /// The mempool of `node` refused transactions: (number, reason) of each.
@@ -90,6 +98,10 @@ impl PassiveModule for IssApp {
                     AppSnapshot { epoch: s.epoch, data: self.state.clone() },
                 );
                 continue;
+            } else if let Some(r) = ev.get::<RestoreState>() {
+                // A strong quorum certified this state: it replaces this node's.
+                self.state = r.app.clone();
+                IssReport::Restored { node: me, epoch: r.epoch }
             } else if let Some(e) = ev.get::<EpochStarted>() {
                 IssReport::Epoch { node: me, epoch: e.epoch, leaders: e.leaders.clone() }
             } else if let Some(c) = ev.get::<StableCheckpoint>() {

@@ -7,7 +7,8 @@
 //! four nodes; the availability layer makes a certificate on node 0 and reads its batch back on
 //! node 2. Run on the simulator, the in-process transport and gRPC (k256 signatures everywhere).
 //! The ordering layer (a PBFT instance and a checkpoint with its agreement instance) gets the
-//! same flood in the simulator and must still order and agree.
+//! same flood in the simulator and must still order and agree, and so does a whole ISS node
+//! (every module of the ISS demo), which must still order transactions afterwards.
 //! A property test throws random `(destination, payload)` pairs at a simulated BCB cluster.
 
 use std::sync::mpsc;
@@ -30,6 +31,8 @@ use protocols::availability::msc::{
 };
 use protocols::availability::{Config, Tx};
 use protocols::bcb::{Echo, Final};
+use protocols::ordering::checkpoint::StableCheckpoint;
+use protocols::ordering::iss::transfer::{CatchUpTick, StateRequest, StateResponse};
 
 const N: usize = 4;
 
@@ -131,6 +134,9 @@ const NAMES: &[&str] = &[
     "iss.OrderedEntry",
     "iss.EpochStarted",
     "iss.Snapshot",
+    "iss.StateRequest",
+    "iss.StateResponse",
+    "iss.CatchUpTick",
     "demo.Submit",
     "demo.CreateBatch",
     "demo.ReadBatch",
@@ -176,6 +182,19 @@ fn samples() -> Vec<Payload> {
         Payload::new(RequestBatchMessage { batch_id: vec![0; 32] }),
         Payload::new(ProvideBatchMessage { batch_id: vec![0; 32], txs: vec![tx] }),
         Payload::new(Submit { data: b"submitted by a peer".to_vec() }),
+        Payload::new(StateRequest { epoch: 0 }),
+        Payload::new(StateResponse {
+            checkpoint: StableCheckpoint {
+                epoch: 5,
+                first_sn: 80,
+                snapshot_hash: vec![4; 32],
+                signers: (0..N).map(NodeId::from_index).collect(),
+                signatures: vec![vec![1; 64]; N],
+            },
+            snapshot: b"forged state".to_vec(),
+            client_progress: Default::default(),
+        }),
+        Payload::new(CatchUpTick),
     ]
     .into_iter()
     .chain(ordering::samples())
@@ -318,6 +337,74 @@ fn check_batch(r: &avail::AvailabilityReport) -> bool {
 }
 
 // ---- the simulator ----
+
+/// Every module of the ISS demo node.
+const ISS_MODULES: &[&str] = &[
+    "app",
+    "crypto",
+    "timer",
+    "net",
+    "hasher",
+    "mempool",
+    "batchdb",
+    "availability",
+    "batchfetcher",
+    "ordering",
+    "checkpoint",
+    "chkp-agreement",
+    "iss",
+];
+
+#[test]
+fn simulator_iss_survives_every_message_to_every_module() {
+    use examples::iss::{demo_modules, IssReport};
+    use protocols::availability::mempool::NewTransactions;
+    use protocols::ordering::iss::NodeSettings;
+    let (tx, rx) = mpsc::channel();
+    let (keys, _) = test_keys(42, &ids());
+    let m = membership();
+    let builders = ids()
+        .into_iter()
+        .map(|id| {
+            let key = keys[&id].clone();
+            demo_modules(id, &m, key, &NodeSettings::default(), tx.clone()).unwrap()
+        })
+        .collect();
+    let mut sim = sim_of(builders);
+    sim.inject(&NodeId::from_index(1), flood(ISS_MODULES)).unwrap();
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    let txs: Vec<Tx> = (0..20).map(|i| Tx::new("client", i, "after the flood")).collect();
+    for me in ids() {
+        let ev = Event::new("@node", "mempool", NewTransactions { txs: txs.clone() });
+        sim.inject(&me, vec![ev]).unwrap();
+    }
+    // Every node delivers the 20 transactions, in the same batches.
+    type Batches = Vec<(u64, Vec<(String, u64)>)>;
+    let mut batches: std::collections::BTreeMap<NodeId, Batches> = Default::default();
+    let delivered = |b: &Batches| b.iter().map(|x| x.1.len()).sum::<usize>();
+    let done = sim
+        .run_until(Duration::from_secs(60), |_| {
+            for r in rx.try_iter() {
+                if let IssReport::Batch { node, sn, txs } = r {
+                    batches.entry(node).or_default().push((sn, txs));
+                }
+            }
+            ids().iter().all(|n| batches.get(n).is_some_and(|b| delivered(b) >= 20))
+        })
+        .unwrap();
+    assert!(done, "{:?}", batches.iter().map(|(n, b)| (n, delivered(b))).collect::<Vec<_>>());
+    let non_empty =
+        |b: &Batches| -> Batches { b.iter().filter(|x| !x.1.is_empty()).cloned().collect() };
+    let first = non_empty(&batches[&NodeId::from_index(0)]);
+    for (n, b) in &batches {
+        assert_eq!(non_empty(b), first, "node {n}");
+    }
+    let stats = sim.stats(&NodeId::from_index(0)).unwrap();
+    // (Modules that take messages count what they drop in their own statistics.)
+    for m in ["net", "crypto", "hasher", "timer", "mempool", "batchdb", "batchfetcher"] {
+        assert!(stats.module(m).unwrap().messages_refused > 0, "{m}: {stats:?}");
+    }
+}
 
 fn sim_of(builders: Vec<NodeBuilder>) -> Simulation {
     let mut sim = Simulation::new(SimConfig::with_seed(5));

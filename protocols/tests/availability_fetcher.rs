@@ -126,7 +126,8 @@ fn the_batch_fetcher_forwards_snapshots_and_restores_in_order() {
         me.clone(),
         vec![
             ev(DeliverCert { sn: 1, cert }.into()),
-            ev(RestoreState { epoch: 2, client_progress: ClientProgress::default() }.into()),
+            ev(RestoreState { epoch: 2, client_progress: ClientProgress::default(), app: vec![] }
+                .into()),
             ev(DeliverCert { sn: 0, cert: Cert::default() }.into()),
         ],
     )

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mir_runtime::sim::{Fault, SimConfig, Simulation};
+use mir_runtime::sim::{Fault, LinkConfig, SimConfig, Simulation};
 use protocols::ordering::iss::leaders::LeaderPolicy;
+use protocols::ordering::iss::IssConfig;
 
 /// Runs 4 nodes (`crashed` down from the start) until every other node delivered `entries`
 /// log entries; checks that their logs agree and returns what each saw.
@@ -127,4 +128,123 @@ fn the_single_leader_policy_rotates_one_leader() {
         assert_eq!(leaders, &vec![NodeId::from_index((*e % 4) as usize)]);
     }
     assert!(epochs.len() >= 3);
+}
+
+#[test]
+fn a_node_that_misses_several_epochs_catches_up_through_a_checkpoint() {
+    let outcome: Outcome = Arc::default();
+    let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(7) });
+    for me in ids() {
+        // The default retention: the others keep one epoch behind their stable checkpoint.
+        sim.add_node(node_with(&me, IssConfig::default(), &outcome)).unwrap();
+    }
+    let n = NodeId::from_index;
+    let next = |s: &Seen| s.log.last().map_or(0, |e| e.sn + 1);
+    sim.apply_fault(Fault::Partition(vec![vec![n(0), n(1), n(2)], vec![n(3)]])).unwrap();
+    // The three order on (node 3's segments end ⊥) until they are 4 epochs ahead.
+    let ahead = sim
+        .run_until(Duration::from_secs(300), |_| {
+            let all = outcome.lock().unwrap();
+            all.get(&n(0)).is_some_and(|s| s.stable.len() >= 4)
+        })
+        .unwrap();
+    assert!(ahead);
+    let cut_off_at = next(&outcome.lock().unwrap()[&n(3)]);
+    sim.apply_fault(Fault::Heal).unwrap();
+    let target = next(&outcome.lock().unwrap()[&n(0)]) + 32;
+    let done = sim
+        .run_until(Duration::from_secs(300), |_| {
+            let all = outcome.lock().unwrap();
+            ids().iter().all(|m| all.get(m).is_some_and(|s| next(s) >= target))
+        })
+        .unwrap();
+    let all = outcome.lock().unwrap().clone();
+    assert!(done, "{:?}", all.iter().map(|(m, s)| (m, next(s))).collect::<Vec<_>>());
+    check_logs(&all).unwrap();
+    let s3 = &all[&n(3)];
+    let restored = s3.restored.first().expect("node 3 restored a checkpoint").epoch;
+    assert!(restored >= 3, "restored epoch {restored}");
+    // It skipped what the checkpoint holds: nothing between where it was cut off and the
+    // checkpoint's first sn, then every sn.
+    let first_sn = s3.epochs.iter().find(|e| e.epoch == restored).unwrap().first_sn;
+    let sns: Vec<u64> = s3.log.iter().map(|e| e.sn).collect();
+    assert!(sns.iter().all(|sn| *sn < cut_off_at || *sn >= first_sn), "{sns:?}");
+    let after: Vec<u64> = sns.iter().copied().filter(|sn| *sn >= first_sn).collect();
+    assert_eq!(after, (first_sn..next(s3)).collect::<Vec<_>>());
+    // Its application state is the others' (the count of entries) at the same sn.
+    assert_eq!(s3.applied, next(s3));
+    assert_eq!(s3.stable.iter().find(|c| c.epoch == restored).map(|c| c.first_sn), Some(first_sn));
+}
+
+#[test]
+fn forged_state_transfers_are_refused_and_an_honest_one_is_restored() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mir_runtime::adversary::{Adversary, Mutate};
+    use protocols::ordering::iss::transfer::StateResponse;
+
+    let n = NodeId::from_index;
+    // Node 1 answers state requests with a forged checkpoint or state, in one way per run.
+    type Forgery = (&'static str, fn(&mut StateResponse));
+    let forgeries: [Forgery; 5] = [
+        ("another state", |r| r.snapshot.push(0)),
+        ("another client progress", |r| {
+            let client = protocols::availability::ClientId("mallory".into());
+            r.client_progress.add(&client, 0);
+        }),
+        ("a bad signature", |r| r.checkpoint.signatures[0][0] ^= 1),
+        ("a weak quorum", |r| {
+            r.checkpoint.signers.truncate(2);
+            r.checkpoint.signatures.truncate(2);
+        }),
+        ("another first sn", |r| r.checkpoint.first_sn += 16),
+    ];
+    for (seed, (what, forge)) in forgeries.into_iter().enumerate() {
+        let outcome: Outcome = Arc::default();
+        let mut sim =
+            Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(seed as u64) });
+        for me in ids() {
+            sim.add_node(node_with(&me, IssConfig::default(), &outcome)).unwrap();
+        }
+        let forged = Arc::new(AtomicUsize::new(0));
+        let count = forged.clone();
+        let adversary = Adversary::new(Mutate::typed(1.0, move |r: &mut StateResponse, _| {
+            forge(r);
+            count.fetch_add(1, Ordering::Relaxed);
+        }));
+        sim.make_byzantine(&n(1), adversary).unwrap();
+        sim.apply_fault(Fault::Partition(vec![vec![n(0), n(1), n(2)], vec![n(3)]])).unwrap();
+        let stable = |o: &Outcome| o.lock().unwrap().get(&n(0)).map_or(0, |s| s.stable.len());
+        assert!(sim.run_until(Duration::from_secs(300), |_| stable(&outcome) >= 3).unwrap());
+        sim.apply_fault(Fault::Heal).unwrap();
+        // The forged answer comes first: the honest members' links to node 3 are slower.
+        for honest in [n(0), n(2)] {
+            let slow = Duration::from_millis(200);
+            let config = LinkConfig { latency: Some((slow, slow)), ..LinkConfig::default() };
+            sim.apply_fault(Fault::Link { from: honest, to: n(3), config }).unwrap();
+        }
+        let next = |s: &Seen| s.log.last().map_or(0, |e| e.sn + 1);
+        let target = next(&outcome.lock().unwrap()[&n(0)]) + 32;
+        let done = sim
+            .run_until(Duration::from_secs(300), |_| {
+                let all = outcome.lock().unwrap();
+                [n(0), n(2), n(3)].iter().all(|m| all.get(m).is_some_and(|s| next(s) >= target))
+            })
+            .unwrap();
+        let mut all = outcome.lock().unwrap().clone();
+        all.remove(&n(1)); // Byzantine: not checked
+        assert!(done, "{what}: {:?}", all.iter().map(|(m, s)| (m, next(s))).collect::<Vec<_>>());
+        assert!(forged.load(Ordering::Relaxed) > 0, "{what}: node 1 never answered");
+        assert!(!all[&n(3)].restored.is_empty(), "{what}: node 3 did not restore");
+        check_logs(&all).unwrap_or_else(|e| panic!("{what}: {e}"));
+        // What node 3 restored is what the honest nodes certified: the same certificates, the
+        // same client progress (none: the test application orders no transactions).
+        for c in &all[&n(3)].stable {
+            let honest = all[&n(0)].stable.iter().find(|h| h.epoch == c.epoch);
+            assert_eq!(Some(c), honest, "{what}: node 3 holds another checkpoint");
+        }
+        for r in &all[&n(3)].restored {
+            assert_eq!(r.client_progress, Default::default(), "{what}: a forged progress");
+        }
+    }
 }

@@ -313,6 +313,9 @@ fn follow(
                     say!("[node {node}] checkpoint of epoch {e} is stable");
                 }
             }
+            Ok(IssReport::Restored { node, epoch: e }) => {
+                say!("[node {node}] restored the checkpoint of epoch {e} from its peers");
+            }
             Ok(IssReport::Rejected { node, rejected }) => {
                 say!(
                     "[node {node}] mempool refused {} transactions, first: {:?}",
@@ -402,6 +405,9 @@ fn one_node(
                     }
                     IssReport::Rejected { rejected, .. } => {
                         say!("node {me}: mempool refused {} transactions", rejected.len());
+                    }
+                    IssReport::Restored { epoch, .. } => {
+                        say!("node {me}: restored the checkpoint of epoch {epoch} from its peers");
                     }
                     IssReport::Stable { .. } => {}
                 }

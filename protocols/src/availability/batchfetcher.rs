@@ -90,13 +90,17 @@ pub struct ClientProgressSnapshot {
     pub client_progress: ClientProgress,
 }
 
-/// Restore from a checkpoint: epoch and client progress (forwarded to the application).
+/// Restore from a checkpoint: epoch, client progress and the application's state (forwarded
+/// to the application, which replaces its state with `app`; nothing it got before belongs to
+/// the restored state, nothing after comes from before it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreState {
     /// The epoch the checkpoint starts.
     pub epoch: u64,
     /// What was delivered before it.
     pub client_progress: ClientProgress,
+    /// The application's snapshot (what it answered to the checkpoint's `SnapshotRequest`).
+    pub app: Vec<u8>,
 }
 
 payload!(

@@ -11,8 +11,9 @@ use mir_dsl::Weight;
 use mir_runtime::sim::{Fault, SimConfig, Simulation};
 use mir_runtime::stdmodules::{TestCrypto, Timer};
 use mir_runtime::{Batch, Event, ModuleResult, Node, NodeBuilder, Outbox, PassiveModule};
-use protocols::availability::batchfetcher::{NewOrderedBatch, SnapshotRequest};
+use protocols::availability::batchfetcher::{NewOrderedBatch, RestoreState, SnapshotRequest};
 use protocols::availability::mempool::NewTransactions;
+use protocols::availability::ClientProgress;
 use protocols::availability::Tx;
 use protocols::ordering::checkpoint::{AppSnapshot, StableCheckpoint};
 use protocols::ordering::iss::epoch::EpochLayout;
@@ -21,12 +22,21 @@ use protocols::ordering::pbft::PbftConfig;
 
 #[derive(Debug, Default, Clone)]
 pub struct Seen {
+    /// The batches delivered (since the last restart; with a gap where a state transfer skipped
+    /// some).
     pub batches: Vec<NewOrderedBatch>,
     pub epochs: Vec<EpochStarted>,
     pub stable: Vec<StableCheckpoint>,
+    /// The application's state: transactions applied (restored from a checkpoint, then
+    /// counted on).
+    pub applied: u64,
+    /// State transfers: (epoch, client progress restored).
+    pub restored: Vec<(u64, ClientProgress)>,
+    /// Batches of earlier incarnations.
+    pub earlier: Vec<Vec<NewOrderedBatch>>,
 }
 
-type Outcome = Arc<Mutex<BTreeMap<NodeId, Seen>>>;
+pub type Outcome = Arc<Mutex<BTreeMap<NodeId, Seen>>>;
 
 /// The application: keeps the ordered batches; its snapshot is how many transactions it applied.
 struct App {
@@ -41,13 +51,17 @@ impl PassiveModule for App {
         for ev in events {
             if let Some(b) = ev.get::<NewOrderedBatch>() {
                 seen.batches.push(b.clone());
+                seen.applied += b.txs.len() as u64;
+            } else if let Some(r) = ev.get::<RestoreState>() {
+                let bytes: [u8; 8] = r.app.as_slice().try_into().expect("8 bytes");
+                seen.applied = u64::from_le_bytes(bytes);
+                seen.restored.push((r.epoch, r.client_progress.clone()));
             } else if let Some(e) = ev.get::<EpochStarted>() {
                 seen.epochs.push(e.clone());
             } else if let Some(c) = ev.get::<StableCheckpoint>() {
                 seen.stable.push(c.clone());
             } else if let Some(r) = ev.get::<SnapshotRequest>() {
-                let applied: usize = seen.batches.iter().map(|b| b.txs.len()).sum();
-                let data = (applied as u64).to_le_bytes().to_vec();
+                let data = seen.applied.to_le_bytes().to_vec();
                 out.send(&ModuleId::new("iss"), AppSnapshot { epoch: r.epoch, data });
             }
         }
@@ -59,7 +73,13 @@ pub fn ids() -> Vec<NodeId> {
     (0..4).map(NodeId::from_index).collect()
 }
 
-fn node(me: &NodeId, outcome: &Outcome, mode: Mode) -> NodeBuilder {
+pub fn node(me: &NodeId, outcome: &Outcome, mode: Mode) -> NodeBuilder {
+    if let Some(s) = outcome.lock().unwrap().get_mut(me) {
+        // A restart: the application starts from scratch.
+        let batches = std::mem::take(&mut s.batches);
+        s.earlier.push(batches);
+        s.applied = 0;
+    }
     let membership: Vec<(NodeId, Weight)> = ids().into_iter().map(|n| (n, 1)).collect();
     let settings = NodeSettings {
         pbft: PbftConfig {

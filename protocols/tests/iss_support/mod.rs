@@ -11,7 +11,9 @@ use mir_dsl::Weight;
 use mir_runtime::sim::{Fault, SimConfig, Simulation};
 use mir_runtime::stdmodules::{Hasher, TestCrypto, Timer};
 use mir_runtime::{Batch, ModuleResult, Node, NodeBuilder, Outbox, PassiveModule};
-use protocols::availability::batchfetcher::{ClientProgressSnapshot, SnapshotRequest};
+use protocols::availability::batchfetcher::{
+    ClientProgressSnapshot, RestoreState, SnapshotRequest,
+};
 use protocols::availability::ClientProgress;
 use protocols::ordering::checkpoint::{
     self, AppSnapshot, CheckpointConfig, CheckpointModules, StableCheckpoint,
@@ -23,9 +25,67 @@ use protocols::ordering::{BatchCut, CutBatch, Source, Validator};
 
 #[derive(Debug, Default, Clone)]
 pub struct Seen {
+    /// The log entries delivered, in order (with a gap where a state transfer skipped some).
     pub log: Vec<OrderedEntry>,
     pub epochs: Vec<EpochStarted>,
     pub stable: Vec<StableCheckpoint>,
+    /// The application's state: entries applied (restored from a checkpoint, then counted on).
+    pub applied: u64,
+    /// The state transfers made.
+    pub restored: Vec<RestoreState>,
+    /// The logs of earlier incarnations (before each restart).
+    pub earlier: Vec<Vec<OrderedEntry>>,
+}
+
+impl Seen {
+    /// The log by sequence number; panics if the sns are not increasing (delivered out of order
+    /// or twice).
+    pub fn by_sn(&self) -> BTreeMap<u64, Option<Vec<u8>>> {
+        by_sn(&self.log)
+    }
+}
+
+/// A log by sequence number; panics if the sns are not increasing.
+pub fn by_sn(log: &[OrderedEntry]) -> BTreeMap<u64, Option<Vec<u8>>> {
+    {
+        let mut out = BTreeMap::new();
+        for e in log {
+            if let Some((&last, _)) = out.last_key_value() {
+                assert!(e.sn > last, "sn {} delivered after sn {last}", e.sn);
+            }
+            out.insert(e.sn, e.value.clone());
+        }
+        out
+    }
+}
+
+/// Every two nodes agree on every sn both delivered; and the state each application reached is
+/// the number of entries before its next sn (state transfers included). Returns an error saying
+/// what differs.
+pub fn check_logs(all: &BTreeMap<NodeId, Seen>) -> Result<(), String> {
+    type Log = BTreeMap<u64, Option<Vec<u8>>>;
+    let logs: Vec<(&NodeId, Log)> = all
+        .iter()
+        .flat_map(|(n, s)| s.earlier.iter().chain([&s.log]).map(move |l| (n, by_sn(l))))
+        .collect();
+    for (i, (a, la)) in logs.iter().enumerate() {
+        for (b, lb) in &logs[i + 1..] {
+            for (sn, v) in la {
+                if let Some(w) = lb.get(sn) {
+                    if v != w {
+                        return Err(format!("nodes {a} and {b} differ at sn {sn}"));
+                    }
+                }
+            }
+        }
+    }
+    for (n, s) in all {
+        let next = s.log.last().map_or(0, |e| e.sn + 1);
+        if s.applied != next {
+            return Err(format!("node {n} applied {} entries, its next sn is {next}", s.applied));
+        }
+    }
+    Ok(())
 }
 
 pub type Outcome = Arc<Mutex<BTreeMap<NodeId, Seen>>>;
@@ -43,12 +103,17 @@ impl PassiveModule for App {
         for ev in events {
             if let Some(e) = ev.get::<OrderedEntry>() {
                 seen.log.push(e.clone());
+                seen.applied += 1;
+            } else if let Some(r) = ev.get::<RestoreState>() {
+                let bytes: [u8; 8] = r.app.as_slice().try_into().expect("8 bytes");
+                seen.applied = u64::from_le_bytes(bytes);
+                seen.restored.push(r.clone());
             } else if let Some(e) = ev.get::<EpochStarted>() {
                 seen.epochs.push(e.clone());
             } else if let Some(c) = ev.get::<StableCheckpoint>() {
                 seen.stable.push(c.clone());
             } else if let Some(r) = ev.get::<SnapshotRequest>() {
-                let data = (seen.log.len() as u64).to_le_bytes().to_vec();
+                let data = seen.applied.to_le_bytes().to_vec();
                 let iss = ModuleId::new("iss");
                 out.send(&iss, AppSnapshot { epoch: r.epoch, data });
                 let progress = ClientProgressSnapshot {
@@ -89,6 +154,12 @@ pub fn node(me: &NodeId, policy: LeaderPolicy, outcome: &Outcome) -> NodeBuilder
 
 /// A node with these ISS settings.
 pub fn node_with(me: &NodeId, iss_config: IssConfig, outcome: &Outcome) -> NodeBuilder {
+    if let Some(s) = outcome.lock().unwrap().get_mut(me) {
+        // A restart: the application starts from scratch.
+        let log = std::mem::take(&mut s.log);
+        s.earlier.push(log);
+        s.applied = 0;
+    }
     let id = ModuleId::new;
     let membership: Vec<(NodeId, Weight)> = ids().into_iter().map(|n| (n, 1)).collect();
     let pbft_config = PbftConfig {
@@ -123,8 +194,12 @@ pub fn node_with(me: &NodeId, iss_config: IssConfig, outcome: &Outcome) -> NodeB
         consumer: id("app"),
         availability: None,
         batchfetcher: None,
+        net: id("net"),
+        crypto: id("crypto"),
+        hasher: id("hasher"),
+        timer: id("timer"),
     };
-    let iss = Iss::new(iss_modules, iss_config, membership).unwrap();
+    let iss = Iss::new(iss_modules, iss_config, me.clone(), membership).unwrap();
     Node::builder(me.clone())
         .passive("app", App { me: me.clone(), outcome: outcome.clone() })
         .passive("source", TestSource { me: me.clone() })

@@ -103,6 +103,11 @@ impl LeaderSelection {
         self.policy
     }
 
+    /// The members and weights, sorted by ID.
+    pub fn members(&self) -> &[(NodeId, Weight)] {
+        &self.members
+    }
+
     /// The leaders of `epoch`, sorted by ID, never empty (for a non-empty membership).
     pub fn leaders(&self, epoch: u64) -> Vec<NodeId> {
         let ids: Vec<NodeId> = self.members.iter().map(|(n, _)| n.clone()).collect();

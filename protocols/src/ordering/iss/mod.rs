@@ -20,6 +20,7 @@
 //! upon AppSnapshot / ClientProgressSnapshot for epoch e do forward it to <checkpoint>/<e>
 //!     (the application's snapshot wrapped with the leader policy's state: checkpoints carry it)
 //! upon StableCheckpoint(e) do trigger it; garbage-collect instances of epochs < e − retained
+//! upon Init, and when the log is stuck do fetch a newer stable checkpoint  (see [`transfer`])
 //! upon ProposalUnused, Suspect do count them (the mempool re-proposes; suspects are local)
 //! upon EquivocationEvidence do trigger it
 //! ```
@@ -32,15 +33,18 @@
 //! followers refuse a certificate naming other buckets. [`Mode::Redundant`] (Trantor) lets any
 //! leader propose anything; the batch fetcher removes duplicates at delivery.
 //!
-//! Built so far: [`epoch`] (layout, buckets), [`leaders`] (policies), the module below (epochs,
+//! Built so far: [`epoch`] (layout, buckets), [`leaders`] (policies), [`transfer`] (state
+//! transfer: a node behind fetches a stable checkpoint and its state), the module below (epochs,
 //! the log, leader selection, checkpoints at epoch ends, garbage collection) and [`add_to`] (a
-//! whole node over the availability layer). Still to come (`docs/ordering.md`, "ISS"): state
-//! transfer, timers of garbage-collected instances, epoch-stamped events beyond `SbDeliver`.
+//! whole node over the availability layer). Still to come (`docs/ordering.md`, "ISS"): timers of
+//! garbage-collected instances.
 
 pub mod epoch;
 pub mod leaders;
+pub mod transfer;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use mir_dsl::prelude::*;
 use mir_runtime::stdevents::{GarbageCollect, NewSubmodule};
@@ -112,6 +116,9 @@ pub struct IssConfig {
     /// (Trantor: any leader proposes anything; duplicates are removed after ordering). Default
     /// bucketed.
     pub mode: Mode,
+    /// A node whose log did not move for this long asks the members for a newer stable
+    /// checkpoint ([`transfer`]). Default 1 s.
+    pub catch_up_period: Duration,
 }
 
 /// How requests are split among the leaders of an epoch.
@@ -143,6 +150,7 @@ impl Default for IssConfig {
             leader_policy: LeaderPolicy::Simple,
             retained_epochs: 1,
             mode: Mode::Bucketed,
+            catch_up_period: Duration::from_secs(1),
         }
     }
 }
@@ -162,14 +170,24 @@ pub struct IssModules {
     /// SB instances of the epoch take their proposals from it and verify them with it.
     pub availability: Option<ModuleId>,
     /// The availability layer's batch fetcher, if any: it gets `EpochStart`, one `DeliverCert`
-    /// per log entry (⊥: the empty certificate) and `SnapshotRequest`, in log order.
+    /// per log entry (⊥: the empty certificate), `SnapshotRequest` and `RestoreState`, in log
+    /// order.
     pub batchfetcher: Option<ModuleId>,
+    /// The transport (state transfer).
+    pub net: ModuleId,
+    /// The crypto module (checking a transferred checkpoint's signatures).
+    pub crypto: ModuleId,
+    /// The hasher (checking a transferred state against its checkpoint).
+    pub hasher: ModuleId,
+    /// The timer (the catch-up period).
+    pub timer: ModuleId,
 }
 
 /// The ISS module of one node.
 pub struct Iss {
     modules: IssModules,
     config: IssConfig,
+    me: NodeId,
     membership: Vec<(NodeId, Weight)>,
     // State.
     leaders: LeaderSelection,
@@ -186,17 +204,24 @@ pub struct Iss {
     /// Proposals that came after their view 0, and local suspicions (statistics).
     unused: u64,
     suspicions: u64,
+    /// State transfer ([`transfer`]).
+    transfer: transfer::Transfer,
 }
 
 impl Iss {
-    /// ISS over `membership` (distinct members, positive weights). Errors for a bad setting.
+    /// ISS of node `me` over `membership` (distinct members, positive weights). Errors for a
+    /// bad setting.
     pub fn new(
         modules: IssModules,
         config: IssConfig,
+        me: NodeId,
         membership: Vec<(NodeId, Weight)>,
     ) -> Result<Self, String> {
         if membership.is_empty() {
             return Err("the membership is empty".into());
+        }
+        if config.catch_up_period.is_zero() {
+            return Err("catch_up_period must be positive".into());
         }
         let buckets = config.buckets.unwrap_or(16 * membership.len() as u64);
         let leaders = LeaderSelection::new(config.leader_policy, membership.clone());
@@ -204,6 +229,7 @@ impl Iss {
         Ok(Iss {
             modules,
             config,
+            me,
             membership,
             leaders,
             layout,
@@ -213,6 +239,7 @@ impl Iss {
             stable: None,
             unused: 0,
             suspicions: 0,
+            transfer: transfer::Transfer::default(),
         })
     }
 
@@ -225,6 +252,13 @@ impl Iss {
     /// suspicions SB instances reported (invalid proposals), so far.
     pub fn stats(&self) -> (u64, u64) {
         (self.unused, self.suspicions)
+    }
+
+    /// The membership, sorted by ID (as the leader policy holds it).
+    fn sorted_membership(&self) -> Vec<(NodeId, Weight)> {
+        let mut m = self.membership.clone();
+        m.sort();
+        m
     }
 
     /// The SB instance of segment `i` of `epoch`.
@@ -412,8 +446,12 @@ pub fn add_to(
         consumer: app.clone(),
         availability: Some(id(a::AVAILABILITY)),
         batchfetcher: Some(id(a::BATCHFETCHER)),
+        net: id(a::NET),
+        crypto: id(a::CRYPTO),
+        hasher: id(a::HASHER),
+        timer: id(a::TIMER),
     };
-    let iss = Iss::new(iss_modules, settings.iss.clone(), membership)?;
+    let iss = Iss::new(iss_modules, settings.iss.clone(), me.clone(), membership)?;
     let mut availability = settings.availability.clone();
     availability.destination = Some(app.to_string());
     availability.checkpoint = Some(names::ISS.into());
@@ -440,12 +478,16 @@ pub fn add_to(
 /// ([`checkpoint::factory`](super::checkpoint::factory), its consumer `iss`, and
 /// [`checkpoint::agreement_factory`](super::checkpoint::agreement_factory));
 /// `protocols/tests/iss.rs` shows a whole node.
-#[protocol]
+#[protocol(parts(transfer))]
 impl Iss {
-    /// upon Init do start epoch 0
+    /// upon Init do start epoch 0; ask for a newer stable checkpoint (this node may have
+    /// restarted), and again every catch-up period in which the log does not move
     #[upon(event)]
     fn init(&mut self, ctx: &mut Ctx<Self>, _i: Init) -> Handled {
         self.start_epoch(ctx);
+        self.request_state(ctx);
+        let (timer, period) = (self.modules.timer.clone(), self.config.catch_up_period);
+        let _periodic = ctx.every(&timer, period, transfer::CatchUpTick);
         Ok(())
     }
 
@@ -508,6 +550,10 @@ impl Iss {
         };
         let data =
             mir_runtime::codec::encode(&IssSnapshot { leader_selection: policy, app: s.data });
+        let own = self.transfer.own.entry(s.epoch).or_default();
+        ensure!(own.snapshot.is_none(), "a second snapshot for epoch {}", s.epoch);
+        own.snapshot = Some(data.clone());
+        self.update_serving();
         let dest = self.modules.checkpoint.then(s.epoch);
         ctx.emit(&dest, AppSnapshot { epoch: s.epoch, data });
         Ok(())
@@ -517,6 +563,10 @@ impl Iss {
     #[upon(event)]
     fn on_progress(&mut self, ctx: &mut Ctx<Self>, s: ClientProgressSnapshot) -> Handled {
         ensure!(self.policy_at.contains_key(&s.epoch), "client progress for epoch {}", s.epoch);
+        let own = self.transfer.own.entry(s.epoch).or_default();
+        ensure!(own.progress.is_none(), "a second client progress for epoch {}", s.epoch);
+        own.progress = Some(s.client_progress.clone());
+        self.update_serving();
         ctx.emit(&self.modules.checkpoint.then(s.epoch), s);
         Ok(())
     }
@@ -529,6 +579,7 @@ impl Iss {
         }
         let keep = c.epoch.saturating_sub(self.config.retained_epochs);
         self.policy_at = self.policy_at.split_off(&c.epoch);
+        self.transfer.own = self.transfer.own.split_off(&c.epoch);
         let gc = GarbageCollect { retention_index: keep };
         ctx.emit(&self.modules.orderer, gc.clone());
         ctx.emit(&self.modules.checkpoint, gc.clone());
@@ -536,6 +587,7 @@ impl Iss {
             ctx.emit(a, gc);
         }
         self.stable = Some(c.clone());
+        self.update_serving();
         ctx.emit(&self.modules.consumer, c);
         Ok(())
     }

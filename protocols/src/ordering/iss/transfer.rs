@@ -1,0 +1,330 @@
+//! ISS state transfer (spec §4; Mir's ISS pushes its stable checkpoint to lagging nodes): a node
+//! that has fallen behind fetches a stable checkpoint and the state it certifies, verifies both,
+//! and continues from there.
+//!
+//! ```text
+//! upon Init, and every CatchUpPeriod in which the log did not move do
+//!     send STATE-REQUEST(epoch) to the members
+//! upon STATE-REQUEST(e) from member p, with a stable checkpoint C whose state this node holds,
+//!     C.epoch > e, and p not answered this period do
+//!     send STATE-RESPONSE(C, snapshot, client progress) to p
+//! upon STATE-RESPONSE(C, s, progress) from member p, C.epoch > epoch do
+//!     C a strong quorum of the membership? s decodes? then wait (the newest per member)
+//! upon none being checked ∧ answers wait do take the one of the highest epoch:
+//!     H(s, progress) = C.hash?                                           (through the hasher)
+//!     C's signatures valid in the domain <checkpoint>/<C.epoch>?           (through crypto)
+//!     restore: garbage-collect every instance of an epoch < C.epoch; the leader policy from s;
+//!         RestoreState(C.epoch, progress, s.app) to the batch fetcher (or the consumer);
+//!         StableCheckpoint(C) to the consumer; start epoch C.epoch at C.first_sn
+//! ```
+//!
+//! **Who asks, who answers.** Only a node whose log is stuck asks (and a node that starts, which
+//! may have restarted): a node that is merely slow catches up through the instances the others
+//! retain. Every member whose stable checkpoint is newer answers, at most once per requester and
+//! period, so a peer that floods requests gets one answer per period. The requester checks one
+//! answer at a time, the newest first; the others wait, at most one per member (the member's
+//! latest), so a member that always answers first with a forged state cannot keep the honest
+//! answers from being checked. An answer that fails a check is dropped (logged and counted) and
+//! the next waiting one is checked.
+//!
+//! **Stale events.** The epoch is the incarnation: every event that refers to an epoch before the
+//! restored one (an SB delivery, a snapshot, a client-progress snapshot, a stable checkpoint, a
+//! check of an older answer) is dropped by the epoch checks of the handlers that get it, and the
+//! batch fetcher drops what it had queued when it restores.
+//!
+//! **Limits.** The state travels in one message, so it must fit the transport's message limit
+//! (16 MiB by default over gRPC); a larger state needs a chunked transfer, which does not exist
+//! yet. The checkpoint is checked against this node's membership (reconfiguration is not built).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mir_dsl::prelude::*;
+use mir_runtime::stdevents::crypto::{HashRequest, HashResult, SigsVerified};
+use mir_runtime::stdevents::GarbageCollect;
+use serde::{Deserialize, Serialize};
+
+use super::epoch::EpochLayout;
+use super::{Iss, IssSnapshot};
+use crate::availability::batchfetcher::RestoreState;
+use crate::availability::ClientProgress;
+use crate::ordering::checkpoint::{snapshot_hash_data, CertQuorum, StableCheckpoint};
+
+/// STATE-REQUEST(epoch): the sender is stuck in `epoch` and asks for a newer stable checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRequest {
+    /// The sender's current epoch.
+    pub epoch: u64,
+}
+
+/// STATE-RESPONSE(C, snapshot, progress): a stable checkpoint and the state it certifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateResponse {
+    /// The certificate.
+    pub checkpoint: StableCheckpoint,
+    /// The snapshot the checkpoint hashes: an encoded [`IssSnapshot`].
+    pub snapshot: Vec<u8>,
+    /// The client progress the checkpoint hashes.
+    pub client_progress: ClientProgress,
+}
+
+/// Time to check whether the log moved (from the timer, to ISS itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchUpTick;
+
+payload!(
+    StateRequest = "iss.StateRequest",
+    StateResponse = "iss.StateResponse",
+    CatchUpTick = "iss.CatchUpTick",
+);
+
+/// Hashing a received state.
+#[derive(Debug)]
+pub struct StateHashed {
+    from: NodeId,
+    response: StateResponse,
+    snapshot: IssSnapshot,
+}
+
+/// Checking a received checkpoint's signatures.
+#[derive(Debug)]
+pub struct StateVerified {
+    from: NodeId,
+    response: StateResponse,
+    snapshot: IssSnapshot,
+}
+
+/// The snapshot of one epoch, as this node's application and batch fetcher hand it over.
+#[derive(Debug, Default)]
+pub(crate) struct OwnSnapshot {
+    pub(crate) snapshot: Option<Vec<u8>>,
+    pub(crate) progress: Option<ClientProgress>,
+}
+
+/// The state-transfer state of ISS.
+#[derive(Debug, Default)]
+pub(crate) struct Transfer {
+    /// `next` at the last tick.
+    mark: u64,
+    /// Members answered since the last tick.
+    answered: BTreeSet<NodeId>,
+    /// The epoch of the answer being checked.
+    checking: Option<u64>,
+    /// Answers waiting to be checked: the newest of each member, decoded.
+    waiting: BTreeMap<NodeId, (StateResponse, IssSnapshot)>,
+    /// This node's snapshots of epochs not yet stable (the epochs in `policy_at`).
+    pub(crate) own: BTreeMap<u64, OwnSnapshot>,
+    /// What this node answers with: its last stable checkpoint and the state it certifies.
+    pub(crate) serving: Option<StateResponse>,
+    /// State transfers done.
+    pub(crate) done: u64,
+}
+
+impl Iss {
+    /// The members other than this node.
+    fn others(&self) -> Vec<NodeId> {
+        self.membership.iter().map(|(n, _)| n).filter(|n| **n != self.me).cloned().collect()
+    }
+
+    fn is_member(&self, n: &NodeId) -> bool {
+        self.membership.iter().any(|(m, _)| m == n)
+    }
+
+    /// Whether `m` would take this node forward: a later epoch, past this epoch's end.
+    fn ahead(&self, m: &StateResponse) -> bool {
+        let c = &m.checkpoint;
+        c.epoch > self.layout.epoch && c.first_sn >= self.layout.next_first_sn()
+    }
+
+    /// The checks of an answer that need no crypto: C a strong quorum of the membership, s
+    /// decodes, its leader policy is over this membership.
+    fn precheck(&self, m: &StateResponse) -> Result<IssSnapshot, String> {
+        let c = &m.checkpoint;
+        let voters = Voters::new(self.membership.iter().cloned());
+        c.check_structure(c.epoch, c.first_sn, &voters, CertQuorum::Strong)?;
+        let snapshot: IssSnapshot = mir_runtime::codec::decode("iss.Snapshot", &m.snapshot)
+            .map_err(|e| format!("the snapshot does not decode: {e}"))?;
+        if snapshot.leader_selection.members() != self.sorted_membership().as_slice() {
+            return Err("the leader policy is over another membership".into());
+        }
+        Ok(snapshot)
+    }
+
+    /// Unless an answer is being checked: check the newest waiting one (H(s, progress) through
+    /// the hasher, then the signatures through crypto).
+    fn check_next(&mut self, ctx: &mut Ctx<Self>) {
+        if self.transfer.checking.is_some() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.transfer.waiting);
+        self.transfer.waiting = waiting.into_iter().filter(|(_, (m, _))| self.ahead(m)).collect();
+        let newest = self.transfer.waiting.iter().max_by_key(|(_, (m, _))| m.checkpoint.epoch);
+        let Some(from) = newest.map(|(n, _)| n.clone()) else { return };
+        let (response, snapshot) = self.transfer.waiting.remove(&from).expect("just found");
+        self.transfer.checking = Some(response.checkpoint.epoch);
+        let data = snapshot_hash_data(&response.snapshot, &response.client_progress);
+        let req = HashRequest::new(vec![data]);
+        ctx.request(&self.modules.hasher, req, StateHashed { from, response, snapshot });
+    }
+
+    /// State transfers this node has made.
+    pub fn state_transfers(&self) -> u64 {
+        self.transfer.done
+    }
+
+    /// send STATE-REQUEST(epoch) to the members
+    pub(crate) fn request_state(&mut self, ctx: &mut Ctx<Self>) {
+        self.transfer.mark = self.next;
+        let to = self.others();
+        ctx.send(&self.modules.net, to, StateRequest { epoch: self.layout.epoch });
+    }
+
+    /// Once the stable checkpoint's state is here: answer with it from now on.
+    pub(crate) fn update_serving(&mut self) {
+        let Some(stable) = &self.stable else { return };
+        if self.transfer.serving.as_ref().is_some_and(|s| s.checkpoint.epoch >= stable.epoch) {
+            return;
+        }
+        let Some(own) = self.transfer.own.get(&stable.epoch) else { return };
+        if let (Some(snapshot), Some(progress)) = (&own.snapshot, &own.progress) {
+            self.transfer.serving = Some(StateResponse {
+                checkpoint: stable.clone(),
+                snapshot: snapshot.clone(),
+                client_progress: progress.clone(),
+            });
+            self.transfer.own = self.transfer.own.split_off(&(stable.epoch + 1));
+        }
+    }
+
+    /// restore from a verified checkpoint and its state
+    fn restore(&mut self, ctx: &mut Ctx<Self>, r: StateResponse, s: IssSnapshot) -> Handled {
+        let c = r.checkpoint.clone();
+        let layout = EpochLayout::new(
+            c.epoch,
+            c.first_sn,
+            s.leader_selection.leaders(c.epoch),
+            self.config.segment_length,
+            self.layout.buckets,
+        );
+        let layout = match layout {
+            Ok(l) => l,
+            // A strong quorum certified it, so this node's settings differ from theirs.
+            Err(e) => ignore!("a certified state this node cannot use (its settings differ): {e}"),
+        };
+        tracing::info!(
+            from_epoch = self.layout.epoch,
+            to_epoch = c.epoch,
+            first_sn = c.first_sn,
+            "state transfer"
+        );
+        // Every instance of an earlier epoch goes, and what this node had of those epochs.
+        let gc = GarbageCollect { retention_index: c.epoch };
+        ctx.emit(&self.modules.orderer, gc.clone());
+        ctx.emit(&self.modules.checkpoint, gc.clone());
+        if let Some(a) = &self.modules.availability {
+            ctx.emit(a, gc);
+        }
+        self.log.clear();
+        self.policy_at.clear();
+        self.transfer.own.clear();
+        self.leaders = s.leader_selection;
+        self.layout = layout;
+        self.next = c.first_sn;
+        let restore =
+            RestoreState { epoch: c.epoch, client_progress: r.client_progress.clone(), app: s.app };
+        let to = self.modules.batchfetcher.as_ref().unwrap_or(&self.modules.consumer);
+        ctx.emit(to, restore);
+        self.stable = Some(c.clone());
+        self.transfer.serving = Some(r);
+        self.transfer.done += 1;
+        ctx.emit(&self.modules.consumer, c);
+        self.start_epoch(ctx);
+        self.transfer.mark = self.next;
+        Ok(())
+    }
+}
+
+#[protocol(part = transfer)]
+impl Iss {
+    /// every CatchUpPeriod in which the log did not move do send STATE-REQUEST(epoch)
+    #[upon(event)]
+    fn on_catch_up_tick(&mut self, ctx: &mut Ctx<Self>, _t: CatchUpTick) -> Handled {
+        self.transfer.answered.clear();
+        if self.next == self.transfer.mark {
+            self.request_state(ctx);
+        }
+        self.transfer.mark = self.next;
+        Ok(())
+    }
+
+    /// upon STATE-REQUEST(e) from member p, C.epoch > e, p not answered this period do answer
+    #[upon(message)]
+    fn on_state_request(&mut self, ctx: &mut Ctx<Self>, from: NodeId, m: StateRequest) -> Handled {
+        ensure!(self.is_member(&from), "STATE-REQUEST from non-member {from}");
+        let Some(serving) = &self.transfer.serving else { return Ok(()) };
+        if serving.checkpoint.epoch <= m.epoch {
+            return Ok(()); // nothing newer to give
+        }
+        ensure!(self.transfer.answered.insert(from.clone()), "STATE-REQUEST from {from} again");
+        ctx.send(&self.modules.net, [&from], serving.clone());
+        Ok(())
+    }
+
+    /// upon STATE-RESPONSE(C, s, progress) from member p, C.epoch > epoch do check C and s
+    /// (one answer at a time: the others wait, one per member)
+    #[upon(message)]
+    fn on_state_response(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        from: NodeId,
+        m: StateResponse,
+    ) -> Handled {
+        ensure!(self.is_member(&from), "STATE-RESPONSE from non-member {from}");
+        if !self.ahead(&m) {
+            return Ok(()); // this node is there already (answers come from several members)
+        }
+        let snapshot = match self.precheck(&m) {
+            Ok(s) => s,
+            Err(e) => ignore!("STATE-RESPONSE from {from}: {e}"),
+        };
+        // The newest answer of each member waits its turn: a member that always answers
+        // first with a forged state cannot keep the others from being checked.
+        self.transfer.waiting.insert(from, (m, snapshot));
+        self.check_next(ctx);
+        Ok(())
+    }
+
+    /// H(s, progress) = C.hash? then check C's signatures
+    #[upon(response)]
+    fn on_state_hashed(&mut self, ctx: &mut Ctx<Self>, r: HashResult, c: StateHashed) -> Handled {
+        let cert = &c.response.checkpoint;
+        if r.digests.first() != Some(&cert.snapshot_hash) {
+            self.transfer.checking = None;
+            self.check_next(ctx);
+            ignore!("STATE-RESPONSE from {}: the state does not match its checkpoint", c.from);
+        }
+        let req = cert.verify_request(&self.modules.checkpoint.then(cert.epoch));
+        let next = StateVerified { from: c.from, response: c.response, snapshot: c.snapshot };
+        ctx.request(&self.modules.crypto, req, next);
+        Ok(())
+    }
+
+    /// C's signatures valid? then restore
+    #[upon(response)]
+    fn on_state_verified(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        r: SigsVerified,
+        c: StateVerified,
+    ) -> Handled {
+        self.transfer.checking = None;
+        if !r.all_ok {
+            self.check_next(ctx);
+            ignore!("STATE-RESPONSE from {}: a signature of the checkpoint is invalid", c.from);
+        }
+        if self.ahead(&c.response) {
+            self.restore(ctx, c.response, c.snapshot)?;
+        }
+        self.check_next(ctx);
+        Ok(())
+    }
+}
