@@ -201,3 +201,68 @@ pub fn node_keys(
         _ => Err("give either --keys DIR (from `mir keygen`) or --insecure-test-keys".into()),
     }
 }
+
+/// Replays node `me`'s log recorded under `log` (`--record DIR`: `DIR/<node>/*`) into `fresh`
+/// modules (in the recorded batches) and prints what it found. `step`: `None` replays silently;
+/// `Some(None)` shows each batch and what each module emitted, waiting for Enter after each (end
+/// of input: the rest silently); `Some(Some(n))` shows `n` batches without waiting.
+pub fn replay_recorded(
+    log: &std::path::Path,
+    me: &mir_dsl::mir_runtime::NodeId,
+    fresh: std::collections::BTreeMap<
+        mir_dsl::mir_runtime::ModuleId,
+        Box<dyn mir_dsl::mir_runtime::PassiveModule>,
+    >,
+    step: Option<Option<usize>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use mir_dsl::mir_runtime::eventlog::{is_log_file_name, read_log, replay};
+    let dir = log.join(me.as_str());
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| {
+            format!("{}: {e} (was the cluster run with --record {}?)", dir.display(), log.display())
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_log_file_name))
+        .collect();
+    files.sort();
+    let mut entries = Vec::new();
+    for f in &files {
+        entries.extend(read_log(f)?);
+    }
+    let (mut shown, limit, wait) = match step {
+        None => (0, 0, false),
+        Some(None) => (0, usize::MAX, true),
+        Some(Some(n)) => (0, n, false),
+    };
+    let mut interactive = wait;
+    let report = replay(&entries, me, fresh, |s| {
+        if shown >= limit {
+            return;
+        }
+        shown += 1;
+        crate::say!(
+            "step {shown}: {} handles a batch of {} (recorded at {:.3} ms)",
+            s.module,
+            s.inputs.len(),
+            s.time_ns as f64 / 1e6
+        );
+        for i in &s.inputs {
+            crate::say!("  in   {:<24} from {:<10} {:?}", i.name(), i.src.as_str(), i.payload);
+        }
+        for o in &s.outputs {
+            crate::say!("  out  {:<24} to   {:<10} {:?}", o.name(), o.dest.as_str(), o.payload);
+        }
+        if interactive {
+            eprint!("[Enter: next batch] ");
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).map_or(true, |n| n == 0) {
+                interactive = false; // end of input: replay the rest without waiting
+            }
+        }
+    })?;
+    crate::say!(
+        "node {me}: replayed {} input events in {} batches; {} emitted events match the recording, {} were not delivered before the recording stopped",
+        report.inputs, report.batches, report.confirmed, report.unconfirmed
+    );
+    Ok(())
+}

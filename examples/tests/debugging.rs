@@ -40,7 +40,7 @@ fn every_command_of_the_readme_debugging_section_works() {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
     let (log, html): (PathBuf, PathBuf) = (tmp.join("bcb-log"), tmp.join("trace.html"));
-    let iss_log = tmp.join("iss-log");
+    let (iss_log, iss_html) = (tmp.join("iss-log"), tmp.join("iss-trace.html"));
     let cmds = commands();
     assert!(cmds.len() >= 8, "{cmds:?}");
     for (bin, args) in cmds {
@@ -50,6 +50,7 @@ fn every_command_of_the_readme_debugging_section_works() {
                 "/tmp/bcb-log" => log.display().to_string(),
                 "/tmp/trace.html" => html.display().to_string(),
                 "/tmp/iss-log" => iss_log.display().to_string(),
+                "/tmp/iss-trace.html" => iss_html.display().to_string(),
                 _ => a.clone(),
             })
             .collect();
@@ -153,6 +154,22 @@ fn every_command_of_the_readme_debugging_section_works() {
                     "{shown}"
                 );
             }
+            ("iss", Some("cat")) if has("--html") => {
+                let page = std::fs::read_to_string(&iss_html).unwrap();
+                assert!(page.contains("Preprepare {"), "the page shows messages decoded");
+                check_iss_page(&iss_html, &tmp);
+            }
+            ("iss", Some("replay")) => {
+                let steps = lines.iter().filter(|l| l.starts_with("step ")).count();
+                assert_eq!(steps, 3, "--step 3 shows three batches: {shown}");
+                assert!(
+                    lines.last().unwrap().contains("emitted events match the recording"),
+                    "{shown}"
+                );
+            }
+            ("iss", Some("sim")) if has("--check") => {
+                assert!(stdout.contains("two runs identical"), "{shown}")
+            }
             ("pingpong", Some("sim")) if has("--check") => {
                 assert!(stdout.contains("two runs identical"), "{shown}")
             }
@@ -160,6 +177,34 @@ fn every_command_of_the_readme_debugging_section_works() {
         }
     }
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The viewer on a recorded ISS run, in headless Chromium: it draws without script errors, with
+/// a time axis in units, a legend, labelled arrows; the module-prefix filter from the address
+/// keeps epoch 1's PBFT instances only, both ends of their messages.
+fn check_iss_page(page: &std::path::Path, scratch: &std::path::Path) {
+    use mir_dsl::mir_runtime::testing::browser::{body_data, chromium, dump_dom, skip};
+    let Some(browser) = chromium() else {
+        skip("the ISS viewer check");
+        return;
+    };
+    let url = format!("file://{}", page.display());
+    let num = |dom: &str, name: &str| -> usize {
+        body_data(dom, name).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}"))
+    };
+    let all = dump_dom(&browser, &url, scratch).unwrap();
+    assert_eq!(body_data(&all, "rendered").as_deref(), Some("yes"));
+    assert_eq!(body_data(&all, "error"), None, "script error");
+    assert!(num(&all, "events") > 1000, "a run of a few thousand events");
+    assert!(num(&all, "kinds") > 10 && num(&all, "ticks") > 2);
+    let tick = body_data(&all, "first-tick").unwrap();
+    assert!(tick.ends_with(" ms") || tick.ends_with(" s"), "{tick}");
+    let epoch1 = dump_dom(&browser, &format!("{url}#filter=ordering/1.&zoom=4"), scratch).unwrap();
+    let (events, arrows) = (num(&epoch1, "events"), num(&epoch1, "arrows"));
+    assert!(events > 0 && events < num(&all, "events") / 2, "{events}");
+    // The instances' messages are drawn (both ends pass the filter), and labelled when long.
+    assert!(arrows > 0, "{arrows} arrows, {events} events");
+    assert!(num(&epoch1, "labels") > 0);
 }
 
 /// `bcb sim … | head`: when the reader of the output goes, the program ends quietly (no panic),

@@ -1,12 +1,12 @@
-//! The trace viewer page: rendered in headless Chromium, it loads without script errors and draws
-//! one arrow per message. The test never installs anything: without a Chromium on the `PATH` the
+//! The trace viewer page: rendered in headless Chromium, it loads without script errors, draws
+//! one labelled arrow per message and a time axis with units, and applies a filter given in the
+//! address (`examples/tests/debugging.rs` checks it on a recorded ISS run). The test never installs anything: without a Chromium on the `PATH` the
 //! browser part is skipped with a message, unless `MIR_REQUIRE_BROWSER=1`, which makes a missing
 //! browser a failure (`.ci/run` installs Chromium and sets it, so CI always runs the browser part).
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use mir_runtime::eventlog::viewer::render_html;
 
@@ -16,18 +16,7 @@ fn recorded(dir: &Path) -> Vec<mir_runtime::eventlog::Entry> {
     common::entries_under(dir)
 }
 
-/// The names looked for on the `PATH` (`.ci/run` checks the same ones).
-const BROWSERS: [&str; 4] =
-    ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"];
-
-/// The first of [`BROWSERS`] found on the `PATH`, looked up directly (no `which`, which a minimal
-/// image may lack).
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    BROWSERS.iter().find_map(|name| {
-        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
-    })
-}
+use mir_runtime::testing::browser::{body_data, chromium, dump_dom, skip};
 
 #[test]
 fn the_viewer_page_draws_one_arrow_per_message_without_script_errors() {
@@ -42,38 +31,27 @@ fn the_viewer_page_draws_one_arrow_per_message_without_script_errors() {
     let page = dir.join("trace.html");
     std::fs::write(&page, &html).unwrap();
     let Some(browser) = chromium() else {
-        let required = std::env::var("MIR_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-        assert!(!required, "MIR_REQUIRE_BROWSER=1 but none of {BROWSERS:?} is on the PATH");
-        eprintln!("SKIPPED the browser part: none of {BROWSERS:?} is on the PATH (MIR_REQUIRE_BROWSER=1 makes this a failure)");
+        skip("the browser part");
         std::fs::remove_dir_all(&dir).unwrap();
         return;
     };
-    let profile = dir.join("profile");
-    let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=3000",
-            &format!("--user-data-dir={}", profile.display()),
-            "--dump-dom",
-            &format!("file://{}", page.display()),
-        ])
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        dom.contains("data-rendered=\"yes\""),
-        "the page did not finish drawing: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!dom.contains("data-error"), "script error: {dom}");
-    assert!(dom.contains("data-arrows=\"6\""), "expected 6 arrows");
-    assert!(dom.contains("data-events=\"16\""), "expected 16 events");
+    let url = format!("file://{}", page.display());
+    let dom = dump_dom(&browser, &url, &dir).unwrap();
+    let data = |name: &str| body_data(&dom, name);
+    assert_eq!(data("rendered").as_deref(), Some("yes"), "the page did not finish drawing");
+    assert_eq!(data("error"), None, "script error: {dom}");
+    assert_eq!(data("arrows").as_deref(), Some("6"), "expected 6 arrows");
+    assert_eq!(data("events").as_deref(), Some("16"), "expected 16 events");
+    // Six arrows are few enough to label each; the axis has ticks with units.
+    assert_eq!(data("labels").as_deref(), Some("6"));
+    let tick = data("first-tick").unwrap();
+    assert!(["µs", "ms", " s"].iter().any(|u| tick.ends_with(u)), "tick label {tick:?}");
+    // A filter in the address: only the messages' type (both ends), so 12 events, 6 arrows.
+    let dom = dump_dom(&browser, &format!("{url}#filter=mir.TestUint64"), &dir).unwrap();
+    assert_eq!(body_data(&dom, "events").as_deref(), Some("12"), "{dom}");
+    assert_eq!(body_data(&dom, "arrows").as_deref(), Some("6"));
+    // An exclusion hides them all.
+    let dom = dump_dom(&browser, &format!("{url}#filter=-mir.TestUint64"), &dir).unwrap();
+    assert_eq!(body_data(&dom, "arrows").as_deref(), Some("0"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -295,22 +295,8 @@ fn replay(
     nodes: usize,
     step: Option<Option<usize>>,
 ) -> Result<(), Error> {
-    use mir_dsl::mir_runtime::eventlog::{is_log_file_name, read_log, replay as run_replay};
     use mir_dsl::mir_runtime::{ModuleId, PassiveModule};
     let me = NodeId::try_new(node)?;
-    let dir = log.join(me.as_str());
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| {
-            format!("{}: {e} (was the cluster run with --record {}?)", dir.display(), log.display())
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_log_file_name))
-        .collect();
-    files.sort();
-    let mut entries = Vec::new();
-    for f in &files {
-        entries.extend(read_log(f)?);
-    }
     let ids: Vec<NodeId> = (0..nodes).map(NodeId::from_index).collect();
     let modules = protocols::bcb::BcbModules {
         net: ModuleId::new("net"),
@@ -321,43 +307,7 @@ fn replay(
     let mut fresh: std::collections::BTreeMap<ModuleId, Box<dyn PassiveModule>> =
         Default::default();
     fresh.insert(ModuleId::new("bcb"), Box::new(bcb));
-    // `--step`: wait for Enter (end of input: run to the end); `--step N`: show N, no waiting.
-    let (mut shown, limit, wait) = match step {
-        None => (0, 0, false),
-        Some(None) => (0, usize::MAX, true),
-        Some(Some(n)) => (0, n, false),
-    };
-    let mut interactive = wait;
-    let report = run_replay(&entries, &me, fresh, |s| {
-        if shown >= limit {
-            return;
-        }
-        shown += 1;
-        say!(
-            "step {shown}: {} handles a batch of {} (recorded at {:.3} ms)",
-            s.module,
-            s.inputs.len(),
-            s.time_ns as f64 / 1e6
-        );
-        for i in &s.inputs {
-            say!("  in   {:<24} from {:<10} {:?}", i.name(), i.src.as_str(), i.payload);
-        }
-        for o in &s.outputs {
-            say!("  out  {:<24} to   {:<10} {:?}", o.name(), o.dest.as_str(), o.payload);
-        }
-        if interactive {
-            eprint!("[Enter: next batch] ");
-            let mut line = String::new();
-            if std::io::stdin().read_line(&mut line).map_or(true, |n| n == 0) {
-                interactive = false; // end of input: replay the rest without waiting
-            }
-        }
-    })?;
-    say!(
-        "node {me}: replayed {} input events in {} batches; {} emitted events match the recording, {} were not delivered before the recording stopped",
-        report.inputs, report.batches, report.confirmed, report.unconfirmed
-    );
-    Ok(())
+    examples::cluster::replay_recorded(log, &me, fresh, step)
 }
 
 /// The simulated cluster: `nodes` nodes with test keys, node 0 leading; returns the leader.

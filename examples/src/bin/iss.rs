@@ -10,6 +10,9 @@
 //! cargo run -p examples --bin iss -- node --id 0 --membership m.toml --insecure-test-keys --exit-after 400
 //! cargo run -p examples --bin iss -- --txs 50 --record /tmp/iss-log     # record every node's events
 //! cargo run -p examples --bin iss -- cat /tmp/iss-log --node 1 --epoch 1 --sn 18   # mircat, decoded
+//! cargo run -p examples --bin iss -- cat /tmp/iss-log --html /tmp/iss-trace.html    # the viewer
+//! cargo run -p examples --bin iss -- replay --log /tmp/iss-log --node 2 --step 3    # replay a node
+//! cargo run -p examples --bin iss -- sim --seed 4 --check             # simulated twice: identical?
 //! ```
 
 use std::collections::BTreeMap;
@@ -82,6 +85,37 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Replay a node's recorded events into fresh ISS modules (ISS, PBFT, checkpointing, the
+    /// availability layer: every passive module but the application and crypto), in the recorded
+    /// batches, and check they emit what was recorded. The recorded run's settings are read from
+    /// `LOG/iss-settings.txt` (written by `--record`). `--step` as for `bcb replay`.
+    Replay {
+        /// The directory given to `--record`.
+        #[arg(long)]
+        log: std::path::PathBuf,
+        /// The node to replay.
+        #[arg(long, default_value = "0")]
+        node: String,
+        /// Show each batch and what it produced: wait for Enter after each, or with N, show N
+        /// batches without waiting.
+        #[arg(long, num_args = 0..=1, value_name = "N")]
+        step: Option<Option<usize>>,
+    },
+    /// Run the nodes (k256 signatures; `--nodes`, `--leader-policy`, `--segment-length`,
+    /// `--buckets`, `--mode` apply) in the deterministic simulator for `--seconds` of simulated
+    /// time, each of 2 clients submitting `--txs` transactions to every node; prints node 0's
+    /// batches with their simulated times and the run's digest.
+    Sim {
+        /// The simulation's seed (same seed, same run).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Run twice and check both runs are identical event for event.
+        #[arg(long)]
+        check: bool,
+        /// Simulated seconds to run.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// Print a membership file (TOML) with test keys, for running one node per process.
     Membership(examples::cluster::MembershipArgs),
     /// Run one node of a membership file (one process per node, on one or several machines). Its
@@ -117,6 +151,8 @@ fn main() {
             std::process::exit(mir_dsl::mir_runtime::eventlog::cli::run(argv));
         }
         Some(Cmd::Membership(m)) => m.toml().map(|t| print!("{t}")).map_err(Error::from),
+        Some(Cmd::Replay { log, node, step }) => replay(log, node, *step),
+        Some(Cmd::Sim { seed, check, seconds }) => sim(&cli, *seed, *check, *seconds),
         Some(Cmd::Node { node, txs, exit_after }) => one_node(&cli, node, *txs, *exit_after),
     };
     if let Err(e) = res {
@@ -140,15 +176,106 @@ fn parse_crash(s: &str, nodes: usize) -> Result<(usize, Duration), Error> {
     Ok((n, Duration::from_secs_f64(t)))
 }
 
-fn settings(cli: &Cli) -> NodeSettings {
-    NodeSettings {
-        iss: IssConfig {
-            segment_length: cli.segment_length,
+/// The settings `--record` saves next to the logs, for `iss replay`.
+const SETTINGS_FILE: &str = "iss-settings.txt";
+
+/// What a run's nodes were built from: the protocol options and the membership's weights.
+struct RunSettings {
+    leader_policy: LeaderPolicy,
+    segment_length: u64,
+    buckets: Option<u64>,
+    mode: Mode,
+    members: Vec<(NodeId, u128)>,
+}
+
+impl RunSettings {
+    fn of(cli: &Cli, membership: &Membership) -> Self {
+        RunSettings {
             leader_policy: cli.leader_policy,
+            segment_length: cli.segment_length,
             buckets: cli.buckets,
             mode: cli.mode,
-            ..IssConfig::default()
-        },
+            members: membership.weights(),
+        }
+    }
+
+    /// `key = value` lines.
+    fn save(&self, dir: &std::path::Path) -> Result<(), Error> {
+        let members: Vec<String> = self.members.iter().map(|(n, w)| format!("{n}:{w}")).collect();
+        let text = format!(
+            "# the settings of the recorded ISS run, for `iss replay`\nleader_policy = {}\nsegment_length = {}\nbuckets = {}\nmode = {}\nmembers = {}\n",
+            format!("{:?}", self.leader_policy).to_lowercase(),
+            self.segment_length,
+            self.buckets.map_or("default".to_string(), |b| b.to_string()),
+            format!("{:?}", self.mode).to_lowercase(),
+            members.join(",")
+        );
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(SETTINGS_FILE);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()).into())
+    }
+
+    fn load(dir: &std::path::Path) -> Result<Self, Error> {
+        let path = dir.join(SETTINGS_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{}: {e} (was the run recorded with --record {}?)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        let mut map = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or(format!("{}: {line:?} is not `key = value`", path.display()))?;
+            map.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let get = |k: &str| map.get(k).cloned().ok_or(format!("{}: no {k}", path.display()));
+        let bad = |k: &str, e: String| format!("{}: {k}: {e}", path.display());
+        let members = get("members")?
+            .split(',')
+            .map(|m| {
+                let (n, w) = m.split_once(':').ok_or(format!("member {m:?} is not ID:WEIGHT"))?;
+                let w: u128 = w.parse().map_err(|e| format!("member {m:?}: {e}"))?;
+                Ok((NodeId::try_new(n).map_err(|e| e.to_string())?, w))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| bad("members", e))?;
+        let buckets = match get("buckets")?.as_str() {
+            "default" => None,
+            b => Some(
+                b.parse().map_err(|e: std::num::ParseIntError| bad("buckets", e.to_string()))?,
+            ),
+        };
+        Ok(RunSettings {
+            leader_policy: get("leader_policy")?.parse().map_err(|e| bad("leader_policy", e))?,
+            segment_length: get("segment_length")?
+                .parse()
+                .map_err(|e: std::num::ParseIntError| bad("segment_length", e.to_string()))?,
+            buckets,
+            mode: get("mode")?.parse().map_err(|e| bad("mode", e))?,
+            members,
+        })
+    }
+
+    fn node_settings(&self) -> NodeSettings {
+        node_settings(self.leader_policy, self.segment_length, self.buckets, self.mode)
+    }
+}
+
+fn settings(cli: &Cli) -> NodeSettings {
+    node_settings(cli.leader_policy, cli.segment_length, cli.buckets, cli.mode)
+}
+
+fn node_settings(
+    leader_policy: LeaderPolicy,
+    segment_length: u64,
+    buckets: Option<u64>,
+    mode: Mode,
+) -> NodeSettings {
+    NodeSettings {
+        iss: IssConfig { segment_length, leader_policy, buckets, mode, ..IssConfig::default() },
         // Short view-change timeouts, so that a crashed leader is replaced within seconds.
         pbft: PbftConfig {
             sn_timeout: Duration::from_secs(1),
@@ -200,6 +327,9 @@ fn run(cli: &Cli) -> Result<(), Error> {
     let ids: Vec<NodeId> = membership.ids();
     let (tx, rx) = mpsc::channel();
     let settings = settings(cli);
+    if let Some(dir) = &cli.record {
+        RunSettings::of(cli, &membership).save(dir)?;
+    }
     rt.block_on(async {
         let nodes = ids
             .iter()
@@ -372,6 +502,9 @@ fn one_node(
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (tx, rx) = mpsc::channel();
     let settings = settings(cli);
+    if let Some(dir) = &cli.record {
+        RunSettings::of(cli, &membership).save(dir)?;
+    }
     rt.block_on(async {
         let n = demo_node(me.clone(), &membership, keys, &settings, tx, cli.record.as_deref())?;
         let handle = n.node.handle();
@@ -424,4 +557,117 @@ fn one_node(
         run.await??;
         Ok(())
     })
+}
+
+/// `iss replay`: node `node` of the run recorded under `log`, into fresh modules built as the run
+/// built them.
+fn replay(log: &std::path::Path, node: &str, step: Option<Option<usize>>) -> Result<(), Error> {
+    let run = RunSettings::load(log)?;
+    let me = NodeId::try_new(node)?;
+    if !run.members.iter().any(|(n, _)| *n == me) {
+        return Err(format!("node {me} is not in the recorded membership").into());
+    }
+    let builder = mir_dsl::mir_runtime::NodeBuilder::new(me.clone());
+    let builder = protocols::ordering::iss::add_to(
+        builder,
+        me.clone(),
+        run.members.clone(),
+        &run.node_settings(),
+    )?;
+    let mut fresh = builder.into_passive_modules();
+    fresh.retain(|id, _| id.as_str() != "crypto"); // its answers are in the log
+    examples::cluster::replay_recorded(log, &me, fresh, step)
+}
+
+/// The simulated cluster of `iss sim`.
+fn sim_cluster(
+    sim: &mut mir_dsl::mir_runtime::sim::Simulation,
+    cli: &Cli,
+    report: mpsc::Sender<IssReport>,
+) -> Result<(), mir_dsl::mir_runtime::sim::SimError> {
+    let toml = examples::cluster::membership_toml(cli.nodes, "127.0.0.1", 7000, DEMO_SEED)
+        .expect("a membership of test keys");
+    let membership = Membership::from_toml_str(&toml, "generated").expect("a valid membership");
+    let settings = settings(cli);
+    for id in membership.ids() {
+        let keys = NodeKeys::test(DEMO_SEED, &id);
+        let b = examples::iss::demo_modules(
+            id.clone(),
+            &membership,
+            keys.signing,
+            &settings,
+            report.clone(),
+        )
+        .expect("the demo's modules");
+        sim.add_node(b)?;
+    }
+    for id in membership.ids() {
+        let txs: Vec<Tx> = (0..2)
+            .flat_map(|c| {
+                (0..cli.txs).map(move |i| {
+                    Tx::new(format!("client-{c}").as_str(), i, format!("tx {i} of client {c}"))
+                })
+            })
+            .collect();
+        sim.inject(&id, vec![Event::new("app", "mempool", NewTransactions { txs })])?;
+    }
+    Ok(())
+}
+
+/// `iss sim`.
+fn sim(cli: &Cli, seed: u64, check: bool, seconds: f64) -> Result<(), Error> {
+    use mir_dsl::mir_runtime::sim::{check_determinism, SimConfig, Simulation};
+    if cli.nodes < 1 || cli.segment_length < 1 {
+        return Err("--nodes and --segment-length must be at least 1".into());
+    }
+    if !(0.0..=3600.0).contains(&seconds) {
+        return Err("--seconds must be between 0 and 3600".into());
+    }
+    let time = Duration::from_secs_f64(seconds);
+    if check {
+        let digest = check_determinism(
+            SimConfig::with_seed(seed),
+            |sim| sim_cluster(sim, cli, mpsc::channel().0),
+            |sim| sim.run_for(time).map(|_| ()),
+        )?;
+        say!("seed {seed}: two runs identical; digest {digest}");
+        return Ok(());
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut sim = Simulation::new(SimConfig::with_seed(seed));
+    sim_cluster(&mut sim, cli, tx)?;
+    let first = NodeId::from_index(0);
+    let mut delivered = 0;
+    let end = sim.now().since_start() + time;
+    while sim.now().since_start() < end && sim.step()? {
+        while let Ok(r) = rx.try_recv() {
+            match r {
+                IssReport::Batch { node, sn, txs } if node == first && !txs.is_empty() => {
+                    delivered += txs.len();
+                    if !cli.quiet {
+                        say!("[{}] node {node} sn {sn}: {} txs", sim.now(), txs.len());
+                    }
+                }
+                IssReport::Epoch { node, epoch, leaders } if node == first => {
+                    let l: Vec<String> = leaders.iter().map(|n| n.to_string()).collect();
+                    say!(
+                        "[{}] node {node}: epoch {epoch} starts, leaders [{}]",
+                        sim.now(),
+                        l.join(", ")
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    let s = sim.summary();
+    say!(
+        "seed {seed}: node 0 delivered {delivered} transactions; {} steps, {} events, {} messages, simulated time {}",
+        s.steps,
+        s.events,
+        s.messages_delivered,
+        s.time
+    );
+    say!("digest {}", sim.digest());
+    Ok(())
 }

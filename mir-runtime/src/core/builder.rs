@@ -1,6 +1,8 @@
 //! [`NodeBuilder`]: the description of a node (its ID, configuration and modules) that both
 //! executors run.
 
+use std::collections::BTreeMap;
+
 use crate::config::NodeConfig;
 use crate::error::BuildError;
 use crate::id::{ModuleId, NodeId};
@@ -106,6 +108,26 @@ impl NodeBuilder {
     /// The IDs registered so far.
     pub fn module_ids(&self) -> Vec<ModuleId> {
         self.modules.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The passive modules (on the event loop or on workers), by ID, leaving the rest: fresh
+    /// modules for [`eventlog::replay`](crate::eventlog::replay) from the code that builds a
+    /// node.
+    ///
+    /// ```
+    /// use mir_runtime::{Node, stdmodules::{NullModule, Timer}};
+    /// let b = Node::builder("n0").passive("null", NullModule).active("timer", Timer::new());
+    /// let modules = b.into_passive_modules();
+    /// assert_eq!(modules.keys().map(|m| m.as_str()).collect::<Vec<_>>(), ["null"]);
+    /// ```
+    pub fn into_passive_modules(self) -> BTreeMap<ModuleId, Box<dyn PassiveModule>> {
+        self.modules
+            .into_iter()
+            .filter_map(|(id, kind)| match kind {
+                ModuleKind::Passive(m) | ModuleKind::Worker(m) => Some((id, m)),
+                ModuleKind::Active(_) | ModuleKind::Port => None,
+            })
+            .collect()
     }
 }
 

@@ -345,7 +345,9 @@ impl PassiveModule for Factory {
                 if ev.is::<NewSubmodule>() {
                     let req: NewSubmodule = ev.into_payload().map_err(ModuleError::new)?;
                     self.create(&me, req, out)?;
-                } else if let Some(gc) = ev.get::<GarbageCollect>() {
+                } else if ev.is::<GarbageCollect>() {
+                    // Decoded, not borrowed: a replayed event carries its payload encoded.
+                    let gc: GarbageCollect = ev.into_payload().map_err(ModuleError::new)?;
                     self.gc_index = self.gc_index.max(gc.retention_index);
                     let before = self.subs.len();
                     let gc_index = self.gc_index;
