@@ -97,3 +97,17 @@ fn a_recorded_run_can_be_filtered_by_epoch_instance_and_sn() {
     assert!(!ok && err.contains("NAME=VALUE"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Mir's gRPC integration cases (`TestIntegration/ISS/004…006`; the others run in the simulator,
+/// `protocols/tests/iss_mir_cases.rs`): 10 transactions on 4 nodes (004 and 006: one client
+/// submitting to every node) and on 1 node (005), over gRPC with k256; every node delivers
+/// them all, in the same log.
+#[test]
+fn mir_cases_004_to_006_over_grpc() {
+    for (case, nodes) in [("004/006", "4"), ("005", "1")] {
+        let (ok, out, err) = run(&["--nodes", nodes, "--clients", "1", "--txs", "10", "--quiet"]);
+        assert!(ok, "{case}: {out}\n{err}");
+        let expected = format!("all {nodes} live nodes delivered the same log: 10 transactions");
+        assert!(out.contains(&expected), "{case}: {out}");
+    }
+}

@@ -2,7 +2,8 @@
 //! leader that equivocates, withholds its segments, censors (proposes empty certificates),
 //! proposes certificates of foreign buckets; a follower sending conflicting PREPAREs and COMMITs
 //! and flipping bits. Every seed: the correct nodes deliver the same batches, every transaction
-//! exactly once, each in its segment's buckets (so none was proposed by two leaders), and the
+//! exactly once, each in its segment's buckets, none cut into a batch by two nodes' mempools for
+//! one epoch (an online monitor), and the
 //! requests of a censored or withheld bucket are ordered once the bucket moves.
 //!
 //! 1,000 seeds per scenario in the default suite; more with

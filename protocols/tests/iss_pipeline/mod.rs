@@ -129,6 +129,12 @@ pub fn run_with(
     for c in crashed {
         sim.apply_fault(Fault::Crash(ids()[*c].clone())).unwrap();
     }
+    // With buckets, no transaction is proposed by two leaders in one epoch (checked online).
+    let monitor = OneProposerPerEpoch::default();
+    let proposals = monitor.batches.clone();
+    if mode == Mode::Bucketed {
+        sim.add_monitor(monitor);
+    }
     let bad = byzantine.as_ref().map(|(b, _)| *b);
     if let Some((b, adversary)) = byzantine {
         sim.make_byzantine(&ids()[b], adversary).unwrap();
@@ -173,6 +179,7 @@ pub fn run_with(
         })
         .unwrap();
     assert!(stable, "seed {seed}: no stable checkpoints");
+    assert!(mode == Mode::Redundant || *proposals.lock().unwrap() > 0, "the monitor saw no batch");
     let all = outcome.lock().unwrap().clone();
     assert!(
         done,
@@ -222,4 +229,138 @@ pub fn check_buckets(seen: &BTreeMap<NodeId, Seen>) {
         }
     }
     assert!(checked > 0);
+}
+
+/// One of Mir's integration cases (`TestIntegration/ISS/000…014`), in the simulator.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Nodes and weights.
+    pub weights: Vec<Weight>,
+    /// Transactions every node injects into its own mempool (client `0`, numbers 0..k, the same
+    /// at every node, as Mir's fake transactions: duplicate removal is exercised).
+    pub txs: u64,
+    /// Nodes whose proposals wait the sn timeout (Mir's slow replica): view changes in their
+    /// segments.
+    pub slow: Vec<usize>,
+    /// Nodes that send nothing but still receive (Mir's crashed replica: a mangler dropping
+    /// everything it sends).
+    pub silent: Vec<usize>,
+    /// Simulated time.
+    pub duration: Duration,
+    /// Bucketed (the paper) or redundant (Trantor, which Mir's tests ran).
+    pub mode: Mode,
+}
+
+/// Runs `case` with `seed` with Mir's parameters (segments of 4, sn timeout 4 s, segment timeout
+/// 8 s, batches of at most 10 transactions, one retained epoch, simple leader policy) and
+/// returns what every node's application saw.
+pub fn run_case(case: &Case, seed: u64) -> BTreeMap<NodeId, Seen> {
+    let outcome: Outcome = Arc::default();
+    let ids: Vec<NodeId> = (0..case.weights.len()).map(NodeId::from_index).collect();
+    let members: Vec<(NodeId, Weight)> = ids.iter().cloned().zip(case.weights.clone()).collect();
+    let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(seed) });
+    for (i, me) in ids.iter().enumerate() {
+        let sn_timeout = Duration::from_secs(4);
+        let pbft = PbftConfig {
+            sn_timeout,
+            segment_timeout: Some(Duration::from_secs(8)),
+            propose_delay: if case.slow.contains(&i) { sn_timeout } else { Duration::ZERO },
+            ..PbftConfig::default()
+        };
+        let mut availability = protocols::availability::Config::default();
+        availability.mempool.max_txs_in_batch = 10;
+        let iss = IssConfig { mode: case.mode, ..IssConfig::default() };
+        let settings = NodeSettings { pbft, availability, iss, ..NodeSettings::default() };
+        let b = Node::builder(me.clone())
+            .passive("app", App { me: me.clone(), outcome: outcome.clone() })
+            .passive("crypto", TestCrypto::new(me.clone(), 1))
+            .active("timer", Timer::new());
+        sim.add_node(iss::add_to(b, me.clone(), members.clone(), &settings).unwrap()).unwrap();
+        outcome.lock().unwrap().entry(me.clone()).or_default();
+    }
+    if case.mode == Mode::Bucketed {
+        sim.add_monitor(OneProposerPerEpoch::default());
+    }
+    for i in &case.silent {
+        let silence = mir_runtime::adversary::Adversary::new(mir_runtime::adversary::Silence);
+        sim.make_byzantine(&ids[*i], silence).unwrap();
+    }
+    if case.txs > 0 {
+        let txs: Vec<Tx> =
+            (0..case.txs).map(|i| Tx::new("0", i, format!("Transaction {i}"))).collect();
+        for me in &ids {
+            let ev = Event::new("app", "mempool", NewTransactions { txs: txs.clone() });
+            sim.inject(me, vec![ev]).unwrap();
+        }
+    }
+    sim.run_for(case.duration).unwrap();
+    let all = outcome.lock().unwrap().clone();
+    all
+}
+
+/// Mir's `checkEventTraces`: every node's batches are node 0's (up to the shorter sequence: a
+/// timed run stops with batches in flight) and every node delivered exactly `txs` transactions,
+/// none twice. Returns the batches delivered by each node.
+pub fn check_traces(seen: &BTreeMap<NodeId, Seen>, txs: u64) -> Result<(), String> {
+    let first = seen.values().next().ok_or("no nodes")?;
+    for (n, s) in seen {
+        let k = s.batches.len().min(first.batches.len());
+        if s.batches[..k] != first.batches[..k] {
+            return Err(format!("node {n}'s batches differ from node 0's"));
+        }
+        let ids: Vec<u64> = s.batches.iter().flat_map(|b| b.txs.iter().map(|t| t.tx_no)).collect();
+        let unique: BTreeSet<u64> = ids.iter().copied().collect();
+        if ids.len() != unique.len() {
+            return Err(format!("node {n} delivered a transaction twice"));
+        }
+        if ids.len() as u64 != txs || s.applied != txs {
+            return Err(format!("node {n} delivered {} transactions, not {txs}", ids.len()));
+        }
+    }
+    Ok(())
+}
+
+/// With buckets: no transaction is cut into a batch (proposed) by two nodes' mempools for one
+/// epoch (the batches every mempool hands the epoch's availability instance, online).
+#[derive(Default)]
+pub struct OneProposerPerEpoch {
+    /// (epoch, client, number) → the node that proposed it, and the event.
+    proposed: BTreeMap<(u64, String, u64), mir_runtime::eventlog::Observed>,
+    /// Batches seen (to show the monitor saw something).
+    pub batches: Arc<Mutex<u64>>,
+}
+
+impl mir_runtime::eventlog::Monitor for OneProposerPerEpoch {
+    fn observe(
+        &mut self,
+        o: &mir_runtime::eventlog::Observed,
+    ) -> Result<(), mir_runtime::eventlog::Violation> {
+        let Ok(Some(b)) = o.event.payload.decode::<protocols::availability::mempool::NewBatch>()
+        else {
+            return Ok(());
+        };
+        let Some(epoch) = o.event.dest.sub().and_then(|e| e.parse::<u64>().ok()) else {
+            return Ok(());
+        };
+        *self.batches.lock().unwrap() += 1;
+        for t in &b.txs {
+            let key = (epoch, t.client.0.clone(), t.tx_no);
+            match self.proposed.get(&key) {
+                Some(first) if first.node != o.node => {
+                    return Err(mir_runtime::eventlog::Violation::new(
+                        format!(
+                            "{t:?} proposed by nodes {} and {} in epoch {epoch}",
+                            first.node, o.node
+                        ),
+                        vec![first.clone(), o.clone()],
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    self.proposed.insert(key, o.clone());
+                }
+            }
+        }
+        Ok(())
+    }
 }
