@@ -45,6 +45,7 @@ const NAMES: &[&str] = &[
     "mir.TimerRepeat",
     "mir.TimerCancel",
     "mir.TimerGarbageCollect",
+    "mir.TimerCancelModules",
     "mir.NewSubmodule",
     "mir.GarbageCollect",
     "mir.TestString",

@@ -247,3 +247,71 @@ fn bad_requests_are_errors_naming_the_submodule() {
     let err = run(&mut f, vec![Event::new("t", "echoFactory/inst1", TestUint64(5))]).unwrap_err();
     assert_eq!(err.0, "submodule echoFactory/inst1 failed while handling event mir.TestUint64 (#0 of 1): unexpected event type mir.TestUint64 from t");
 }
+
+/// Counts its timer's ticks (a `TimerRepeat` every 10 ms set at `Init`) in a shared map.
+struct Ticker {
+    ticks: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+}
+
+impl PassiveModule for Ticker {
+    fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
+        for ev in events {
+            if ev.is::<Init>() {
+                let me = out.me().clone();
+                let tick = Event::new(me.clone(), me, TestString("tick".into()));
+                let timer = mir_runtime::stdmodules::TimerHandle::new(id("timer"));
+                timer.repeat(out, None, std::time::Duration::from_millis(10), u64::MAX, vec![tick]);
+            } else {
+                *self.ticks.lock().unwrap().entry(out.me().to_string()).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// With `cancel_timers_at`, a garbage-collected submodule's periodic timer stops; without it, it
+/// keeps firing into the factory, which drops each tick (counted).
+#[test]
+fn garbage_collected_submodules_timers_stop_with_cancel_timers_at() {
+    use mir_runtime::sim::{SimConfig, Simulation};
+    use mir_runtime::stdmodules::Timer;
+    use mir_runtime::Node;
+    use std::time::Duration;
+    for cancel in [true, false] {
+        let ticks = std::sync::Arc::new(std::sync::Mutex::new(Default::default()));
+        let t = ticks.clone();
+        let mut f = Factory::of(move |_id, _p: TestUint64| Ok(Ticker { ticks: t.clone() }));
+        if cancel {
+            f = f.cancel_timers_at(id("timer"));
+        }
+        let stats = f.stats();
+        let node = Node::builder("0").passive("f", f).active("timer", Timer::new());
+        let mut sim = Simulation::new(SimConfig::with_seed(1));
+        sim.add_node(node).unwrap();
+        let new = |i: u64| {
+            let params = Payload::new(TestUint64(i));
+            Event::new(
+                "@node",
+                "f",
+                NewSubmodule { id: id(&format!("f/{i}")), params, retention_index: i },
+            )
+        };
+        sim.inject(&"0".into(), vec![new(1), new(5)]).unwrap();
+        sim.run_for(Duration::from_millis(105)).unwrap();
+        sim.inject(
+            &"0".into(),
+            vec![Event::new("@node", "f", GarbageCollect { retention_index: 3 })],
+        )
+        .unwrap();
+        sim.run_for(Duration::from_millis(1)).unwrap();
+        let before = ticks.lock().unwrap().clone();
+        let dropped = stats.dropped.load(Relaxed);
+        sim.run_for(Duration::from_millis(100)).unwrap();
+        let after = ticks.lock().unwrap().clone();
+        assert_eq!(before["f/1"], 10);
+        assert_eq!(after["f/1"], 10, "a removed submodule handles nothing");
+        assert_eq!(after["f/5"], before["f/5"] + 10, "the kept one ticks on");
+        let late = stats.dropped.load(Relaxed) - dropped;
+        assert_eq!(late, if cancel { 0 } else { 10 }, "cancel_timers_at: {cancel}");
+    }
+}

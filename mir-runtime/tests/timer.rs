@@ -166,3 +166,19 @@ fn zero_period_is_a_bug_of_the_requester() {
     let err = sim.run_until_idle(ms(10)).unwrap_err();
     assert!(err.to_string().contains("zero period"), "{err}");
 }
+
+#[test]
+fn a_module_cancels_only_its_submodules_timers() {
+    use mir_runtime::stdevents::TimerCancelModules;
+    let mut sim = Simulation::new(SimConfig::default());
+    let cancel_other = |_t: &TimerHandle, out: &mut Outbox| {
+        let modules = vec![mir_runtime::ModuleId::new("other/1")];
+        out.send(&mir_runtime::ModuleId::new("timer"), TimerCancelModules { modules });
+    };
+    sim.add_node(
+        Node::builder("0").passive("app", app(cancel_other)).active("timer", Timer::new()),
+    )
+    .unwrap();
+    let err = sim.run_until_idle(ms(10)).unwrap_err();
+    assert!(err.to_string().contains("not one of its submodules"), "{err}");
+}

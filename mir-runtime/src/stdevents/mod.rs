@@ -99,6 +99,15 @@ pub struct TimerCancel {
     pub id: TimerId,
 }
 
+/// Cancels every timer requested by `modules` or by their submodules; each must be a submodule of
+/// the requester (a [factory](crate::stdmodules::factory) sends it for the submodules it
+/// garbage-collects, so that their periodic timers stop).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerCancelModules {
+    /// The modules whose timers go.
+    pub modules: Vec<ModuleId>,
+}
+
 /// Cancels every timer with a retention index below `retention_index`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimerGarbageCollect {
@@ -140,6 +149,7 @@ payload!(
     TimerRepeat = "mir.TimerRepeat",
     TimerCancel = "mir.TimerCancel",
     TimerGarbageCollect = "mir.TimerGarbageCollect",
+    TimerCancelModules = "mir.TimerCancelModules",
     NewSubmodule = "mir.NewSubmodule",
     GarbageCollect = "mir.GarbageCollect",
     TestString = "mir.TestString",
@@ -197,6 +207,7 @@ mod tests {
         });
         round_trip(TimerCancel { id: TimerId(9) });
         round_trip(TimerGarbageCollect { retention_index: 12 });
+        round_trip(TimerCancelModules { modules: vec![ModuleId::new("f/1")] });
         round_trip(NewSubmodule {
             id: ModuleId::new("f/3"),
             params: Payload::new(TestUint64(3)),

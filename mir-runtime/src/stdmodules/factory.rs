@@ -12,7 +12,9 @@
 //!    **in batch order, one submodule at a time** (consecutive events for one submodule form one
 //!    batch), so the output order is a pure function of the input (Mir ran submodules concurrently
 //!    and its output order varied).
-//! 3. [`GarbageCollect`] `{r}` removes every submodule with a retention index below `r`.
+//! 3. [`GarbageCollect`] `{r}` removes every submodule with a retention index below `r`; with
+//!    [`Factory::cancel_timers_at`], the timers the removed submodules set are cancelled too
+//!    ([`TimerCancelModules`]), so that a removed submodule's periodic timer stops firing.
 //! 4. A [`MessageReceived`] for a submodule that does not exist (yet) is kept, up to
 //!    `max_early_per_sender` messages (default 1024) and `max_early_bytes_per_sender` bytes
 //!    (default 4 MiB, counting each message's canonical encoding) per sending node; beyond
@@ -35,7 +37,7 @@ use crate::core::panic_message;
 use crate::event::{Event, Payload};
 use crate::id::{ModuleId, NodeId};
 use crate::module::{Batch, Cursor, ModuleError, ModuleResult, Outbox, PassiveModule};
-use crate::stdevents::{GarbageCollect, Init, MessageReceived, NewSubmodule};
+use crate::stdevents::{GarbageCollect, Init, MessageReceived, NewSubmodule, TimerCancelModules};
 
 /// Makes a submodule from its ID and the parameters of its [`NewSubmodule`] request.
 pub type Generator =
@@ -93,6 +95,8 @@ pub struct Factory {
     cursor: Cursor,
     /// Which peer-caused warnings were logged (per sender and kind).
     log: crate::ratelog::LogLimiter,
+    /// The timer whose timers of removed submodules are cancelled.
+    timer: Option<ModuleId>,
 }
 
 impl Factory {
@@ -116,7 +120,24 @@ impl Factory {
             stats: Arc::default(),
             cursor: Cursor::default(),
             log: crate::ratelog::LogLimiter::default(),
+            timer: None,
         }
+    }
+
+    /// When submodules are garbage-collected, cancels the timers they set at the timer module
+    /// `timer` (which must exist in the node; without this, a removed submodule's periodic
+    /// timer keeps firing, and the factory drops what it emits).
+    ///
+    /// ```
+    /// use mir_runtime::stdmodules::{Factory, NullModule};
+    /// use mir_runtime::stdevents::TestUint64;
+    /// use mir_runtime::ModuleId;
+    /// let factory = Factory::of(|_id, _n: TestUint64| Ok(NullModule)).cancel_timers_at(ModuleId::new("timer"));
+    /// # drop(factory);
+    /// ```
+    pub fn cancel_timers_at(mut self, timer: ModuleId) -> Self {
+        self.timer = Some(timer);
+        self
     }
 
     /// A factory whose parameters are one payload type `P`: `make` gets them decoded, so a
@@ -349,10 +370,20 @@ impl PassiveModule for Factory {
                     // Decoded, not borrowed: a replayed event carries its payload encoded.
                     let gc: GarbageCollect = ev.into_payload().map_err(ModuleError::new)?;
                     self.gc_index = self.gc_index.max(gc.retention_index);
-                    let before = self.subs.len();
                     let gc_index = self.gc_index;
-                    self.subs.retain(|_, s| s.retention >= gc_index);
-                    self.stats.collected.fetch_add((before - self.subs.len()) as u64, Relaxed);
+                    let removed: Vec<ModuleId> = self
+                        .subs
+                        .iter()
+                        .filter(|(_, s)| s.retention < gc_index)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in &removed {
+                        self.subs.remove(id);
+                    }
+                    self.stats.collected.fetch_add(removed.len() as u64, Relaxed);
+                    if let (Some(timer), false) = (&self.timer, removed.is_empty()) {
+                        out.send(timer, TimerCancelModules { modules: removed });
+                    }
                 } else if ev.is::<crate::stdevents::MessageReceived>() {
                     // A peer named the factory itself: bad input, not a bug of this node.
                     let from = ev

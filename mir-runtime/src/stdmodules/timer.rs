@@ -11,7 +11,10 @@
 //!    [`TimerCancel`] removes it; a new request with the same ID replaces the old timer.
 //! 4. [`TimerGarbageCollect`] removes every timer whose retention index is below the given one;
 //!    later requests below the highest collected index are ignored (logged).
-//! 5. Emitted events keep the source and destination the requester gave them.
+//! 5. [`TimerCancelModules`] removes every timer of the given modules and their submodules, which
+//!    must be the requester's submodules (a factory sends it for what it garbage-collects; a
+//!    module cannot cancel another's timers).
+//! 6. Emitted events keep the source and destination the requester gave them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +22,9 @@ use std::time::Duration;
 use crate::event::Event;
 use crate::id::ModuleId;
 use crate::module::{ActiveModule, AlarmId, Batch, Context, ModuleError, ModuleResult, Outbox};
-use crate::stdevents::{Init, TimerCancel, TimerDelay, TimerGarbageCollect, TimerId, TimerRepeat};
+use crate::stdevents::{
+    Init, TimerCancel, TimerCancelModules, TimerDelay, TimerGarbageCollect, TimerId, TimerRepeat,
+};
 use crate::time::Time;
 
 struct Entry {
@@ -121,6 +126,23 @@ impl ActiveModule for Timer {
                     .filter(|(_, e)| e.retention < gc_index)
                     .map(|(a, _)| *a)
                     .collect();
+                for alarm in dead {
+                    let e = self.timers.remove(&alarm).expect("listed");
+                    if let Some(id) = e.id {
+                        self.named.remove(&(e.owner, id));
+                    }
+                    cx.cancel_alarm(alarm);
+                }
+            } else if ev.is::<TimerCancelModules>() {
+                let c: TimerCancelModules = ev.into_payload().map_err(ModuleError::new)?;
+                if let Some(m) = c.modules.iter().find(|m| !m.is_under(&owner) || **m == owner) {
+                    return Err(ModuleError::new(format!(
+                        "TimerCancelModules from {owner} names {m}, not one of its submodules"
+                    )));
+                }
+                let under = |o: &ModuleId| c.modules.iter().any(|m| o.is_under(m));
+                let dead: Vec<AlarmId> =
+                    self.timers.iter().filter(|(_, e)| under(&e.owner)).map(|(a, _)| *a).collect();
                 for alarm in dead {
                     let e = self.timers.remove(&alarm).expect("listed");
                     if let Some(id) = e.id {

@@ -440,11 +440,13 @@ impl CheckpointProtocol {
 /// `NewSubmodule { id: <factory>/<epoch>, params: CheckpointInstance { .. } }` creates the
 /// instance of that epoch.
 pub fn factory(modules: CheckpointModules, config: CheckpointConfig, me: NodeId) -> Factory {
+    let timer = modules.timer.clone();
     Factory::of(move |id, p: CheckpointInstance| {
         let c = CheckpointProtocol::new(modules.clone(), config.clone(), p, me.clone())
             .map_err(|e| ModuleError::new(format!("checkpoint instance {id}: {e}")))?;
         Ok(DslModule::new(c))
     })
+    .cancel_timers_at(timer) // a garbage-collected instance's resend timer stops
 }
 
 /// The PBFT factory for checkpoint agreement: fixed proposals only, validated by each

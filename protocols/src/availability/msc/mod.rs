@@ -479,6 +479,7 @@ impl Msc {
 /// membership }, retention_index: epoch }` creates the instance of `epoch`; `GarbageCollect`
 /// removes old epochs. Messages for an epoch not created yet wait (bounded per sender).
 pub fn factory(modules: MscModules, params: MscParams, me: NodeId) -> Factory {
+    let timer = modules.timer.clone();
     Factory::of(move |_id, inst: MscInstance| {
         if inst.membership.is_empty() {
             let e = format!("availability factory: epoch {} has an empty membership", inst.epoch);
@@ -493,6 +494,7 @@ pub fn factory(modules: MscModules, params: MscParams, me: NodeId) -> Factory {
             me.clone(),
         )))
     })
+    .cancel_timers_at(timer) // a garbage-collected epoch's timers stop
 }
 
 /// The certificate of one batch, from collected signatures.

@@ -36,8 +36,8 @@
 //! Built so far: [`epoch`] (layout, buckets), [`leaders`] (policies), [`transfer`] (state
 //! transfer: a node behind fetches a stable checkpoint and its state), the module below (epochs,
 //! the log, leader selection, checkpoints at epoch ends, garbage collection) and [`add_to`] (a
-//! whole node over the availability layer). Still to come (`docs/ordering.md`, "ISS"): timers of
-//! garbage-collected instances.
+//! whole node over the availability layer). The factories cancel the timers of the instances
+//! ISS garbage-collects (`Factory::cancel_timers_at`).
 
 pub mod epoch;
 pub mod leaders;

@@ -576,6 +576,7 @@ impl Pbft {
 /// `segment` (with the consumer, source and validator the [`SbInstance`] names, if it does).
 /// Messages for instances not created yet are kept (bounded per sender) until they are.
 pub fn factory(modules: PbftModules, config: PbftConfig, me: NodeId) -> Factory {
+    let timer = modules.timer.clone();
     Factory::of(move |id, p: SbInstance| {
         let mut modules = modules.clone();
         if let Some(c) = p.consumer {
@@ -591,6 +592,7 @@ pub fn factory(modules: PbftModules, config: PbftConfig, me: NodeId) -> Factory 
             .map_err(|e| ModuleError::new(format!("PBFT instance {id}: {e}")))?;
         Ok(DslModule::new(pbft))
     })
+    .cancel_timers_at(timer) // a garbage-collected instance's timers stop
 }
 
 #[protocol(parts(goodcase, viewchange, catchup))]
