@@ -13,8 +13,9 @@ fn run(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn every_node_delivers_the_same_log() {
-    let (ok, out, err) = run(&["--txs", "100", "--clients", "3"]);
+    let (ok, out, err) = run(&["--txs", "100", "--clients", "3", "--tx-size", "512"]);
     assert!(ok, "{out}\n{err}");
+    assert!(out.contains("latency from submission to delivery at node 0: p50 "), "{out}");
     assert!(out.contains("[node 0] epoch 0 starts, leaders [0, 1, 2, 3]"), "{out}");
     assert!(out.contains("[node 0] sn "), "{out}");
     assert!(out.contains("all 4 live nodes delivered the same log: 300 transactions"), "{out}");

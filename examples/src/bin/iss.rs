@@ -68,6 +68,12 @@ struct Cli {
     /// Print only the progress and the summary, not every batch.
     #[arg(long)]
     quiet: bool,
+    /// Transactions per second the clients offer, all together (sent every 10 ms to every node).
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Payload bytes per transaction (default: a short text naming it).
+    #[arg(long, value_name = "BYTES")]
+    tx_size: Option<usize>,
     /// Keep the cluster running this many seconds after everything is delivered (epochs go on
     /// with empty batches; useful with --record).
     #[arg(long, default_value_t = 0.0)]
@@ -349,29 +355,50 @@ fn run(cli: &Cli) -> Result<(), Error> {
             cli.clients,
             cli.txs
         );
-        // The clients: each sends its transactions to every node, in chunks.
+        // The clients: every 10 ms, each sends its share of `--rate` to every node. When
+        // transaction i of every client was submitted: `submitted[i]` (for the latency).
+        let submitted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
         let submit = {
             let handles = handles.clone();
-            let (clients, per_client) = (cli.clients, cli.txs);
+            let (clients, per_client, tx_size) = (cli.clients, cli.txs, cli.tx_size);
+            let per_tick = cli.rate as f64 / clients as f64 / 100.0;
+            let submitted = submitted.clone();
             tokio::spawn(async move {
-                let chunk = 50u64;
-                for start in (0..per_client).step_by(chunk as usize) {
-                    let txs: Vec<Tx> = (0..clients)
-                        .flat_map(|c| {
-                            (start..(start + chunk).min(per_client)).map(move |i| {
-                                Tx::new(format!("client-{c}").as_str(), i, format!("tx {i} of client {c}"))
+                let (mut next, mut due) = (0u64, 0.0f64);
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                while next < per_client {
+                    tick.tick().await;
+                    due += per_tick;
+                    let upto = (due.floor() as u64).clamp(next, per_client);
+                    if upto == next {
+                        continue;
+                    }
+                    let txs: Vec<Tx> = (next..upto)
+                        .flat_map(|i| {
+                            (0..clients).map(move |c| {
+                                let mut data = format!("tx {i} of client {c}").into_bytes();
+                                if let Some(n) = tx_size {
+                                    data.resize(n, b'.');
+                                }
+                                Tx::new(format!("client-{c}").as_str(), i, data)
                             })
                         })
                         .collect();
+                    {
+                        let mut at = submitted.lock().expect("not poisoned");
+                        at.resize(upto as usize, Instant::now());
+                    }
                     for h in &handles {
                         let ev = Event::new("app", "mempool", NewTransactions { txs: txs.clone() });
                         let _ = h.inject(vec![ev]).await; // a stopped node takes nothing
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    next = upto;
                 }
             })
         };
-        let result = tokio::task::block_in_place(|| follow(cli, &ids, &handles, &rx, crash, total));
+        let result = tokio::task::block_in_place(|| {
+            follow(cli, &ids, &handles, &rx, crash, total, &submitted)
+        });
         submit.abort();
         if result.is_ok() && cli.linger > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(cli.linger.min(3600.0))).await;
@@ -390,8 +417,11 @@ fn follow(
     rx: &mpsc::Receiver<IssReport>,
     crash: Option<(usize, Duration)>,
     total: usize,
+    submitted: &std::sync::Mutex<Vec<Instant>>,
 ) -> Result<(), Error> {
     let start = Instant::now();
+    // Milliseconds from submission to delivery at the node shown, per transaction.
+    let mut latencies: Vec<f64> = Vec::with_capacity(total);
     let mut logs: BTreeMap<NodeId, NodeLog> =
         ids.iter().map(|n| (n.clone(), NodeLog::default())).collect();
     let mut crashed: Option<NodeId> = None;
@@ -426,6 +456,13 @@ fn follow(
                         first.0,
                         first.1
                     );
+                }
+                if node == watched {
+                    let at = submitted.lock().expect("not poisoned");
+                    let now = Instant::now();
+                    latencies.extend(txs.iter().filter_map(|(_, n)| {
+                        at.get(*n as usize).map(|t| (now - *t).as_secs_f64() * 1e3)
+                    }));
                 }
                 let log = logs.get_mut(&node).ok_or("a report from an unknown node")?;
                 log.txs += txs.len();
@@ -488,6 +525,18 @@ fn follow(
         total as f64 / elapsed,
         reference.digest()
     );
+    if !latencies.is_empty() {
+        latencies.sort_by(f64::total_cmp);
+        let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        say!(
+            "latency from submission to delivery at node {}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms ({} transactions)",
+            live[0],
+            p(0.5),
+            p(0.9),
+            p(0.99),
+            latencies.len()
+        );
+    }
     Ok(())
 }
 
