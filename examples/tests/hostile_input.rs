@@ -82,6 +82,8 @@ const NAMES: &[&str] = &[
     "mempool.LookupTransactions",
     "mempool.TransactionsFound",
     "mempool.NewEpoch",
+    "mempool.CheckWindow",
+    "mempool.WindowChecked",
     "mempool.BatchTimeout",
     "availability.Tx",
     "availability.Cert",

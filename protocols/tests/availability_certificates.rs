@@ -313,3 +313,21 @@ fn a_certificate_for_buckets_verifies_only_with_those_buckets() {
         assert!(!v(id2));
     });
 }
+
+#[test]
+fn a_signer_signs_a_batch_only_if_its_transactions_lie_in_their_clients_windows() {
+    use protocols::availability::msc::RequestSigMessage;
+    let mut c = cluster(11, config());
+    c.run();
+    let before = c.sim.summary().messages_delivered;
+    let window = config().mempool.client_window;
+    let request = |req_id, tx_no| {
+        let txs = vec![Tx::new("dora", 0, "x"), Tx::new("dora", tx_no, "y")];
+        received(1, "availability/0", RequestSigMessage { req_id, txs, buckets: None })
+    };
+    // In the window [0, window): signed (one SIG back). At or beyond its end: refused.
+    let flood = vec![request(0, window - 1), request(1, window), request(2, u64::MAX)];
+    c.sim.inject(&nodes()[0], flood).unwrap();
+    c.run();
+    assert_eq!(c.sim.summary().messages_delivered - before, 1);
+}

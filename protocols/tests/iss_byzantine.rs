@@ -1,6 +1,7 @@
 //! ISS over the availability layer against a Byzantine node made with the adversary layer: a
 //! leader that equivocates, withholds its segments, censors (proposes empty certificates),
-//! proposes certificates of foreign buckets; a follower sending conflicting PREPAREs and COMMITs
+//! proposes certificates of foreign buckets, asks for signatures on requests outside their
+//! clients' windows (correct signers refuse: no certificate, its segment ends ⊥); a follower sending conflicting PREPAREs and COMMITs
 //! and flipping bits. Every seed: the correct nodes deliver the same batches, every transaction
 //! exactly once, each in its segment's buckets, none cut into a batch by two nodes' mempools for
 //! one epoch (an online monitor), and the
@@ -103,6 +104,21 @@ fn a_byzantine_follower() {
                 ..c.clone()
             });
             Adversary::new(prepares.then(commits).then(Mutate::flip_bits(0.02)))
+        })
+    });
+}
+
+#[test]
+fn a_leader_proposing_requests_outside_their_clients_windows() {
+    use protocols::availability::msc::RequestSigMessage;
+    sweep(0..seeds(), COMMAND, |seed| {
+        check(seed, || {
+            // Every batch it asks signatures for names its transactions' numbers a million on.
+            Adversary::new(Mutate::typed(1.0, |r: &mut RequestSigMessage, _| {
+                for t in &mut r.txs {
+                    t.tx_no += 1_000_000;
+                }
+            }))
         })
     });
 }

@@ -111,6 +111,36 @@ pub struct TransactionsFound {
     pub origin: Origin,
 }
 
+/// Asks whether transactions lie in their clients' windows `[low_wm, low_wm + client_window)`
+/// as this mempool knows them (answered with [`WindowChecked`]): a certificate's signer asks
+/// before it signs, so a leader cannot get requests outside the windows certified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckWindow {
+    /// (client, number) of each transaction.
+    pub txs: Vec<(ClientId, u64)>,
+    /// Who asked.
+    pub origin: Origin,
+}
+
+/// The outcome of a [`CheckWindow`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowChecked {
+    /// The first transaction outside its client's window, if any.
+    pub outside: Option<(ClientId, u64)>,
+    /// The request's origin.
+    pub origin: Origin,
+}
+
+impl CheckWindow {
+    /// A check of `txs`.
+    pub fn new(txs: &[Tx]) -> Self {
+        CheckWindow {
+            txs: txs.iter().map(|t| (t.client.clone(), t.tx_no)).collect(),
+            origin: Origin::unset(),
+        }
+    }
+}
+
 /// Epoch `epoch` starts; `client_progress` says what was delivered before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEpoch {
@@ -135,9 +165,15 @@ payload!(
     LookupTransactions = "mempool.LookupTransactions",
     TransactionsFound = "mempool.TransactionsFound",
     NewEpoch = "mempool.NewEpoch",
+    CheckWindow = "mempool.CheckWindow",
+    WindowChecked = "mempool.WindowChecked",
     BatchTimeout = "mempool.BatchTimeout",
 );
-request_response!(RequestBatch => NewBatch, LookupTransactions => TransactionsFound);
+request_response!(
+    RequestBatch => NewBatch,
+    LookupTransactions => TransactionsFound,
+    CheckWindow => WindowChecked
+);
 
 impl RequestBatch {
     /// A request for a batch of epoch `epoch`.
@@ -540,6 +576,19 @@ impl Mempool {
         }
         let to = req.origin.module.clone();
         ctx.emit(&to, TransactionsFound { found_ids, found_txs, missing_ids, origin: req.origin });
+        Ok(())
+    }
+
+    /// upon ⟨CheckWindow | txs⟩ do answer with the first outside its client's window
+    #[upon(event)]
+    fn check_window(&mut self, ctx: &mut Ctx<Self>, req: CheckWindow) -> Handled {
+        let window = self.params.client_window;
+        let outside = req.txs.into_iter().find(|(client, n)| {
+            let low = self.progress.low_wm(client);
+            *n < low || *n >= low.saturating_add(window)
+        });
+        let to = req.origin.module.clone();
+        ctx.emit(&to, WindowChecked { outside, origin: req.origin });
         Ok(())
     }
 

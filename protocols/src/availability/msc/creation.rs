@@ -17,7 +17,8 @@
 //! signer side:
 //! upon [REQUEST-SIG, r, txs] from member q do
 //!     if r was signed for q already: send [SIG, r, σ] to q again (the first may have been lost)
-//!     else if q asked fewer than max_requests times:
+//!     else if q asked fewer than max_requests times (refused requests count):
+//!     if a transaction lies outside its client's window (the mempool's): refuse
 //!     id := hash(hash(txs)); store (id, txs) in the batch DB, kept for this epoch
 //!     σ := sign(instance, BATCH_STORED, id); send [SIG, r, σ] to q
 //! ```
@@ -27,11 +28,11 @@ use mir_runtime::stdevents::crypto::{HashResult, SigVerified, SignRequest, SignR
 use mir_runtime::NodeId;
 
 use super::super::batchdb::{BatchStored, StoreBatch};
-use super::super::mempool::{NewBatch, RequestBatch};
+use super::super::mempool::{CheckWindow, NewBatch, RequestBatch, WindowChecked};
 use super::super::{batch_id_request, stored_statement, BatchId, Buckets, Cert, Tx, TxId};
 use super::{
     batch_cert, AfterHash, Collecting, Msc, NewCert, RequestCert, RequestSigMessage, SigMessage,
-    SigTimeout, SignFor,
+    SigTimeout, SignFor, SignerWindow,
 };
 
 /// Waiting for the mempool's batch.
@@ -307,8 +308,9 @@ impl Msc {
             Some(None) => return Ok(()), // being signed; the answer will go out
             None => {}
         }
+        let refused = self.refused.get(&from).copied().unwrap_or(0);
         ensure!(
-            (mine.len() as u64) < self.params.max_requests,
+            (mine.len() as u64 + refused) < self.params.max_requests,
             "REQUEST-SIG from {from}: it already asked {} times in this epoch",
             self.params.max_requests
         );
@@ -322,8 +324,33 @@ impl Msc {
         );
         *stored += bytes;
         mine.insert(msg.req_id, None);
-        let then = AfterHash::Sign(SignFor { from, req_id: msg.req_id, buckets: msg.buckets });
-        self.hash_batch(ctx, msg.txs, then);
+        // Every transaction in its client's window, as this node's mempool knows them?
+        let check = CheckWindow::new(&msg.txs);
+        let next = SignerWindow { from, req_id: msg.req_id, buckets: msg.buckets, txs: msg.txs };
+        ctx.request(&self.modules.mempool, check, next);
+        Ok(())
+    }
+
+    /// signer: … if every transaction lies in its client's window: hash the batch; else refuse
+    /// (the request may come again: the window moves at the next epoch)
+    #[upon(response)]
+    fn signer_window(&mut self, ctx: &mut Ctx<Self>, w: WindowChecked, c: SignerWindow) -> Handled {
+        if let Some((client, n)) = w.outside {
+            if let Some(m) = self.signed.get_mut(&c.from) {
+                m.remove(&c.req_id);
+            }
+            if let Some(b) = self.stored_bytes.get_mut(&c.from) {
+                *b = b.saturating_sub(super::super::total_bytes(&c.txs));
+            }
+            *self.refused.entry(c.from.clone()).or_default() += 1;
+            ignore!(
+                "REQUEST-SIG from {}: transaction {n} of client {} is outside its window",
+                c.from,
+                client.0
+            );
+        }
+        let then = AfterHash::Sign(SignFor { from: c.from, req_id: c.req_id, buckets: c.buckets });
+        self.hash_batch(ctx, c.txs, then);
         Ok(())
     }
 

@@ -352,6 +352,9 @@ pub struct Msc {
     signed: BTreeMap<NodeId, BTreeMap<u64, Option<Vec<u8>>>>,
     /// Bytes of the batches stored for each source (this instance: this epoch).
     stored_bytes: BTreeMap<NodeId, usize>,
+    /// Requests refused per source (a transaction outside its client's window); they count
+    /// against `max_requests`.
+    refused: BTreeMap<NodeId, u64>,
     // Reconstruction.
     fetches: BTreeMap<u64, Fetch>,
     next_fetch: u64,
@@ -383,6 +386,7 @@ impl Msc {
             next_req_id: 0,
             signed: BTreeMap::new(),
             stored_bytes: BTreeMap::new(),
+            refused: BTreeMap::new(),
             fetches: BTreeMap::new(),
             next_fetch: 0,
             next_attempt: 0,
@@ -427,6 +431,15 @@ pub(super) struct SignFor {
     pub(super) from: NodeId,
     pub(super) req_id: u64,
     pub(super) buckets: Option<Buckets>,
+}
+
+/// A signer checking `from`'s batch against the clients' windows ([`creation`]).
+#[derive(Debug)]
+pub struct SignerWindow {
+    pub(super) from: NodeId,
+    pub(super) req_id: u64,
+    pub(super) buckets: Option<Buckets>,
+    pub(super) txs: Vec<Tx>,
 }
 
 /// Who waits for a batch's ID.
