@@ -154,7 +154,13 @@ pub fn node(me: &NodeId, policy: LeaderPolicy, outcome: &Outcome) -> NodeBuilder
 
 /// A node with these ISS settings.
 pub fn node_with(me: &NodeId, iss_config: IssConfig, outcome: &Outcome) -> NodeBuilder {
-    if let Some(s) = outcome.lock().unwrap().get_mut(me) {
+    node_as(me, iss_config, outcome, me)
+}
+
+/// A node that records what it sees under `key` in `outcome` and proposes `"<sn> by <key>"`
+/// (a twin: the same `me`, another key).
+pub fn node_as(me: &NodeId, iss_config: IssConfig, outcome: &Outcome, key: &NodeId) -> NodeBuilder {
+    if let Some(s) = outcome.lock().unwrap().get_mut(key) {
         // A restart: the application starts from scratch.
         let log = std::mem::take(&mut s.log);
         s.earlier.push(log);
@@ -201,8 +207,8 @@ pub fn node_with(me: &NodeId, iss_config: IssConfig, outcome: &Outcome) -> NodeB
     };
     let iss = Iss::new(iss_modules, iss_config, me.clone(), membership).unwrap();
     Node::builder(me.clone())
-        .passive("app", App { me: me.clone(), outcome: outcome.clone() })
-        .passive("source", TestSource { me: me.clone() })
+        .passive("app", App { me: key.clone(), outcome: outcome.clone() })
+        .passive("source", TestSource { me: key.clone() })
         .passive("crypto", TestCrypto::new(me.clone(), 1))
         .passive("hasher", Hasher)
         .passive("ordering", pbft::factory(pbft_modules, pbft_config.clone(), me.clone()))
