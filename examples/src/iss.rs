@@ -53,12 +53,12 @@ pub enum IssReport {
         /// The epoch the checkpoint starts.
         epoch: u64,
     },
-    /// The mempool of `node` refused transactions: (number, reason) of each.
+    /// The mempool of `node` refused transactions: (client, number, reason) of each.
     Rejected {
         /// The node.
         node: NodeId,
         /// What was refused.
-        rejected: Vec<(u64, String)>,
+        rejected: Vec<(String, u64, String)>,
     },
 }
 
@@ -107,7 +107,11 @@ impl PassiveModule for IssApp {
             } else if let Some(c) = ev.get::<StableCheckpoint>() {
                 IssReport::Stable { node: me, epoch: c.epoch }
             } else if let Some(r) = ev.get::<TransactionsRejected>() {
-                let rejected = r.rejected.iter().map(|x| (x.tx_no, x.reason.clone())).collect();
+                let rejected = r
+                    .rejected
+                    .iter()
+                    .map(|x| (x.client.0.clone(), x.tx_no, x.reason.clone()))
+                    .collect();
                 IssReport::Rejected { node: me, rejected }
             } else {
                 continue; // log entries (`OrderedEntry`) and the rest: the batches say it all

@@ -71,6 +71,10 @@ struct Cli {
     /// Transactions per second the clients offer, all together (sent every 10 ms to every node).
     #[arg(long, default_value_t = 10_000)]
     rate: u64,
+    /// At the end, print how long each module was busy (all nodes together): where the time
+    /// went.
+    #[arg(long)]
+    stats: bool,
     /// Payload bytes per transaction (default: a short text naming it).
     #[arg(long, value_name = "BYTES")]
     tx_size: Option<usize>,
@@ -357,35 +361,44 @@ fn run(cli: &Cli) -> Result<(), Error> {
         );
         // The clients: every 10 ms, each sends its share of `--rate` to every node. When
         // transaction i of every client was submitted: `submitted[i]` (for the latency).
-        let submitted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+        // A client resubmits what a mempool refused (its window full, the mempool full) once
+        // the refusal is 100 ms old: `retry` holds (when, node, client, number).
+        let load = std::sync::Arc::new(Load::default());
+        let tx_size = cli.tx_size;
+        let make = move |c: &str, i: u64| {
+            let mut data = format!("tx {i} of {c}").into_bytes();
+            if let Some(n) = tx_size {
+                data.resize(n, b'.');
+            }
+            Tx::new(c, i, data)
+        };
         let submit = {
             let handles = handles.clone();
-            let (clients, per_client, tx_size) = (cli.clients, cli.txs, cli.tx_size);
+            let (clients, per_client) = (cli.clients, cli.txs);
             let per_tick = cli.rate as f64 / clients as f64 / 100.0;
-            let submitted = submitted.clone();
+            let load = load.clone();
             tokio::spawn(async move {
                 let (mut next, mut due) = (0u64, 0.0f64);
                 let mut tick = tokio::time::interval(Duration::from_millis(10));
-                while next < per_client {
+                loop {
                     tick.tick().await;
+                    let again =
+                        load.retry.lock().expect("not poisoned").due(Duration::from_millis(100));
+                    for (node, txs) in again {
+                        let txs = txs.iter().map(|(c, i)| make(c, *i)).collect();
+                        let ev = Event::new("app", "mempool", NewTransactions { txs });
+                        let _ = handles[node].inject(vec![ev]).await;
+                    }
                     due += per_tick;
                     let upto = (due.floor() as u64).clamp(next, per_client);
                     if upto == next {
                         continue;
                     }
                     let txs: Vec<Tx> = (next..upto)
-                        .flat_map(|i| {
-                            (0..clients).map(move |c| {
-                                let mut data = format!("tx {i} of client {c}").into_bytes();
-                                if let Some(n) = tx_size {
-                                    data.resize(n, b'.');
-                                }
-                                Tx::new(format!("client-{c}").as_str(), i, data)
-                            })
-                        })
+                        .flat_map(|i| (0..clients).map(move |c| make(&format!("client-{c}"), i)))
                         .collect();
                     {
-                        let mut at = submitted.lock().expect("not poisoned");
+                        let mut at = load.submitted.lock().expect("not poisoned");
                         at.resize(upto as usize, Instant::now());
                     }
                     for h in &handles {
@@ -397,9 +410,25 @@ fn run(cli: &Cli) -> Result<(), Error> {
             })
         };
         let result = tokio::task::block_in_place(|| {
-            follow(cli, &ids, &handles, &rx, crash, total, &submitted)
+            follow(cli, &ids, &handles, &rx, crash, total, &load)
         });
         submit.abort();
+        if cli.stats {
+            let mut busy: BTreeMap<String, (Duration, u64)> = BTreeMap::new();
+            for h in &handles {
+                for m in h.stats().modules {
+                    let e = busy.entry(m.module.to_string()).or_default();
+                    e.0 += m.busy;
+                    e.1 += m.events_handled;
+                }
+            }
+            let mut rows: Vec<_> = busy.into_iter().collect();
+            rows.sort_by_key(|r| std::cmp::Reverse(r.1 .0));
+            say!("busy time per module, all nodes (events handled):");
+            for (m, (d, n)) in rows {
+                say!("  {m:<16} {:>8.3} s  ({n} events)", d.as_secs_f64());
+            }
+        }
         if result.is_ok() && cli.linger > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(cli.linger.min(3600.0))).await;
         }
@@ -417,8 +446,9 @@ fn follow(
     rx: &mpsc::Receiver<IssReport>,
     crash: Option<(usize, Duration)>,
     total: usize,
-    submitted: &std::sync::Mutex<Vec<Instant>>,
+    load: &Load,
 ) -> Result<(), Error> {
+    let mut refusals: BTreeMap<NodeId, usize> = BTreeMap::new();
     let start = Instant::now();
     // Milliseconds from submission to delivery at the node shown, per transaction.
     let mut latencies: Vec<f64> = Vec::with_capacity(total);
@@ -458,7 +488,7 @@ fn follow(
                     );
                 }
                 if node == watched {
-                    let at = submitted.lock().expect("not poisoned");
+                    let at = load.submitted.lock().expect("not poisoned");
                     let now = Instant::now();
                     latencies.extend(txs.iter().filter_map(|(_, n)| {
                         at.get(*n as usize).map(|t| (now - *t).as_secs_f64() * 1e3)
@@ -484,11 +514,19 @@ fn follow(
                 say!("[node {node}] restored the checkpoint of epoch {e} from its peers");
             }
             Ok(IssReport::Rejected { node, rejected }) => {
-                say!(
-                    "[node {node}] mempool refused {} transactions, first: {:?}",
-                    rejected.len(),
-                    rejected[0]
-                );
+                let count = refusals.entry(node.clone()).or_default();
+                if *count == 0 {
+                    say!(
+                        "[node {node}] mempool refused {} transactions (resubmitted after 100 ms), first: {:?}",
+                        rejected.len(),
+                        rejected[0]
+                    );
+                }
+                *count += rejected.len();
+                let i =
+                    ids.iter().position(|n| *n == node).ok_or("a report from an unknown node")?;
+                let txs = rejected.into_iter().map(|(c, n, _)| (c, n)).collect();
+                load.retry.lock().expect("not poisoned").push(i, txs);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the nodes stopped".into()),
@@ -538,6 +576,37 @@ fn follow(
         );
     }
     Ok(())
+}
+
+/// What the clients and the follower share: when transaction `i` of every client was submitted
+/// (`submitted[i]`, for the latency), and what waits to be resubmitted.
+#[derive(Default)]
+struct Load {
+    submitted: std::sync::Mutex<Vec<Instant>>,
+    retry: std::sync::Mutex<Retry>,
+}
+
+/// Refused transactions of one node, by client and number.
+type Refused = Vec<(String, u64)>;
+
+/// Refused transactions waiting to be resubmitted: (when refused, node index, transactions).
+#[derive(Default)]
+struct Retry(std::collections::VecDeque<(Instant, usize, Refused)>);
+
+impl Retry {
+    fn push(&mut self, node: usize, txs: Refused) {
+        self.0.push_back((Instant::now(), node, txs));
+    }
+
+    /// Those refused at least `age` ago.
+    fn due(&mut self, age: Duration) -> Vec<(usize, Refused)> {
+        let mut out = Vec::new();
+        while self.0.front().is_some_and(|(t, _, _)| t.elapsed() >= age) {
+            let (_, node, txs) = self.0.pop_front().expect("checked");
+            out.push((node, txs));
+        }
+        out
+    }
 }
 
 /// `iss node`: one node of a membership file, with its own client.
