@@ -1,6 +1,6 @@
-//! ISS in the simulator (issue 15, in progress): PBFT instances per segment over several epochs,
-//! one log delivered in sn order at every node, checkpoints at epoch ends, leader policies that
-//! sideline a crashed leader.
+//! ISS in the simulator: PBFT instances per segment over several epochs, one log delivered in sn
+//! order at every node, checkpoints at epoch ends, leader policies that sideline a crashed
+//! leader; state transfer for a node cut off for several epochs, and forged state refused.
 
 mod iss_support;
 use iss_support::*;

@@ -23,7 +23,7 @@
 //!   change.
 //!
 //! Parts: [`pbft`] (the instance: good case, view change, catch-up), [`checkpoint`], and
-//! [`iss`] (epochs of PBFT instances into one log; in progress).
+//! [`iss`] (epochs of PBFT instances into one log, buckets, leader policies, state transfer).
 
 pub mod checkpoint;
 pub mod iss;

@@ -1,4 +1,4 @@
-//! # ISS: Insanely Scalable SMR (issue 15, in progress)
+//! # ISS: Insanely Scalable SMR
 //!
 //! Stathakopoulou, Pavlovic, Vukolić, "State Machine Replication Scalability Made Simple",
 //! EuroSys 2022; spec `iss-spec.md` §1, §4, §5. ISS multiplexes sequenced-broadcast instances
