@@ -248,3 +248,106 @@ fn forged_state_transfers_are_refused_and_an_honest_one_is_restored() {
         }
     }
 }
+
+/// A member that floods a lagging node with forged answers of an ever-higher epoch (one with
+/// every message it sends anyone) cannot keep it from restoring an honest one. (In the simulator
+/// a check takes no time, so this shows liveness under the flood; what bounds the flood's cost
+/// when checks are slow is the rule of one answer per member per request round.)
+#[test]
+fn a_member_flooding_forged_state_does_not_keep_a_node_from_restoring() {
+    use mir_runtime::adversary::{Adversary, AdversaryCtx, Outgoing};
+    use mir_runtime::stdevents::Message;
+    use protocols::ordering::checkpoint::StableCheckpoint;
+    use protocols::ordering::iss::transfer::StateResponse;
+
+    let n = NodeId::from_index;
+    let outcome: Outcome = Arc::default();
+    let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(21) });
+    for me in ids() {
+        sim.add_node(node_with(&me, IssConfig::default(), &outcome)).unwrap();
+    }
+    let mut epoch = 1u64 << 40;
+    let flood = move |_: &mut AdversaryCtx<'_>, out: &mut Vec<Outgoing>| {
+        let all: Vec<Outgoing> = out.clone();
+        for o in all {
+            epoch += 1;
+            let forged = StateResponse {
+                checkpoint: StableCheckpoint {
+                    epoch,
+                    first_sn: epoch * 16,
+                    snapshot_hash: vec![7; 32],
+                    signers: (0..3).map(n).collect(),
+                    signatures: vec![vec![1; 32]; 3],
+                },
+                snapshot: vec![],
+                client_progress: Default::default(),
+            };
+            out.push(Outgoing { to: n(3), message: Message::new("iss", forged), ..o });
+        }
+    };
+    sim.make_byzantine(&n(1), Adversary::new(flood)).unwrap();
+    sim.apply_fault(Fault::Partition(vec![vec![n(0), n(1), n(2)], vec![n(3)]])).unwrap();
+    let stable = |o: &Outcome| o.lock().unwrap().get(&n(0)).map_or(0, |s| s.stable.len());
+    assert!(sim.run_until(Duration::from_secs(300), |_| stable(&outcome) >= 3).unwrap());
+    sim.apply_fault(Fault::Heal).unwrap();
+    let restored = sim
+        .run_until(Duration::from_secs(60), |_| {
+            let all = outcome.lock().unwrap();
+            all.get(&n(3)).is_some_and(|s| !s.restored.is_empty() && s.log.len() >= 16)
+        })
+        .unwrap();
+    assert!(restored, "node 3 never restored");
+    let all = outcome.lock().unwrap().clone();
+    let mine = all.into_iter().filter(|(m, _)| *m != n(1)).collect();
+    check_logs(&mine).unwrap();
+}
+
+/// A member that asks for the state whenever it sends anything (always from epoch 0) gets it
+/// with an exponential backoff: a handful of times in 20 periods, not 20.
+#[test]
+fn a_member_asking_for_the_state_over_and_over_is_answered_with_a_backoff() {
+    use mir_runtime::adversary::{Adversary, AdversaryCtx, Outgoing};
+    use mir_runtime::eventlog::{Monitor, Observed, Violation};
+    use mir_runtime::stdevents::{Message, SendMessage};
+    use protocols::ordering::iss::transfer::{StateRequest, StateResponse};
+    use std::sync::Mutex;
+
+    /// Counts node 0's STATE-RESPONSEs to node 1.
+    struct Count(Arc<Mutex<u64>>);
+    impl Monitor for Count {
+        fn observe(&mut self, o: &Observed) -> Result<(), Violation> {
+            if let Ok(Some(s)) = o.event.payload.decode::<SendMessage>() {
+                let to_1 = s.destinations.contains(&NodeId::from_index(1));
+                if o.node == NodeId::from_index(0)
+                    && to_1
+                    && s.message.payload.is::<StateResponse>()
+                {
+                    *self.0.lock().unwrap() += 1;
+                }
+            }
+            Ok(())
+        }
+    }
+    let n = NodeId::from_index;
+    let outcome: Outcome = Arc::default();
+    let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(22) });
+    for me in ids() {
+        // Periods of 100 ms, to keep the run short.
+        let config =
+            IssConfig { catch_up_period: Duration::from_millis(100), ..Default::default() };
+        sim.add_node(node_with(&me, config, &outcome)).unwrap();
+    }
+    let ask = move |_: &mut AdversaryCtx<'_>, out: &mut Vec<Outgoing>| {
+        if let Some(o) = out.first().cloned() {
+            let message = Message::new("iss", StateRequest { epoch: 0 });
+            out.push(Outgoing { to: n(0), message, ..o });
+        }
+    };
+    sim.make_byzantine(&n(1), Adversary::new(ask)).unwrap();
+    let answers = Arc::new(Mutex::new(0));
+    sim.add_monitor(Count(answers.clone()));
+    // Node 0 has a stable checkpoint within a period or two; then 20 periods.
+    sim.run_for(Duration::from_millis(2200)).unwrap();
+    let answers = *answers.lock().unwrap();
+    assert!((1..=6).contains(&answers), "{answers} answers");
+}

@@ -116,6 +116,9 @@ pub struct TransactionsFound {
 /// before it signs, so a leader cannot get requests outside the windows certified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckWindow {
+    /// The epoch whose windows apply: the answer waits until the mempool has reached it (a
+    /// lagging signer must not refuse what the leader's epoch allows).
+    pub epoch: u64,
     /// (client, number) of each transaction.
     pub txs: Vec<(ClientId, u64)>,
     /// Who asked.
@@ -132,9 +135,10 @@ pub struct WindowChecked {
 }
 
 impl CheckWindow {
-    /// A check of `txs`.
-    pub fn new(txs: &[Tx]) -> Self {
+    /// A check of `txs` against the windows of `epoch`.
+    pub fn new(epoch: u64, txs: &[Tx]) -> Self {
         CheckWindow {
+            epoch,
             txs: txs.iter().map(|t| (t.client.clone(), t.tx_no)).collect(),
             origin: Origin::unset(),
         }
@@ -307,6 +311,9 @@ pub struct Mempool {
     avail_bytes: usize,
     waiting: VecDeque<Waiting>,
     next_request: u64,
+    /// Window checks for epochs not started here yet (from this node's signers: at most
+    /// `max_requests` per member and epoch).
+    window_checks: Vec<CheckWindow>,
 }
 
 impl Mempool {
@@ -333,6 +340,7 @@ impl Mempool {
             avail_bytes: 0,
             waiting: VecDeque::new(),
             next_request: 0,
+            window_checks: Vec::new(),
         }
     }
 
@@ -579,16 +587,15 @@ impl Mempool {
         Ok(())
     }
 
-    /// upon ⟨CheckWindow | txs⟩ do answer with the first outside its client's window
+    /// upon ⟨CheckWindow | e, txs⟩ do (once epoch e has started here) answer with the first
+    /// outside its client's window
     #[upon(event)]
     fn check_window(&mut self, ctx: &mut Ctx<Self>, req: CheckWindow) -> Handled {
-        let window = self.params.client_window;
-        let outside = req.txs.into_iter().find(|(client, n)| {
-            let low = self.progress.low_wm(client);
-            *n < low || *n >= low.saturating_add(window)
-        });
-        let to = req.origin.module.clone();
-        ctx.emit(&to, WindowChecked { outside, origin: req.origin });
+        if req.epoch > self.epoch {
+            self.window_checks.push(req); // answered when epoch e starts (bounded by the signer)
+            return Ok(());
+        }
+        self.answer_window(ctx, req);
         Ok(())
     }
 
@@ -620,11 +627,30 @@ impl Mempool {
             }
         }
         self.waiting = waiting;
+        let (now, later): (Vec<CheckWindow>, Vec<CheckWindow>) =
+            std::mem::take(&mut self.window_checks)
+                .into_iter()
+                .partition(|c| c.epoch <= self.epoch);
+        self.window_checks = later;
+        for c in now {
+            self.answer_window(ctx, c);
+        }
         Ok(())
     }
 }
 
 impl Mempool {
+    /// Answers `req`: the first transaction outside its client's window, if any.
+    fn answer_window(&self, ctx: &mut Ctx<Self>, req: CheckWindow) {
+        let window = self.params.client_window;
+        let outside = req.txs.into_iter().find(|(client, n)| {
+            let low = self.progress.low_wm(client);
+            *n < low || *n >= low.saturating_add(window)
+        });
+        let to = req.origin.module.clone();
+        ctx.emit(&to, WindowChecked { outside, origin: req.origin });
+    }
+
     fn set_timer(&self, ctx: &mut Ctx<Self>, w: &mut Waiting) {
         if !w.timer_set {
             w.timer_set = true;

@@ -197,6 +197,7 @@ pub fn node_as(me: &NodeId, iss_config: IssConfig, outcome: &Outcome, key: &Node
     let iss_modules = IssModules {
         orderer: id("ordering"),
         checkpoint: id("checkpoint"),
+        agreement: id("chkp-agreement"),
         consumer: id("app"),
         availability: None,
         batchfetcher: None,

@@ -325,7 +325,7 @@ impl Msc {
         *stored += bytes;
         mine.insert(msg.req_id, None);
         // Every transaction in its client's window, as this node's mempool knows them?
-        let check = CheckWindow::new(&msg.txs);
+        let check = CheckWindow::new(self.epoch, &msg.txs);
         let next = SignerWindow { from, req_id: msg.req_id, buckets: msg.buckets, txs: msg.txs };
         ctx.request(&self.modules.mempool, check, next);
         Ok(())

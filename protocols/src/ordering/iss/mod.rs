@@ -162,6 +162,9 @@ pub struct IssModules {
     pub orderer: ModuleId,
     /// The checkpoint factory.
     pub checkpoint: ModuleId,
+    /// The PBFT factory of the checkpoint agreement instances (garbage-collected with the
+    /// epochs).
+    pub agreement: ModuleId,
     /// Where [`OrderedEntry`], [`EpochStarted`], `StableCheckpoint` (and `SnapshotRequest`
     /// without a batch fetcher) go.
     pub consumer: ModuleId,
@@ -443,6 +446,7 @@ pub fn add_to(
     let iss_modules = IssModules {
         orderer: id(names::ORDERING),
         checkpoint: id(names::CHECKPOINT),
+        agreement: id(names::AGREEMENT),
         consumer: app.clone(),
         availability: Some(id(a::AVAILABILITY)),
         batchfetcher: Some(id(a::BATCHFETCHER)),
@@ -583,6 +587,7 @@ impl Iss {
         let gc = GarbageCollect { retention_index: keep };
         ctx.emit(&self.modules.orderer, gc.clone());
         ctx.emit(&self.modules.checkpoint, gc.clone());
+        ctx.emit(&self.modules.agreement, gc.clone());
         if let Some(a) = &self.modules.availability {
             ctx.emit(a, gc);
         }

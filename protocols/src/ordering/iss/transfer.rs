@@ -6,10 +6,11 @@
 //! upon Init, and every CatchUpPeriod in which the log did not move do
 //!     send STATE-REQUEST(epoch) to the members
 //! upon STATE-REQUEST(e) from member p, with a stable checkpoint C whose state this node holds,
-//!     C.epoch > e, and p not answered this period do
-//!     send STATE-RESPONSE(C, snapshot, client progress) to p
-//! upon STATE-RESPONSE(C, s, progress) from member p, C.epoch > epoch do
-//!     C a strong quorum of the membership? s decodes? then wait (the newest per member)
+//!     C.epoch > e, and p's backoff over do
+//!     send STATE-RESPONSE(C, snapshot, client progress) to p; double p's backoff (reset when p
+//!     asks from a later epoch)
+//! upon STATE-RESPONSE(C, s, progress) from member p, C.epoch > epoch, p's first this round do
+//!     C a strong quorum of the membership? s decodes? then wait
 //! upon none being checked ∧ answers wait do take the one of the highest epoch:
 //!     H(s, progress) = C.hash?                                           (through the hasher)
 //!     C's signatures valid in the domain <checkpoint>/<C.epoch>?           (through crypto)
@@ -20,12 +21,17 @@
 //!
 //! **Who asks, who answers.** Only a node whose log is stuck asks (and a node that starts, which
 //! may have restarted): a node that is merely slow catches up through the instances the others
-//! retain. Every member whose stable checkpoint is newer answers, at most once per requester and
-//! period, so a peer that floods requests gets one answer per period. The requester checks one
-//! answer at a time, the newest first; the others wait, at most one per member (the member's
-//! latest), so a member that always answers first with a forged state cannot keep the honest
-//! answers from being checked. An answer that fails a check is dropped (logged and counted) and
-//! the next waiting one is checked.
+//! retain. Every member whose stable checkpoint is newer answers, with an exponential backoff per
+//! requester (after answering a member, it answers it again only 1, 2, 4, … up to 64 periods
+//! later, until the member asks from a later epoch: the answer worked), so a member that asks
+//! over and over from the same epoch pulls the state once per 64 periods at most, and an answer
+//! lost on the way is sent again soon. The requester
+//! takes **one answer per member per request** (a round; a new round starts with each request)
+//! and checks one at a time, the newest first; so a member that always answers first with a
+//! forged state (any epoch it likes) costs one failed check per round and cannot keep the honest
+//! answers of that round from being checked. An answer that fails a check is dropped (logged and
+//! counted) and the next waiting one is checked. Waiting answers are kept as received (one per
+//! member: memory bounded by the membership times the transport's message limit).
 //!
 //! **Stale events.** The epoch is the incarnation: every event that refers to an epoch before the
 //! restored one (an SB delivery, a snapshot, a client-progress snapshot, a stable checkpoint, a
@@ -100,17 +106,33 @@ pub(crate) struct OwnSnapshot {
     pub(crate) progress: Option<ClientProgress>,
 }
 
+/// How often this node answered a member stuck in one epoch (the backoff).
+#[derive(Debug)]
+struct Answered {
+    /// The epoch the member said it was in.
+    epoch: u64,
+    /// Answers sent for it.
+    count: u32,
+    /// The first tick at which the member is answered again.
+    next_tick: u64,
+}
+
 /// The state-transfer state of ISS.
 #[derive(Debug, Default)]
 pub(crate) struct Transfer {
     /// `next` at the last tick.
     mark: u64,
-    /// Members answered since the last tick.
-    answered: BTreeSet<NodeId>,
+    /// Catch-up ticks so far.
+    ticks: u64,
+    /// Per member: the answers sent while it stays in one epoch.
+    answered: BTreeMap<NodeId, Answered>,
+    /// Members whose answer this round (since this node's last request) was taken.
+    heard: BTreeSet<NodeId>,
     /// The epoch of the answer being checked.
     checking: Option<u64>,
-    /// Answers waiting to be checked: the newest of each member, decoded.
-    waiting: BTreeMap<NodeId, (StateResponse, IssSnapshot)>,
+    /// Answers waiting to be checked, at most one per member (checked when received, decoded
+    /// again when their turn comes).
+    waiting: BTreeMap<NodeId, StateResponse>,
     /// This node's snapshots of epochs not yet stable (the epochs in `policy_at`).
     pub(crate) own: BTreeMap<u64, OwnSnapshot>,
     /// What this node answers with: its last stable checkpoint and the state it certifies.
@@ -156,10 +178,13 @@ impl Iss {
             return;
         }
         let waiting = std::mem::take(&mut self.transfer.waiting);
-        self.transfer.waiting = waiting.into_iter().filter(|(_, (m, _))| self.ahead(m)).collect();
-        let newest = self.transfer.waiting.iter().max_by_key(|(_, (m, _))| m.checkpoint.epoch);
+        self.transfer.waiting = waiting.into_iter().filter(|(_, m)| self.ahead(m)).collect();
+        let newest = self.transfer.waiting.iter().max_by_key(|(_, m)| m.checkpoint.epoch);
         let Some(from) = newest.map(|(n, _)| n.clone()) else { return };
-        let (response, snapshot) = self.transfer.waiting.remove(&from).expect("just found");
+        let response = self.transfer.waiting.remove(&from).expect("just found");
+        let Ok(snapshot) = self.precheck(&response) else {
+            return self.check_next(ctx); // checked when it came: cannot fail now
+        };
         self.transfer.checking = Some(response.checkpoint.epoch);
         let data = snapshot_hash_data(&response.snapshot, &response.client_progress);
         let req = HashRequest::new(vec![data]);
@@ -171,9 +196,10 @@ impl Iss {
         self.transfer.done
     }
 
-    /// send STATE-REQUEST(epoch) to the members
+    /// send STATE-REQUEST(epoch) to the members (a new round: one answer per member)
     pub(crate) fn request_state(&mut self, ctx: &mut Ctx<Self>) {
         self.transfer.mark = self.next;
+        self.transfer.heard.clear();
         let to = self.others();
         ctx.send(&self.modules.net, to, StateRequest { epoch: self.layout.epoch });
     }
@@ -208,7 +234,10 @@ impl Iss {
         let layout = match layout {
             Ok(l) => l,
             // A strong quorum certified it, so this node's settings differ from theirs.
-            Err(e) => ignore!("a certified state this node cannot use (its settings differ): {e}"),
+            Err(e) => {
+                self.check_next(ctx);
+                ignore!("a certified state this node cannot use (its settings differ): {e}")
+            }
         };
         tracing::info!(
             from_epoch = self.layout.epoch,
@@ -220,6 +249,7 @@ impl Iss {
         let gc = GarbageCollect { retention_index: c.epoch };
         ctx.emit(&self.modules.orderer, gc.clone());
         ctx.emit(&self.modules.checkpoint, gc.clone());
+        ctx.emit(&self.modules.agreement, gc.clone());
         if let Some(a) = &self.modules.availability {
             ctx.emit(a, gc);
         }
@@ -248,7 +278,7 @@ impl Iss {
     /// every CatchUpPeriod in which the log did not move do send STATE-REQUEST(epoch)
     #[upon(event)]
     fn on_catch_up_tick(&mut self, ctx: &mut Ctx<Self>, _t: CatchUpTick) -> Handled {
-        self.transfer.answered.clear();
+        self.transfer.ticks += 1;
         if self.next == self.transfer.mark {
             self.request_state(ctx);
         }
@@ -256,15 +286,28 @@ impl Iss {
         Ok(())
     }
 
-    /// upon STATE-REQUEST(e) from member p, C.epoch > e, p not answered this period do answer
+    /// upon STATE-REQUEST(e) from member p, C.epoch > e, p's backoff over do answer
     #[upon(message)]
     fn on_state_request(&mut self, ctx: &mut Ctx<Self>, from: NodeId, m: StateRequest) -> Handled {
         ensure!(self.is_member(&from), "STATE-REQUEST from non-member {from}");
         let Some(serving) = &self.transfer.serving else { return Ok(()) };
-        if serving.checkpoint.epoch <= m.epoch {
+        let epoch = serving.checkpoint.epoch;
+        if epoch <= m.epoch {
             return Ok(()); // nothing newer to give
         }
-        ensure!(self.transfer.answered.insert(from.clone()), "STATE-REQUEST from {from} again");
+        let tick = self.transfer.ticks;
+        let a = self.transfer.answered.entry(from.clone()).or_insert(Answered {
+            epoch: m.epoch,
+            count: 0,
+            next_tick: 0,
+        });
+        if m.epoch > a.epoch {
+            // It moved on (an answer worked): a new backoff.
+            *a = Answered { epoch: m.epoch, count: 0, next_tick: 0 };
+        }
+        ensure!(tick >= a.next_tick, "STATE-REQUEST from {from} again before its backoff ended");
+        a.next_tick = tick + (1u64 << a.count.min(6));
+        a.count += 1;
         ctx.send(&self.modules.net, [&from], serving.clone());
         Ok(())
     }
@@ -282,13 +325,16 @@ impl Iss {
         if !self.ahead(&m) {
             return Ok(()); // this node is there already (answers come from several members)
         }
-        let snapshot = match self.precheck(&m) {
-            Ok(s) => s,
-            Err(e) => ignore!("STATE-RESPONSE from {from}: {e}"),
-        };
-        // The newest answer of each member waits its turn: a member that always answers
-        // first with a forged state cannot keep the others from being checked.
-        self.transfer.waiting.insert(from, (m, snapshot));
+        // One answer per member per round: a member that always answers first with a forged
+        // state costs one check per round and cannot keep the others from being checked.
+        ensure!(
+            self.transfer.heard.insert(from.clone()),
+            "STATE-RESPONSE from {from}: a second answer in this round"
+        );
+        if let Err(e) = self.precheck(&m) {
+            ignore!("STATE-RESPONSE from {from}: {e}");
+        }
+        self.transfer.waiting.insert(from, m);
         self.check_next(ctx);
         Ok(())
     }
