@@ -111,7 +111,7 @@ impl NodeBuilder {
     }
 
     /// The passive modules (on the event loop or on workers), by ID, leaving the rest: fresh
-    /// modules for [`eventlog::replay`](crate::eventlog::replay) from the code that builds a
+    /// modules for [`eventlog::replay`](fn@crate::eventlog::replay) from the code that builds a
     /// node.
     ///
     /// ```
