@@ -1,9 +1,10 @@
 //! The write-ahead log (issue 16, in progress): its on-disk format.
 //!
-//! Built so far: the record format and the recovery scan ([`encode_record`], [`scan`]). Still to
-//! come (`docs/status.md`, "Issue 16"): the WAL module (append, sync policy, truncation by
-//! retention index, replay on restart) on both executors, persist-before-send, a simulated disk,
-//! and recovery of PBFT, checkpointing and ISS.
+//! Built so far: the record format and the recovery scan ([`encode_record`], [`scan`]), and
+//! storage with a real disk's semantics on the file system or simulated ([`disk`]). Still to
+//! come (`docs/recovery.md`): the WAL module (append, sync policy, truncation by retention index,
+//! replay on restart) on both executors, persist-before-send, and recovery of PBFT,
+//! checkpointing and ISS.
 //!
 //! # Format
 //!
@@ -30,6 +31,8 @@
 //! * **corruption in the middle** — a valid record starts after it: bytes that were written and
 //!   synced went bad. That is an error ([`WalError::Corrupt`]) naming the offset, never silently
 //!   skipped: replaying around a hole could make a node break a promise it made.
+
+pub mod disk;
 
 use thiserror::Error;
 
