@@ -17,6 +17,17 @@ pub mod iss;
 pub mod pingpong;
 pub mod pingpong_dsl;
 
+/// Logs to standard error at the level `RUST_LOG` gives (default `warn`): what the demo programs
+/// call first, so their standard output holds only what they print.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+}
+
 /// Like `println!`, but ends the program quietly (exit status 0) when the reader of standard
 /// output has gone (`bcb replay … | head`, `pingpong sim … | head`), where `println!` panics.
 #[macro_export]

@@ -37,12 +37,7 @@ struct Cli {
 type Error = Box<dyn std::error::Error>;
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    examples::init_logging();
     if let Err(e) = run(&Cli::parse()) {
         eprintln!("error: {e}");
         std::process::exit(1);

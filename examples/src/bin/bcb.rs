@@ -111,12 +111,7 @@ use examples::say;
 type Error = Box<dyn std::error::Error>;
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    examples::init_logging();
     let cli = Cli::parse();
     let res = match &cli.cmd {
         None => local(&cli),
