@@ -33,6 +33,29 @@ pub trait Disk: Send {
     fn list(&mut self) -> io::Result<Vec<String>>;
 }
 
+/// A disk shared with whoever else holds the `Arc`: how a simulated node's WAL and the test that
+/// crashes it ([`SimDisk::crash`]) see the same disk.
+impl<D: Disk> Disk for std::sync::Arc<std::sync::Mutex<D>> {
+    fn append(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.lock().map_err(|_| io::Error::other("disk lock poisoned"))?.append(name, bytes)
+    }
+    fn sync(&mut self, name: &str) -> io::Result<()> {
+        self.lock().map_err(|_| io::Error::other("disk lock poisoned"))?.sync(name)
+    }
+    fn read(&mut self, name: &str) -> io::Result<Vec<u8>> {
+        self.lock().map_err(|_| io::Error::other("disk lock poisoned"))?.read(name)
+    }
+    fn truncate(&mut self, name: &str, len: usize) -> io::Result<()> {
+        self.lock().map_err(|_| io::Error::other("disk lock poisoned"))?.truncate(name, len)
+    }
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        self.lock().map_err(|_| io::Error::other("disk lock poisoned"))?.remove(name)
+    }
+    fn list(&mut self) -> io::Result<Vec<String>> {
+        self.lock().map_err(|_| io::Error::other("disk lock poisoned"))?.list()
+    }
+}
+
 /// Files in a directory of the real file system (`sync` is `fsync`).
 #[derive(Debug)]
 pub struct DirDisk {

@@ -33,6 +33,9 @@
 //!   skipped: replaying around a hole could make a node break a promise it made.
 
 pub mod disk;
+mod module;
+
+pub use module::{file_name, SyncPolicy, Wal, WalAppend, WalRecovered, WalStats, WalTruncate};
 
 use thiserror::Error;
 
