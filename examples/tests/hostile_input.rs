@@ -765,7 +765,12 @@ mod ordering {
     fn start() -> Vec<Event> {
         let members: Vec<(NodeId, u128)> = ids().into_iter().map(|n| (n, 1)).collect();
         let segment = Segment::new(NodeId::from_index(0), members.clone(), (0..4).collect());
-        let chkp = CheckpointInstance { epoch: 1, first_sn: 4, membership: members };
+        let chkp = CheckpointInstance {
+            epoch: 1,
+            first_sn: 4,
+            membership: members,
+            recovered_agreement: Vec::new(),
+        };
         let new = |id: ModuleId, params: Payload| NewSubmodule { id, params, retention_index: 1 };
         let instance = ModuleId::new("checkpoint").then(1);
         vec![
@@ -791,6 +796,7 @@ mod ordering {
         for me in ids() {
             let id = ModuleId::new;
             let pbft_modules = PbftModules {
+                wal: None,
                 net: id("net"),
                 crypto: id("crypto"),
                 timer: id("timer"),

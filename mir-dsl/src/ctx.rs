@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use mir_runtime::stdevents::crypto::{Origin, Request, Response};
 use mir_runtime::stdevents::{Message, SendMessage, TimerCancel, TimerDelay, TimerId, TimerRepeat};
-use mir_runtime::{ModuleError, ModuleId, NodeId, Outbox, Payload};
+use mir_runtime::wal::WalAppend;
+use mir_runtime::{Event, ModuleError, ModuleId, NodeId, Outbox, Payload};
 
 /// Why a handler did not complete. See the [crate docs](crate#two-kinds-of-failure).
 #[derive(Debug)]
@@ -99,6 +100,47 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
     #[inline]
     pub fn emit(&mut self, dest: &ModuleId, payload: impl Into<Payload>) {
         self.out.send(dest, payload);
+    }
+
+    /// **Persist before send.** Logs `record` (an event from this module to itself) in the WAL
+    /// module `wal` with `retention_index`; what the returned [`Persist`] names next
+    /// ([`Persist::then_send`]) leaves only once the record is durable. The WAL syncs once per
+    /// batch, so a handler that persists and sends for many slots costs one sync. On restart the
+    /// record comes back in [`WalRecovered`](mir_runtime::wal::WalRecovered). With `wal`
+    /// `None` (a node without a WAL) nothing is logged and the message is sent at once.
+    ///
+    /// ```
+    /// use mir_dsl::prelude::*;
+    /// use mir_dsl::mir_runtime::{stdevents::TestString, wal::{WalAppend}, Event, testing::apply};
+    ///
+    /// struct Voter;
+    /// #[protocol]
+    /// impl Voter {
+    ///     /// upon ⟨propose v⟩ do log ⟨voted v⟩; then send VOTE(v) to all
+    ///     #[upon(event)]
+    ///     fn propose(&mut self, ctx: &mut Ctx<Self>, v: TestString) -> Handled {
+    ///         let (wal, net) = (ModuleId::new("wal"), ModuleId::new("net"));
+    ///         ctx.persist(Some(&wal), 0, v.clone()).then_send(&net, [NodeId::new("b")], v);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let mut m = DslModule::new(Voter);
+    /// let out = apply(&mut m, ModuleId::new("voter"),
+    ///     vec![Event::new("app", "voter", TestString("x".into()))]).unwrap();
+    /// assert_eq!(out.len(), 1); // one event, to the WAL: the vote waits for the sync
+    /// let a: WalAppend = out[0].payload.decode().unwrap().unwrap();
+    /// assert_eq!((a.records.len(), a.then.len()), (1, 1));
+    /// ```
+    pub fn persist(
+        &mut self,
+        wal: Option<&ModuleId>,
+        retention_index: u64,
+        record: impl Into<Payload>,
+    ) -> Persist<'_, 'a, P> {
+        let me = self.out.me().clone();
+        let record = Event { src: me.clone(), dest: me, payload: record.into() };
+        let append = WalAppend { retention_index, records: vec![record], then: Vec::new() };
+        Persist { wal: wal.cloned(), append, ctx: self }
     }
 
     /// Sends `msg` through the transport module `net` to this protocol's module (same ID) on
@@ -309,5 +351,54 @@ pub mod private {
     ) -> C {
         let (_, c) = ctx.conts.pending.remove(&res.origin().id).expect("checked by pending_is");
         *c.downcast::<C>().expect("checked by pending_is")
+    }
+}
+
+/// What may leave once a [`Ctx::persist`]ed record is durable.
+#[must_use = "the record is logged only by then_send or then_nothing"]
+pub struct Persist<'c, 'a, P: ?Sized> {
+    ctx: &'c mut Ctx<'a, P>,
+    wal: Option<ModuleId>,
+    append: WalAppend,
+}
+
+impl<P: ?Sized> Persist<'_, '_, P> {
+    /// Also logs `record` (in the same append).
+    pub fn and(mut self, record: impl Into<Payload>) -> Self {
+        let me = self.ctx.out.me().clone();
+        self.append.records.push(Event { src: me.clone(), dest: me, payload: record.into() });
+        self
+    }
+
+    /// Sends `msg` through `net` to this protocol's module on each of `to` once the records are
+    /// durable (at once without a WAL), as [`Ctx::send`] does.
+    pub fn then_send<N: Borrow<NodeId>>(
+        mut self,
+        net: &ModuleId,
+        to: impl IntoIterator<Item = N>,
+        msg: impl Into<Payload>,
+    ) {
+        let destinations: Vec<NodeId> = to.into_iter().map(|n| n.borrow().clone()).collect();
+        let me = self.ctx.out.me().clone();
+        let send = SendMessage {
+            destinations,
+            message: Message { dest_module: me.clone(), payload: msg.into() },
+        };
+        match &self.wal {
+            None => self.ctx.out.send(net, send),
+            Some(_) => {
+                if !send.destinations.is_empty() {
+                    self.append.then.push(Event::new(me, net.clone(), send));
+                }
+                self.then_nothing();
+            }
+        }
+    }
+
+    /// Logs the records without anything waiting for them.
+    pub fn then_nothing(self) {
+        if let Some(wal) = &self.wal {
+            self.ctx.out.send(wal, self.append);
+        }
     }
 }

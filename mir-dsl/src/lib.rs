@@ -130,7 +130,7 @@ mod ctx;
 mod module;
 mod quorum;
 
-pub use ctx::{Ctx, HandlesResponse, Reject, RequestId};
+pub use ctx::{Ctx, HandlesResponse, Persist, Reject, RequestId};
 pub use module::{DslModule, DslStats, Protocol};
 pub use quorum::{Counted, QuorumError, Voters, Votes, Weight};
 

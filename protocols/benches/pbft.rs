@@ -127,6 +127,7 @@ fn node(
     let (keys, registry) = test_keys(1, &ids());
     let id = ModuleId::new;
     let modules = PbftModules {
+        wal: None,
         net: id("net"),
         crypto: id("crypto"),
         timer: id("timer"),

@@ -121,7 +121,12 @@ fn instance() -> ModuleId {
 }
 
 fn start_events() -> Vec<Event> {
-    let params = CheckpointInstance { epoch: EPOCH, first_sn: FIRST_SN, membership: membership() };
+    let params = CheckpointInstance {
+        epoch: EPOCH,
+        first_sn: FIRST_SN,
+        membership: membership(),
+        recovered_agreement: Vec::new(),
+    };
     let new = NewSubmodule { id: instance(), params: params.into(), retention_index: EPOCH };
     let mut progress = ClientProgress::default();
     progress.add(&"alice".into(), 0);

@@ -58,6 +58,7 @@ fn run(seed: u64, before: impl FnOnce(&mut Simulation)) -> Outcome {
     for me in ids() {
         let id = ModuleId::new;
         let modules = PbftModules {
+            wal: None,
             net: id("net"),
             crypto: id("crypto"),
             timer: id("timer"),

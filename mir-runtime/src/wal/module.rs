@@ -162,6 +162,11 @@ impl Wal {
         self
     }
 
+    /// The module that gets [`WalRecovered`].
+    pub fn replay_to(&self) -> &ModuleId {
+        &self.replay_to
+    }
+
     /// The counters.
     pub fn stats(&self) -> Arc<WalStats> {
         self.stats.clone()

@@ -113,6 +113,9 @@ pub struct CheckpointInstance {
     pub first_sn: Sn,
     /// The members that sign it (the previous epoch's), with their weights.
     pub membership: Vec<(NodeId, Weight)>,
+    /// What the agreement instance logged before a restart (its [`pbft::recovery`] records).
+    #[serde(default)]
+    pub recovered_agreement: Vec<pbft::Sent>,
 }
 
 /// Resend CHECKPOINT (to itself, periodic).
@@ -426,6 +429,8 @@ impl CheckpointProtocol {
             consumer: Some(me.clone()),
             source: None,
             validator: Some(Validator::Module(me)),
+            retention: self.params.epoch,
+            recovered: std::mem::take(&mut self.params.recovered_agreement),
         };
         let new = NewSubmodule {
             id: self.modules.agreement.then(self.params.epoch),
@@ -458,7 +463,20 @@ pub fn agreement_factory(
     config: PbftConfig,
     me: NodeId,
 ) -> Factory {
+    agreement_factory_logged(net, crypto, timer, None, config, me)
+}
+
+/// [`agreement_factory`] whose instances log what they send in `wal` ([`pbft::recovery`]).
+pub fn agreement_factory_logged(
+    net: ModuleId,
+    crypto: ModuleId,
+    timer: ModuleId,
+    wal: Option<ModuleId>,
+    config: PbftConfig,
+    me: NodeId,
+) -> Factory {
     let modules = PbftModules {
+        wal,
         net,
         crypto,
         timer,

@@ -121,12 +121,25 @@ pub struct SbInstance {
     pub source: Option<Source>,
     /// How this instance's proposals are checked, instead of the factory's validator.
     pub validator: Option<Validator>,
+    /// The retention index of the instance's WAL records (ISS: the epoch).
+    #[serde(default)]
+    pub retention: u64,
+    /// What the instance logged before a restart ([`pbft::recovery`]).
+    #[serde(default)]
+    pub recovered: Vec<pbft::Sent>,
 }
 
 impl SbInstance {
     /// An instance ordering `segment` with the factory's consumer, source and validator.
     pub fn new(segment: Segment) -> Self {
-        SbInstance { segment, consumer: None, source: None, validator: None }
+        SbInstance {
+            segment,
+            consumer: None,
+            source: None,
+            validator: None,
+            retention: 0,
+            recovered: Vec::new(),
+        }
     }
 }
 

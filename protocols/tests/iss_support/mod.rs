@@ -177,6 +177,7 @@ pub fn node_as(me: &NodeId, iss_config: IssConfig, outcome: &Outcome, key: &Node
         ..PbftConfig::default()
     };
     let pbft_modules = PbftModules {
+        wal: None,
         net: id("net"),
         crypto: id("crypto"),
         timer: id("timer"),
@@ -205,6 +206,7 @@ pub fn node_as(me: &NodeId, iss_config: IssConfig, outcome: &Outcome, key: &Node
         crypto: id("crypto"),
         hasher: id("hasher"),
         timer: id("timer"),
+        wal: None,
     };
     let iss = Iss::new(iss_modules, iss_config, me.clone(), membership).unwrap();
     Node::builder(me.clone())

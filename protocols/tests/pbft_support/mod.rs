@@ -162,6 +162,7 @@ impl Setup {
             Segment::new(self.ids()[self.leader].clone(), self.membership(), self.sns.clone());
         segment.proposals = self.fixed.get(&i).cloned().unwrap_or_default();
         let modules = PbftModules {
+            wal: None,
             net: ModuleId::new("net"),
             crypto: ModuleId::new("crypto"),
             timer: ModuleId::new("timer"),

@@ -41,6 +41,7 @@
 
 pub mod epoch;
 pub mod leaders;
+pub mod recovery;
 pub mod transfer;
 
 use std::collections::BTreeMap;
@@ -184,6 +185,9 @@ pub struct IssModules {
     pub hasher: ModuleId,
     /// The timer (the catch-up period).
     pub timer: ModuleId,
+    /// The write-ahead log, if any ([`recovery`]): ISS logs its stable checkpoints' state there
+    /// and truncates it, and starts from what it recovers.
+    pub wal: Option<ModuleId>,
 }
 
 /// The ISS module of one node.
@@ -209,6 +213,8 @@ pub struct Iss {
     suspicions: u64,
     /// State transfer ([`transfer`]).
     transfer: transfer::Transfer,
+    /// Crash recovery ([`recovery`]).
+    recovery: recovery::Recovery,
 }
 
 impl Iss {
@@ -243,6 +249,7 @@ impl Iss {
             unused: 0,
             suspicions: 0,
             transfer: transfer::Transfer::default(),
+            recovery: recovery::Recovery::default(),
         })
     }
 
@@ -292,7 +299,7 @@ impl Iss {
         if let Some(fetcher) = &self.modules.batchfetcher {
             ctx.emit(fetcher, EpochStart { epoch: e });
         }
-        for (i, leader) in self.layout.leaders.iter().enumerate() {
+        for (i, leader) in self.layout.leaders.clone().into_iter().enumerate() {
             let mut segment =
                 Segment::new(leader.clone(), self.membership.clone(), self.layout.segment_sns(i));
             segment.buckets = match self.config.mode {
@@ -307,11 +314,10 @@ impl Iss {
                 instance.source = Some(Source::Availability(a.clone()));
                 instance.validator = Some(Validator::Availability(a.clone()));
             }
-            let new = NewSubmodule {
-                id: self.instance(e, i),
-                params: instance.into(),
-                retention_index: e,
-            };
+            let id = self.instance(e, i);
+            instance.retention = e;
+            instance.recovered = self.take_recovered(&id);
+            let new = NewSubmodule { id, params: instance.into(), retention_index: e };
             ctx.emit(&self.modules.orderer, new);
         }
         let started = EpochStarted {
@@ -352,7 +358,13 @@ impl Iss {
     fn end_epoch(&mut self, ctx: &mut Ctx<Self>) -> Handled {
         let e = self.layout.epoch + 1;
         let first_sn = self.next;
-        let params = CheckpointInstance { epoch: e, first_sn, membership: self.membership.clone() };
+        let agreement = self.modules.agreement.then(e);
+        let params = CheckpointInstance {
+            epoch: e,
+            first_sn,
+            membership: self.membership.clone(),
+            recovered_agreement: self.take_recovered(&agreement),
+        };
         let new = NewSubmodule {
             id: self.modules.checkpoint.then(e),
             params: params.into(),
@@ -404,6 +416,8 @@ pub mod names {
     pub const CHECKPOINT: &str = "checkpoint";
     /// The PBFT factory of the checkpoint agreement instances (`chkp-agreement/<epoch>`).
     pub const AGREEMENT: &str = "chkp-agreement";
+    /// The write-ahead log ([`add_to_with_wal`](super::add_to_with_wal)).
+    pub const WAL: &str = "wal";
 }
 
 /// Adds ISS over the availability layer to a node: the availability layer
@@ -420,7 +434,52 @@ pub fn add_to(
     membership: Vec<(NodeId, Weight)>,
     settings: &NodeSettings,
 ) -> Result<mir_runtime::NodeBuilder, String> {
+    add(builder, me, membership, settings, None)
+}
+
+/// [`add_to`] with crash recovery: `wal` (its recovered records sent to
+/// [`names::ISS`]) is registered as [`names::WAL`] on a worker thread; the PBFT instances log
+/// what they send before sending it, ISS logs its stable checkpoints and truncates the WAL, and
+/// a node built again on the same disk starts from what it logged (`docs/recovery.md`).
+///
+/// ```
+/// use mir_runtime::{wal::{disk::SimDisk, Wal}, ModuleId, NodeBuilder, NodeId};
+/// use protocols::ordering::iss::{add_to_with_wal, names, NodeSettings};
+/// let members: Vec<_> = (0..4).map(|i| (NodeId::from_index(i), 1)).collect();
+/// let wal = Wal::new(SimDisk::new(1), ModuleId::new(names::ISS));
+/// let b = NodeBuilder::new(NodeId::from_index(0));
+/// assert!(add_to_with_wal(b, NodeId::from_index(0), members.clone(), &NodeSettings::default(), wal).is_ok());
+/// let wrong = Wal::new(SimDisk::new(1), ModuleId::new("app"));
+/// let b = NodeBuilder::new(NodeId::from_index(0));
+/// let err = add_to_with_wal(b, NodeId::from_index(0), members, &NodeSettings::default(), wrong);
+/// assert!(err.unwrap_err().contains("iss"));
+/// ```
+pub fn add_to_with_wal(
+    builder: mir_runtime::NodeBuilder,
+    me: NodeId,
+    membership: Vec<(NodeId, Weight)>,
+    settings: &NodeSettings,
+    wal: mir_runtime::wal::Wal,
+) -> Result<mir_runtime::NodeBuilder, String> {
+    if wal.replay_to().as_str() != names::ISS {
+        return Err(format!(
+            "the WAL sends what it recovers to {}; it must be {}",
+            wal.replay_to(),
+            names::ISS
+        ));
+    }
+    add(builder, me, membership, settings, Some(wal))
+}
+
+fn add(
+    builder: mir_runtime::NodeBuilder,
+    me: NodeId,
+    membership: Vec<(NodeId, Weight)>,
+    settings: &NodeSettings,
+    wal: Option<mir_runtime::wal::Wal>,
+) -> Result<mir_runtime::NodeBuilder, String> {
     use crate::availability::names as a;
+    let wal_id = wal.as_ref().map(|_| ModuleId::new(names::WAL));
     use crate::ordering::{checkpoint, pbft};
     let id = ModuleId::new;
     let app = settings.availability.destination.clone().unwrap_or_else(|| "app".into());
@@ -428,6 +487,7 @@ pub fn add_to(
     settings.pbft.validate().map_err(|e| format!("pbft: {e}"))?;
     // Source and validator: set per instance by ISS (the epoch's availability instance).
     let pbft_modules = pbft::PbftModules {
+        wal: wal_id.clone(),
         net: id(a::NET),
         crypto: id(a::CRYPTO),
         timer: id(a::TIMER),
@@ -454,19 +514,25 @@ pub fn add_to(
         crypto: id(a::CRYPTO),
         hasher: id(a::HASHER),
         timer: id(a::TIMER),
+        wal: wal_id.clone(),
     };
     let iss = Iss::new(iss_modules, settings.iss.clone(), me.clone(), membership)?;
     let mut availability = settings.availability.clone();
     availability.destination = Some(app.to_string());
     availability.checkpoint = Some(names::ISS.into());
     let builder = crate::availability::add_to(builder, me.clone(), &availability)?;
-    let agreement = checkpoint::agreement_factory(
+    let agreement = checkpoint::agreement_factory_logged(
         id(a::NET),
         id(a::CRYPTO),
         id(a::TIMER),
+        wal_id,
         settings.pbft.clone(),
         me.clone(),
     );
+    let builder = match wal {
+        Some(wal) => builder.passive_on_worker(names::WAL, wal),
+        None => builder,
+    };
     Ok(builder
         .passive(names::ORDERING, pbft::factory(pbft_modules, settings.pbft.clone(), me.clone()))
         .passive(
@@ -482,16 +548,20 @@ pub fn add_to(
 /// ([`checkpoint::factory`](super::checkpoint::factory), its consumer `iss`, and
 /// [`checkpoint::agreement_factory`](super::checkpoint::agreement_factory));
 /// `protocols/tests/iss.rs` shows a whole node.
-#[protocol(parts(transfer))]
+#[protocol(parts(transfer, recovery))]
 impl Iss {
     /// upon Init do start epoch 0; ask for a newer stable checkpoint (this node may have
     /// restarted), and again every catch-up period in which the log does not move
     #[upon(event)]
     fn init(&mut self, ctx: &mut Ctx<Self>, _i: Init) -> Handled {
-        self.start_epoch(ctx);
-        self.request_state(ctx);
         let (timer, period) = (self.modules.timer.clone(), self.config.catch_up_period);
         let _periodic = ctx.every(&timer, period, transfer::CatchUpTick);
+        if self.modules.wal.is_some() {
+            self.recovery.waiting = true; // starts with what the WAL recovers
+            return Ok(());
+        }
+        self.start_epoch(ctx);
+        self.request_state(ctx);
         Ok(())
     }
 
@@ -557,7 +627,7 @@ impl Iss {
         let own = self.transfer.own.entry(s.epoch).or_default();
         ensure!(own.snapshot.is_none(), "a second snapshot for epoch {}", s.epoch);
         own.snapshot = Some(data.clone());
-        self.update_serving();
+        self.update_serving(ctx);
         let dest = self.modules.checkpoint.then(s.epoch);
         ctx.emit(&dest, AppSnapshot { epoch: s.epoch, data });
         Ok(())
@@ -570,7 +640,7 @@ impl Iss {
         let own = self.transfer.own.entry(s.epoch).or_default();
         ensure!(own.progress.is_none(), "a second client progress for epoch {}", s.epoch);
         own.progress = Some(s.client_progress.clone());
-        self.update_serving();
+        self.update_serving(ctx);
         ctx.emit(&self.modules.checkpoint.then(s.epoch), s);
         Ok(())
     }
@@ -592,7 +662,7 @@ impl Iss {
             ctx.emit(a, gc);
         }
         self.stable = Some(c.clone());
-        self.update_serving();
+        self.update_serving(ctx);
         ctx.emit(&self.modules.consumer, c);
         Ok(())
     }

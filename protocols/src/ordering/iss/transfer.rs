@@ -205,7 +205,7 @@ impl Iss {
     }
 
     /// Once the stable checkpoint's state is here: answer with it from now on.
-    pub(crate) fn update_serving(&mut self) {
+    pub(crate) fn update_serving(&mut self, ctx: &mut Ctx<Self>) {
         let Some(stable) = &self.stable else { return };
         if self.transfer.serving.as_ref().is_some_and(|s| s.checkpoint.epoch >= stable.epoch) {
             return;
@@ -218,11 +218,32 @@ impl Iss {
                 client_progress: progress.clone(),
             });
             self.transfer.own = self.transfer.own.split_off(&(stable.epoch + 1));
+            self.log_checkpoint(ctx);
         }
     }
 
     /// restore from a verified checkpoint and its state
     fn restore(&mut self, ctx: &mut Ctx<Self>, r: StateResponse, s: IssSnapshot) -> Handled {
+        self.restore_from(ctx, r, s, true)
+    }
+
+    /// Restores the checkpoint state this node logged in its WAL before a restart.
+    pub(crate) fn restore_logged(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        r: StateResponse,
+        s: IssSnapshot,
+    ) -> Handled {
+        self.restore_from(ctx, r, s, false)
+    }
+
+    fn restore_from(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        r: StateResponse,
+        s: IssSnapshot,
+        transferred: bool,
+    ) -> Handled {
         let c = r.checkpoint.clone();
         let layout = EpochLayout::new(
             c.epoch,
@@ -265,7 +286,10 @@ impl Iss {
         ctx.emit(to, restore);
         self.stable = Some(c.clone());
         self.transfer.serving = Some(r);
-        self.transfer.done += 1;
+        if transferred {
+            self.transfer.done += 1;
+            self.log_checkpoint(ctx);
+        }
         ctx.emit(&self.modules.consumer, c);
         self.start_epoch(ctx);
         self.transfer.mark = self.next;
@@ -279,7 +303,7 @@ impl Iss {
     #[upon(event)]
     fn on_catch_up_tick(&mut self, ctx: &mut Ctx<Self>, _t: CatchUpTick) -> Handled {
         self.transfer.ticks += 1;
-        if self.next == self.transfer.mark {
+        if self.next == self.transfer.mark && !self.waiting_for_wal() {
             self.request_state(ctx);
         }
         self.transfer.mark = self.next;

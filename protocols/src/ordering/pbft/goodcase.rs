@@ -19,6 +19,7 @@
 
 use mir_dsl::prelude::*;
 use mir_dsl::Counted;
+use super::recovery::Sent;
 use mir_runtime::stdevents::crypto::{Origin, SigVerified, SignRequest, SignResult, VerifySig};
 
 use super::{
@@ -68,7 +69,7 @@ pub struct CommitChecked {
 impl Pbft {
     /// The leader's proposal loop: propose the next slot if this node is the primary of view 0,
     /// still in view 0, and not waiting for the source or the propose delay.
-    pub(crate) fn propose_next(&mut self, ctx: &mut Ctx<Self>) {
+    pub(crate) fn propose_next(&mut self, ctx: &mut Ctx<Self>) -> Handled {
         while self.phase == (Phase::Normal { view: 0 })
             && self.me == self.segment.leader
             && !self.proposing
@@ -78,8 +79,8 @@ impl Pbft {
             self.next_proposal += 1;
             let fixed = self.segment.proposals.get(&sn).cloned();
             match (&self.modules.source, fixed) {
-                (_, Some(value)) => self.send_preprepare(ctx, sn, Some(value)),
-                (Source::FixedOnly, None) => self.send_preprepare(ctx, sn, None),
+                (_, Some(value)) => self.send_preprepare(ctx, sn, Some(value))?,
+                (Source::FixedOnly, None) => self.send_preprepare(ctx, sn, None)?,
                 (Source::Availability(m), None) => {
                     self.proposing = true;
                     let m = m.clone();
@@ -98,16 +99,20 @@ impl Pbft {
                 }
             }
         }
+        Ok(())
     }
 
     /// Sends PRE-PREPARE(sn, 0, value) and waits the propose delay before the next one.
-    fn send_preprepare(&mut self, ctx: &mut Ctx<Self>, sn: Sn, value: Option<Vec<u8>>) {
-        ctx.send(&self.modules.net, self.voters.nodes(), Preprepare { sn, view: 0, value });
+    fn send_preprepare(&mut self, ctx: &mut Ctx<Self>, sn: Sn, value: Option<Vec<u8>>) -> Handled {
+        let pp = Preprepare { sn, view: 0, value };
+        let all: Vec<NodeId> = self.voters.nodes().cloned().collect();
+        self.log_then_send(ctx, Sent::Preprepare(pp.clone()), all, pp)?;
         if !self.config.propose_delay.is_zero() {
             self.proposing = true;
             let (timer, d) = (self.modules.timer.clone(), self.config.propose_delay);
             ctx.after(&timer, d, ProposeTimeout);
         }
+        Ok(())
     }
 
     /// The source's value for `sn`: propose it in view 0, else hand it back.
@@ -117,9 +122,8 @@ impl Pbft {
             ctx.emit(&self.modules.consumer.clone(), ProposalUnused { sn, value });
             return Ok(());
         }
-        self.send_preprepare(ctx, sn, Some(value));
-        self.propose_next(ctx);
-        Ok(())
+        self.send_preprepare(ctx, sn, Some(value))?;
+        self.propose_next(ctx)
     }
 
     /// Accepts the primary's pre-prepare of `value` for `sn` in `view` (from PRE-PREPARE or
@@ -225,20 +229,23 @@ impl Pbft {
             let Some(lowest) = lowest.map(|(d, _)| d.clone()) else { break };
             slot.preprepared_in.remove(&lowest);
         }
-        ctx.send(&self.modules.net, self.voters.nodes(), Prepare { sn, view, digest });
-        self.check_prepared(ctx, sn);
+        let value = slot.values[&digest].clone();
+        let all: Vec<NodeId> = self.voters.nodes().cloned().collect();
+        let prepare = Prepare { sn, view, digest };
+        self.log_then_send(ctx, Sent::Prepare { prepare: prepare.clone(), value }, all, prepare)?;
+        self.check_prepared(ctx, sn)?;
         self.check_committed(ctx, sn);
         Ok(())
     }
 
     /// upon PRE-PREPARE and a strong quorum of matching PREPAREs do prepared; send COMMIT
-    fn check_prepared(&mut self, ctx: &mut Ctx<Self>, sn: Sn) {
-        let Phase::Normal { view } = self.phase else { return };
+    fn check_prepared(&mut self, ctx: &mut Ctx<Self>, sn: Sn) -> Handled {
+        let Phase::Normal { view } = self.phase else { return Ok(()) };
         let strong = self.voters.strong_quorum();
-        let Some(slot) = self.slots.get_mut(&sn) else { return };
-        let Proposal::Preprepared(d) = slot.proposal.clone() else { return };
+        let Some(slot) = self.slots.get_mut(&sn) else { return Ok(()) };
+        let Proposal::Preprepared(d) = slot.proposal.clone() else { return Ok(()) };
         if slot.sent_commit || slot.prepares.weight(&d) < strong {
-            return;
+            return Ok(());
         }
         slot.sent_commit = true;
         slot.prepared = Some((view, d.clone()));
@@ -248,8 +255,10 @@ impl Pbft {
             ctx.request(&crypto, SignRequest::new(statement), CommitSigned { view, sn, digest: d });
         } else {
             let commit = Commit { sn, view, digest: d, signature: Vec::new() };
-            ctx.send(&self.modules.net, self.voters.nodes(), commit);
+            let all: Vec<NodeId> = self.voters.nodes().cloned().collect();
+            self.log_then_send(ctx, Sent::Commit(commit.clone()), all, commit)?;
         }
+        Ok(())
     }
 
     /// Counts `from`'s COMMIT (already checked if signed).
@@ -357,8 +366,7 @@ impl Pbft {
     #[upon(event)]
     fn on_propose_timeout(&mut self, ctx: &mut Ctx<Self>, _t: ProposeTimeout) -> Handled {
         self.proposing = false;
-        self.propose_next(ctx);
-        Ok(())
+        self.propose_next(ctx)
     }
 
     /// … the availability layer's certificate for `sn`
@@ -418,7 +426,7 @@ impl Pbft {
             Counted::NotMember => ignore!("PREPARE from non-member {from}"),
             Counted::Equivocation => ignore!("{from} sent two different PREPAREs for sn {}", m.sn),
         }
-        self.check_prepared(ctx, m.sn);
+        self.check_prepared(ctx, m.sn)?;
         Ok(())
     }
 
@@ -431,8 +439,8 @@ impl Pbft {
             c.view
         );
         let commit = Commit { sn: c.sn, view: c.view, digest: c.digest, signature: r.signature };
-        ctx.send(&self.modules.net, self.voters.nodes(), commit);
-        Ok(())
+        let all: Vec<NodeId> = self.voters.nodes().cloned().collect();
+        self.log_then_send(ctx, Sent::Commit(commit.clone()), all, commit)
     }
 
     /// upon COMMIT(sn, v, d) from p do count it (after checking its signature, if signed)

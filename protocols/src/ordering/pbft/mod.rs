@@ -7,7 +7,8 @@
 //! * [`goodcase`]: PRE-PREPARE → PREPARE → COMMIT → deliver;
 //! * [`viewchange`]: timeouts, signed VIEW-CHANGE with P and Q sets, NEW-VIEW with the
 //!   re-proposals of conditions A1, A2 and B, fetching missing pre-prepares;
-//! * [`catchup`]: the segment checkpoint (DONE), catching up from nodes that are done.
+//! * [`catchup`]: the segment checkpoint (DONE), catching up from nodes that are done;
+//! * [`recovery`]: persist before send (with a WAL), and restarting from what was sent.
 //!
 //! **State.** The instance is in an explicit [`Phase`]: `Normal { view }` or
 //! `ViewChange { to }`, never a set of flags (Mir's `inViewChange` was "effectively always
@@ -20,7 +21,10 @@
 
 pub mod catchup;
 pub mod goodcase;
+pub mod recovery;
 pub mod viewchange;
+
+pub use recovery::Sent;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -31,6 +35,7 @@ use mir_runtime::stdmodules::hasher;
 use serde::{Deserialize, Serialize};
 
 use super::{SbInstance, Segment, Sn, Source, Validator};
+
 
 /// A value's digest (32 bytes).
 pub type Digest = Vec<u8>;
@@ -338,6 +343,8 @@ pub struct PbftModules {
     pub source: Source,
     /// How proposals are checked.
     pub validator: Validator,
+    /// The WAL: with one, the instance logs what it sends before sending it ([`recovery`]).
+    pub wal: Option<ModuleId>,
 }
 
 // ---- State ----
@@ -455,6 +462,10 @@ pub struct Pbft {
     pub(crate) early: BTreeMap<NodeId, Vec<Early>>,
     // Catch-up.
     pub(crate) catch_up: catchup::CatchUpState,
+    // Recovery.
+    /// The retention index of this instance's WAL records.
+    pub(crate) retention: u64,
+    pub(crate) recovery: recovery::RecoveryState,
 }
 
 impl Pbft {
@@ -488,6 +499,8 @@ impl Pbft {
             view_change: Default::default(),
             early: BTreeMap::new(),
             catch_up: Default::default(),
+            retention: 0,
+            recovery: Default::default(),
         })
     }
 
@@ -499,7 +512,7 @@ impl Pbft {
     /// let n = NodeId::from_index;
     /// let members = (0..4).map(|i| (n(i), 1)).collect();
     /// let m = ModuleId::new("x");
-    /// let modules = PbftModules { net: m.clone(), crypto: m.clone(), timer: m.clone(),
+    /// let modules = PbftModules { net: m.clone(), crypto: m.clone(), timer: m.clone(), wal: None,
     ///     consumer: m, source: Source::FixedOnly, validator: Validator::AcceptAll };
     /// let pbft = Pbft::new(modules, PbftConfig::default(), n(0), Segment::new(n(2), members, vec![0]))
     ///     .unwrap();
@@ -588,8 +601,10 @@ pub fn factory(modules: PbftModules, config: PbftConfig, me: NodeId) -> Factory 
         if let Some(v) = p.validator {
             modules.validator = v;
         }
-        let pbft = Pbft::new(modules, config.clone(), me.clone(), p.segment)
+        let mut pbft = Pbft::new(modules, config.clone(), me.clone(), p.segment)
             .map_err(|e| ModuleError::new(format!("PBFT instance {id}: {e}")))?;
+        pbft.retention = p.retention;
+        pbft.recover(p.recovered);
         Ok(DslModule::new(pbft))
     })
     .cancel_timers_at(timer) // a garbage-collected instance's timers stop
@@ -600,9 +615,12 @@ impl Pbft {
     /// upon ⟨Init⟩ do enter view 0; if primary(0) = me: start proposing
     #[upon(event)]
     fn init(&mut self, ctx: &mut Ctx<Self>, _i: Init) -> Handled {
+        if self.was_recovered() {
+            self.resume(ctx);
+            return self.propose_next(ctx);
+        }
         self.arm_segment_timeout(ctx, 0);
         self.enter_view(ctx, 0);
-        self.propose_next(ctx);
-        Ok(())
+        self.propose_next(ctx)
     }
 }

@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mir_dsl::prelude::*;
+use super::recovery::Sent;
 use mir_runtime::stdevents::crypto::{
     SigCheck, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
 };
@@ -227,14 +228,14 @@ impl Pbft {
 
     /// upon a strong quorum S of VIEW-CHANGEs for `view` at primary(view) such that every sn is
     /// decided do send NEW-VIEW(view, S, pre-prepares) to all
-    fn try_new_view(&mut self, ctx: &mut Ctx<Self>, view: u64) {
+    fn try_new_view(&mut self, ctx: &mut Ctx<Self>, view: u64) -> Handled {
         if *self.primary(view) != self.me
             || self.view_change.new_view_sent.is_some_and(|v| v >= view)
             || self.phase.view() > view
         {
-            return;
+            return Ok(());
         }
-        let Some(vcs) = self.quorum_for(view) else { return };
+        let Some(vcs) = self.quorum_for(view) else { return Ok(()) };
         let decided = reproposals(
             &self.voters,
             &self.segment.sns,
@@ -244,7 +245,7 @@ impl Pbft {
         let mut missing = false;
         for (sn, r) in decided {
             let value = match r {
-                None => return, // undecided: wait for more view changes
+                None => return Ok(()), // undecided: wait for more view changes
                 Some(Reproposal::Null) => self.segment.proposals.get(&sn).cloned(),
                 Some(Reproposal::Value(d)) => match self.slots[&sn].values.get(&d) {
                     Some(v) => v.clone(),
@@ -259,14 +260,16 @@ impl Pbft {
         }
         if missing {
             self.view_change.pending = Some(view);
-            return;
+            return Ok(());
         }
         self.view_change.pending = None;
         self.view_change.new_view_sent = Some(view);
         let (senders, view_changes) = vcs.into_iter().unzip();
         let nv = NewView { view, senders, view_changes, preprepares };
-        ctx.send(&self.modules.net, self.voters.nodes(), nv.clone());
+        let all: Vec<NodeId> = self.voters.nodes().cloned().collect();
+        self.log_then_send(ctx, Sent::NewView(nv.clone()), all, nv.clone())?;
         self.view_change.new_view = Some(nv);
+        Ok(())
     }
 
     /// Asks the view-change senders whose Q holds `(sn, d)` for the value (again at each try:
@@ -379,7 +382,8 @@ impl Pbft {
             "view change to {view} signed too late"
         );
         let svc = SignedViewChange { view_change: c.vc, signature: r.signature };
-        ctx.send(&self.modules.net, [self.primary(view)], svc.clone());
+        let primary = self.primary(view).clone();
+        self.log_then_send(ctx, Sent::ViewChange(svc.clone()), [primary], svc.clone())?;
         self.view_change.mine = Some(svc);
         let (timer, period) = (self.modules.timer.clone(), self.config.view_change_resend);
         self.view_change.resend_timer = Some(ctx.every(&timer, period, ViewChangeResend { view }));
@@ -421,7 +425,7 @@ impl Pbft {
             // (asking again for values still missing).
             match self.view_change.new_view.clone().filter(|nv| nv.view == view) {
                 Some(nv) => ctx.send(&self.modules.net, [&from], nv),
-                None => self.try_new_view(ctx, view),
+                None => self.try_new_view(ctx, view)?,
             }
             return Ok(());
         }
@@ -456,7 +460,7 @@ impl Pbft {
         }
         let view = c.svc.view_change.view;
         self.view_change.received.insert(c.from, c.svc);
-        self.try_new_view(ctx, view);
+        self.try_new_view(ctx, view)?;
         Ok(())
     }
 
@@ -494,7 +498,7 @@ impl Pbft {
             slot.values.insert(d, m.value);
         }
         if let Some(view) = self.view_change.pending {
-            self.try_new_view(ctx, view);
+            self.try_new_view(ctx, view)?;
         }
         Ok(())
     }
