@@ -10,6 +10,8 @@ pub use mir_dsl::prelude::*;
 use mir_dsl::Weight;
 use mir_runtime::sim::{Fault, SimConfig, Simulation};
 use mir_runtime::stdmodules::{Hasher, TestCrypto, Timer};
+use mir_runtime::wal::disk::{Disk, SimDisk};
+use mir_runtime::wal::Wal;
 use mir_runtime::{Batch, ModuleResult, Node, NodeBuilder, Outbox, PassiveModule};
 use protocols::availability::batchfetcher::{
     ClientProgressSnapshot, RestoreState, SnapshotRequest,
@@ -22,6 +24,124 @@ use protocols::ordering::iss::leaders::LeaderPolicy;
 use protocols::ordering::iss::{EpochStarted, Iss, IssConfig, IssModules, OrderedEntry};
 use protocols::ordering::pbft::{self, PbftConfig, PbftModules};
 use protocols::ordering::{BatchCut, CutBatch, Source, Validator};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+/// A node's disk in the simulator, kept across its restarts: a [`SimDisk`] that crashes when the
+/// node is built again, counts the WAL's appends, and can **freeze** at the `k`-th append (that
+/// append and every later one stay unsynced: syncs, truncations and removals do nothing), so
+/// that a crash right after it is a crash between the write and its sync.
+#[derive(Clone)]
+pub struct WalDisk {
+    pub disk: Arc<Mutex<SimDisk>>,
+    pub appends: Arc<AtomicUsize>,
+    pub freeze_at: Arc<AtomicUsize>,
+    pub frozen: Arc<AtomicBool>,
+    pub restarts: Arc<AtomicUsize>,
+}
+
+impl WalDisk {
+    pub fn new(seed: u64) -> Self {
+        WalDisk {
+            disk: Arc::new(Mutex::new(SimDisk::new(seed))),
+            appends: Arc::default(),
+            freeze_at: Arc::new(AtomicUsize::new(usize::MAX)),
+            frozen: Arc::default(),
+            restarts: Arc::default(),
+        }
+    }
+
+    /// The machine stopped: what was not synced may be lost or torn; unfreeze.
+    fn restart(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.disk.lock().unwrap().crash();
+        self.frozen.store(false, Relaxed);
+        self.freeze_at.store(usize::MAX, Relaxed);
+        self.restarts.fetch_add(1, Relaxed);
+    }
+}
+
+impl Disk for WalDisk {
+    fn append(&mut self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.appends.fetch_add(1, Relaxed) + 1;
+        if n == self.freeze_at.load(Relaxed) {
+            self.frozen.store(true, Relaxed);
+        }
+        self.disk.append(name, bytes)
+    }
+    fn sync(&mut self, name: &str) -> std::io::Result<()> {
+        if self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.disk.sync(name)
+    }
+    fn read(&mut self, name: &str) -> std::io::Result<Vec<u8>> {
+        self.disk.read(name)
+    }
+    // Frozen, the machine has stopped at the frozen write: later removals never happen.
+    fn truncate(&mut self, name: &str, len: usize) -> std::io::Result<()> {
+        if self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.disk.truncate(name, len)
+    }
+    fn remove(&mut self, name: &str) -> std::io::Result<()> {
+        if self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.disk.remove(name)
+    }
+    fn list(&mut self) -> std::io::Result<Vec<String>> {
+        self.disk.list()
+    }
+}
+
+/// No node ever sends two different PRE-PREPAREs, PREPAREs or COMMITs for one instance, sn and
+/// view, across all its restarts (the messages each node hands its transport, online).
+#[derive(Default)]
+pub struct NoEquivocation {
+    /// (node, instance, kind, sn, view) → what it sent.
+    sent: BTreeMap<(NodeId, ModuleId, u8, u64, u64), (Vec<u8>, mir_runtime::eventlog::Observed)>,
+    /// Messages checked.
+    pub checked: Arc<Mutex<u64>>,
+}
+
+impl mir_runtime::eventlog::Monitor for NoEquivocation {
+    fn observe(
+        &mut self,
+        o: &mir_runtime::eventlog::Observed,
+    ) -> Result<(), mir_runtime::eventlog::Violation> {
+        let Ok(Some(s)) = o.event.payload.decode::<mir_runtime::stdevents::SendMessage>() else {
+            return Ok(());
+        };
+        let p = &s.message.payload;
+        let (kind, sn, view, what) = if let Ok(Some(m)) = p.decode::<pbft::Preprepare>() {
+            (0, m.sn, m.view, pbft::value_digest(m.sn, m.value.as_deref()))
+        } else if let Ok(Some(m)) = p.decode::<pbft::Prepare>() {
+            (1, m.sn, m.view, m.digest)
+        } else if let Ok(Some(m)) = p.decode::<pbft::Commit>() {
+            (2, m.sn, m.view, m.digest)
+        } else {
+            return Ok(());
+        };
+        *self.checked.lock().unwrap() += 1;
+        let key = (o.node.clone(), s.message.dest_module.clone(), kind, sn, view);
+        match self.sent.get(&key) {
+            Some((first, ev)) if *first != what => Err(mir_runtime::eventlog::Violation::new(
+                format!(
+                    "{} sent two different messages of kind {kind} for {} sn {sn} view {view}",
+                    o.node, s.message.dest_module
+                ),
+                vec![ev.clone(), o.clone()],
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.sent.insert(key, (what, o.clone()));
+                Ok(())
+            }
+        }
+    }
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct Seen {
@@ -130,13 +250,20 @@ impl PassiveModule for App {
 /// Proposes `"<sn> by <me>"`.
 pub struct TestSource {
     me: NodeId,
+    /// Which start of the node this is (0, then 1 after a restart…): a restarted leader
+    /// proposes other values than before, so a leader that forgot its proposals equivocates.
+    incarnation: usize,
 }
 
 impl PassiveModule for TestSource {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
             if let Some(c) = ev.get::<CutBatch>() {
-                let value = format!("{} by {}", c.sn, self.me).into_bytes();
+                let value = match self.incarnation {
+                    0 => format!("{} by {}", c.sn, self.me),
+                    k => format!("{} by {} #{k}", c.sn, self.me),
+                }
+                .into_bytes();
                 out.send(&c.origin.module, BatchCut { value, origin: c.origin.clone() });
             }
         }
@@ -160,6 +287,29 @@ pub fn node_with(me: &NodeId, iss_config: IssConfig, outcome: &Outcome) -> NodeB
 /// A node that records what it sees under `key` in `outcome` and proposes `"<sn> by <key>"`
 /// (a twin: the same `me`, another key).
 pub fn node_as(me: &NodeId, iss_config: IssConfig, outcome: &Outcome, key: &NodeId) -> NodeBuilder {
+    node_full(me, iss_config, outcome, key, None)
+}
+
+/// A node with a write-ahead log on `disk` (crashed, as a machine stopping, when the node is
+/// built again: build it from [`Simulation::add_restartable_node`]).
+pub fn node_with_wal(
+    me: &NodeId,
+    iss_config: IssConfig,
+    outcome: &Outcome,
+    disk: &WalDisk,
+) -> NodeBuilder {
+    disk.restart();
+    node_full(me, iss_config, outcome, me, Some(disk.clone()))
+}
+
+fn node_full(
+    me: &NodeId,
+    iss_config: IssConfig,
+    outcome: &Outcome,
+    key: &NodeId,
+    wal: Option<WalDisk>,
+) -> NodeBuilder {
+    let incarnation = outcome.lock().unwrap().get(key).map_or(0, |s| s.earlier.len() + 1);
     if let Some(s) = outcome.lock().unwrap().get_mut(key) {
         // A restart: the application starts from scratch.
         let log = std::mem::take(&mut s.log);
@@ -176,8 +326,9 @@ pub fn node_as(me: &NodeId, iss_config: IssConfig, outcome: &Outcome, key: &Node
         catch_up_delay: Duration::from_millis(200),
         ..PbftConfig::default()
     };
+    let wal_id = wal.as_ref().map(|_| id("wal"));
     let pbft_modules = PbftModules {
-        wal: None,
+        wal: wal_id.clone(),
         net: id("net"),
         crypto: id("crypto"),
         timer: id("timer"),
@@ -206,22 +357,27 @@ pub fn node_as(me: &NodeId, iss_config: IssConfig, outcome: &Outcome, key: &Node
         crypto: id("crypto"),
         hasher: id("hasher"),
         timer: id("timer"),
-        wal: None,
+        wal: wal_id.clone(),
     };
     let iss = Iss::new(iss_modules, iss_config, me.clone(), membership).unwrap();
-    Node::builder(me.clone())
+    let builder = match wal {
+        Some(disk) => Node::builder(me.clone()).passive("wal", Wal::new(disk, id("iss"))),
+        None => Node::builder(me.clone()),
+    };
+    builder
         .passive("app", App { me: key.clone(), outcome: outcome.clone() })
-        .passive("source", TestSource { me: key.clone() })
+        .passive("source", TestSource { me: key.clone(), incarnation })
         .passive("crypto", TestCrypto::new(me.clone(), 1))
         .passive("hasher", Hasher)
         .passive("ordering", pbft::factory(pbft_modules, pbft_config.clone(), me.clone()))
         .passive("checkpoint", checkpoint::factory(chkp_modules, chkp_config, me.clone()))
         .passive(
             "chkp-agreement",
-            checkpoint::agreement_factory(
+            checkpoint::agreement_factory_logged(
                 id("net"),
                 id("crypto"),
                 id("timer"),
+                wal_id,
                 pbft_config,
                 me.clone(),
             ),

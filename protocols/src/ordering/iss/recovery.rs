@@ -76,8 +76,7 @@ impl Iss {
             if ev.dest == me {
                 match ev.payload.decode::<StateResponse>() {
                     Ok(Some(s)) => {
-                        if newest.as_ref().is_none_or(|n| n.checkpoint.epoch < s.checkpoint.epoch)
-                        {
+                        if newest.as_ref().is_none_or(|n| n.checkpoint.epoch < s.checkpoint.epoch) {
                             newest = Some(s);
                         }
                     }
@@ -97,10 +96,11 @@ impl Iss {
         );
         match newest {
             Some(state) => {
-                let snapshot: IssSnapshot = match mir_runtime::codec::decode("iss.Snapshot", &state.snapshot) {
-                    Ok(s) => s,
-                    Err(e) => fatal!("the logged checkpoint's snapshot does not decode: {e}"),
-                };
+                let snapshot: IssSnapshot =
+                    match mir_runtime::codec::decode("iss.Snapshot", &state.snapshot) {
+                        Ok(s) => s,
+                        Err(e) => fatal!("the logged checkpoint's snapshot does not decode: {e}"),
+                    };
                 self.recovery.logged = Some(state.checkpoint.epoch);
                 self.restore_logged(ctx, state, snapshot)?;
             }

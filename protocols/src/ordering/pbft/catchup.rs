@@ -10,7 +10,14 @@
 //! upon CATCH-UP-REQUEST(sn, d) from p with sn committed as d do send CATCH-UP-RESPONSE(sn, value)
 //! upon CATCH-UP-RESPONSE(sn, value) with D(sn, value) = D[sn] do commit sn
 //! upon a strong quorum of DONE(D) ∧ all committed do segment stable: no more view changes
+//! upon restart from the WAL ∧ ¬all committed do every DoneResend period, until a weak quorum of
+//!     DONE or all committed: send DONE-REQUEST to the members whose DONE this node lacks
+//! upon DONE-REQUEST from p ∧ all committed do send DONE to p
 //! ```
+//!
+//! DONE-REQUEST exists for restarts: the others sent their DONE once (and resend it only to
+//! members whose DONE they lack), so a node that lost the DONEs it had received would otherwise
+//! wait for them forever.
 //!
 //! A weak quorum holds a correct node, so `D` is what was committed. The segment checkpoint is
 //! needed for liveness: a node that committed everything keeps taking part in view changes until
@@ -20,7 +27,8 @@ use mir_dsl::prelude::*;
 use mir_dsl::{Counted, Votes};
 
 use super::{
-    value_digest, CatchUpRequest, CatchUpResponse, CatchUpTimeout, Digest, Done, DoneResend, Pbft,
+    value_digest, AskDone, CatchUpRequest, CatchUpResponse, CatchUpTimeout, Digest, Done,
+    DoneRequest, DoneResend, Pbft,
 };
 
 /// The catch-up state of an instance.
@@ -34,6 +42,8 @@ pub struct CatchUpState {
     pub(crate) target: Option<Vec<Digest>>,
     /// A strong quorum is done, this node too.
     pub(crate) stable: bool,
+    /// The periodic DONE-REQUEST of a restarted instance.
+    pub(crate) ask_timer: Option<TimerId>,
 }
 
 impl Pbft {
@@ -63,6 +73,17 @@ impl Pbft {
                 self.catch_up.stable = true;
             }
         }
+    }
+
+    /// A restarted instance: ask the members for their DONE (now and periodically).
+    pub(crate) fn ask_done(&mut self, ctx: &mut Ctx<Self>) {
+        if self.all_committed() {
+            return;
+        }
+        let others: Vec<NodeId> = self.voters.nodes().filter(|n| **n != self.me).cloned().collect();
+        ctx.send(&self.modules.net, others, DoneRequest);
+        let (timer, period) = (self.modules.timer.clone(), self.config.done_resend);
+        self.catch_up.ask_timer = Some(ctx.every(&timer, period, AskDone));
     }
 
     /// Whether the segment is stable here (no view change will start).
@@ -106,6 +127,35 @@ impl Pbft {
                 ctx.after(&timer, delay, CatchUpTimeout { attempt: 0 });
             }
         }
+        Ok(())
+    }
+
+    /// upon DONE-REQUEST from p ∧ all committed do send DONE to p
+    #[upon(message)]
+    fn on_done_request(&mut self, ctx: &mut Ctx<Self>, from: NodeId, _m: DoneRequest) -> Handled {
+        ensure!(self.voters.contains(&from), "DONE-REQUEST from non-member {from}");
+        if let Some(digests) = self.my_digests() {
+            ctx.send(&self.modules.net, [&from], Done { digests, resent: false });
+        }
+        Ok(())
+    }
+
+    /// … until a weak quorum of DONE or all committed: DONE-REQUEST to those lacking
+    #[upon(event)]
+    fn on_ask_done(&mut self, ctx: &mut Ctx<Self>, _a: AskDone) -> Handled {
+        if self.all_committed() || self.catch_up.target.is_some() {
+            if let Some(t) = self.catch_up.ask_timer.take() {
+                ctx.cancel(&self.modules.timer.clone(), t);
+            }
+            return Ok(());
+        }
+        let missing: Vec<NodeId> = self
+            .voters
+            .nodes()
+            .filter(|n| **n != self.me && self.catch_up.done.vote_of(n).is_none())
+            .cloned()
+            .collect();
+        ctx.send(&self.modules.net, missing, DoneRequest);
         Ok(())
     }
 

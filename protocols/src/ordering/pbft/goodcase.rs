@@ -17,9 +17,9 @@
 //! NEW-VIEW ([`super::viewchange`]). A value the source hands over after view 0 ended goes back to
 //! the consumer as [`ProposalUnused`].
 
+use super::recovery::Sent;
 use mir_dsl::prelude::*;
 use mir_dsl::Counted;
-use super::recovery::Sent;
 use mir_runtime::stdevents::crypto::{Origin, SigVerified, SignRequest, SignResult, VerifySig};
 
 use super::{

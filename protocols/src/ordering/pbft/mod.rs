@@ -36,7 +36,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{SbInstance, Segment, Sn, Source, Validator};
 
-
 /// A value's digest (32 bytes).
 pub type Digest = Vec<u8>;
 
@@ -104,6 +103,10 @@ pub struct Done {
     /// answers with its own (an answer is not answered).
     pub resent: bool,
 }
+
+/// DONE-REQUEST: a restarted node asks for the receiver's DONE ([`catchup`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoneRequest;
 
 /// CATCH-UP-REQUEST(sn, digest): asks a node that is done for the value of `sn`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +225,10 @@ pub struct ViewChangeResend {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoneResend;
 
+/// Ask the members for their DONE again (to itself, periodic, after a restart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AskDone;
+
 /// Ask done nodes for the missing values (to itself; `attempt` picks whom).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatchUpTimeout {
@@ -234,6 +241,8 @@ payload!(
     Prepare = "pbft.Prepare",
     Commit = "pbft.Commit",
     Done = "pbft.Done",
+    DoneRequest = "pbft.DoneRequest",
+    AskDone = "pbft.AskDone",
     CatchUpRequest = "pbft.CatchUpRequest",
     CatchUpResponse = "pbft.CatchUpResponse",
     SignedViewChange = "pbft.SignedViewChange",

@@ -99,9 +99,7 @@ impl Pbft {
         }
         self.recovery.recovered = true;
         let view = records.iter().map(Sent::view).max().unwrap_or(0);
-        let normal = records.iter().any(|r| {
-            r.view() == view && !matches!(r, Sent::ViewChange(_))
-        });
+        let normal = records.iter().any(|r| r.view() == view && !matches!(r, Sent::ViewChange(_)));
         self.phase = if normal { Phase::Normal { view } } else { Phase::ViewChange { to: view } };
         for r in records {
             let (key, digest) = r.key();
@@ -186,6 +184,7 @@ impl Pbft {
                 Sent::NewView(n) => ctx.send(&net, &all, n),
             }
         }
+        self.ask_done(ctx);
     }
 
     /// Logs `record`, then sends `msg` to `to` (at once without a WAL). Refuses (a bug: the

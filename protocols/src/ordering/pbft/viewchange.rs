@@ -25,8 +25,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mir_dsl::prelude::*;
 use super::recovery::Sent;
+use mir_dsl::prelude::*;
 use mir_runtime::stdevents::crypto::{
     SigCheck, SigVerified, SignRequest, SignResult, SigsVerified, VerifySig, VerifySigs,
 };
