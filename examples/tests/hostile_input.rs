@@ -370,7 +370,7 @@ fn simulator_iss_survives_every_message_to_every_module() {
         .into_iter()
         .map(|id| {
             let key = keys[&id].clone();
-            demo_modules(id, &m, key, &NodeSettings::default(), tx.clone()).unwrap()
+            demo_modules(id, &m, key, &NodeSettings::default(), tx.clone(), None).unwrap()
         })
         .collect();
     let mut sim = sim_of(builders);

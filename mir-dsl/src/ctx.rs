@@ -395,6 +395,19 @@ impl<P: ?Sized> Persist<'_, '_, P> {
         }
     }
 
+    /// Emits `payload` to module `dest` of this node once the records are durable (at once
+    /// without a WAL): a local answer that promises what was logged (a batch store's "stored").
+    pub fn then_emit(mut self, dest: &ModuleId, payload: impl Into<Payload>) {
+        let me = self.ctx.out.me().clone();
+        match &self.wal {
+            None => self.ctx.out.send(dest, payload),
+            Some(_) => {
+                self.append.then.push(Event::new(me, dest.clone(), payload.into()));
+                self.then_nothing();
+            }
+        }
+    }
+
     /// Logs the records without anything waiting for them.
     pub fn then_nothing(self) {
         if let Some(wal) = &self.wal {

@@ -65,6 +65,11 @@ struct Cli {
     /// Record every node's events under DIR (for mircat, replay and the viewer).
     #[arg(long, value_name = "DIR")]
     record: Option<std::path::PathBuf>,
+    /// Crash recovery: keep a write-ahead log under DIR (`DIR/node-<id>` for each node of the
+    /// cluster; DIR itself for `iss node`), synced once per batch; a node started again on it
+    /// resumes from it (docs/recovery.md).
+    #[arg(long, value_name = "DIR")]
+    wal: Option<std::path::PathBuf>,
     /// Print only the progress and the summary, not every batch.
     #[arg(long)]
     quiet: bool,
@@ -335,12 +340,21 @@ fn run(cli: &Cli) -> Result<(), Error> {
     if let Some(dir) = &cli.record {
         RunSettings::of(cli, &membership).save(dir)?;
     }
+    let mut wal_stats = Vec::new();
     rt.block_on(async {
         let nodes = ids
             .iter()
             .map(|id| {
                 let keys = NodeKeys::test(DEMO_SEED, id);
-                demo_node(id.clone(), &membership, keys, &settings, tx.clone(), cli.record.as_deref())
+                let wal = match &cli.wal {
+                    Some(dir) => {
+                        let w = examples::iss::wal_in(&dir.join(format!("node-{id}")))?;
+                        wal_stats.push(w.stats());
+                        Some(w)
+                    }
+                    None => None,
+                };
+                demo_node(id.clone(), &membership, keys, &settings, tx.clone(), cli.record.as_deref(), wal)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let cluster = examples::cluster::start(nodes, Duration::from_secs(10)).await?;
@@ -405,7 +419,25 @@ fn run(cli: &Cli) -> Result<(), Error> {
             })
         };
         let result = tokio::task::block_in_place(|| {
-            follow(cli, &ids, &handles, &rx, crash, total, &load)
+            let followed = Instant::now();
+            let r = follow(cli, &ids, &handles, &rx, crash, total, &load);
+            if r.is_ok() && !wal_stats.is_empty() {
+                use std::sync::atomic::Ordering::Relaxed;
+                let secs = followed.elapsed().as_secs_f64();
+                let sum = |f: &dyn Fn(&mir_dsl::mir_runtime::wal::WalStats) -> u64| -> u64 {
+                    wal_stats.iter().map(|s| f(s)).sum()
+                };
+                let syncs = sum(&|s| s.syncs.load(Relaxed));
+                let nanos = sum(&|s| s.sync_nanos.load(Relaxed));
+                say!(
+                    "WAL, all nodes: {} records, {:.1} MB, {syncs} syncs ({:.0} per second per node), mean sync {:.0} µs",
+                    sum(&|s| s.records.load(Relaxed)),
+                    sum(&|s| s.bytes.load(Relaxed)) as f64 / 1e6,
+                    syncs as f64 / secs / wal_stats.len() as f64,
+                    nanos as f64 / syncs.max(1) as f64 / 1e3,
+                );
+            }
+            r
         });
         submit.abort();
         if cli.stats {
@@ -506,8 +538,9 @@ fn follow(
                 }
             }
             Ok(IssReport::Restored { node, epoch: e }) => {
-                say!("[node {node}] restored the checkpoint of epoch {e} from its peers");
+                say!("[node {node}] restored the checkpoint of epoch {e}");
             }
+            Ok(IssReport::Applied { .. }) => {}
             Ok(IssReport::Rejected { node, rejected }) => {
                 let count = refusals.entry(node.clone()).or_default();
                 if *count == 0 {
@@ -618,8 +651,15 @@ fn one_node(
     if let Some(dir) = &cli.record {
         RunSettings::of(cli, &membership).save(dir)?;
     }
+    // A node that starts on a WAL it wrote before restarts: its client resubmits everything at
+    // once (what was delivered is refused as such), not at the rate.
+    let restarting = cli.wal.as_deref().is_some_and(|d| {
+        std::fs::read_dir(d).map(|mut entries| entries.next().is_some()).unwrap_or(false)
+    });
     rt.block_on(async {
-        let n = demo_node(me.clone(), &membership, keys, &settings, tx, cli.record.as_deref())?;
+        let wal = cli.wal.as_deref().map(examples::iss::wal_in).transpose()?;
+        let n =
+            demo_node(me.clone(), &membership, keys, &settings, tx, cli.record.as_deref(), wal)?;
         let handle = n.node.handle();
         let run = tokio::spawn(n.node.run());
         let peers = membership.nodes.len() - 1;
@@ -630,11 +670,18 @@ fn one_node(
             );
         }
         eprintln!("node {me}: connected");
+        // The client: its share of `--rate` every 10 ms; what the mempool refuses (other than
+        // as delivered or present) again after 100 ms.
         let client = format!("client-{me}");
-        let txs: Vec<Tx> =
-            (0..txs).map(|i| Tx::new(client.as_str(), i, format!("tx {i} of {client}"))).collect();
-        handle.inject(vec![Event::new("app", "mempool", NewTransactions { txs })]).await?;
+        let tx_of = |i: u64| Tx::new(client.as_str(), i, format!("tx {i} of {client}"));
+        let per_tick = (cli.rate / membership.nodes.len() as u64 / 100).max(1);
+        let (mut next_tx, mut last_tick) = (0u64, Instant::now());
+        if restarting {
+            eprintln!("node {me}: restarted from its WAL; resubmitting its {txs} transactions");
+        }
+        let mut retry: std::collections::VecDeque<(Instant, Vec<u64>)> = Default::default();
         let mut log = NodeLog::default();
+        let (mut applied, mut digest) = (0u64, vec![0u8; 32]);
         loop {
             while let Ok(r) = rx.try_recv() {
                 match r {
@@ -650,22 +697,64 @@ fn one_node(
                         say!("node {me}: epoch {epoch} starts, leaders [{}]", l.join(", "));
                     }
                     IssReport::Rejected { rejected, .. } => {
-                        say!("node {me}: mempool refused {} transactions", rejected.len());
+                        let again: Vec<u64> = rejected
+                            .iter()
+                            .filter(|(c, _, why)| {
+                                *c == client
+                                    && why != "already delivered"
+                                    && why != "already in the mempool"
+                            })
+                            .map(|(_, n, _)| *n)
+                            .collect();
+                        if !cli.quiet {
+                            say!(
+                                "node {me}: mempool refused {} transactions ({} to resubmit)",
+                                rejected.len(),
+                                again.len()
+                            );
+                        }
+                        if !again.is_empty() {
+                            retry.push_back((Instant::now(), again));
+                        }
                     }
                     IssReport::Restored { epoch, .. } => {
-                        say!("node {me}: restored the checkpoint of epoch {epoch} from its peers");
+                        say!("node {me}: restored the checkpoint of epoch {epoch}");
+                    }
+                    IssReport::Applied { applied: a, digest: d, .. } => {
+                        applied = a;
+                        digest = d;
                     }
                     IssReport::Stable { .. } => {}
                 }
             }
-            if exit_after.is_some_and(|n| log.txs >= n) || run.is_finished() {
+            if exit_after.is_some_and(|n| applied >= n as u64) || run.is_finished() {
                 break;
+            }
+            let mut batch = Vec::new();
+            if next_tx < txs && (restarting || last_tick.elapsed() >= Duration::from_millis(10)) {
+                last_tick = Instant::now();
+                let upto = if restarting { txs } else { (next_tx + per_tick).min(txs) };
+                batch.extend((next_tx..upto).map(tx_of));
+                next_tx = upto;
+            }
+            while retry.front().is_some_and(|(t, _)| t.elapsed() >= Duration::from_millis(100)) {
+                let (_, nos) = retry.pop_front().expect("checked");
+                batch.extend(nos.into_iter().map(tx_of));
+            }
+            if !batch.is_empty() {
+                handle
+                    .inject(vec![Event::new("app", "mempool", NewTransactions { txs: batch })])
+                    .await?;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        say!("node {me} delivered {} transactions, log digest {}", log.txs, log.digest());
-        // Stay a while: the others may still need this node for their last batches.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The application's count and digest: with a WAL they include what was applied before a
+        // restart.
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        say!("node {me} delivered {applied} transactions, log digest {hex}");
+        // Stay a while (3 s, or --linger): the others may still need this node for their last
+        // batches, or to catch up.
+        tokio::time::sleep(Duration::from_secs_f64(cli.linger.clamp(3.0, 3600.0))).await;
         handle.stop();
         run.await??;
         Ok(())
@@ -710,6 +799,7 @@ fn sim_cluster(
             keys.signing,
             &settings,
             report.clone(),
+            None,
         )
         .expect("the demo's modules");
         sim.add_node(b)?;

@@ -78,7 +78,20 @@ pub struct LookupBatchResponse {
     pub origin: Origin,
 }
 
+/// What the database logs in its WAL for each batch it stores (with a WAL), and handles again on
+/// a restart (stored without an answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// The batch ID.
+    pub batch_id: BatchId,
+    /// Its transactions.
+    pub txs: Vec<Tx>,
+    /// Its retention index.
+    pub retention_index: u64,
+}
+
 payload!(
+    BatchRecord = "batchdb.BatchRecord",
     StoreBatch = "batchdb.StoreBatch",
     BatchStored = "batchdb.BatchStored",
     LookupBatch = "batchdb.LookupBatch",
@@ -117,6 +130,9 @@ pub struct BatchDb {
     gc_index: u64,
     bytes: usize,
     capacity_bytes: usize,
+    /// The WAL: a batch is logged before its store is answered (a signer vouches for a batch
+    /// only once it is durable).
+    wal: Option<mir_runtime::ModuleId>,
 }
 
 impl Default for BatchDb {
@@ -127,6 +143,7 @@ impl Default for BatchDb {
             gc_index: 0,
             bytes: 0,
             capacity_bytes: DEFAULT_CAPACITY_BYTES,
+            wal: None,
         }
     }
 }
@@ -135,6 +152,47 @@ impl BatchDb {
     /// An empty database holding at most [`DEFAULT_CAPACITY_BYTES`].
     pub fn new() -> Self {
         BatchDb::default()
+    }
+
+    /// Logs every batch in the WAL module `wal` before answering its store (and takes the logged
+    /// [`BatchRecord`]s again on a restart).
+    pub fn with_wal(mut self, wal: mir_runtime::ModuleId) -> Self {
+        self.wal = Some(wal);
+        self
+    }
+
+    /// Stores `txs` as `id` until `retention`; `Some(reason)` if it cannot.
+    fn insert(&mut self, id: BatchId, txs: Vec<Tx>, retention: u64) -> Option<String> {
+        let size = super::total_bytes(&txs);
+        if retention < self.gc_index {
+            return Some(format!(
+                "retention index {retention} is below the garbage-collection index {}",
+                self.gc_index
+            ));
+        }
+        if !self.batches.contains_key(&id) && self.bytes + size > self.capacity_bytes {
+            return Some(format!(
+                "the batch DB is full ({} of {} bytes held; the batch has {size})",
+                self.bytes, self.capacity_bytes
+            ));
+        }
+        let retention = match self.batches.get(&id) {
+            Some(old) if old.retention >= retention => old.retention,
+            Some(old) => {
+                let old = old.retention;
+                if let Some(s) = self.by_retention.get_mut(&old) {
+                    s.remove(&id);
+                }
+                retention
+            }
+            None => retention,
+        };
+        self.by_retention.entry(retention).or_default().insert(id.clone());
+        if let Some(old) = self.batches.insert(id, Stored { txs, retention }) {
+            self.bytes -= super::total_bytes(&old.txs);
+        }
+        self.bytes += size;
+        None
     }
 
     /// Holds at most `bytes` (by [`Tx::size`](super::Tx::size)).
@@ -167,51 +225,47 @@ impl BatchDb {
     }
 
     /// upon ⟨StoreBatch | id, txs, r⟩ do store unless r is garbage-collected; answer whether
-    /// stored
+    /// stored (with a WAL, a new batch is logged first: the answer leaves once it is durable)
     #[upon(event)]
     fn store(&mut self, ctx: &mut Ctx<Self>, req: StoreBatch) -> Handled {
-        let size = super::total_bytes(&req.txs);
-        let error = if req.retention_index < self.gc_index {
-            Some(format!(
-                "retention index {} is below the garbage-collection index {}",
-                req.retention_index, self.gc_index
-            ))
-        } else if !self.batches.contains_key(&req.batch_id)
-            && self.bytes + size > self.capacity_bytes
-        {
-            Some(format!(
-                "the batch DB is full ({} of {} bytes held; the batch has {size})",
-                self.bytes, self.capacity_bytes
-            ))
-        } else {
-            let retention = match self.batches.get(&req.batch_id) {
-                Some(old) if old.retention >= req.retention_index => old.retention,
-                Some(old) => {
-                    let old = old.retention;
-                    if let Some(s) = self.by_retention.get_mut(&old) {
-                        s.remove(&req.batch_id);
-                    }
-                    req.retention_index
-                }
-                None => req.retention_index,
-            };
-            self.by_retention.entry(retention).or_default().insert(req.batch_id.clone());
-            let new = Stored { txs: req.txs, retention };
-            if let Some(old) = self.batches.insert(req.batch_id, new) {
-                self.bytes -= super::total_bytes(&old.txs);
-            }
-            self.bytes += size;
-            None
-        };
-        if req.origin.module.is_node() {
-            // Sent with no origin: nobody waits for the answer.
-            if let Some(e) = error {
-                tracing::warn!(error = %e, "a batch was not stored");
-            }
-            return Ok(());
-        }
+        let known =
+            self.batches.get(&req.batch_id).is_some_and(|b| b.retention >= req.retention_index);
+        let record = (self.wal.is_some() && !known).then(|| BatchRecord {
+            batch_id: req.batch_id.clone(),
+            txs: req.txs.clone(),
+            retention_index: req.retention_index,
+        });
+        let error = self.insert(req.batch_id, req.txs, req.retention_index);
         let to = req.origin.module.clone();
-        ctx.emit(&to, BatchStored { error, origin: req.origin });
+        let answer = BatchStored { error: error.clone(), origin: req.origin };
+        match (record, &error) {
+            // Stored, and new: the answer waits for the record to be durable.
+            (Some(r), None) => {
+                let retention = r.retention_index;
+                let p = ctx.persist(self.wal.as_ref(), retention, r);
+                if to.is_node() {
+                    p.then_nothing();
+                } else {
+                    p.then_emit(&to, answer);
+                }
+            }
+            _ if to.is_node() => {
+                // Sent with no origin: nobody waits for the answer.
+                if let Some(e) = error {
+                    tracing::warn!(error = %e, "a batch was not stored");
+                }
+            }
+            _ => ctx.emit(&to, answer),
+        }
+        Ok(())
+    }
+
+    /// upon a batch logged before a restart do store it again
+    #[upon(event)]
+    fn recovered(&mut self, _ctx: &mut Ctx<Self>, r: BatchRecord) -> Handled {
+        if let Some(e) = self.insert(r.batch_id, r.txs, r.retention_index) {
+            tracing::warn!(error = %e, "a logged batch was not stored again");
+        }
         Ok(())
     }
 

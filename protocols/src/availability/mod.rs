@@ -316,6 +316,10 @@ pub struct Config {
     pub destination: Option<String>,
     /// Where the batch fetcher sends the client progress at each snapshot, if anywhere.
     pub checkpoint: Option<String>,
+    /// The write-ahead log module, if any: the batch database logs every batch it stores
+    /// before answering (so a signature vouches for a durable batch), and takes them again on a
+    /// restart ([`batchdb`]).
+    pub wal: Option<String>,
 }
 
 /// The module names [`add_to`] uses.
@@ -363,6 +367,11 @@ pub fn add_to(
         );
     }
     let id = ModuleId::new;
+    let batchdb = match &config.wal {
+        Some(w) => batchdb::BatchDb::new()
+            .with_wal(ModuleId::try_new(w).map_err(|e| format!("availability wal: {e}"))?),
+        None => batchdb::BatchDb::new(),
+    };
     let mp = mempool::Mempool::new(
         config.mempool.clone(),
         mempool::MempoolModules { hasher: id(names::HASHER), timer: id(names::TIMER) },
@@ -385,7 +394,7 @@ pub fn add_to(
     Ok(builder
         .passive_on_worker(names::HASHER, Hasher)
         .passive(names::MEMPOOL, DslModule::new(mp))
-        .passive(names::BATCHDB, DslModule::new(batchdb::BatchDb::new()))
+        .passive(names::BATCHDB, DslModule::new(batchdb))
         .passive(names::AVAILABILITY, msc::factory(msc_modules, config.msc.clone(), me))
         .passive(names::BATCHFETCHER, DslModule::new(fetcher)))
 }

@@ -520,6 +520,7 @@ fn add(
     let mut availability = settings.availability.clone();
     availability.destination = Some(app.to_string());
     availability.checkpoint = Some(names::ISS.into());
+    availability.wal = wal_id.as_ref().map(|w| w.to_string());
     let builder = crate::availability::add_to(builder, me.clone(), &availability)?;
     let agreement = checkpoint::agreement_factory_logged(
         id(a::NET),

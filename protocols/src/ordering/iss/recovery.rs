@@ -5,7 +5,8 @@
 //!     log STATE(C, snapshot, progress) at retention C.epoch; truncate the WAL below C.epoch
 //! upon Init with a WAL do wait for WalRecovered (nothing else starts before it)
 //! upon WalRecovered(records) do
-//!     keep each SB and agreement instance's records, to create it with them
+//!     keep each SB and agreement instance's records, to create it with them; hand every other
+//!     module's records (the batch database's) back to it
 //!     if a STATE was logged: restore the newest (as a state transfer does, without the checks:
 //!         this node verified it before logging it) else start epoch 0
 //!     send STATE-REQUEST(epoch) (peers may be ahead)
@@ -84,9 +85,16 @@ impl Iss {
                 }
                 continue;
             }
-            match ev.payload.decode::<pbft::Sent>() {
-                Ok(Some(s)) => self.recovery.records.entry(ev.dest).or_default().push(s),
-                _ => fatal!("a WAL record for {} that is not a PBFT record", ev.dest),
+            let instance = |f: &ModuleId| ev.dest.as_str().starts_with(&format!("{f}/"));
+            if instance(&self.modules.orderer) || instance(&self.modules.agreement) {
+                match ev.payload.decode::<pbft::Sent>() {
+                    Ok(Some(s)) => self.recovery.records.entry(ev.dest).or_default().push(s),
+                    _ => fatal!("a WAL record for {} that is not a PBFT record", ev.dest),
+                }
+            } else {
+                // Another module's (the batch database's): handed back as it was logged,
+                // before anything else this module sends.
+                ctx.emit(&ev.dest, ev.payload);
             }
         }
         tracing::info!(
