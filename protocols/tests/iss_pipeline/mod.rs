@@ -74,6 +74,27 @@ pub fn ids() -> Vec<NodeId> {
 }
 
 pub fn node(me: &NodeId, outcome: &Outcome, mode: Mode) -> NodeBuilder {
+    node_on(me, outcome, mode, None)
+}
+
+/// A node with a write-ahead log on `disk`, which crashes (as a machine stopping: unsynced
+/// writes lost, kept in part or torn) each time the node is built again.
+pub fn node_with_wal(
+    me: &NodeId,
+    outcome: &Outcome,
+    mode: Mode,
+    disk: &Arc<Mutex<mir_runtime::wal::disk::SimDisk>>,
+) -> NodeBuilder {
+    disk.lock().unwrap().crash();
+    node_on(me, outcome, mode, Some(disk.clone()))
+}
+
+fn node_on(
+    me: &NodeId,
+    outcome: &Outcome,
+    mode: Mode,
+    disk: Option<Arc<Mutex<mir_runtime::wal::disk::SimDisk>>>,
+) -> NodeBuilder {
     if let Some(s) = outcome.lock().unwrap().get_mut(me) {
         // A restart: the application starts from scratch.
         let batches = std::mem::take(&mut s.batches);
@@ -97,7 +118,13 @@ pub fn node(me: &NodeId, outcome: &Outcome, mode: Mode) -> NodeBuilder {
         .passive("app", App { me: me.clone(), outcome: outcome.clone() })
         .passive("crypto", TestCrypto::new(me.clone(), 1))
         .active("timer", Timer::new());
-    iss::add_to(b, me.clone(), membership, &settings).unwrap()
+    match disk {
+        Some(d) => {
+            let wal = mir_runtime::wal::Wal::new(d, ModuleId::new(iss::names::ISS));
+            iss::add_to_with_wal(b, me.clone(), membership, &settings, wal).unwrap()
+        }
+        None => iss::add_to(b, me.clone(), membership, &settings).unwrap(),
+    }
 }
 
 /// 4 nodes (`crashed` down from the start); `clients` clients each submit `per_client`
