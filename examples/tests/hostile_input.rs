@@ -69,6 +69,10 @@ const NAMES: &[&str] = &[
     "batchdb.BatchStored",
     "batchdb.LookupBatch",
     "batchdb.LookupBatchResponse",
+    "batchdb.BatchRecord",
+    "mir.WalAppend",
+    "mir.WalTruncate",
+    "mir.WalRecovered",
     "batchfetcher.DeliverCert",
     "batchfetcher.NewOrderedBatch",
     "batchfetcher.EpochStart",
@@ -129,6 +133,9 @@ const NAMES: &[&str] = &[
     "pbft.ViewChangeResend",
     "pbft.DoneResend",
     "pbft.CatchUpTimeout",
+    "pbft.DoneRequest",
+    "pbft.AskDone",
+    "pbft.Sent",
     "checkpoint.AppSnapshot",
     "checkpoint.Checkpoint",
     "checkpoint.StableCheckpoint",
@@ -198,6 +205,20 @@ fn samples() -> Vec<Payload> {
             client_progress: Default::default(),
         }),
         Payload::new(CatchUpTick),
+        Payload::new(mir_dsl::mir_runtime::wal::WalAppend {
+            retention_index: 0,
+            records: vec![Event::new("iss", "iss", Init)],
+            then: vec![Event::new("@node", "app", Init)],
+        }),
+        Payload::new(mir_dsl::mir_runtime::wal::WalTruncate { retention_index: u64::MAX }),
+        Payload::new(mir_dsl::mir_runtime::wal::WalRecovered {
+            records: vec![Event::new("iss", "batchdb", Init)],
+        }),
+        Payload::new(protocols::availability::batchdb::BatchRecord {
+            batch_id: vec![0; 32],
+            txs: vec![Tx::new("mallory", 1, "planted")],
+            retention_index: u64::MAX,
+        }),
     ]
     .into_iter()
     .chain(ordering::samples())
@@ -343,6 +364,7 @@ fn check_batch(r: &avail::AvailabilityReport) -> bool {
 
 /// Every module of the ISS demo node.
 const ISS_MODULES: &[&str] = &[
+    "wal",
     "app",
     "crypto",
     "timer",
@@ -370,7 +392,10 @@ fn simulator_iss_survives_every_message_to_every_module() {
         .into_iter()
         .map(|id| {
             let key = keys[&id].clone();
-            demo_modules(id, &m, key, &NodeSettings::default(), tx.clone(), None).unwrap()
+            // With a write-ahead log: the WAL and what logs in it take the flood too.
+            let disk = mir_dsl::mir_runtime::wal::disk::SimDisk::new(7);
+            let wal = mir_dsl::mir_runtime::wal::Wal::new(disk, ModuleId::new("iss"));
+            demo_modules(id, &m, key, &NodeSettings::default(), tx.clone(), Some(wal)).unwrap()
         })
         .collect();
     let mut sim = sim_of(builders);
@@ -722,6 +747,14 @@ mod ordering {
                 preprepares: vec![Preprepare { view: 1, ..pp }],
             }),
             Payload::new(SnTimeout { view: 0, committed: 0 }),
+            Payload::new(protocols::ordering::pbft::DoneRequest),
+            Payload::new(protocols::ordering::pbft::AskDone),
+            Payload::new(protocols::ordering::pbft::Sent::Commit(Commit {
+                sn: 0,
+                view: 0,
+                digest: vec![5; 32],
+                signature: vec![],
+            })),
             Payload::new(SegmentTimeout { view: 0 }),
             Payload::new(Checkpoint {
                 epoch: 1,
