@@ -17,7 +17,7 @@
 //! | transports | [`transport`]: in-process (core); gRPC over mutually authenticated TLS 1.3 | `grpc` |
 //! | recording event logs, reading them back, monitors, replay | [`eventlog`] | core (compressed: `gzip`) |
 //! | the HTML trace viewer | `eventlog::viewer` | `viewer` |
-//! | the write-ahead log's record format and recovery scan (the WAL module: issue 16) | [`wal`] | core |
+//! | the write-ahead log: record format, recovery scan, storage (a directory, a simulated disk), the WAL module | [`wal`] | core |
 //! | membership files (TOML/JSON: IDs, addresses, signing and transport keys, weights) | `membership` | `grpc` |
 //! | a node's secret keys and key files (`mir keygen`, `mir membership`) | `keys` | `grpc` |
 //! | the `mircat` and `mir` tools (`mircat` also as a library function for a crate's own binary: `eventlog::cli::run`) | `src/bin/`, `src/eventlog/cli.rs` | `cli` |

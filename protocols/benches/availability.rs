@@ -85,6 +85,7 @@ fn run(certs: usize, batch: usize, payload: usize, ecdsa_crypto: bool) -> Run {
         },
         destination: None,
         checkpoint: None,
+        wal: None,
     };
     let seen = Shared::default();
     let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(1) });

@@ -4,7 +4,7 @@
 //! gRPC or simulated transport; here the fake and simulated cases run in the deterministic
 //! simulator (each with a few seeds), and the gRPC cases (004–006) run over gRPC in
 //! `examples/tests/iss.rs`. Case 010 ("loading WAL") tested a WAL Mir had removed: it is the
-//! plain 10-transaction run here until issue 16 brings one back.
+//! plain 10-transaction run here; restarts from our WAL are tested in `iss_wal.rs`.
 //!
 //! Every case checks Mir's `checkEventTraces`: every node delivers node 0's batches, and exactly
 //! the submitted transactions, once each (every node injects the same ones, so duplicates are

@@ -330,6 +330,16 @@ fn run(cli: &Cli) -> Result<(), Error> {
         .into());
     }
     let crash = cli.crash.as_deref().map(|s| parse_crash(s, cli.nodes)).transpose()?;
+    if let Some(dir) = &cli.wal {
+        // The cluster's ports and clients are new each run: its nodes cannot resume old WALs.
+        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(format!(
+                "--wal {}: the directory is not empty; a cluster run starts fresh (remove it), and `iss node --wal` restarts one node from its WAL",
+                dir.display()
+            )
+            .into());
+        }
+    }
     let total = cli.clients * cli.txs as usize;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let toml = membership_toml_with_ports("127.0.0.1", &free_ports(cli.nodes)?, DEMO_SEED)?;

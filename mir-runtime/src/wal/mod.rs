@@ -1,10 +1,11 @@
-//! The write-ahead log (issue 16, in progress): its on-disk format.
+//! The write-ahead log: its on-disk format, storage, and the [`Wal`] module.
 //!
-//! Built so far: the record format and the recovery scan ([`encode_record`], [`scan`]), and
-//! storage with a real disk's semantics on the file system or simulated ([`disk`]). Still to
-//! come (`docs/recovery.md`): the WAL module (append, sync policy, truncation by retention index,
-//! replay on restart) on both executors, persist-before-send, and recovery of PBFT,
-//! checkpointing and ISS.
+//! * the record format and the recovery scan ([`encode_record`], [`scan`]), below;
+//! * storage with a real disk's semantics, on the file system or simulated ([`disk`]);
+//! * the [`Wal`] module: persist-before-send with group commit ([`WalAppend`]), retention
+//!   ([`WalTruncate`]) and replay on restart ([`WalRecovered`]); protocols log through
+//!   `mir_dsl::Ctx::persist`. How PBFT, checkpointing, ISS and the batch database use it, and
+//!   what is guaranteed: `docs/recovery.md`.
 //!
 //! # Format
 //!

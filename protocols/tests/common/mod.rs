@@ -99,6 +99,7 @@ pub fn config() -> Config {
         msc: MscParams { fetch_timeout: Duration::from_millis(200), ..MscParams::default() },
         destination: None,
         checkpoint: None,
+        wal: None,
     }
 }
 

@@ -96,12 +96,15 @@ impl Disk for WalDisk {
     }
 }
 
+/// (node, instance, kind, sn, view): one message's key.
+type SentKey = (NodeId, ModuleId, u8, u64, u64);
+
 /// No node ever sends two different PRE-PREPAREs, PREPAREs or COMMITs for one instance, sn and
 /// view, across all its restarts (the messages each node hands its transport, online).
 #[derive(Default)]
 pub struct NoEquivocation {
     /// (node, instance, kind, sn, view) → what it sent.
-    sent: BTreeMap<(NodeId, ModuleId, u8, u64, u64), (Vec<u8>, mir_runtime::eventlog::Observed)>,
+    sent: BTreeMap<SentKey, (Vec<u8>, mir_runtime::eventlog::Observed)>,
     /// Messages checked.
     pub checked: Arc<Mutex<u64>>,
 }
