@@ -21,8 +21,9 @@ pub struct AgreementMonitor {
 
 impl AgreementMonitor {
     /// Agreement only: a node may deliver the **same** data again. For runs where nodes crash and
-    /// restart without a write-ahead log: a restarted node forgets that it delivered (issue 16
-    /// brings the WAL); delivering different data is still a violation.
+    /// restart without a write-ahead log: a restarted node forgets that it delivered (with one it
+    /// resumes from its checkpoint: `docs/recovery.md`); delivering different data is still a
+    /// violation.
     pub fn across_restarts() -> Self {
         AgreementMonitor { across_restarts: true, ..AgreementMonitor::default() }
     }
@@ -97,7 +98,7 @@ impl SbMonitor {
     }
 
     /// Agreement only: a node may deliver the same value again (it restarted without a
-    /// write-ahead log and forgot; issue 16).
+    /// write-ahead log and forgot).
     pub fn across_restarts(mut self) -> Self {
         self.across_restarts = true;
         self
