@@ -27,7 +27,14 @@ fn a_crashed_node_is_sidelined_and_nothing_is_lost() {
         run(&["--txs", "1500", "--crash", "3@0.2", "--leader-policy", "backoff", "--quiet"]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("*** stopping node 3"), "{out}");
-    assert!(out.contains("starts, leaders [0, 1, 2]"), "{out}");
+    // A later epoch runs without node 3. (On a loaded machine a slow live node may be sidelined
+    // for an epoch too: which live nodes lead depends on timing, so only node 3's absence is
+    // checked.)
+    let sidelined = out.lines().filter_map(|l| l.split_once("starts, leaders [")).any(|(_, l)| {
+        let leaders: Vec<&str> = l.trim_end_matches(']').split(", ").collect();
+        !leaders.is_empty() && !leaders.contains(&"3")
+    });
+    assert!(sidelined, "no epoch ran without node 3: {out}");
     assert!(out.contains("all 3 live nodes delivered the same log: 6000 transactions"), "{out}");
 }
 
