@@ -835,7 +835,14 @@ async fn perfect_links_deliver_across_a_broken_and_restored_connection() {
         })
         .collect();
     got.sort();
-    assert_eq!(got, (10..20).collect::<Vec<_>>(), "what it missed, each once");
+    // What it missed, each once. Messages 0..10 come again only if their acknowledgements had
+    // not reached node 0 when node 1 stopped (timing: it happens on a loaded machine); the new
+    // incarnation forgot them, so getting them once more is right, and still each only once.
+    let missed: Vec<u64> = got.iter().copied().filter(|n| *n >= 10).collect();
+    assert_eq!(missed, (10..20).collect::<Vec<_>>(), "what it missed, each once: {got:?}");
+    let mut unique = got.clone();
+    unique.dedup();
+    assert_eq!(unique, got, "a message delivered twice to one incarnation");
     stop(a).await;
     stop(b).await;
 }
