@@ -143,6 +143,15 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
         Persist { wal: wal.cloned(), append, ctx: self }
     }
 
+    /// [`Ctx::persist`] with nothing to log, for a message that repeats one logged before: it
+    /// leaves once everything this module handed the WAL before is durable (the WAL handles
+    /// appends in order and syncs before it releases), so a resend never overtakes the record it
+    /// repeats. Without a WAL it leaves at once.
+    pub fn after_logged(&mut self, wal: Option<&ModuleId>) -> Persist<'_, 'a, P> {
+        let append = WalAppend { retention_index: 0, records: Vec::new(), then: Vec::new() };
+        Persist { wal: wal.cloned(), append, ctx: self }
+    }
+
     /// Sends `msg` through the transport module `net` to this protocol's module (same ID) on
     /// each of `to`: any iterable of node IDs, borrowed or owned (`[&leader]`,
     /// `voters.nodes()`, a `Vec<NodeId>`).

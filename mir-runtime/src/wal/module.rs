@@ -14,7 +14,9 @@
 //!    `then` events are still released: nothing will ever be recovered from there).
 //! 4. **Replay.** On [`Init`], before handling anything else, the module reads every `wal-*` file
 //!    in index order ([`scan`](super::scan)): a torn tail is cut off; corruption before the tail,
-//!    or a record that does not decode, stops the node with an error naming the file and offset.
+//!    or a record that does not decode, stops the node with an error naming the file and offset;
+//!    each file is synced (what a killed process left in the page cache becomes durable before
+//!    it is acted on again).
 //!    It then sends one [`WalRecovered`] with every recorded event, in order, to the module named
 //!    at construction (the protocol's coordinator, which hands each record to its module).
 //! 5. **Failures.** A failed append or sync stops the node (an error naming the file): after a
@@ -195,6 +197,9 @@ impl Wal {
                 }
                 self.disk.truncate(&name, s.valid_len).map_err(|e| io(&name, e))?;
             }
+            // What is replayed may be only in the page cache (the process was killed between
+            // an append and its sync): make it durable before anyone acts on it again.
+            self.disk.sync(&name).map_err(|e| io(&name, e))?;
             for (i, r) in s.records.iter().enumerate() {
                 let ev = Event::decode(r).map_err(|e| {
                     ModuleError::new(format!("WAL {name}: record {i} does not decode: {e}"))

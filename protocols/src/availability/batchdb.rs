@@ -255,6 +255,11 @@ impl BatchDb {
                     tracing::warn!(error = %e, "a batch was not stored");
                 }
             }
+            // Known already: its record may still be on its way to the disk; the answer
+            // follows it through the WAL (in order), never ahead of it.
+            (None, None) if self.wal.is_some() => {
+                ctx.after_logged(self.wal.as_ref()).then_emit(&to, answer)
+            }
             _ => ctx.emit(&to, answer),
         }
         Ok(())

@@ -346,6 +346,9 @@ impl Iss {
         m: StateResponse,
     ) -> Handled {
         ensure!(self.is_member(&from), "STATE-RESPONSE from non-member {from}");
+        // Before the WAL is read this node does not know its own records: restoring now would
+        // start instances without them.
+        ensure!(!self.waiting_for_wal(), "STATE-RESPONSE from {from} before the WAL was read");
         if !self.ahead(&m) {
             return Ok(()); // this node is there already (answers come from several members)
         }

@@ -119,6 +119,16 @@ impl Pbft {
                         slot.values.entry(p.digest.clone()).or_insert(value.clone());
                         let q = slot.preprepared_in.entry(p.digest.clone()).or_default();
                         *q = (*q).max(p.view);
+                        // Q keeps the highest views only, as when it was built.
+                        while slot.preprepared_in.len() > super::MAX_Q_PER_SN {
+                            let lowest = slot
+                                .preprepared_in
+                                .iter()
+                                .min_by_key(|(d, v)| (**v, (*d).clone()))
+                                .map(|(d, _)| d.clone());
+                            let Some(lowest) = lowest else { break };
+                            slot.preprepared_in.remove(&lowest);
+                        }
                         if p.view == view {
                             slot.proposal = Proposal::Preprepared(p.digest.clone());
                         }
@@ -173,15 +183,19 @@ impl Pbft {
         let all: Vec<NodeId> = self.voters.nodes().cloned().collect();
         for r in std::mem::take(&mut self.recovery.resend) {
             let net = self.modules.net.clone();
+            // The WAL synced what it recovered before handing it over; the resends still go
+            // through it, in order, as every repeat of a logged message does.
+            let wal = self.modules.wal.clone();
+            let p = ctx.after_logged(wal.as_ref());
             match r {
-                Sent::Preprepare(p) => ctx.send(&net, &all, p),
-                Sent::Prepare { prepare, .. } => ctx.send(&net, &all, prepare),
-                Sent::Commit(c) => ctx.send(&net, &all, c),
+                Sent::Preprepare(m) => p.then_send(&net, &all, m),
+                Sent::Prepare { prepare, .. } => p.then_send(&net, &all, prepare),
+                Sent::Commit(c) => p.then_send(&net, &all, c),
                 Sent::ViewChange(v) => {
                     let primary = self.primary(v.view_change.view).clone();
-                    ctx.send(&net, [primary], v)
+                    p.then_send(&net, [primary], v)
                 }
-                Sent::NewView(n) => ctx.send(&net, &all, n),
+                Sent::NewView(n) => p.then_send(&net, &all, n),
             }
         }
         self.ask_done(ctx);

@@ -395,7 +395,9 @@ impl Pbft {
     fn on_vc_resend(&mut self, ctx: &mut Ctx<Self>, r: ViewChangeResend) -> Handled {
         if self.phase == (Phase::ViewChange { to: r.view }) {
             if let Some(svc) = self.view_change.mine.clone() {
-                ctx.send(&self.modules.net, [self.primary(r.view)], svc);
+                // After its record is durable (a resend must not overtake it).
+                let (net, primary) = (self.modules.net.clone(), self.primary(r.view).clone());
+                ctx.after_logged(self.modules.wal.as_ref()).then_send(&net, [primary], svc);
             }
         }
         Ok(())
@@ -424,7 +426,11 @@ impl Pbft {
             // A resend: its sender missed the NEW-VIEW if this node sent one; if not, try again
             // (asking again for values still missing).
             match self.view_change.new_view.clone().filter(|nv| nv.view == view) {
-                Some(nv) => ctx.send(&self.modules.net, [&from], nv),
+                Some(nv) => {
+                    // After its record is durable (a resend must not overtake it).
+                    let net = self.modules.net.clone();
+                    ctx.after_logged(self.modules.wal.as_ref()).then_send(&net, [&from], nv)
+                }
                 None => self.try_new_view(ctx, view)?,
             }
             return Ok(());
