@@ -24,7 +24,7 @@ use mir_runtime::stdevents::crypto::{Origin, SigVerified, SignRequest, SignResul
 
 use super::{
     commit_statement, value_digest, Commit, Digest, Early, Pbft, Phase, Prepare, Preprepare,
-    Proposal, ProposeTimeout, MAX_Q_PER_SN,
+    Proposal, ProposeTimeout,
 };
 use crate::availability::msc::{CertVerified, NewCert, RequestCert, VerifyCert};
 use crate::availability::Cert;
@@ -221,14 +221,7 @@ impl Pbft {
         let Some(slot) = self.slots.get_mut(&sn) else { fatal!("sn {sn} vanished") };
         slot.proposal = Proposal::Preprepared(digest.clone());
         slot.values.entry(digest.clone()).or_insert(value);
-        let q = slot.preprepared_in.entry(digest.clone()).or_default();
-        *q = (*q).max(view);
-        // Q keeps the highest views only (a correct node pre-prepares one value per view).
-        while slot.preprepared_in.len() > MAX_Q_PER_SN {
-            let lowest = slot.preprepared_in.iter().min_by_key(|(d, v)| (**v, (*d).clone()));
-            let Some(lowest) = lowest.map(|(d, _)| d.clone()) else { break };
-            slot.preprepared_in.remove(&lowest);
-        }
+        slot.note_preprepared(&digest, view);
         let value = slot.values[&digest].clone();
         let all: Vec<NodeId> = self.voters.nodes().cloned().collect();
         let prepare = Prepare { sn, view, digest };

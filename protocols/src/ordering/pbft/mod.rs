@@ -429,6 +429,18 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Q: `digest` was pre-prepared in `view`; keeps the highest views only (at most
+    /// [`MAX_Q_PER_SN`]; a correct node pre-prepares one value per view).
+    pub(crate) fn note_preprepared(&mut self, digest: &Digest, view: u64) {
+        let q = self.preprepared_in.entry(digest.clone()).or_default();
+        *q = (*q).max(view);
+        while self.preprepared_in.len() > MAX_Q_PER_SN {
+            let lowest = self.preprepared_in.iter().min_by_key(|(d, v)| (**v, (*d).clone()));
+            let Some(lowest) = lowest.map(|(d, _)| d.clone()) else { break };
+            self.preprepared_in.remove(&lowest);
+        }
+    }
+
     fn reset_view(&mut self) {
         self.proposal = Proposal::Awaited;
         self.prepares = Votes::default();

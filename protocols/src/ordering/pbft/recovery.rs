@@ -117,18 +117,7 @@ impl Pbft {
                 Sent::Prepare { prepare: p, value } => {
                     if let Some(slot) = self.slots.get_mut(&p.sn) {
                         slot.values.entry(p.digest.clone()).or_insert(value.clone());
-                        let q = slot.preprepared_in.entry(p.digest.clone()).or_default();
-                        *q = (*q).max(p.view);
-                        // Q keeps the highest views only, as when it was built.
-                        while slot.preprepared_in.len() > super::MAX_Q_PER_SN {
-                            let lowest = slot
-                                .preprepared_in
-                                .iter()
-                                .min_by_key(|(d, v)| (**v, (*d).clone()))
-                                .map(|(d, _)| d.clone());
-                            let Some(lowest) = lowest else { break };
-                            slot.preprepared_in.remove(&lowest);
-                        }
+                        slot.note_preprepared(&p.digest, p.view);
                         if p.view == view {
                             slot.proposal = Proposal::Preprepared(p.digest.clone());
                         }
