@@ -70,3 +70,28 @@ fn the_batch_db_keeps_batches_until_their_retention_index_is_collected() {
     call(GarbageCollect { retention_index: 6 }.into());
     assert!(!found(call(LookupBatch::new(id(1)).into())));
 }
+
+/// A batch logged before a restart is stored again even over the capacity: the node vouched for
+/// it (the WAL holds what was admitted under the capacity, and more only until garbage
+/// collection).
+#[test]
+fn logged_batches_come_back_even_over_the_capacity() {
+    use mir_dsl::mir_runtime::testing::apply;
+    use protocols::availability::batchdb::{
+        BatchDb, BatchRecord, LookupBatch, LookupBatchResponse,
+    };
+    let mut db = mir_dsl::DslModule::new(BatchDb::new().with_capacity_bytes(100));
+    let me = ModuleId::new("batchdb");
+    let mut call = |p: mir_dsl::mir_runtime::Payload| {
+        apply(&mut db, me.clone(), vec![Event::new("iss", "batchdb", p)]).unwrap()
+    };
+    for i in 1..=3u8 {
+        // 2 transactions of 39 bytes each: 234 bytes in all, over the 100 of the capacity.
+        let txs = (0..2).map(|k| Tx::new("c", k, vec![i; 30])).collect();
+        call(BatchRecord { batch_id: vec![i; 32], txs, retention_index: 1 }.into());
+    }
+    for i in 1..=3u8 {
+        let out = call(LookupBatch::new(vec![i; 32]).into());
+        assert!(out[0].get::<LookupBatchResponse>().unwrap().txs.is_some(), "batch {i}");
+    }
+}

@@ -34,10 +34,23 @@ fn config() -> IssConfig {
 
 /// Four nodes with WALs (disks seeded from `seed`) and the equivocation monitor.
 fn cluster(seed: u64, outcome: &Outcome) -> (Simulation, Vec<WalDisk>, Arc<Mutex<u64>>) {
+    cluster_with(seed, outcome, None)
+}
+
+/// [`cluster`] where node `amnesiac` (if any) loses its disk at every restart and rejoins.
+fn cluster_with(
+    seed: u64,
+    outcome: &Outcome,
+    amnesiac: Option<usize>,
+) -> (Simulation, Vec<WalDisk>, Arc<Mutex<u64>>) {
     let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(seed) });
     let mut disks = Vec::new();
     for (i, me) in ids().into_iter().enumerate() {
-        let disk = WalDisk::new(seed * 16 + i as u64);
+        let disk = if amnesiac == Some(i) {
+            WalDisk::amnesiac(seed * 16 + i as u64)
+        } else {
+            WalDisk::new(seed * 16 + i as u64)
+        };
         disks.push(disk.clone());
         let o = outcome.clone();
         sim.add_restartable_node(move || node_with_wal(&me, config(), &o, &disk)).unwrap();
@@ -83,8 +96,13 @@ fn writes_of_node0() -> usize {
 /// A run in which node 0 crashes right after its `k`-th WAL write (`before_sync`: the write is
 /// not synced) and restarts 300 ms later.
 fn crash_at(k: usize, before_sync: bool) -> Result<(), String> {
+    crash_at_with(k, before_sync, false)
+}
+
+/// [`crash_at`]; `amnesia`: node 0 restarts on an empty disk (and rejoins).
+fn crash_at_with(k: usize, before_sync: bool, amnesia: bool) -> Result<(), String> {
     let outcome: Outcome = Arc::default();
-    let (mut sim, disks, checked) = cluster(1, &outcome);
+    let (mut sim, disks, checked) = cluster_with(1, &outcome, amnesia.then_some(0));
     let n0 = ids()[0].clone();
     if before_sync {
         disks[0].freeze_at.store(k, Relaxed);
@@ -102,6 +120,9 @@ fn crash_at(k: usize, before_sync: bool) -> Result<(), String> {
     finish(&mut sim, &outcome, 2 * SHORT)?;
     if *checked.lock().unwrap() == 0 {
         return Err("the monitor saw no message".into());
+    }
+    if amnesia && outcome.lock().unwrap()[&ids()[0]].restored.is_empty() {
+        return Err("node 0 lost its disk and did not rejoin by state transfer".into());
     }
     Ok(())
 }
@@ -134,6 +155,21 @@ fn crash_sweep(before_sync: bool) {
     );
 }
 
+/// Amnesia at every write: node 0 crashes after each of its WAL writes (before the sync) and
+/// restarts on an empty disk, with `rejoin`: it acts in no epoch it may have acted in, so the
+/// monitor sees no contradiction (without `rejoin` it fails at the second write), and it catches
+/// up by state transfer. Every other position by default (`ISS_WAL_SWEEP_STEP`).
+#[test]
+fn amnesia_at_every_wal_write() {
+    let writes = writes_of_node0();
+    let step = std::env::var("ISS_WAL_SWEEP_STEP").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    for k in (1..=writes).step_by(step) {
+        if let Err(e) = crash_at_with(k, true, true) {
+            panic!("amnesia after write {k}: {e}");
+        }
+    }
+}
+
 static RESTARTS: AtomicUsize = AtomicUsize::new(0);
 
 fn random_plan(seed: u64) -> Result<(), String> {
@@ -152,6 +188,38 @@ fn random_plan(seed: u64) -> Result<(), String> {
     let restarts: usize = disks.iter().map(|d| d.restarts.load(Relaxed) - 1).sum();
     RESTARTS.fetch_add(restarts, Relaxed);
     Ok(())
+}
+
+/// A random plan (three crash episodes) in which one of the crashed nodes loses its disk and
+/// rejoins: one log, no contradiction, and it rejoined by state transfer.
+fn amnesia_plan(seed: u64) -> Result<(), String> {
+    let profile = FaultProfile {
+        faulty_phase: Duration::from_secs(3),
+        crashes: 3,
+        ..FaultProfile::default()
+    };
+    let plan = FaultPlan::draw(seed, &ids(), &profile);
+    let crashed = plan.crashed_nodes();
+    let lost = crashed[seed as usize % crashed.len()].clone();
+    let index = ids().iter().position(|n| *n == lost);
+    let outcome: Outcome = Arc::default();
+    let (mut sim, _, _) = cluster_with(seed, &outcome, index);
+    plan.schedule(&mut sim);
+    sim.run_for(plan.healed_at()).map_err(|e| format!("{e}\n{plan}"))?;
+    let target = outcome.lock().unwrap().values().map(next).max().unwrap_or(0) + 16;
+    finish(&mut sim, &outcome, target)
+        .map_err(|e| format!("{e} ({lost} lost its disk)\n{plan}"))?;
+    if outcome.lock().unwrap()[&lost].restored.is_empty() {
+        return Err(format!("{lost} lost its disk and did not rejoin by state transfer\n{plan}"));
+    }
+    Ok(())
+}
+
+/// Amnesia under random plans: 100 seeds by default, `ISS_AMNESIA_SEEDS` for more.
+#[test]
+fn amnesia_under_random_plans() {
+    let seeds = std::env::var("ISS_AMNESIA_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
+    sweep(0..seeds, "cargo test -p protocols --test iss_wal amnesia_under", amnesia_plan);
 }
 
 /// The seeds (1,000 by default, `ISS_WAL_SEEDS`), in two halves that run in parallel.

@@ -146,6 +146,12 @@ enum Cmd {
         /// Exit after delivering this many transactions (all nodes' clients together).
         #[arg(long)]
         exit_after: Option<usize>,
+        /// This node took part before and lost its disk (its WAL): it first asks the others how
+        /// far they have gone and acts in no epoch it may have acted in, then continues from a
+        /// state transfer (docs/recovery.md, "Amnesia"). Ignored when the WAL holds a
+        /// checkpoint.
+        #[arg(long)]
+        rejoin: bool,
     },
 }
 
@@ -163,7 +169,9 @@ fn main() {
         Some(Cmd::Membership(m)) => m.toml().map(|t| print!("{t}")).map_err(Error::from),
         Some(Cmd::Replay { log, node, step }) => replay(log, node, *step),
         Some(Cmd::Sim { seed, check, seconds }) => sim(&cli, *seed, *check, *seconds),
-        Some(Cmd::Node { node, txs, exit_after }) => one_node(&cli, node, *txs, *exit_after),
+        Some(Cmd::Node { node, txs, exit_after, rejoin }) => {
+            one_node(&cli, node, *txs, *exit_after, *rejoin)
+        }
     };
     if let Err(e) = res {
         eprintln!("error: {e}");
@@ -653,19 +661,22 @@ fn one_node(
     node: &examples::cluster::NodeArgs,
     txs: u64,
     exit_after: Option<usize>,
+    rejoin: bool,
 ) -> Result<(), Error> {
     let (me, membership, keys) = node.load()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (tx, rx) = mpsc::channel();
-    let settings = settings(cli);
+    let mut settings = settings(cli);
+    settings.iss.rejoin = rejoin;
     if let Some(dir) = &cli.record {
         RunSettings::of(cli, &membership).save(dir)?;
     }
     // A node that starts on a WAL it wrote before restarts: its client resubmits everything at
     // once (what was delivered is refused as such), not at the rate.
-    let restarting = cli.wal.as_deref().is_some_and(|d| {
-        std::fs::read_dir(d).map(|mut entries| entries.next().is_some()).unwrap_or(false)
-    });
+    let restarting = rejoin
+        || cli.wal.as_deref().is_some_and(|d| {
+            std::fs::read_dir(d).map(|mut entries| entries.next().is_some()).unwrap_or(false)
+        });
     rt.block_on(async {
         let wal = cli.wal.as_deref().map(examples::iss::wal_in).transpose()?;
         let n =
@@ -686,7 +697,11 @@ fn one_node(
         let tx_of = |i: u64| Tx::new(client.as_str(), i, format!("tx {i} of {client}"));
         let per_tick = (cli.rate / membership.nodes.len() as u64 / 100).max(1);
         let (mut next_tx, mut last_tick) = (0u64, Instant::now());
-        if restarting {
+        if rejoin {
+            eprintln!(
+                "node {me}: rejoining after a lost disk; resubmitting its {txs} transactions"
+            );
+        } else if restarting {
             eprintln!("node {me}: restarted from its WAL; resubmitting its {txs} transactions");
         }
         let mut retry: std::collections::VecDeque<(Instant, Vec<u64>)> = Default::default();

@@ -57,9 +57,16 @@ impl<D: Disk> Disk for std::sync::Arc<std::sync::Mutex<D>> {
 }
 
 /// Files in a directory of the real file system (`sync` is `fsync`).
+///
+/// A file's `fsync` does not make its directory entry durable: after creating a file, `sync`
+/// also syncs the directory (once per new file), and `remove` syncs it after removing, so that
+/// a power loss can neither lose a synced file nor bring back a removed one (on Unix; elsewhere
+/// directories cannot be opened for syncing and only the files are synced).
 #[derive(Debug)]
 pub struct DirDisk {
     dir: PathBuf,
+    /// Files written since the directory was last synced (their entries may not be durable).
+    created: std::collections::BTreeSet<String>,
 }
 
 impl DirDisk {
@@ -67,7 +74,17 @@ impl DirDisk {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        Ok(DirDisk { dir })
+        let mut disk = DirDisk { dir, created: Default::default() };
+        disk.sync_dir()?; // the directory itself may be new
+        Ok(disk)
+    }
+
+    /// Makes the directory's entries durable.
+    fn sync_dir(&mut self) -> io::Result<()> {
+        #[cfg(unix)]
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        self.created.clear();
+        Ok(())
     }
 
     fn path(&self, name: &str) -> io::Result<PathBuf> {
@@ -84,12 +101,20 @@ impl DirDisk {
 impl Disk for DirDisk {
     fn append(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.path(name)?)?;
+        let path = self.path(name)?;
+        if !self.created.contains(name) && !path.exists() {
+            self.created.insert(name.to_owned());
+        }
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         f.write_all(bytes)
     }
 
     fn sync(&mut self, name: &str) -> io::Result<()> {
-        std::fs::OpenOptions::new().append(true).open(self.path(name)?)?.sync_all()
+        std::fs::OpenOptions::new().append(true).open(self.path(name)?)?.sync_all()?;
+        if self.created.contains(name) {
+            self.sync_dir()?;
+        }
+        Ok(())
     }
 
     fn read(&mut self, name: &str) -> io::Result<Vec<u8>> {
@@ -105,7 +130,11 @@ impl Disk for DirDisk {
     fn remove(&mut self, name: &str) -> io::Result<()> {
         match std::fs::remove_file(self.path(name)?) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+            Err(e) => Err(e),
+            Ok(()) => {
+                self.created.remove(name);
+                self.sync_dir()
+            }
         }
     }
 
@@ -242,6 +271,34 @@ impl Disk for SimDisk {
 mod tests {
     use super::*;
     use crate::wal::{encode_record, scan, MAGIC};
+
+    /// The directory disk: files grow, are read back, cut, listed and removed; names cannot leave
+    /// the directory; a new file's first sync and a removal sync the directory.
+    #[test]
+    fn a_directory_disk_does_what_the_wal_needs() {
+        let dir = std::env::temp_dir().join(format!("mir-dirdisk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut d = DirDisk::new(&dir).unwrap();
+        d.append("wal-1", b"abc").unwrap();
+        assert!(d.created.contains("wal-1"), "a new file's entry is not durable yet");
+        d.sync("wal-1").unwrap();
+        assert!(d.created.is_empty(), "the first sync of a new file syncs the directory");
+        d.append("wal-1", b"def").unwrap();
+        assert!(d.created.is_empty(), "an existing file is not new");
+        d.append("wal-2", b"x").unwrap();
+        assert_eq!(d.read("wal-1").unwrap(), b"abcdef");
+        d.truncate("wal-1", 2).unwrap();
+        assert_eq!(d.read("wal-1").unwrap(), b"ab");
+        assert_eq!(d.list().unwrap(), ["wal-1", "wal-2"]);
+        d.remove("wal-2").unwrap();
+        d.remove("wal-2").unwrap(); // gone already: fine
+        assert!(d.created.is_empty());
+        assert_eq!(d.list().unwrap(), ["wal-1"]);
+        for bad in ["", "../x", "a/b", ".hidden"] {
+            assert!(d.append(bad, b"x").is_err(), "{bad:?} accepted");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Whatever a crash leaves, the WAL scan recovers every synced record, then a prefix of the
     /// rest, and cutting at `valid_len` gives a clean file.

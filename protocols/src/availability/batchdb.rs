@@ -163,6 +163,19 @@ impl BatchDb {
 
     /// Stores `txs` as `id` until `retention`; `Some(reason)` if it cannot.
     fn insert(&mut self, id: BatchId, txs: Vec<Tx>, retention: u64) -> Option<String> {
+        self.insert_as(id, txs, retention, true)
+    }
+
+    /// [`Self::insert`]; `within_capacity: false` for a batch logged before a restart: this node
+    /// vouched for it, so it is kept even over the capacity (the WAL holds about one epoch of
+    /// batches, each admitted under the capacity when it came; garbage collection trims them).
+    fn insert_as(
+        &mut self,
+        id: BatchId,
+        txs: Vec<Tx>,
+        retention: u64,
+        within_capacity: bool,
+    ) -> Option<String> {
         let size = super::total_bytes(&txs);
         if retention < self.gc_index {
             return Some(format!(
@@ -170,7 +183,10 @@ impl BatchDb {
                 self.gc_index
             ));
         }
-        if !self.batches.contains_key(&id) && self.bytes + size > self.capacity_bytes {
+        if within_capacity
+            && !self.batches.contains_key(&id)
+            && self.bytes + size > self.capacity_bytes
+        {
             return Some(format!(
                 "the batch DB is full ({} of {} bytes held; the batch has {size})",
                 self.bytes, self.capacity_bytes
@@ -265,10 +281,11 @@ impl BatchDb {
         Ok(())
     }
 
-    /// upon a batch logged before a restart do store it again
+    /// upon a batch logged before a restart do store it again (even over the capacity: this
+    /// node vouched for it)
     #[upon(event)]
     fn recovered(&mut self, _ctx: &mut Ctx<Self>, r: BatchRecord) -> Handled {
-        if let Some(e) = self.insert(r.batch_id, r.txs, r.retention_index) {
+        if let Some(e) = self.insert_as(r.batch_id, r.txs, r.retention_index, false) {
             tracing::warn!(error = %e, "a logged batch was not stored again");
         }
         Ok(())

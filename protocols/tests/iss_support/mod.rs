@@ -37,6 +37,9 @@ pub struct WalDisk {
     pub freeze_at: Arc<AtomicUsize>,
     pub frozen: Arc<AtomicBool>,
     pub restarts: Arc<AtomicUsize>,
+    /// Amnesia: every restart replaces the disk by an empty one, and the node is started with
+    /// `IssConfig::rejoin` (the operator says the disk was lost).
+    pub amnesia: Arc<AtomicBool>,
 }
 
 impl WalDisk {
@@ -47,16 +50,34 @@ impl WalDisk {
             freeze_at: Arc::new(AtomicUsize::new(usize::MAX)),
             frozen: Arc::default(),
             restarts: Arc::default(),
+            amnesia: Arc::default(),
         }
+    }
+
+    /// A disk that is lost at every restart of its node.
+    pub fn amnesiac(seed: u64) -> Self {
+        let disk = WalDisk::new(seed);
+        disk.amnesia.store(true, std::sync::atomic::Ordering::Relaxed);
+        disk
+    }
+
+    /// Whether the node starts on a lost disk (a restart of an amnesiac disk).
+    fn lost(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.amnesia.load(Relaxed) && self.restarts.load(Relaxed) > 1
     }
 
     /// The machine stopped: what was not synced may be lost or torn; unfreeze.
     fn restart(&self) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.disk.lock().unwrap().crash();
+        let restarts = self.restarts.fetch_add(1, Relaxed) + 1;
+        let mut disk = self.disk.lock().unwrap();
+        disk.crash();
+        if self.amnesia.load(Relaxed) && restarts > 1 {
+            *disk = SimDisk::new(restarts as u64);
+        }
         self.frozen.store(false, Relaxed);
         self.freeze_at.store(usize::MAX, Relaxed);
-        self.restarts.fetch_add(1, Relaxed);
     }
 }
 
@@ -302,6 +323,7 @@ pub fn node_with_wal(
     disk: &WalDisk,
 ) -> NodeBuilder {
     disk.restart();
+    let iss_config = IssConfig { rejoin: iss_config.rejoin || disk.lost(), ..iss_config };
     node_full(me, iss_config, outcome, me, Some(disk.clone()))
 }
 

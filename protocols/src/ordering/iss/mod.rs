@@ -21,6 +21,8 @@
 //!     (the application's snapshot wrapped with the leader policy's state: checkpoints carry it)
 //! upon StableCheckpoint(e) do trigger it; garbage-collect instances of epochs < e − retained
 //! upon Init, and when the log is stuck do fetch a newer stable checkpoint  (see [`transfer`])
+//! upon Init after a lost disk do rejoin: act in no epoch before the members' reach + 2
+//!     (see [`rejoin`]; after a crash with the disk kept, [`recovery`])
 //! upon ProposalUnused, Suspect do count them (the mempool re-proposes; suspects are local)
 //! upon EquivocationEvidence do trigger it
 //! ```
@@ -42,6 +44,7 @@
 pub mod epoch;
 pub mod leaders;
 pub mod recovery;
+pub mod rejoin;
 pub mod transfer;
 
 use std::collections::BTreeMap;
@@ -120,6 +123,10 @@ pub struct IssConfig {
     /// A node whose log did not move for this long asks the members for a newer stable
     /// checkpoint ([`transfer`]). Default 1 s.
     pub catch_up_period: Duration,
+    /// This node lost its disk after it took part ("amnesia"): it first learns how far the
+    /// members have gone and acts in no epoch it may have acted in before ([`rejoin`]). Ignored
+    /// when the WAL holds a checkpoint (the disk was not lost). Default false.
+    pub rejoin: bool,
 }
 
 /// How requests are split among the leaders of an epoch.
@@ -152,6 +159,7 @@ impl Default for IssConfig {
             retained_epochs: 1,
             mode: Mode::Bucketed,
             catch_up_period: Duration::from_secs(1),
+            rejoin: false,
         }
     }
 }
@@ -549,7 +557,7 @@ fn add(
 /// ([`checkpoint::factory`](super::checkpoint::factory), its consumer `iss`, and
 /// [`checkpoint::agreement_factory`](super::checkpoint::agreement_factory));
 /// `protocols/tests/iss.rs` shows a whole node.
-#[protocol(parts(transfer, recovery))]
+#[protocol(parts(transfer, recovery, rejoin))]
 impl Iss {
     /// upon Init do start epoch 0; ask for a newer stable checkpoint (this node may have
     /// restarted), and again every catch-up period in which the log does not move
@@ -559,6 +567,10 @@ impl Iss {
         let _periodic = ctx.every(&timer, period, transfer::CatchUpTick);
         if self.modules.wal.is_some() {
             self.recovery.waiting = true; // starts with what the WAL recovers
+            return Ok(());
+        }
+        if self.config.rejoin {
+            self.begin_rejoin(ctx);
             return Ok(());
         }
         self.start_epoch(ctx);

@@ -10,6 +10,8 @@
 //!     if a STATE was logged: restore the newest (as a state transfer does, without the checks:
 //!         this node verified it before logging it) else start epoch 0
 //!     send STATE-REQUEST(epoch) (peers may be ahead)
+//!     (if no STATE was logged but a REJOINING mark was, or rejoin is set: rejoin instead,
+//!     see [`rejoin`](super::rejoin))
 //! ```
 //!
 //! The SB instances ([`pbft::recovery`](crate::ordering::pbft::recovery)) logged every binding
@@ -20,6 +22,7 @@
 use mir_dsl::prelude::*;
 use mir_runtime::wal::{WalRecovered, WalTruncate};
 
+use super::rejoin::{Rejoin, Rejoining};
 use super::transfer::StateResponse;
 use super::{Iss, IssSnapshot};
 use crate::ordering::pbft;
@@ -60,6 +63,8 @@ pub(crate) struct Recovery {
     pub(crate) logged: Option<u64>,
     /// Records recovered at the start (statistics).
     pub(crate) recovered: usize,
+    /// A rejoin after a lost disk ([`rejoin`](super::rejoin)).
+    pub(crate) rejoin: Rejoin,
 }
 
 #[protocol(part = recovery)]
@@ -73,15 +78,22 @@ impl Iss {
         self.recovery.recovered = r.records.len();
         let me = ctx.me().clone();
         let mut newest: Option<StateResponse> = None;
+        let mut marked = false;
         for ev in r.records {
             if ev.dest == me {
+                if let Ok(Some(Rejoining)) = ev.payload.decode::<Rejoining>() {
+                    marked = true;
+                    continue;
+                }
                 match ev.payload.decode::<StateResponse>() {
                     Ok(Some(s)) => {
                         if newest.as_ref().is_none_or(|n| n.checkpoint.epoch < s.checkpoint.epoch) {
                             newest = Some(s);
                         }
                     }
-                    _ => fatal!("a WAL record of ISS that is not a checkpoint state"),
+                    _ => {
+                        fatal!("a WAL record of ISS that is neither a checkpoint state nor a mark")
+                    }
                 }
                 continue;
             }
@@ -112,7 +124,15 @@ impl Iss {
                 self.recovery.logged = Some(state.checkpoint.epoch);
                 self.restore_logged(ctx, state, snapshot)?;
             }
+            // A lost disk (the operator says so), or a rejoin a crash interrupted.
+            None if self.config.rejoin || marked => {
+                self.begin_rejoin(ctx);
+                return Ok(());
+            }
             None => self.start_epoch(ctx),
+        }
+        if self.config.rejoin {
+            tracing::info!("rejoin asked for, but the WAL holds a checkpoint: a plain restart");
         }
         self.request_state(ctx);
         Ok(())

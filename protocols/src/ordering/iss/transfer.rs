@@ -50,6 +50,7 @@ use mir_runtime::stdevents::GarbageCollect;
 use serde::{Deserialize, Serialize};
 
 use super::epoch::EpochLayout;
+use super::rejoin::Rejoin;
 use super::{Iss, IssSnapshot};
 use crate::availability::batchfetcher::RestoreState;
 use crate::availability::ClientProgress;
@@ -143,18 +144,20 @@ pub(crate) struct Transfer {
 
 impl Iss {
     /// The members other than this node.
-    fn others(&self) -> Vec<NodeId> {
+    pub(crate) fn others(&self) -> Vec<NodeId> {
         self.membership.iter().map(|(n, _)| n).filter(|n| **n != self.me).cloned().collect()
     }
 
-    fn is_member(&self, n: &NodeId) -> bool {
+    pub(crate) fn is_member(&self, n: &NodeId) -> bool {
         self.membership.iter().any(|(m, _)| m == n)
     }
 
     /// Whether `m` would take this node forward: a later epoch, past this epoch's end.
     fn ahead(&self, m: &StateResponse) -> bool {
         let c = &m.checkpoint;
-        c.epoch > self.layout.epoch && c.first_sn >= self.layout.next_first_sn()
+        c.epoch > self.layout.epoch
+            && c.first_sn >= self.layout.next_first_sn()
+            && self.rejoin_allows(c.epoch)
     }
 
     /// The checks of an answer that need no crypto: C a strong quorum of the membership, s
@@ -197,11 +200,17 @@ impl Iss {
     }
 
     /// send STATE-REQUEST(epoch) to the members (a new round: one answer per member)
+    /// (Rejoining: from the epoch before the rejoin point, once it is known.)
     pub(crate) fn request_state(&mut self, ctx: &mut Ctx<Self>) {
+        let epoch = match self.recovery.rejoin {
+            Rejoin::Off => self.layout.epoch,
+            Rejoin::Asking(_) => return,
+            Rejoin::Waiting { point } => point - 1,
+        };
         self.transfer.mark = self.next;
         self.transfer.heard.clear();
         let to = self.others();
-        ctx.send(&self.modules.net, to, StateRequest { epoch: self.layout.epoch });
+        ctx.send(&self.modules.net, to, StateRequest { epoch });
     }
 
     /// Once the stable checkpoint's state is here: answer with it from now on.
@@ -276,6 +285,13 @@ impl Iss {
         }
         self.log.clear();
         self.policy_at.clear();
+        // Records of instances of earlier epochs will never be asked for.
+        let records = std::mem::take(&mut self.recovery.records);
+        self.recovery.records = records
+            .into_iter()
+            .filter(|(id, _)| self.epoch_of_instance(id).is_none_or(|e| e >= c.epoch))
+            .collect();
+        self.rejoined(c.epoch);
         self.transfer.own.clear();
         self.leaders = s.leader_selection;
         self.layout = layout;
@@ -303,7 +319,15 @@ impl Iss {
     #[upon(event)]
     fn on_catch_up_tick(&mut self, ctx: &mut Ctx<Self>, _t: CatchUpTick) -> Handled {
         self.transfer.ticks += 1;
-        if self.next == self.transfer.mark && !self.waiting_for_wal() {
+        if self.waiting_for_wal() {
+            return Ok(());
+        }
+        if self.rejoining() {
+            self.ask_again(ctx);
+            self.request_state(ctx); // (nothing while asking)
+            return Ok(());
+        }
+        if self.next == self.transfer.mark {
             self.request_state(ctx);
         }
         self.transfer.mark = self.next;

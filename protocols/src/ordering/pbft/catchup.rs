@@ -28,7 +28,7 @@ use mir_dsl::{Counted, Votes};
 
 use super::{
     value_digest, AskDone, CatchUpRequest, CatchUpResponse, CatchUpTimeout, Digest, Done,
-    DoneRequest, DoneResend, Pbft,
+    DoneRequest, DoneResend, Pbft, Sent,
 };
 
 /// The catch-up state of an instance.
@@ -55,7 +55,24 @@ impl Pbft {
             .iter()
             .map(|sn| self.slots[sn].committed.clone().unwrap_or_default())
             .collect();
-        ctx.send(&self.modules.net, self.voters.nodes(), Done { digests, resent: false });
+        // Logged with the values before it leaves (the digests are a function of the committed
+        // values, so the guard has nothing to refuse here).
+        let values: Vec<Option<Vec<u8>>> = self
+            .segment
+            .sns
+            .iter()
+            .zip(&digests)
+            .map(|(sn, d)| self.slots[sn].values.get(d).cloned().flatten())
+            .collect();
+        let record = Sent::Done { values };
+        let (key, digest) = record.key();
+        self.recovery.sent.insert(key, digest);
+        let all: Vec<NodeId> = self.voters.nodes().cloned().collect();
+        ctx.persist(self.modules.wal.as_ref(), self.retention, record).then_send(
+            &self.modules.net,
+            all,
+            Done { digests, resent: false },
+        );
         let (timer, period) = (self.modules.timer.clone(), self.config.done_resend);
         self.catch_up.resend_timer = Some(ctx.every(&timer, period, DoneResend));
         self.check_stable();
@@ -109,7 +126,12 @@ impl Pbft {
         // A resent DONE: its sender lacks this node's; answer (an answer is not answered).
         if m.resent {
             if let Some(digests) = self.my_digests() {
-                ctx.send(&self.modules.net, [&from], Done { digests, resent: false });
+                let done = Done { digests, resent: false };
+                ctx.after_logged(self.modules.wal.as_ref()).then_send(
+                    &self.modules.net,
+                    [&from],
+                    done,
+                );
             }
         }
         match self.catch_up.done.add(&self.voters, from.clone(), m.digests) {
@@ -135,7 +157,8 @@ impl Pbft {
     fn on_done_request(&mut self, ctx: &mut Ctx<Self>, from: NodeId, _m: DoneRequest) -> Handled {
         ensure!(self.voters.contains(&from), "DONE-REQUEST from non-member {from}");
         if let Some(digests) = self.my_digests() {
-            ctx.send(&self.modules.net, [&from], Done { digests, resent: false });
+            let done = Done { digests, resent: false };
+            ctx.after_logged(self.modules.wal.as_ref()).then_send(&self.modules.net, [&from], done);
         }
         Ok(())
     }
@@ -175,7 +198,8 @@ impl Pbft {
             }
             return Ok(());
         }
-        ctx.send(&self.modules.net, missing, Done { digests, resent: true });
+        let done = Done { digests, resent: true };
+        ctx.after_logged(self.modules.wal.as_ref()).then_send(&self.modules.net, missing, done);
         Ok(())
     }
 

@@ -4,8 +4,10 @@
 //! sends that binds it, as a [`Sent`] record, and the message leaves only once the record is
 //! durable ([`Ctx::persist`](mir_dsl::Ctx::persist)): its PRE-PREPAREs (with the value), its
 //! PREPAREs (with the value pre-prepared), its COMMITs, its signed VIEW-CHANGEs and its
-//! NEW-VIEWs. DONE, catch-up and fetch messages report committed values, which do not change, and
-//! are not logged.
+//! NEW-VIEWs, and its DONE with the committed values (a node the others counted as done must stay
+//! done: a strong quorum of DONE ends the view changes of the segment, and the others catch up
+//! from the nodes that are done). Catch-up and fetch messages report committed values, which do
+//! not change, and are not logged.
 //!
 //! On restart the instance is created with its records ([`SbInstance::recovered`](super::super::SbInstance::recovered))
 //! and rebuilds from them, before `Init`, what it promised:
@@ -15,7 +17,8 @@
 //! * per `sn`, Q (pre-prepared digests and views, and their values) from its PREPAREs and P
 //!   (the highest view it prepared in) from its COMMITs, so that a later VIEW-CHANGE reports them;
 //! * in the current view, its proposal and whether it sent COMMIT, so that it votes again only
-//!   the same way; as a primary of view 0, the slots it proposed (it never proposes them again).
+//!   the same way; as a primary of view 0, the slots it proposed (it never proposes them again);
+//! * if it logged DONE: every value committed, delivered again at `Init`, and DONE sent again.
 //!
 //! At `Init` it sends again what it logged in the current view (a message may have been logged
 //! and not sent when it crashed; a repeated one is ignored by its receivers).
@@ -54,19 +57,27 @@ pub enum Sent {
     ViewChange(SignedViewChange),
     /// Its NEW-VIEW (as primary of that view).
     NewView(NewView),
+    /// Its DONE, with the committed values (⊥: `None`) in segment order: a node that said it
+    /// is done stays done across restarts, so that the others can count on its DONE (a strong
+    /// quorum of DONE ends view changes) and its catch-up answers.
+    Done {
+        /// The committed values.
+        values: Vec<Option<Vec<u8>>>,
+    },
 }
 
 payload!(Sent = "pbft.Sent");
 
 impl Sent {
     /// `(kind, sn, view)`: at most one message per key, and its digest.
-    fn key(&self) -> ((u8, Sn, u64), Digest) {
+    pub(crate) fn key(&self) -> ((u8, Sn, u64), Digest) {
         match self {
             Sent::Preprepare(p) => ((0, p.sn, p.view), value_digest(p.sn, p.value.as_deref())),
             Sent::Prepare { prepare: p, .. } => ((1, p.sn, p.view), p.digest.clone()),
             Sent::Commit(c) => ((2, c.sn, c.view), c.digest.clone()),
             Sent::ViewChange(v) => ((3, 0, v.view_change.view), whole(&v.view_change)),
             Sent::NewView(n) => ((4, 0, n.view), whole(&n.preprepares)),
+            Sent::Done { values } => ((5, 0, 0), whole(values)),
         }
     }
 
@@ -88,6 +99,8 @@ pub struct RecoveryState {
     pub(crate) resend: Vec<Sent>,
     /// Whether this instance was rebuilt from records.
     pub(crate) recovered: bool,
+    /// The committed values of a logged DONE, committed again at `Init`.
+    pub(crate) done: Option<Vec<Option<Vec<u8>>>>,
 }
 
 impl Pbft {
@@ -98,6 +111,16 @@ impl Pbft {
             return;
         }
         self.recovery.recovered = true;
+        // A logged DONE: every sn committed (again at Init); it says nothing about views.
+        let (done, records): (Vec<Sent>, Vec<Sent>) =
+            records.into_iter().partition(|r| matches!(r, Sent::Done { .. }));
+        for r in done {
+            let (key, digest) = r.key();
+            self.recovery.sent.insert(key, digest);
+            if let Sent::Done { values } = r {
+                self.recovery.done = Some(values);
+            }
+        }
         let view = records.iter().map(Sent::view).max().unwrap_or(0);
         let normal = records.iter().any(|r| r.view() == view && !matches!(r, Sent::ViewChange(_)));
         self.phase = if normal { Phase::Normal { view } } else { Phase::ViewChange { to: view } };
@@ -144,6 +167,7 @@ impl Pbft {
                         self.view_change.new_view = Some(nv.clone());
                     }
                 }
+                Sent::Done { .. } => {} // taken out above
             }
             if r.view() == view {
                 self.recovery.resend.push(r);
@@ -159,6 +183,17 @@ impl Pbft {
     /// At `Init` of a recovered instance: its view's timers, and what it logged in the view,
     /// sent again.
     pub(crate) fn resume(&mut self, ctx: &mut Ctx<Self>) {
+        // Done before the restart: commit (and deliver) every sn again, and say DONE again.
+        if let Some(values) = self.recovery.done.take() {
+            let sns = self.segment.sns.clone();
+            for (sn, value) in sns.into_iter().zip(values) {
+                let d = value_digest(sn, value.as_deref());
+                if let Some(slot) = self.slots.get_mut(&sn) {
+                    slot.values.insert(d.clone(), value);
+                }
+                self.commit(ctx, sn, d);
+            }
+        }
         let view = self.phase.view();
         self.arm_segment_timeout(ctx, view);
         match self.phase {
@@ -185,6 +220,7 @@ impl Pbft {
                     p.then_send(&net, [primary], v)
                 }
                 Sent::NewView(n) => p.then_send(&net, &all, n),
+                Sent::Done { .. } => {} // never in `resend`
             }
         }
         self.ask_done(ctx);
