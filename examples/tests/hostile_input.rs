@@ -150,6 +150,8 @@ const NAMES: &[&str] = &[
     "iss.RejoinRequest",
     "iss.RejoinReport",
     "iss.Rejoining",
+    "smr.Applied",
+    "smr.Restored",
     "demo.Submit",
     "demo.CreateBatch",
     "demo.ReadBatch",
@@ -212,6 +214,20 @@ fn samples() -> Vec<Payload> {
         Payload::new(protocols::ordering::iss::rejoin::RejoinReport { epoch: u64::MAX }),
         Payload::new(protocols::ordering::iss::rejoin::RejoinReport { epoch: 3 }),
         Payload::new(protocols::ordering::iss::rejoin::Rejoining),
+        Payload::new(protocols::smr::app::Applied {
+            sn: 3,
+            receipts: vec![protocols::smr::app::Receipt {
+                client: "mallory".into(),
+                tx_no: 9,
+                index: 0,
+                data: b"put k v".to_vec(),
+                result: b"+forged".to_vec(),
+            }],
+        }),
+        Payload::new(protocols::smr::app::Restored {
+            epoch: 9,
+            client_progress: Default::default(),
+        }),
         Payload::new(protocols::ordering::pbft::Sent::Done { values: vec![None; 3] }),
         Payload::new(mir_dsl::mir_runtime::wal::WalAppend {
             retention_index: 0,
@@ -386,6 +402,7 @@ const ISS_MODULES: &[&str] = &[
     "checkpoint",
     "chkp-agreement",
     "iss",
+    "kv",
 ];
 
 #[test]
@@ -403,7 +420,12 @@ fn simulator_iss_survives_every_message_to_every_module() {
             // With a write-ahead log: the WAL and what logs in it take the flood too.
             let disk = mir_dsl::mir_runtime::wal::disk::SimDisk::new(7);
             let wal = mir_dsl::mir_runtime::wal::Wal::new(disk, ModuleId::new("iss"));
-            demo_modules(id, &m, key, &NodeSettings::default(), tx.clone(), Some(wal)).unwrap()
+            let b =
+                demo_modules(id.clone(), &m, key, &NodeSettings::default(), tx.clone(), Some(wal));
+            // The SMR system's application module too (it takes no messages).
+            let kv =
+                protocols::smr::app::AppModule::new(protocols::smr::kv::KvStore::default(), id);
+            b.unwrap().passive("kv", kv)
         })
         .collect();
     let mut sim = sim_of(builders);
@@ -437,7 +459,7 @@ fn simulator_iss_survives_every_message_to_every_module() {
     }
     let stats = sim.stats(&NodeId::from_index(0)).unwrap();
     // (Modules that take messages count what they drop in their own statistics.)
-    for m in ["net", "crypto", "hasher", "timer", "mempool", "batchdb", "batchfetcher"] {
+    for m in ["net", "crypto", "hasher", "timer", "mempool", "batchdb", "batchfetcher", "kv"] {
         assert!(stats.module(m).unwrap().messages_refused > 0, "{m}: {stats:?}");
     }
 }

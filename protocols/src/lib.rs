@@ -7,16 +7,16 @@
 //! |---|---|
 //! | Signed Echo Broadcast (Reiter '94; Cachin, Guerraoui, Rodrigues) | [`bcb`] |
 //! | Availability layer: mempool, batch DB, multisig collector, batch fetcher (Mir's, as used by ISS) | [`availability`] |
-//! | Ordering: PBFT as sequenced broadcast (Castro–Liskov, as Mir runs it for ISS), checkpointing | [`ordering`] |
+//! | Ordering: PBFT as sequenced broadcast (Castro–Liskov, as Mir runs it for ISS), checkpointing, ISS, crash recovery | [`ordering`] |
+//! | The SMR system: an application trait, the reference key-value store | [`smr`] |
 //!
 //! Invariants checked online in the simulator or offline over recorded runs live in
 //! [`monitors`].
-//!
-//! Still to come: ISS, the write-ahead log and the SMR system.
 
 pub mod availability;
 pub mod bcb;
 pub mod monitors;
 pub mod ordering;
+pub mod smr;
 
 pub use mir_dsl;

@@ -157,7 +157,7 @@ fn crash_sweep(before_sync: bool) {
 
 /// Amnesia at every write: node 0 crashes after each of its WAL writes (before the sync) and
 /// restarts on an empty disk, with `rejoin`: it acts in no epoch it may have acted in, so the
-/// monitor sees no contradiction (without `rejoin` it fails at the second write), and it catches
+/// monitor sees no contradiction (without `rejoin` it fails at write 3, the second position), and it catches
 /// up by state transfer. Every other position by default (`ISS_WAL_SWEEP_STEP`).
 #[test]
 fn amnesia_at_every_wal_write() {

@@ -73,9 +73,19 @@ impl DirDisk {
     /// The files of `dir` (created if missing).
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
+        let existed = dir.is_dir();
         std::fs::create_dir_all(&dir)?;
         let mut disk = DirDisk { dir, created: Default::default() };
-        disk.sync_dir()?; // the directory itself may be new
+        // The entries of files an earlier process created and never synced become durable here
+        // (before recovery reads them); a new directory's own entry, in its parent.
+        disk.sync_dir()?;
+        #[cfg(unix)]
+        if !existed {
+            if let Some(parent) = disk.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+        }
+        let _ = existed;
         Ok(disk)
     }
 

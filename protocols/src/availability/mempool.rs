@@ -56,8 +56,25 @@ pub struct Rejected {
     pub client: ClientId,
     /// Its number.
     pub tx_no: u64,
-    /// Why.
+    /// Why, in words.
     pub reason: String,
+    /// Why, for programs.
+    pub kind: RejectKind,
+}
+
+/// The kinds of refusal (what a client can do about each differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectKind {
+    /// Larger than a batch may hold: never taken.
+    TooLarge,
+    /// Delivered already.
+    Delivered,
+    /// Outside the client's window: submit it once the earlier ones are delivered.
+    OutsideWindow,
+    /// Waiting in this mempool already.
+    Present,
+    /// The mempool is full: later, or at another node.
+    Full,
 }
 
 /// The answer to a [`NewTransactions`] of which some were not taken (sent to its source module).
@@ -360,28 +377,34 @@ impl Mempool {
     }
 
     /// Why `tx` cannot be admitted now, if it cannot.
-    fn refusal(&self, tx: &Tx) -> Option<String> {
+    fn refusal(&self, tx: &Tx) -> Option<(RejectKind, String)> {
         let p = &self.params;
         let low = self.progress.low_wm(&tx.client);
         if tx.size() > p.max_payload_in_batch {
-            Some(format!(
-                "{} bytes is more than a batch may hold ({})",
-                tx.size(),
-                p.max_payload_in_batch
+            Some((
+                RejectKind::TooLarge,
+                format!(
+                    "{} bytes is more than a batch may hold ({})",
+                    tx.size(),
+                    p.max_payload_in_batch
+                ),
             ))
         } else if self.progress.contains(&tx.client, tx.tx_no) {
-            Some("already delivered".into())
+            Some((RejectKind::Delivered, "already delivered".into()))
         } else if tx.tx_no >= low.saturating_add(p.client_window) {
-            Some(format!(
-                "outside the client's window [{low}, {})",
-                low.saturating_add(p.client_window)
+            Some((
+                RejectKind::OutsideWindow,
+                format!(
+                    "outside the client's window [{low}, {})",
+                    low.saturating_add(p.client_window)
+                ),
             ))
         } else if self.present.contains(&(tx.client.clone(), tx.tx_no)) {
-            Some("already in the mempool".into())
+            Some((RejectKind::Present, "already in the mempool".into()))
         } else if self.len() >= p.capacity_txs {
-            Some(format!("mempool full ({} transactions)", p.capacity_txs))
+            Some((RejectKind::Full, format!("mempool full ({} transactions)", p.capacity_txs)))
         } else if self.bytes() + tx.size() > p.capacity_bytes {
-            Some(format!("mempool full ({} bytes)", p.capacity_bytes))
+            Some((RejectKind::Full, format!("mempool full ({} bytes)", p.capacity_bytes)))
         } else {
             None
         }
@@ -461,8 +484,8 @@ impl Mempool {
         let mut rejected = Vec::new();
         for tx in new.txs {
             match self.refusal(&tx) {
-                Some(reason) => {
-                    rejected.push(Rejected { client: tx.client, tx_no: tx.tx_no, reason })
+                Some((kind, reason)) => {
+                    rejected.push(Rejected { client: tx.client, tx_no: tx.tx_no, reason, kind })
                 }
                 None => {
                     self.present.insert((tx.client.clone(), tx.tx_no));

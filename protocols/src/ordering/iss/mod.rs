@@ -240,6 +240,9 @@ impl Iss {
         if config.catch_up_period.is_zero() {
             return Err("catch_up_period must be positive".into());
         }
+        if config.rejoin && membership.len() < 2 {
+            return Err("rejoin needs other members to ask (the membership has one)".into());
+        }
         let buckets = config.buckets.unwrap_or(16 * membership.len() as u64);
         let leaders = LeaderSelection::new(config.leader_policy, membership.clone());
         let layout = EpochLayout::new(0, 0, leaders.leaders(0), config.segment_length, buckets)?;

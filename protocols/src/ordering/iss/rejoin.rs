@@ -6,7 +6,7 @@
 //! logged checkpoint do
 //!     log REJOINING; then send REJOIN-REQUEST to the other members (and every catch-up period
 //!     until answered); start no epoch
-//! upon REJOIN-REQUEST from member p, this node not rejoining itself do
+//! upon REJOIN-REQUEST from member p, this node not rejoining itself and its WAL read do
 //!     send REJOIN-REPORT(reach) to p     (reach: the highest epoch this node entered or holds
 //!                                         logged PBFT records of)
 //! upon REJOIN-REPORT(e) from others that weigh a strong quorum do

@@ -122,7 +122,9 @@ impl Pbft {
             }
         }
         let view = records.iter().map(Sent::view).max().unwrap_or(0);
-        let normal = records.iter().any(|r| r.view() == view && !matches!(r, Sent::ViewChange(_)));
+        // Nothing but a DONE: view 0, as a fresh instance (everything is committed anyway).
+        let normal = records.is_empty()
+            || records.iter().any(|r| r.view() == view && !matches!(r, Sent::ViewChange(_)));
         self.phase = if normal { Phase::Normal { view } } else { Phase::ViewChange { to: view } };
         for r in records {
             let (key, digest) = r.key();

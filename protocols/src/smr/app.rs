@@ -1,0 +1,154 @@
+//! An [`Application`] as a node's `app` module.
+//!
+//! ```text
+//! upon NewOrderedBatch(sn, txs) from the batch fetcher do
+//!     for each tx (index i): result := app.apply(tx)
+//!     trigger Applied(sn, [(client, tx_no, i, result)]) to the receipts module, if any
+//! upon SnapshotRequest(e) do send AppSnapshot(e, app.snapshot()) to ISS
+//! upon RestoreState(e, progress, s) do app.restore(s) (an error stops the node: another app);
+//!     trigger Restored(e, progress) to the receipts module, if any
+//! ```
+//!
+//! The batch fetcher delivers each transaction once (duplicates removed by client progress), in
+//! log order, with the snapshot requests between the same batches at every node; so every
+//! correct node's application goes through the same states.
+
+use mir_runtime::{
+    payload, Batch, ModuleError, ModuleId, ModuleResult, NodeId, Outbox, PassiveModule,
+};
+use serde::{Deserialize, Serialize};
+
+use super::Application;
+use crate::availability::batchfetcher::{NewOrderedBatch, RestoreState, SnapshotRequest};
+use crate::availability::{ClientId, ClientProgress};
+use crate::ordering::checkpoint::AppSnapshot;
+
+/// One applied transaction: who sent it, its place in the log, and what it returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The client.
+    pub client: ClientId,
+    /// The client's number for it.
+    pub tx_no: u64,
+    /// Its index in the batch of its sequence number.
+    pub index: u32,
+    /// Its payload.
+    pub data: Vec<u8>,
+    /// What the application returned.
+    pub result: Vec<u8>,
+}
+
+/// The transactions of batch `sn`, applied (to the receipts module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The log position of the batch.
+    pub sn: u64,
+    /// One receipt per transaction, in order.
+    pub receipts: Vec<Receipt>,
+}
+
+/// This node's application jumped to the state at the start of epoch `epoch` (a state transfer,
+/// or a restart from its WAL): the transactions in `client_progress` are in it, without
+/// receipts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restored {
+    /// The epoch the state starts.
+    pub epoch: u64,
+    /// What was delivered before it.
+    pub client_progress: ClientProgress,
+}
+
+payload!(Applied = "smr.Applied", Restored = "smr.Restored");
+
+/// Runs an [`Application`] as a passive module (register it as the availability layer's
+/// destination, `app` by default).
+///
+/// ```
+/// use mir_runtime::{testing::apply, Event, ModuleId, NodeId};
+/// use protocols::availability::batchfetcher::NewOrderedBatch;
+/// use protocols::availability::Tx;
+/// use protocols::smr::app::{AppModule, Applied};
+/// use protocols::smr::kv::KvStore;
+///
+/// let mut m = AppModule::new(KvStore::default(), NodeId::from_index(0))
+///     .receipts_to(ModuleId::new("clients"));
+/// let batch = NewOrderedBatch { sn: 7, txs: vec![Tx::new("alice", 0, "put k v")] };
+/// let out = apply(&mut m, ModuleId::new("app"), vec![Event::new("batchfetcher", "app", batch)])
+///     .unwrap();
+/// let applied: Applied = out[0].payload.decode().unwrap().unwrap();
+/// assert_eq!((applied.sn, applied.receipts[0].result.as_slice()), (7, &b"-"[..]));
+/// ```
+pub struct AppModule<A> {
+    app: A,
+    me: NodeId,
+    iss: ModuleId,
+    receipts: Option<ModuleId>,
+    applied: u64,
+}
+
+impl<A: Application> AppModule<A> {
+    /// `app` on node `me`; snapshots go to `iss` (see [`AppModule::iss`]), receipts nowhere.
+    pub fn new(app: A, me: NodeId) -> Self {
+        let iss = ModuleId::new(crate::ordering::iss::names::ISS);
+        AppModule { app, me, iss, receipts: None, applied: 0 }
+    }
+
+    /// Sends [`Applied`] and [`Restored`] to `module` (the client gateway).
+    pub fn receipts_to(mut self, module: ModuleId) -> Self {
+        self.receipts = Some(module);
+        self
+    }
+
+    /// Sends snapshots to `module` instead of `iss`.
+    pub fn iss(mut self, module: ModuleId) -> Self {
+        self.iss = module;
+        self
+    }
+
+    /// The application.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// Transactions applied since this module started.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+}
+
+impl<A: Application> PassiveModule for AppModule<A> {
+    fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
+        for ev in events {
+            if let Some(b) = ev.get::<NewOrderedBatch>() {
+                let mut receipts = Vec::with_capacity(b.txs.len());
+                for (i, tx) in b.txs.iter().enumerate() {
+                    let result = self.app.apply(tx);
+                    self.applied += 1;
+                    if self.receipts.is_some() {
+                        let (client, tx_no, data) = (tx.client.clone(), tx.tx_no, tx.data.clone());
+                        receipts.push(Receipt { client, tx_no, index: i as u32, data, result });
+                    }
+                }
+                if let Some(to) = &self.receipts {
+                    out.send(to, Applied { sn: b.sn, receipts });
+                }
+            } else if let Some(s) = ev.get::<SnapshotRequest>() {
+                out.send(&self.iss, AppSnapshot { epoch: s.epoch, data: self.app.snapshot() });
+            } else if let Some(r) = ev.get::<RestoreState>() {
+                // A strong quorum certified this state (or this node logged it).
+                self.app.restore(&r.app).map_err(|e| {
+                    ModuleError::new(format!(
+                        "node {}: the certified state of epoch {} is not this application's: {e}",
+                        self.me, r.epoch
+                    ))
+                })?;
+                if let Some(to) = &self.receipts {
+                    let progress = r.client_progress.clone();
+                    out.send(to, Restored { epoch: r.epoch, client_progress: progress });
+                }
+            }
+            // The rest (log entries, epochs, stable checkpoints): nothing to do.
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,548 @@
+//! The client gateway: the gRPC client service of a node (`protocols/proto/smr_client.proto`),
+//! as an active module (`clients`).
+//!
+//! ```text
+//! upon Submit(client, n, payload) from a gRPC client do
+//!     refuse at once a bad request (empty or long client ID, payload over the limit) and one
+//!     over the waiting limits (per client and in all); answer at once a receipt still known
+//!     else wait for its outcome; trigger NewTransactions([tx]) to the mempool
+//!         (waiting for room in the node: back-pressure reaches the client)
+//! upon TransactionsRejected from the mempool do answer the waiting submissions with the reason
+//!     (already here: keep waiting, the receipt will come)
+//! upon Applied(sn, receipts) from the application do answer the waiting submissions; keep the
+//!     batch for Deliveries and late receipts (the last `recent` batches); stream it to followers
+//! upon Restored(epoch, progress) do answer the waiting submissions the restored state holds
+//!     ("restored": position and result unknown at this node)
+//! upon Deliveries(from_sn) do stream the kept batches from from_sn, then each new one
+//! ```
+//!
+//! **Limits** (a client that lies cannot stop the node nor hold unbounded memory): waiting
+//! submissions per client and in all, payload and client-ID sizes, gRPC message size, concurrent
+//! streams per connection, a deadline per submission (its outcome may never come: the client
+//! asks again or another node), the kept batches; a follower too slow for the live stream loses
+//! it (and resumes from its last sn). The mempool adds the per-client window and its capacity.
+//!
+//! The gateway runs on the production executor only (it needs an [`EventSink`]); in the
+//! simulator it stays idle.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use mir_runtime::{
+    ActiveModule, Batch, Context, Event, EventSink, ModuleError, ModuleId, ModuleResult,
+};
+use tokio::sync::{broadcast, oneshot, watch};
+use tonic::codegen::{http, BoxFuture, Context as TaskContext, Poll, Service, StdError};
+use tonic::{Request, Response, Status};
+
+use super::app::{Applied, Restored};
+use super::service::{
+    DeliveredTx, DeliveriesRequest, Delivery, ProstCodec, Reason, Receipt, SubmitReply,
+    SubmitRequest, DELIVERIES, SUBMIT,
+};
+use crate::availability::mempool::{NewTransactions, RejectKind, TransactionsRejected};
+use crate::availability::Tx;
+
+/// Settings of the [`ClientGateway`].
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where clients connect (port 0: any free port, see [`GatewayHandle::local_addr`]).
+    pub listen: SocketAddr,
+    /// Submissions waiting for their outcome, all clients together. Default 100,000.
+    pub max_waiting: usize,
+    /// Submissions waiting per client. Default 1,024.
+    pub max_waiting_per_client: usize,
+    /// Largest payload taken. Default 1 MiB.
+    pub max_payload: usize,
+    /// Longest client ID. Default 256 bytes.
+    pub max_client_id: usize,
+    /// Delivered batches kept for followers that resume and for late receipts. Default 1,024.
+    pub recent: usize,
+    /// How long a submission waits for its outcome. Default 30 s.
+    pub timeout: Duration,
+    /// Concurrent requests per connection. Default 1,024.
+    pub max_streams: u32,
+}
+
+impl GatewayConfig {
+    /// The defaults, listening on `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        GatewayConfig {
+            listen,
+            max_waiting: 100_000,
+            max_waiting_per_client: 1024,
+            max_payload: 1 << 20,
+            max_client_id: 256,
+            recent: 1024,
+            timeout: Duration::from_secs(30),
+            max_streams: 1024,
+        }
+    }
+
+    /// An error naming the first bad setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_waiting", self.max_waiting),
+            ("max_waiting_per_client", self.max_waiting_per_client),
+            ("max_payload", self.max_payload),
+            ("max_client_id", self.max_client_id),
+            ("recent", self.recent),
+            ("max_streams", self.max_streams as usize),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("gateway: {name} must be positive"));
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err("gateway: timeout must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the gateway counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Submissions received.
+    pub submitted: u64,
+    /// Receipts sent.
+    pub receipts: u64,
+    /// Rejections sent, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Submissions that waited past the timeout.
+    pub timed_out: u64,
+}
+
+/// A handle to a running gateway: its address, statistics, and stopping it.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl GatewayHandle {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> GatewayStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Stops serving clients.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+type Key = (String, u64);
+
+#[derive(Default)]
+struct State {
+    /// Submissions waiting for an outcome.
+    waiting: BTreeMap<Key, Vec<oneshot::Sender<SubmitReply>>>,
+    per_client: BTreeMap<String, usize>,
+    total: usize,
+    /// The last delivered batches, by sn, and the receipts they hold.
+    recent: VecDeque<Arc<Delivery>>,
+    receipts: BTreeMap<Key, (u64, u32, Vec<u8>)>,
+    stats: GatewayStats,
+}
+
+struct Shared {
+    id: ModuleId,
+    mempool: ModuleId,
+    cfg: GatewayConfig,
+    sink: OnceLock<EventSink>,
+    state: Mutex<State>,
+    live: broadcast::Sender<Arc<Delivery>>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers every submission waiting for `key`.
+    fn answer(&self, s: &mut State, key: &Key, reply: &SubmitReply) {
+        if let Some(waiters) = s.waiting.remove(key) {
+            s.total -= waiters.len();
+            if let Some(c) = s.per_client.get_mut(&key.0) {
+                *c -= waiters.len();
+                if *c == 0 {
+                    s.per_client.remove(&key.0);
+                }
+            }
+            for w in waiters {
+                let _ = w.send(reply.clone());
+            }
+        }
+    }
+
+    fn count_rejection(s: &mut State, reason: Reason) {
+        *s.stats.rejected.entry(format!("{reason:?}")).or_default() += 1;
+    }
+
+    /// Submit: check, wait for the outcome.
+    async fn submit(self: Arc<Self>, r: SubmitRequest) -> Result<SubmitReply, Status> {
+        let cfg = &self.cfg;
+        let reject = |reason: Reason, detail: String| {
+            Self::count_rejection(&mut self.lock(), reason);
+            Ok(SubmitReply::rejection(reason, detail))
+        };
+        self.lock().stats.submitted += 1;
+        if r.client_id.is_empty() || r.client_id.len() > cfg.max_client_id {
+            let detail = format!("the client ID must have 1 to {} bytes", cfg.max_client_id);
+            return reject(Reason::Invalid, detail);
+        }
+        if r.payload.len() > cfg.max_payload {
+            let detail =
+                format!("{} bytes is over the limit of {}", r.payload.len(), cfg.max_payload);
+            return reject(Reason::TooLarge, detail);
+        }
+        let key: Key = (r.client_id.clone(), r.tx_no);
+        let rx = {
+            let mut s = self.lock();
+            if let Some((sn, index, result)) = s.receipts.get(&key).cloned() {
+                s.stats.receipts += 1;
+                return Ok(SubmitReply::receipt(sn, index, result));
+            }
+            let mine = s.per_client.get(&r.client_id).copied().unwrap_or(0);
+            if mine >= cfg.max_waiting_per_client || s.total >= cfg.max_waiting {
+                drop(s);
+                let detail = "too many submissions waiting; wait for their outcomes".to_string();
+                return reject(Reason::Invalid, detail);
+            }
+            let (tx, rx) = oneshot::channel();
+            s.waiting.entry(key.clone()).or_default().push(tx);
+            *s.per_client.entry(r.client_id.clone()).or_default() += 1;
+            s.total += 1;
+            rx
+        };
+        let Some(sink) = self.sink.get() else {
+            return Err(Status::unavailable("the node is not running"));
+        };
+        let tx = Tx::new(r.client_id.as_str(), r.tx_no, r.payload);
+        let ev =
+            Event::new(self.id.clone(), self.mempool.clone(), NewTransactions { txs: vec![tx] });
+        if sink.inject(vec![ev]).await.is_err() {
+            return Err(Status::unavailable("the node stopped"));
+        }
+        match tokio::time::timeout(cfg.timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(Status::unavailable("the node stopped")),
+            Err(_) => {
+                let mut s = self.lock();
+                s.stats.timed_out += 1;
+                // Drop this node's waiters of the key whose receivers are gone (this one).
+                if let Some(ws) = s.waiting.get_mut(&key) {
+                    let before = ws.len();
+                    ws.retain(|w| !w.is_closed());
+                    let gone = before - ws.len();
+                    s.total -= gone;
+                    if let Some(c) = s.per_client.get_mut(&key.0) {
+                        *c -= gone;
+                    }
+                    if s.waiting.get(&key).is_some_and(Vec::is_empty) {
+                        s.waiting.remove(&key);
+                    }
+                }
+                Err(Status::deadline_exceeded("not ordered in time; submit it again"))
+            }
+        }
+    }
+
+    fn applied(&self, a: &Applied) {
+        let mut s = self.lock();
+        let mut txs = Vec::with_capacity(a.receipts.len());
+        for r in &a.receipts {
+            let key: Key = (r.client.0.clone(), r.tx_no);
+            let reply = SubmitReply::receipt(a.sn, r.index, r.result.clone());
+            if s.waiting.contains_key(&key) {
+                s.stats.receipts += s.waiting[&key].len() as u64;
+            }
+            self.answer(&mut s, &key, &reply);
+            s.receipts.insert(key, (a.sn, r.index, r.result.clone()));
+            txs.push(DeliveredTx {
+                client_id: r.client.0.clone(),
+                tx_no: r.tx_no,
+                payload: r.data.clone(),
+                result: r.result.clone(),
+            });
+        }
+        let d = Arc::new(Delivery { sn: a.sn, txs });
+        s.recent.push_back(d.clone());
+        while s.recent.len() > self.cfg.recent {
+            if let Some(old) = s.recent.pop_front() {
+                for t in &old.txs {
+                    s.receipts.remove(&(t.client_id.clone(), t.tx_no));
+                }
+            }
+        }
+        drop(s);
+        let _ = self.live.send(d); // nobody following: fine
+    }
+
+    fn rejected(&self, r: &TransactionsRejected) {
+        let mut s = self.lock();
+        for x in &r.rejected {
+            let key: Key = (x.client.0.clone(), x.tx_no);
+            let reason = match x.kind {
+                // Waiting here already: its receipt will come.
+                RejectKind::Present => continue,
+                RejectKind::Delivered => {
+                    if let Some((sn, index, result)) = s.receipts.get(&key).cloned() {
+                        let n = s.waiting.get(&key).map_or(0, Vec::len) as u64;
+                        s.stats.receipts += n;
+                        self.answer(&mut s, &key, &SubmitReply::receipt(sn, index, result));
+                        continue;
+                    }
+                    Reason::Duplicate
+                }
+                RejectKind::TooLarge => Reason::TooLarge,
+                RejectKind::OutsideWindow => Reason::OutsideWindow,
+                RejectKind::Full => Reason::MempoolFull,
+            };
+            if s.waiting.contains_key(&key) {
+                Self::count_rejection(&mut s, reason);
+            }
+            self.answer(&mut s, &key, &SubmitReply::rejection(reason, x.reason.clone()));
+        }
+    }
+
+    fn restored(&self, r: &Restored) {
+        let mut s = self.lock();
+        let keys: Vec<Key> = s
+            .waiting
+            .keys()
+            .filter(|(c, n)| {
+                r.client_progress.contains(&crate::availability::ClientId(c.clone()), *n)
+            })
+            .cloned()
+            .collect();
+        let reply = SubmitReply {
+            outcome: Some(super::service::Outcome::Receipt(Receipt {
+                sn: 0,
+                index: 0,
+                result: Vec::new(),
+                restored: true,
+            })),
+        };
+        for k in keys {
+            s.stats.receipts += s.waiting[&k].len() as u64;
+            self.answer(&mut s, &k, &reply);
+        }
+    }
+
+    /// Deliveries: the kept batches from `from`, then the live ones.
+    fn follow(
+        &self,
+        from: u64,
+    ) -> tokio_stream::wrappers::ReceiverStream<Result<Delivery, Status>> {
+        let mut live = self.live.subscribe(); // before reading `recent`: no gap
+        let kept: Vec<Arc<Delivery>> =
+            self.lock().recent.iter().filter(|d| d.sn >= from).cloned().collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut next = from;
+            for d in kept {
+                next = d.sn + 1;
+                if tx.send(Ok((*d).clone())).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                match live.recv().await {
+                    Ok(d) if d.sn < next => continue, // sent from `recent` already
+                    Ok(d) => {
+                        next = d.sn + 1;
+                        if tx.send(Ok((*d).clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let status = Status::resource_exhausted(format!(
+                            "too slow for the live log; resume from sn {next}"
+                        ));
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
+}
+
+/// The gateway module (register it as `clients`, and make the application send it receipts:
+/// [`AppModule::receipts_to`](super::app::AppModule::receipts_to)).
+pub struct ClientGateway {
+    shared: Arc<Shared>,
+    listener: Option<std::net::TcpListener>,
+    stop: Arc<watch::Sender<bool>>,
+    handle: GatewayHandle,
+}
+
+impl ClientGateway {
+    /// A gateway with `cfg`, registered as `id`, submitting to `mempool`; binds its address now
+    /// (an error if it cannot, or for a bad setting).
+    pub fn new(cfg: GatewayConfig, id: ModuleId, mempool: ModuleId) -> Result<Self, String> {
+        cfg.validate()?;
+        let listener = std::net::TcpListener::bind(cfg.listen)
+            .map_err(|e| format!("client gateway: cannot listen on {}: {e}", cfg.listen))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let (live, _) = broadcast::channel(cfg.recent.max(16));
+        let shared = Arc::new(Shared {
+            id,
+            mempool,
+            cfg,
+            sink: OnceLock::new(),
+            state: Mutex::default(),
+            live,
+        });
+        let (stop, _) = watch::channel(false);
+        let stop = Arc::new(stop);
+        let handle = GatewayHandle { local, shared: shared.clone(), stop: stop.clone() };
+        Ok(ClientGateway { shared, listener: Some(listener), stop, handle })
+    }
+
+    /// The handle (address, statistics, stop).
+    pub fn handle(&self) -> GatewayHandle {
+        self.handle.clone()
+    }
+
+    fn start(&mut self, sink: EventSink) -> Result<(), ModuleError> {
+        let _ = self.shared.sink.set(sink);
+        let Some(listener) = self.listener.take() else { return Ok(()) };
+        listener.set_nonblocking(true).map_err(ModuleError::new)?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(ModuleError::new)?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = Server(self.shared.clone());
+        let mut stop = self.stop.subscribe();
+        let cfg = &self.shared.cfg;
+        let streams = cfg.max_streams;
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = tonic::transport::Server::builder()
+                .max_concurrent_streams(Some(streams))
+                .serve_with_incoming_shutdown(server, incoming, shutdown)
+                .await
+            {
+                tracing::warn!(error = %e, "the client service ended with an error");
+            }
+        });
+        Ok(())
+    }
+}
+
+impl Drop for ClientGateway {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl ActiveModule for ClientGateway {
+    fn apply_events(&mut self, events: Batch<'_>, cx: &mut Context<'_>) -> ModuleResult {
+        if self.listener.is_some() {
+            if let Some(sink) = cx.sink() {
+                self.start(sink)?;
+            }
+        }
+        for ev in events {
+            if let Some(a) = ev.get::<Applied>() {
+                self.shared.applied(a);
+            } else if let Some(r) = ev.get::<TransactionsRejected>() {
+                self.shared.rejected(r);
+            } else if let Some(r) = ev.get::<Restored>() {
+                self.shared.restored(r);
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- the gRPC service ----
+
+#[derive(Clone)]
+struct Server(Arc<Shared>);
+
+impl tonic::server::NamedService for Server {
+    const NAME: &'static str = super::service::SERVICE;
+}
+
+impl<B> Service<http::Request<B>> for Server
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let shared = self.0.clone();
+        let limit = shared.cfg.max_payload + shared.cfg.max_client_id + 1024;
+        match req.uri().path() {
+            SUBMIT => Box::pin(async move {
+                let mut grpc =
+                    tonic::server::Grpc::new(ProstCodec::<SubmitReply, SubmitRequest>::default())
+                        .max_decoding_message_size(limit);
+                Ok(grpc.unary(SubmitSvc(shared), req).await)
+            }),
+            DELIVERIES => Box::pin(async move {
+                let mut grpc =
+                    tonic::server::Grpc::new(ProstCodec::<Delivery, DeliveriesRequest>::default())
+                        .max_decoding_message_size(1024);
+                Ok(grpc.server_streaming(FollowSvc(shared), req).await)
+            }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) }),
+        }
+    }
+}
+
+struct SubmitSvc(Arc<Shared>);
+
+impl Service<Request<SubmitRequest>> for SubmitSvc {
+    type Response = Response<SubmitReply>;
+    type Error = Status;
+    type Future = BoxFuture<Self::Response, Status>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<SubmitRequest>) -> Self::Future {
+        let shared = self.0.clone();
+        Box::pin(async move { shared.submit(req.into_inner()).await.map(Response::new) })
+    }
+}
+
+struct FollowSvc(Arc<Shared>);
+
+impl Service<Request<DeliveriesRequest>> for FollowSvc {
+    type Response = Response<tokio_stream::wrappers::ReceiverStream<Result<Delivery, Status>>>;
+    type Error = Status;
+    type Future = BoxFuture<Self::Response, Status>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<DeliveriesRequest>) -> Self::Future {
+        let stream = self.0.follow(req.into_inner().from_sn);
+        Box::pin(async move { Ok(Response::new(stream)) })
+    }
+}
