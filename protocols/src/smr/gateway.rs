@@ -9,8 +9,9 @@
 //!         (waiting for room in the node: back-pressure reaches the client)
 //! upon TransactionsRejected from the mempool do answer the waiting submissions with the reason
 //!     (already here: keep waiting, the receipt will come)
-//! upon Applied(sn, receipts) from the application do answer the waiting submissions; keep the
-//!     batch for Deliveries and late receipts (the last `recent` batches); stream it to followers
+//! upon Applied(sn, receipts) from the application do answer the waiting submissions; unless
+//!     empty, keep the batch for Deliveries and late receipts (the last `recent` non-empty
+//!     batches) and stream it to followers
 //! upon Restored(epoch, progress) do answer the waiting submissions the restored state holds
 //!     ("restored": position and result unknown at this node)
 //! upon Deliveries(from_sn) do stream the kept batches from from_sn, then each new one
@@ -58,7 +59,8 @@ pub struct GatewayConfig {
     pub max_payload: usize,
     /// Longest client ID. Default 256 bytes.
     pub max_client_id: usize,
-    /// Delivered batches kept for followers that resume and for late receipts. Default 1,024.
+    /// Delivered non-empty batches kept for followers that resume and for late receipts.
+    /// Default 1,024.
     pub recent: usize,
     /// How long a submission waits for its outcome. Default 30 s.
     pub timeout: Duration,
@@ -275,6 +277,9 @@ impl Shared {
                 payload: r.data.clone(),
                 result: r.result.clone(),
             });
+        }
+        if txs.is_empty() {
+            return; // an empty batch: nothing to follow (an idle cluster makes many)
         }
         let d = Arc::new(Delivery { sn: a.sn, txs });
         s.recent.push_back(d.clone());

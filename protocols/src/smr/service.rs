@@ -208,7 +208,8 @@ mod tests {
     #[test]
     fn the_proto_file_matches_the_rust_types() {
         let proto = include_str!("../../proto/smr_client.proto");
-        let code: String = proto.lines().map(|l| l.split("//").next().unwrap_or("")).collect();
+        let code: Vec<&str> = proto.lines().map(|l| l.split("//").next().unwrap_or("")).collect();
+        let code = code.join("\n");
         let flat: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
         for line in [
             "package mir.smr;",
