@@ -202,15 +202,16 @@ async fn client(
     Ok(())
 }
 
-/// Submits `line` as the client's next transaction; the number is used up whatever comes back.
+/// Submits `line` as the client's next transaction (the client says when the number is used
+/// up; after "no node answered", submit the same command again with the error's number as
+/// `--tx-no`).
 async fn submit(
     c: &mut SmrClient,
     state: &std::path::Path,
     line: String,
 ) -> Result<Receipt, Error> {
-    let n = c.next_tx_no();
     let r = c.submit(line.into_bytes()).await;
-    std::fs::write(state, format!("{}\n", n + 1))?;
+    std::fs::write(state, format!("{}\n", c.next_tx_no()))?;
     Ok(r?)
 }
 

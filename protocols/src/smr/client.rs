@@ -17,9 +17,11 @@
 //! goes on from its last number ([`SmrClient::starting_at`]), and resubmitting a number is safe: it
 //! is ordered at most once, and a node that holds its receipt answers with it.
 //!
-//! **Retries.** A node that does not answer in time, is unreachable or full is left for the next
-//! one, round robin, for at most [`SmrClient::attempts`] tries. A refusal that another node would
-//! repeat (too large, outside the window, invalid) is returned at once.
+//! **Retries.** A node that does not answer in time (40 s), is unreachable or full is left for
+//! the next one, round robin, for at most [`SmrClient::attempts`] tries. A refusal that another
+//! node would repeat (too large, outside the window, invalid) is returned at once, and the number
+//! is not used up. After [`ClientError::Unavailable`] the transaction may still be ordered:
+//! submit it again under its number.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,6 +36,9 @@ use super::service::{
     DELIVERIES, SUBMIT,
 };
 
+/// The largest batch a follower takes (payloads and results).
+pub const MAX_DELIVERY: usize = 256 << 20;
+
 /// Why a submission failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -45,13 +50,24 @@ pub enum ClientError {
         /// In words.
         detail: String,
     },
-    /// No node answered with an outcome (the last problem given).
-    #[error("no node answered after {attempts} attempts: {last}")]
+    /// No node answered with an outcome (the last problem given). Transaction `tx_no` may
+    /// still be ordered: submit it again ([`SmrClient::submit_numbered`]), the same payload
+    /// under the same number, or the client's window stops at it.
+    #[error("no node answered after {attempts} attempts (transaction {tx_no}): {last}")]
     Unavailable {
+        /// The transaction's number.
+        tx_no: u64,
         /// Attempts made.
         attempts: usize,
         /// The last problem.
         last: String,
+    },
+    /// Every node answered that transaction `tx_no` is ordered, and none holds its receipt any
+    /// more (it was ordered long ago, or while the nodes caught up by state transfer).
+    #[error("transaction {tx_no} is ordered; no node holds its receipt any more")]
+    OrderedWithoutReceipt {
+        /// The transaction's number.
+        tx_no: u64,
     },
 }
 
@@ -64,6 +80,7 @@ pub struct SmrClient {
     next_tx: u64,
     attempts: usize,
     connect_timeout: Duration,
+    call_timeout: Duration,
 }
 
 impl SmrClient {
@@ -79,6 +96,7 @@ impl SmrClient {
             next_tx: 0,
             attempts: 0,
             connect_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(40),
         }
         .attempts(0)
     }
@@ -106,11 +124,16 @@ impl SmrClient {
         self.next_tx
     }
 
-    /// Submits `payload` as the client's next transaction and waits for its receipt.
+    /// Submits `payload` as the client's next transaction and waits for its receipt. The number
+    /// is used up unless the transaction was refused (then it is not ordered, and the next
+    /// submission takes the number again).
     pub async fn submit(&mut self, payload: Vec<u8>) -> Result<Receipt, ClientError> {
         let n = self.next_tx;
-        self.next_tx += 1;
-        self.submit_numbered(n, payload).await
+        let r = self.submit_numbered(n, payload).await;
+        if !matches!(r, Err(ClientError::Rejected { .. })) {
+            self.next_tx = n + 1;
+        }
+        r
     }
 
     /// Submits `payload` as transaction `tx_no` (again, after a failure: it is ordered at most
@@ -122,7 +145,15 @@ impl SmrClient {
     ) -> Result<Receipt, ClientError> {
         let req = SubmitRequest { client_id: self.id.clone(), tx_no, payload, signature: vec![] };
         let mut last = String::from("no node");
-        let mut duplicates = 0;
+        if self.nodes.is_empty() {
+            return Err(ClientError::Unavailable {
+                tx_no,
+                attempts: 0,
+                last: "no nodes given".into(),
+            });
+        }
+        // The nodes that say it is ordered without holding its receipt.
+        let mut ordered = std::collections::BTreeSet::new();
         for attempt in 0..self.attempts {
             if attempt > 0 && attempt % self.nodes.len().max(1) == 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await; // a round failed
@@ -134,14 +165,16 @@ impl SmrClient {
                 }
                 Ok(SubmitReply { outcome: Some(Outcome::Receipt(_)) }) => {
                     last = format!("node {i} has it ordered, without its receipt");
-                    duplicates += 1;
+                    ordered.insert(i);
                 }
                 Ok(SubmitReply { outcome: Some(Outcome::Rejection(r)) }) => {
                     let reason = Reason::try_from(r.reason).unwrap_or(Reason::Unknown);
                     match reason {
                         Reason::MempoolFull | Reason::Unknown => {}
                         // Ordered, and this node no longer holds the receipt: another may.
-                        Reason::Duplicate => duplicates += 1,
+                        Reason::Duplicate => {
+                            ordered.insert(i);
+                        }
                         _ => return Err(ClientError::Rejected { reason, detail: r.detail }),
                     }
                     last = format!("node {i}: {reason:?}: {}", r.detail);
@@ -162,20 +195,22 @@ impl SmrClient {
                     self.channels[i] = None;
                 }
             }
-            if duplicates >= self.nodes.len() {
-                break; // every node has it delivered: nobody holds the receipt any more
+            if ordered.len() == self.nodes.len() {
+                return Err(ClientError::OrderedWithoutReceipt { tx_no });
             }
-            self.current = (self.current + 1) % self.nodes.len().max(1);
+            self.current = (self.current + 1) % self.nodes.len();
         }
-        Err(ClientError::Unavailable { attempts: self.attempts, last })
+        Err(ClientError::Unavailable { tx_no, attempts: self.attempts, last })
     }
 
     /// Follows the log from `from_sn` at the current node (on an error, call it again with the
-    /// next sn wanted: it resumes).
+    /// next sn wanted: it resumes; `OUT_OF_RANGE` means that node no longer keeps those
+    /// batches).
     pub async fn deliveries(&mut self, from_sn: u64) -> Result<Streaming<Delivery>, Status> {
         let i = self.current;
         let channel = self.channel(i).await?;
-        let mut grpc = Grpc::new(channel);
+        // A batch holds up to a batch's payloads and their results: no 4 MiB default here.
+        let mut grpc = Grpc::new(channel).max_decoding_message_size(MAX_DELIVERY);
         grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
         let codec = ProstCodec::<DeliveriesRequest, Delivery>::default();
         let path = PathAndQuery::from_static(DELIVERIES);
@@ -200,7 +235,11 @@ impl SmrClient {
         let mut grpc = Grpc::new(channel);
         grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
         let codec = ProstCodec::<SubmitRequest, SubmitReply>::default();
+        let mut req = Request::new(req);
+        // The node answers within its own deadline (30 s by default); a node that stops taking
+        // input must not hold the client for ever.
+        req.set_timeout(self.call_timeout);
         let path = PathAndQuery::from_static(SUBMIT);
-        Ok(grpc.unary(Request::new(req), path, codec).await?.into_inner())
+        Ok(grpc.unary(req, path, codec).await?.into_inner())
     }
 }

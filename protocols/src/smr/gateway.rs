@@ -55,13 +55,20 @@ pub struct GatewayConfig {
     pub max_waiting: usize,
     /// Submissions waiting per client. Default 1,024.
     pub max_waiting_per_client: usize,
+    /// Payload bytes of submissions on their way into the node (while it pushes back), all
+    /// clients together. Default 64 MiB.
+    pub max_entering_bytes: usize,
     /// Largest payload taken. Default 1 MiB.
     pub max_payload: usize,
     /// Longest client ID. Default 256 bytes.
     pub max_client_id: usize,
     /// Delivered non-empty batches kept for followers that resume and for late receipts.
-    /// Default 1,024.
+    /// Default 1,024 (at most 1,048,576).
     pub recent: usize,
+    /// ... and at most this many bytes of them (payloads and results). Default 64 MiB.
+    pub recent_bytes: usize,
+    /// Open Deliveries streams. Default 256.
+    pub max_followers: usize,
     /// How long a submission waits for its outcome. Default 30 s.
     pub timeout: Duration,
     /// Concurrent requests per connection. Default 1,024.
@@ -75,9 +82,12 @@ impl GatewayConfig {
             listen,
             max_waiting: 100_000,
             max_waiting_per_client: 1024,
+            max_entering_bytes: 64 << 20,
             max_payload: 1 << 20,
             max_client_id: 256,
             recent: 1024,
+            recent_bytes: 64 << 20,
+            max_followers: 256,
             timeout: Duration::from_secs(30),
             max_streams: 1024,
         }
@@ -88,15 +98,24 @@ impl GatewayConfig {
         let positive = [
             ("max_waiting", self.max_waiting),
             ("max_waiting_per_client", self.max_waiting_per_client),
+            ("max_entering_bytes", self.max_entering_bytes),
             ("max_payload", self.max_payload),
             ("max_client_id", self.max_client_id),
             ("recent", self.recent),
+            ("recent_bytes", self.recent_bytes),
+            ("max_followers", self.max_followers),
             ("max_streams", self.max_streams as usize),
         ];
         for (name, v) in positive {
             if v == 0 {
                 return Err(format!("gateway: {name} must be positive"));
             }
+        }
+        if self.recent > 1 << 20 {
+            return Err("gateway: recent must be at most 1,048,576".into());
+        }
+        if self.max_payload.checked_add(self.max_client_id + 1024).is_none() {
+            return Err("gateway: max_payload is too large".into());
         }
         if self.timeout.is_zero() {
             return Err("gateway: timeout must be positive".into());
@@ -151,8 +170,16 @@ struct State {
     waiting: BTreeMap<Key, Vec<oneshot::Sender<SubmitReply>>>,
     per_client: BTreeMap<String, usize>,
     total: usize,
+    /// Payload bytes of submissions on their way into the node (waiting for room).
+    entering_bytes: usize,
     /// The last delivered batches, by sn, and the receipts they hold.
     recent: VecDeque<Arc<Delivery>>,
+    /// Their bytes.
+    recent_bytes: usize,
+    /// The highest sn of a batch no longer kept.
+    evicted: Option<u64>,
+    /// Open Deliveries streams.
+    followers: usize,
     receipts: BTreeMap<Key, (u64, u32, Vec<u8>)>,
     stats: GatewayStats,
 }
@@ -164,6 +191,47 @@ struct Shared {
     sink: OnceLock<EventSink>,
     state: Mutex<State>,
     live: broadcast::Sender<Arc<Delivery>>,
+    /// Set when the gateway stops (ends the Deliveries streams).
+    stop: watch::Receiver<bool>,
+}
+
+/// A submission waiting for its outcome; dropped however the submission ends, it removes its
+/// waiter (if still there) and its bytes from the counts.
+struct Waiter {
+    shared: Arc<Shared>,
+    key: Key,
+    rx: Option<oneshot::Receiver<SubmitReply>>,
+    /// Payload bytes counted as entering the node (0 once injected).
+    entering: usize,
+}
+
+impl Waiter {
+    fn entered(&mut self) {
+        let mut s = self.shared.lock();
+        s.entering_bytes -= std::mem::take(&mut self.entering);
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        drop(self.rx.take()); // closes this waiter's sender
+        let mut s = self.shared.lock();
+        s.entering_bytes -= std::mem::take(&mut self.entering);
+        let Some(ws) = s.waiting.get_mut(&self.key) else { return };
+        let before = ws.len();
+        ws.retain(|w| !w.is_closed());
+        let gone = before - ws.len();
+        if ws.is_empty() {
+            s.waiting.remove(&self.key);
+        }
+        s.total -= gone;
+        if let Some(c) = s.per_client.get_mut(&self.key.0) {
+            *c -= gone;
+            if *c == 0 {
+                s.per_client.remove(&self.key.0);
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -209,6 +277,7 @@ impl Shared {
             return reject(Reason::TooLarge, detail);
         }
         let key: Key = (r.client_id.clone(), r.tx_no);
+        let bytes = r.payload.len() + r.client_id.len();
         let rx = {
             let mut s = self.lock();
             if let Some((sn, index, result)) = s.receipts.get(&key).cloned() {
@@ -216,46 +285,45 @@ impl Shared {
                 return Ok(SubmitReply::receipt(sn, index, result));
             }
             let mine = s.per_client.get(&r.client_id).copied().unwrap_or(0);
-            if mine >= cfg.max_waiting_per_client || s.total >= cfg.max_waiting {
+            if mine >= cfg.max_waiting_per_client
+                || s.total >= cfg.max_waiting
+                || s.entering_bytes + bytes > cfg.max_entering_bytes
+            {
                 drop(s);
-                let detail = "too many submissions waiting; wait for their outcomes".to_string();
-                return reject(Reason::Invalid, detail);
+                let detail = "too many submissions waiting here; wait for their outcomes, or \
+                              try another node"
+                    .to_string();
+                return reject(Reason::MempoolFull, detail);
             }
             let (tx, rx) = oneshot::channel();
             s.waiting.entry(key.clone()).or_default().push(tx);
             *s.per_client.entry(r.client_id.clone()).or_default() += 1;
             s.total += 1;
+            s.entering_bytes += bytes;
             rx
         };
+        // From here on, however this future ends (an outcome, the deadline, or the client going
+        // away while the node pushes back), the guard takes its waiter out.
+        let mut waiter = Waiter { shared: self.clone(), key, rx: Some(rx), entering: bytes };
         let Some(sink) = self.sink.get() else {
             return Err(Status::unavailable("the node is not running"));
         };
         let tx = Tx::new(r.client_id.as_str(), r.tx_no, r.payload);
         let ev =
             Event::new(self.id.clone(), self.mempool.clone(), NewTransactions { txs: vec![tx] });
-        if sink.inject(vec![ev]).await.is_err() {
-            return Err(Status::unavailable("the node stopped"));
-        }
-        match tokio::time::timeout(cfg.timeout, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(Status::unavailable("the node stopped")),
+        let outcome = async {
+            sink.inject(vec![ev]).await.map_err(|_| Status::unavailable("the node stopped"))?;
+            waiter.entered();
+            let rx = waiter.rx.as_mut().expect("taken only on drop");
+            rx.await.map_err(|_| Status::unavailable("the node stopped"))
+        };
+        match tokio::time::timeout(cfg.timeout, outcome).await {
+            Ok(r) => r,
             Err(_) => {
-                let mut s = self.lock();
-                s.stats.timed_out += 1;
-                // Drop this node's waiters of the key whose receivers are gone (this one).
-                if let Some(ws) = s.waiting.get_mut(&key) {
-                    let before = ws.len();
-                    ws.retain(|w| !w.is_closed());
-                    let gone = before - ws.len();
-                    s.total -= gone;
-                    if let Some(c) = s.per_client.get_mut(&key.0) {
-                        *c -= gone;
-                    }
-                    if s.waiting.get(&key).is_some_and(Vec::is_empty) {
-                        s.waiting.remove(&key);
-                    }
-                }
-                Err(Status::deadline_exceeded("not ordered in time; submit it again"))
+                self.lock().stats.timed_out += 1;
+                Err(Status::deadline_exceeded(
+                    "no outcome in time; submit it again (here or elsewhere)",
+                ))
             }
         }
     }
@@ -282,9 +350,14 @@ impl Shared {
             return; // an empty batch: nothing to follow (an idle cluster makes many)
         }
         let d = Arc::new(Delivery { sn: a.sn, txs });
+        s.recent_bytes += delivery_bytes(&d);
         s.recent.push_back(d.clone());
-        while s.recent.len() > self.cfg.recent {
+        while s.recent.len() > self.cfg.recent
+            || (s.recent_bytes > self.cfg.recent_bytes && s.recent.len() > 1)
+        {
             if let Some(old) = s.recent.pop_front() {
+                s.recent_bytes -= delivery_bytes(&old);
+                s.evicted = Some(old.sn);
                 for t in &old.txs {
                     s.receipts.remove(&(t.client_id.clone(), t.tx_no));
                 }
@@ -345,45 +418,80 @@ impl Shared {
         }
     }
 
-    /// Deliveries: the kept batches from `from`, then the live ones.
+    /// Deliveries: the kept batches from `from`, then the live ones; a follower that falls
+    /// behind the live stream is served from the kept batches again, and one that asks for
+    /// batches no longer kept gets `OUT_OF_RANGE`.
     fn follow(
-        &self,
+        self: &Arc<Self>,
         from: u64,
-    ) -> tokio_stream::wrappers::ReceiverStream<Result<Delivery, Status>> {
-        let mut live = self.live.subscribe(); // before reading `recent`: no gap
-        let kept: Vec<Arc<Delivery>> =
-            self.lock().recent.iter().filter(|d| d.sn >= from).cloned().collect();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut next = from;
-            for d in kept {
-                next = d.sn + 1;
-                if tx.send(Ok((*d).clone())).await.is_err() {
-                    return;
-                }
+    ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<Delivery, Status>>, Status> {
+        {
+            let mut s = self.lock();
+            if s.followers >= self.cfg.max_followers {
+                return Err(Status::resource_exhausted("too many followers of this node"));
             }
-            loop {
-                match live.recv().await {
-                    Ok(d) if d.sn < next => continue, // sent from `recent` already
-                    Ok(d) => {
+            s.followers += 1;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let shared = self.clone();
+        let mut stop = self.stop.clone();
+        tokio::spawn(async move {
+            let serve = async {
+                let mut next = from;
+                loop {
+                    let mut live = shared.live.subscribe(); // before reading `recent`: no gap
+                    let (kept, evicted) = {
+                        let s = shared.lock();
+                        let kept: Vec<Arc<Delivery>> =
+                            s.recent.iter().filter(|d| d.sn >= next).cloned().collect();
+                        (kept, s.evicted)
+                    };
+                    if let Some(e) = evicted.filter(|e| *e >= next) {
+                        let status = Status::out_of_range(format!(
+                            "batches up to sn {e} are no longer kept here (from sn {next} asked); \
+                             ask another node, or follow from sn {}",
+                            e + 1
+                        ));
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                    for d in kept {
                         next = d.sn + 1;
                         if tx.send(Ok((*d).clone())).await.is_err() {
                             return;
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let status = Status::resource_exhausted(format!(
-                            "too slow for the live log; resume from sn {next}"
-                        ));
-                        let _ = tx.send(Err(status)).await;
-                        return;
+                    loop {
+                        match live.recv().await {
+                            Ok(d) if d.sn < next => continue, // sent from `recent` already
+                            Ok(d) => {
+                                next = d.sn + 1;
+                                if tx.send(Ok((*d).clone())).await.is_err() {
+                                    return;
+                                }
+                            }
+                            // Fell behind the live stream: from the kept batches again.
+                            Err(broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        }
                     }
-                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            };
+            tokio::select! {
+                _ = serve => {}
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    let _ = tx.send(Err(Status::unavailable("the client service stopped"))).await;
                 }
             }
+            shared.lock().followers -= 1;
         });
-        tokio_stream::wrappers::ReceiverStream::new(rx)
+        Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
+}
+
+/// The bytes a kept batch holds.
+fn delivery_bytes(d: &Delivery) -> usize {
+    d.txs.iter().map(|t| t.client_id.len() + t.payload.len() + t.result.len() + 16).sum()
 }
 
 /// The gateway module (register it as `clients`, and make the application send it receipts:
@@ -403,7 +511,8 @@ impl ClientGateway {
         let listener = std::net::TcpListener::bind(cfg.listen)
             .map_err(|e| format!("client gateway: cannot listen on {}: {e}", cfg.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        let (live, _) = broadcast::channel(cfg.recent.max(16));
+        let (live, _) = broadcast::channel(cfg.recent.clamp(16, 4096));
+        let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             id,
             mempool,
@@ -411,8 +520,8 @@ impl ClientGateway {
             sink: OnceLock::new(),
             state: Mutex::default(),
             live,
+            stop: stop_rx,
         });
-        let (stop, _) = watch::channel(false);
         let stop = Arc::new(stop);
         let handle = GatewayHandle { local, shared: shared.clone(), stop: stop.clone() };
         Ok(ClientGateway { shared, listener: Some(listener), stop, handle })
@@ -499,7 +608,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let shared = self.0.clone();
-        let limit = shared.cfg.max_payload + shared.cfg.max_client_id + 1024;
+        let limit = shared.cfg.max_payload.saturating_add(shared.cfg.max_client_id + 1024);
         match req.uri().path() {
             SUBMIT => Box::pin(async move {
                 let mut grpc =
@@ -548,6 +657,6 @@ impl Service<Request<DeliveriesRequest>> for FollowSvc {
 
     fn call(&mut self, req: Request<DeliveriesRequest>) -> Self::Future {
         let stream = self.0.follow(req.into_inner().from_sn);
-        Box::pin(async move { Ok(Response::new(stream)) })
+        Box::pin(async move { stream.map(Response::new) })
     }
 }
