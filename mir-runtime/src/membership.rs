@@ -42,7 +42,7 @@ use crate::id::NodeId;
 use crate::stdmodules::ecdsa::{KeyError, KeyRegistry};
 
 /// One node of a membership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// The node's ID.
     pub id: NodeId,

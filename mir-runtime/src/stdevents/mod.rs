@@ -133,6 +133,16 @@ pub struct GarbageCollect {
     pub retention_index: u64,
 }
 
+/// Reconfiguration: these nodes are (or will be) members. The transport connects to the ones it
+/// did not know (and accepts their connections), the crypto module learns their keys. Nodes are
+/// added or updated, never removed: a node that leaves a membership stops itself, and the
+/// protocols count only their own memberships' votes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipUpdate {
+    /// The members, with addresses and keys.
+    pub members: Vec<crate::membership::Member>,
+}
+
 /// A string, for tests and examples.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestString(pub String);
@@ -152,6 +162,7 @@ payload!(
     TimerCancelModules = "mir.TimerCancelModules",
     NewSubmodule = "mir.NewSubmodule",
     GarbageCollect = "mir.GarbageCollect",
+    MembershipUpdate = "mir.MembershipUpdate",
     TestString = "mir.TestString",
     TestUint64 = "mir.TestUint64",
 );

@@ -4,9 +4,14 @@
 //! upon NewOrderedBatch(sn, txs) from the batch fetcher do
 //!     for each tx (index i): result := app.apply(tx)
 //!     trigger Applied(sn, [(client, tx_no, i, result)]) to the receipts module, if any
-//! upon SnapshotRequest(e) do send AppSnapshot(e, app.snapshot()) to ISS
+//! upon SnapshotRequest(e) do
+//!     if app.membership() changed since the last boundary: send NewMembership(e, it) to ISS and
+//!         MembershipUpdate(it) to the transport and crypto (reconfiguration)
+//!     send AppSnapshot(e, app.snapshot()) to ISS
 //! upon RestoreState(e, progress, s) do app.restore(s) (an error stops the node: another app);
-//!     trigger Restored(e, progress) to the receipts module, if any
+//!     trigger Restored(e, progress) to the receipts module, if any;
+//!     MembershipUpdate(app.membership()) to the transport and crypto
+//! upon Left(e) from ISS do forward it to the receipts module (this node is no longer a member)
 //! ```
 //!
 //! The batch fetcher delivers each transaction once (duplicates removed by client progress), in
@@ -22,6 +27,9 @@ use super::Application;
 use crate::availability::batchfetcher::{NewOrderedBatch, RestoreState, SnapshotRequest};
 use crate::availability::{ClientId, ClientProgress};
 use crate::ordering::checkpoint::AppSnapshot;
+use crate::ordering::iss::reconfig::{Left, NewMembership};
+use mir_runtime::membership::Member;
+use mir_runtime::stdevents::MembershipUpdate;
 
 /// One applied transaction: who sent it, its place in the log, and what it returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +91,10 @@ pub struct AppModule<A> {
     me: NodeId,
     iss: ModuleId,
     receipts: Option<ModuleId>,
+    /// Where membership updates go (the transport and crypto).
+    members_to: Vec<ModuleId>,
+    /// The application's membership at the last boundary (or start, or restore).
+    announced: Option<Vec<Member>>,
     applied: u64,
 }
 
@@ -90,12 +102,20 @@ impl<A: Application> AppModule<A> {
     /// `app` on node `me`; snapshots go to `iss` (see [`AppModule::iss`]), receipts nowhere.
     pub fn new(app: A, me: NodeId) -> Self {
         let iss = ModuleId::new(crate::ordering::iss::names::ISS);
-        AppModule { app, me, iss, receipts: None, applied: 0 }
+        let announced = app.membership();
+        AppModule { app, me, iss, receipts: None, members_to: Vec::new(), announced, applied: 0 }
     }
 
     /// Sends [`Applied`] and [`Restored`] to `module` (the client gateway).
     pub fn receipts_to(mut self, module: ModuleId) -> Self {
         self.receipts = Some(module);
+        self
+    }
+
+    /// Sends [`MembershipUpdate`]s to these modules (the transport and crypto of a node whose
+    /// application reconfigures).
+    pub fn membership_updates_to(mut self, modules: Vec<ModuleId>) -> Self {
+        self.members_to = modules;
         self
     }
 
@@ -116,6 +136,14 @@ impl<A: Application> AppModule<A> {
     }
 }
 
+impl<A: Application> AppModule<A> {
+    fn update_members(&self, members: &[Member], out: &mut Outbox) {
+        for to in &self.members_to {
+            out.send(to, MembershipUpdate { members: members.to_vec() });
+        }
+    }
+}
+
 impl<A: Application> PassiveModule for AppModule<A> {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
@@ -133,6 +161,15 @@ impl<A: Application> PassiveModule for AppModule<A> {
                     out.send(to, Applied { sn: b.sn, receipts });
                 }
             } else if let Some(s) = ev.get::<SnapshotRequest>() {
+                let now = self.app.membership();
+                if now != self.announced {
+                    if let Some(members) = &now {
+                        let weights = members.iter().map(|m| (m.id.clone(), m.weight)).collect();
+                        out.send(&self.iss, NewMembership { epoch: s.epoch, members: weights });
+                        self.update_members(members, out);
+                    }
+                    self.announced = now;
+                }
                 out.send(&self.iss, AppSnapshot { epoch: s.epoch, data: self.app.snapshot() });
             } else if let Some(r) = ev.get::<RestoreState>() {
                 // A strong quorum certified this state (or this node logged it).
@@ -145,6 +182,15 @@ impl<A: Application> PassiveModule for AppModule<A> {
                 if let Some(to) = &self.receipts {
                     let progress = r.client_progress.clone();
                     out.send(to, Restored { epoch: r.epoch, client_progress: progress });
+                }
+                self.announced = self.app.membership();
+                if let Some(members) = self.announced.clone() {
+                    self.update_members(&members, out);
+                }
+            } else if let Some(l) = ev.get::<Left>() {
+                // This node is no longer a member: the receipts module stops serving.
+                if let Some(to) = &self.receipts {
+                    out.send(to, l.clone());
                 }
             }
             // The rest (log entries, epochs, stable checkpoints): nothing to do.

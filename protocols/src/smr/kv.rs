@@ -10,9 +10,19 @@
 //! | `del KEY` | the previous value: `+VALUE`, or `-` |
 //! | anything else | `!` and what is wrong |
 //!
-//! The snapshot is the canonical encoding of the sorted map.
+//! A store made [`with_membership`](KvStore::with_membership) also decides the membership of the
+//! nodes that replicate it ([reconfiguration](super::Application::membership)):
+//!
+//! | command | result |
+//! |---|---|
+//! | `add-node` and a `[[node]]` entry of a membership file on the next lines | `+ok`, or `!` and why not |
+//! | `remove-node ID` | `+ok`, or `!` and why not (the last member stays) |
+//!
+//! The snapshot is the canonical encoding of the sorted map and the membership.
 
 use std::collections::BTreeMap;
+
+use mir_runtime::membership::{Member, Membership};
 
 use super::Application;
 use crate::availability::Tx;
@@ -33,7 +43,12 @@ use crate::availability::Tx;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KvStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The membership it decides, if it reconfigures.
+    members: Option<Vec<Member>>,
 }
+
+/// Members a store adds at most (each one's address, keys and weight stay in the state).
+pub const MAX_MEMBERS: usize = 64;
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +59,10 @@ pub enum Command<'a> {
     Get(&'a [u8]),
     /// `del KEY`.
     Del(&'a [u8]),
+    /// `add-node` and a `[[node]]` entry (TOML).
+    AddNode(&'a [u8]),
+    /// `remove-node ID`.
+    RemoveNode(&'a [u8]),
 }
 
 impl<'a> Command<'a> {
@@ -55,6 +74,9 @@ impl<'a> Command<'a> {
     /// assert!(Command::parse(b"get").is_err());
     /// ```
     pub fn parse(data: &'a [u8]) -> Result<Self, String> {
+        if let Some(entry) = data.strip_prefix(b"add-node\n") {
+            return Ok(Command::AddNode(entry));
+        }
         let (op, rest) = split_word(data);
         let (key, value) = split_word(rest);
         if key.is_empty() {
@@ -67,9 +89,11 @@ impl<'a> Command<'a> {
             }
             b"get" => Ok(Command::Get(key)),
             b"del" => Ok(Command::Del(key)),
-            other => {
-                Err(format!("unknown command {:?} (put, get, del)", String::from_utf8_lossy(other)))
-            }
+            b"remove-node" => Ok(Command::RemoveNode(key)),
+            other => Err(format!(
+                "unknown command {:?} (put, get, del, add-node, remove-node)",
+                String::from_utf8_lossy(other)
+            )),
         }
     }
 }
@@ -82,6 +106,13 @@ fn split_word(data: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+fn outcome(r: Result<(), String>) -> Vec<u8> {
+    match r {
+        Ok(()) => b"+ok".to_vec(),
+        Err(e) => [&b"!"[..], e.as_bytes()].concat(),
+    }
+}
+
 fn found(v: Option<Vec<u8>>) -> Vec<u8> {
     match v {
         Some(v) => [&b"+"[..], &v].concat(),
@@ -90,6 +121,62 @@ fn found(v: Option<Vec<u8>>) -> Vec<u8> {
 }
 
 impl KvStore {
+    /// A store that also decides the membership, starting with `initial` (every node of a
+    /// deployment must start with the same one).
+    ///
+    /// ```
+    /// use mir_runtime::{keys::NodeKeys, membership::{Member, Membership}, NodeId};
+    /// use protocols::availability::Tx;
+    /// use protocols::smr::{kv::KvStore, Application};
+    /// let member = |i: usize| -> Member {
+    ///     let id = NodeId::from_index(i);
+    ///     NodeKeys::test(1, &id).member(id, ([127, 0, 0, 1], 7000 + i as u16).into(), 1)
+    /// };
+    /// let mut kv = KvStore::with_membership(Membership { nodes: (0..4).map(member).collect() });
+    /// let entry = member(4).to_toml();
+    /// assert_eq!(kv.apply(&Tx::new("admin", 0, format!("add-node\n{entry}"))), b"+ok");
+    /// assert_eq!(kv.membership().unwrap().len(), 5);
+    /// assert!(kv.apply(&Tx::new("admin", 1, format!("add-node\n{entry}"))).starts_with(b"!"));
+    /// assert_eq!(kv.apply(&Tx::new("admin", 2, "remove-node 0")), b"+ok");
+    /// assert_eq!(kv.membership().unwrap()[0].id.as_str(), "1");
+    /// ```
+    pub fn with_membership(initial: Membership) -> Self {
+        KvStore { map: BTreeMap::new(), members: Some(initial.nodes) }
+    }
+
+    fn add_node(&mut self, entry: &[u8]) -> Result<(), String> {
+        let Some(members) = &mut self.members else {
+            return Err("this store does not reconfigure".into());
+        };
+        if members.len() >= MAX_MEMBERS {
+            return Err(format!("at most {MAX_MEMBERS} members"));
+        }
+        let entry = std::str::from_utf8(entry).map_err(|_| "the entry is not UTF-8".to_string())?;
+        let current = Membership { nodes: members.clone() };
+        let text = format!("{}\n{entry}", current.to_toml());
+        let next = Membership::from_toml_str(&text, "add-node").map_err(|e| e.to_string())?;
+        if next.nodes.len() != members.len() + 1 {
+            return Err("add one [[node]] entry".into());
+        }
+        *members = next.nodes;
+        Ok(())
+    }
+
+    fn remove_node(&mut self, id: &[u8]) -> Result<(), String> {
+        let Some(members) = &mut self.members else {
+            return Err("this store does not reconfigure".into());
+        };
+        let i = members
+            .iter()
+            .position(|m| m.id.as_str().as_bytes() == id)
+            .ok_or_else(|| format!("{} is not a member", String::from_utf8_lossy(id)))?;
+        if members.len() == 1 {
+            return Err("the last member cannot leave".into());
+        }
+        members.remove(i);
+        Ok(())
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.map.get(key).map(Vec::as_slice)
@@ -112,18 +199,24 @@ impl Application for KvStore {
             Ok(Command::Put(k, v)) => found(self.map.insert(k.to_vec(), v.to_vec())),
             Ok(Command::Get(k)) => found(self.map.get(k).cloned()),
             Ok(Command::Del(k)) => found(self.map.remove(k)),
+            Ok(Command::AddNode(entry)) => outcome(self.add_node(entry)),
+            Ok(Command::RemoveNode(id)) => outcome(self.remove_node(id)),
             Err(e) => [&b"!"[..], e.as_bytes()].concat(),
         }
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        mir_runtime::codec::encode(&self.map)
+        mir_runtime::codec::encode(&(&self.map, &self.members))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        self.map = mir_runtime::codec::decode("smr.KvSnapshot", snapshot)
+        (self.map, self.members) = mir_runtime::codec::decode("smr.KvSnapshot", snapshot)
             .map_err(|e| format!("not a key-value snapshot: {e}"))?;
         Ok(())
+    }
+
+    fn membership(&self) -> Option<Vec<Member>> {
+        self.members.clone()
     }
 }
 

@@ -80,4 +80,17 @@ pub trait Application: Send + 'static {
     /// Replaces the state with `snapshot` (a strong quorum certified it). An error means this
     /// node runs another application (or version) than the others: the node stops.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+
+    /// Reconfiguration: the membership this application has decided, or `None` (the default)
+    /// if it never changes the membership. Asked at every epoch boundary, after the epoch's last
+    /// batch and before the snapshot: when the answer differs from the one at the previous
+    /// boundary (or at the start, or at a restore), it becomes the membership
+    /// `config_offset` epochs later ([`IssConfig::config_offset`]). It must be a function of the
+    /// state, like everything else. [`kv::KvStore::with_membership`] shows one: `add-node` and
+    /// `remove-node` commands.
+    ///
+    /// [`IssConfig::config_offset`]: crate::ordering::iss::IssConfig::config_offset
+    fn membership(&self) -> Option<Vec<mir_runtime::membership::Member>> {
+        None
+    }
 }

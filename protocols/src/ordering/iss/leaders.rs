@@ -172,6 +172,37 @@ impl LeaderSelection {
         true
     }
 
+    /// The membership changes to `members` (reconfiguration, at an epoch's start): the policy's
+    /// state about nodes that left is forgotten; what it knows of the others stays.
+    ///
+    /// ```
+    /// use protocols::ordering::iss::leaders::{LeaderPolicy, LeaderSelection};
+    /// use mir_runtime::NodeId;
+    /// let n = NodeId::from_index;
+    /// let mut s = LeaderSelection::new(LeaderPolicy::Backoff, (0..4).map(|i| (n(i), 1)).collect());
+    /// s.reconfigure((1..6).map(|i| (n(i), 1)).collect());
+    /// assert_eq!(s.leaders(0), vec![n(1), n(2), n(3), n(4), n(5)]);
+    /// ```
+    pub fn reconfigure(&mut self, mut members: Vec<(NodeId, Weight)>) {
+        members.sort();
+        members.dedup_by(|a, b| a.0 == b.0);
+        let stays = |n: &NodeId| members.iter().any(|(m, _)| m == n);
+        self.bans.retain(|n, _| stays(n));
+        self.blacklist.retain(|n| stays(n));
+        for counted in self.counted.values_mut() {
+            counted.retain(|n| stays(n));
+        }
+        self.members = members;
+        if self.policy == LeaderPolicy::Blacklist {
+            // Keep the blacklist within f of the new membership.
+            let voters = Voters::new(self.members.iter().cloned());
+            let f = voters.f();
+            while self.blacklist.iter().map(|n| voters.weight(n)).sum::<Weight>() > f {
+                self.blacklist.pop_front();
+            }
+        }
+    }
+
     /// The canonical encoding (what a checkpoint carries).
     pub fn to_bytes(&self) -> Vec<u8> {
         mir_runtime::codec::encode(self)

@@ -25,6 +25,8 @@
 //!     (see [`rejoin`]; after a crash with the disk kept, [`recovery`])
 //! upon ProposalUnused, Suspect do count them (the mempool re-proposes; suspects are local)
 //! upon EquivocationEvidence do trigger it
+//! upon NewMembership(b, M) from the application do the membership from epoch b + offset is M
+//!     (see [`reconfig`]: joining, leaving, who signs a checkpoint)
 //! ```
 //!
 //! Only the log's ⊥ entries feed the leader policy: they are the same at every correct node.
@@ -43,6 +45,7 @@
 
 pub mod epoch;
 pub mod leaders;
+pub mod reconfig;
 pub mod recovery;
 pub mod rejoin;
 pub mod transfer;
@@ -96,6 +99,10 @@ pub struct IssSnapshot {
     pub leader_selection: LeaderSelection,
     /// The application's snapshot.
     pub app: Vec<u8>,
+    /// Memberships decided for later epochs, by the epoch they take effect in ([`reconfig`]).
+    pub memberships: Vec<(u64, Vec<(NodeId, Weight)>)>,
+    /// The number of buckets (fixed for the deployment's life).
+    pub buckets: u64,
 }
 
 payload!(
@@ -127,6 +134,10 @@ pub struct IssConfig {
     /// members have gone and acts in no epoch it may have acted in before ([`rejoin`]). Ignored
     /// when the WAL holds a checkpoint (the disk was not lost). Default false.
     pub rejoin: bool,
+    /// A membership the application decides at the boundary of epoch b takes effect in epoch
+    /// b + `config_offset` ([`reconfig`]); at least 1. Default 2 (Mir's), so that transports
+    /// connect to new members for a whole epoch before they take part.
+    pub config_offset: u64,
 }
 
 /// How requests are split among the leaders of an epoch.
@@ -160,6 +171,7 @@ impl Default for IssConfig {
             mode: Mode::Bucketed,
             catch_up_period: Duration::from_secs(1),
             rejoin: false,
+            config_offset: 2,
         }
     }
 }
@@ -223,19 +235,25 @@ pub struct Iss {
     transfer: transfer::Transfer,
     /// Crash recovery ([`recovery`]).
     recovery: recovery::Recovery,
+    /// Reconfiguration ([`reconfig`]).
+    reconfig: reconfig::Reconfig,
 }
 
 impl Iss {
     /// ISS of node `me` over `membership` (distinct members, positive weights). Errors for a
-    /// bad setting.
+    /// bad setting. A node outside `membership` is one that joins later ([`reconfig`]): it
+    /// trusts `membership` to certify the first checkpoint it fetches, and waits until a
+    /// membership includes it.
     pub fn new(
         modules: IssModules,
         config: IssConfig,
         me: NodeId,
-        membership: Vec<(NodeId, Weight)>,
+        mut membership: Vec<(NodeId, Weight)>,
     ) -> Result<Self, String> {
-        if membership.is_empty() {
-            return Err("the membership is empty".into());
+        reconfig::check_membership(&membership)?;
+        membership.sort();
+        if config.config_offset == 0 {
+            return Err("config_offset must be at least 1".into());
         }
         if config.catch_up_period.is_zero() {
             return Err("catch_up_period must be positive".into());
@@ -250,7 +268,7 @@ impl Iss {
             modules,
             config,
             me,
-            membership,
+            membership: membership.clone(),
             leaders,
             layout,
             log: BTreeMap::new(),
@@ -261,6 +279,10 @@ impl Iss {
             suspicions: 0,
             transfer: transfer::Transfer::default(),
             recovery: recovery::Recovery::default(),
+            reconfig: reconfig::Reconfig {
+                memberships: BTreeMap::from([(0, membership)]),
+                ..reconfig::Reconfig::default()
+            },
         })
     }
 
@@ -273,13 +295,6 @@ impl Iss {
     /// suspicions SB instances reported (invalid proposals), so far.
     pub fn stats(&self) -> (u64, u64) {
         (self.unused, self.suspicions)
-    }
-
-    /// The membership, sorted by ID (as the leader policy holds it).
-    fn sorted_membership(&self) -> Vec<(NodeId, Weight)> {
-        let mut m = self.membership.clone();
-        m.sort();
-        m
     }
 
     /// The SB instance of segment `i` of `epoch`.
@@ -298,6 +313,13 @@ impl Iss {
     fn start_epoch(&mut self, ctx: &mut Ctx<Self>) {
         let e = self.layout.epoch;
         self.policy_at.insert(e, self.leaders.clone());
+        if !self.am_member() {
+            // Not a member of this epoch: no instance; a stable checkpoint of a later epoch
+            // (state transfer) takes this node on ([`reconfig`]).
+            tracing::info!(epoch = e, "not a member of this epoch: waiting for a later one");
+            return;
+        }
+        self.reconfig.was_member = true;
         // The epoch's availability instance first: the batch fetcher and the SB instances use it.
         let availability = self.modules.availability.as_ref().map(|factory| {
             let instance = factory.then(e);
@@ -386,19 +408,12 @@ impl Iss {
         // at every node (it answers with the client progress, to this module).
         let to = self.modules.batchfetcher.as_ref().unwrap_or(&self.modules.consumer);
         ctx.emit(to, SnapshotRequest { epoch: e });
-        let layout = EpochLayout::new(
-            e,
-            first_sn,
-            self.leaders.leaders(e),
-            self.config.segment_length,
-            self.layout.buckets,
-        );
-        self.layout = match layout {
-            Ok(l) => l,
-            Err(err) => fatal!("epoch {e}: {err}"),
-        };
-        self.start_epoch(ctx);
-        Ok(())
+        if self.must_wait(e) {
+            // The application's decision at boundary e − offset is not known yet.
+            self.reconfig.deferred = Some((e, first_sn));
+            return Ok(());
+        }
+        self.enter_epoch(ctx, e, first_sn)
     }
 }
 
@@ -560,7 +575,7 @@ fn add(
 /// ([`checkpoint::factory`](super::checkpoint::factory), its consumer `iss`, and
 /// [`checkpoint::agreement_factory`](super::checkpoint::agreement_factory));
 /// `protocols/tests/iss.rs` shows a whole node.
-#[protocol(parts(transfer, recovery, rejoin))]
+#[protocol(parts(transfer, recovery, rejoin, reconfig))]
 impl Iss {
     /// upon Init do start epoch 0; ask for a newer stable checkpoint (this node may have
     /// restarted), and again every catch-up period in which the log does not move
@@ -638,14 +653,29 @@ impl Iss {
         let Some(policy) = self.policy_at.get(&s.epoch).cloned() else {
             ignore!("a snapshot for epoch {}, which has no checkpoint pending", s.epoch)
         };
-        let data =
-            mir_runtime::codec::encode(&IssSnapshot { leader_selection: policy, app: s.data });
-        let own = self.transfer.own.entry(s.epoch).or_default();
-        ensure!(own.snapshot.is_none(), "a second snapshot for epoch {}", s.epoch);
-        own.snapshot = Some(data.clone());
+        ensure!(
+            !self.transfer.own.get(&s.epoch).is_some_and(|o| o.snapshot.is_some()),
+            "a second snapshot for epoch {}",
+            s.epoch
+        );
+        let snapshot = IssSnapshot {
+            leader_selection: policy,
+            app: s.data,
+            memberships: self.decided_after(s.epoch),
+            buckets: self.layout.buckets,
+        };
+        let data = mir_runtime::codec::encode(&snapshot);
+        self.transfer.own.entry(s.epoch).or_default().snapshot = Some(data.clone());
+        self.reconfig.answered = self.reconfig.answered.max(s.epoch);
         self.update_serving(ctx);
         let dest = self.modules.checkpoint.then(s.epoch);
         ctx.emit(&dest, AppSnapshot { epoch: s.epoch, data });
+        if let Some((e, first_sn)) = self.reconfig.deferred {
+            if !self.must_wait(e) {
+                self.reconfig.deferred = None;
+                self.enter_epoch(ctx, e, first_sn)?;
+            }
+        }
         Ok(())
     }
 
@@ -678,8 +708,11 @@ impl Iss {
             ctx.emit(a, gc);
         }
         self.stable = Some(c.clone());
+        self.forget_memberships(c.epoch);
         self.update_serving(ctx);
+        let epoch = c.epoch;
         ctx.emit(&self.modules.consumer, c);
+        self.maybe_leave(ctx, epoch);
         Ok(())
     }
 }

@@ -40,7 +40,8 @@
 //!
 //! **Limits.** The state travels in one message, so it must fit the transport's message limit
 //! (16 MiB by default over gRPC); a larger state needs a chunked transfer, which does not exist
-//! yet. The checkpoint is checked against this node's membership (reconfiguration is not built).
+//! yet. The checkpoint of epoch e is checked against the membership of e − 1 as this node knows
+//! it ([`reconfig`](super::reconfig)).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -160,16 +161,37 @@ impl Iss {
             && self.rejoin_allows(c.epoch)
     }
 
-    /// The checks of an answer that need no crypto: C a strong quorum of the membership, s
-    /// decodes, its leader policy is over this membership.
+    /// The certificate of `c` cut to the signers this node knows as members of epoch
+    /// `c.epoch − 1` (the others cannot count), and those members.
+    fn known_signers(&self, c: &StableCheckpoint) -> (StableCheckpoint, Voters) {
+        let members = self.membership_at(c.epoch.saturating_sub(1));
+        let voters = Voters::new(members.iter().cloned());
+        let mut cut = c.clone();
+        let pairs = c.signers.iter().zip(&c.signatures).filter(|(n, _)| voters.contains(n));
+        (cut.signers, cut.signatures) = pairs.map(|(n, s)| (n.clone(), s.clone())).unzip();
+        (cut, voters)
+    }
+
+    /// The checks of an answer that need no crypto: C's known signers a strong quorum of the
+    /// membership of C.epoch − 1, s decodes with a valid membership and this node's buckets.
     fn precheck(&self, m: &StateResponse) -> Result<IssSnapshot, String> {
         let c = &m.checkpoint;
-        let voters = Voters::new(self.membership.iter().cloned());
-        c.check_structure(c.epoch, c.first_sn, &voters, CertQuorum::Strong)?;
+        if c.signers.len() != c.signatures.len() {
+            return Err("signers and signatures differ in number".into());
+        }
+        let (cut, voters) = self.known_signers(c);
+        cut.check_structure(c.epoch, c.first_sn, &voters, CertQuorum::Strong)?;
         let snapshot: IssSnapshot = mir_runtime::codec::decode("iss.Snapshot", &m.snapshot)
             .map_err(|e| format!("the snapshot does not decode: {e}"))?;
-        if snapshot.leader_selection.members() != self.sorted_membership().as_slice() {
-            return Err("the leader policy is over another membership".into());
+        super::reconfig::check_membership(snapshot.leader_selection.members())?;
+        for (_, m) in &snapshot.memberships {
+            super::reconfig::check_membership(m)?;
+        }
+        if snapshot.buckets != self.layout.buckets && self.config.buckets.is_some() {
+            return Err(format!(
+                "the state has {} buckets, this node is set to {}",
+                snapshot.buckets, self.layout.buckets
+            ));
         }
         Ok(snapshot)
     }
@@ -202,6 +224,9 @@ impl Iss {
     /// send STATE-REQUEST(epoch) to the members (a new round: one answer per member)
     /// (Rejoining: from the epoch before the rejoin point, once it is known.)
     pub(crate) fn request_state(&mut self, ctx: &mut Ctx<Self>) {
+        if self.reconfig.left {
+            return; // no longer a member: nothing to catch up with
+        }
         let epoch = match self.recovery.rejoin {
             Rejoin::Off => self.layout.epoch,
             Rejoin::Asking(_) => return,
@@ -259,7 +284,7 @@ impl Iss {
             c.first_sn,
             s.leader_selection.leaders(c.epoch),
             self.config.segment_length,
-            self.layout.buckets,
+            s.buckets,
         );
         let layout = match layout {
             Ok(l) => l,
@@ -293,6 +318,12 @@ impl Iss {
             .collect();
         self.rejoined(c.epoch);
         self.transfer.own.clear();
+        self.membership = s.leader_selection.members().to_vec();
+        self.reconfig.memberships = std::iter::once((c.epoch, self.membership.clone()))
+            .chain(s.memberships.into_iter().filter(|(e, _)| *e > c.epoch))
+            .collect();
+        self.reconfig.answered = c.epoch;
+        self.reconfig.deferred = None;
         self.leaders = s.leader_selection;
         self.layout = layout;
         self.next = c.first_sn;
@@ -337,7 +368,7 @@ impl Iss {
     /// upon STATE-REQUEST(e) from member p, C.epoch > e, p's backoff over do answer
     #[upon(message)]
     fn on_state_request(&mut self, ctx: &mut Ctx<Self>, from: NodeId, m: StateRequest) -> Handled {
-        ensure!(self.is_member(&from), "STATE-REQUEST from non-member {from}");
+        ensure!(self.is_known(&from), "STATE-REQUEST from non-member {from}");
         let Some(serving) = &self.transfer.serving else { return Ok(()) };
         let epoch = serving.checkpoint.epoch;
         if epoch <= m.epoch {
@@ -369,7 +400,7 @@ impl Iss {
         from: NodeId,
         m: StateResponse,
     ) -> Handled {
-        ensure!(self.is_member(&from), "STATE-RESPONSE from non-member {from}");
+        ensure!(self.is_known(&from), "STATE-RESPONSE from non-member {from}");
         // Before the WAL is read this node does not know its own records: restoring now would
         // start instances without them.
         ensure!(!self.waiting_for_wal(), "STATE-RESPONSE from {from} before the WAL was read");
@@ -399,7 +430,8 @@ impl Iss {
             self.check_next(ctx);
             ignore!("STATE-RESPONSE from {}: the state does not match its checkpoint", c.from);
         }
-        let req = cert.verify_request(&self.modules.checkpoint.then(cert.epoch));
+        let (cut, _) = self.known_signers(cert);
+        let req = cut.verify_request(&self.modules.checkpoint.then(cert.epoch));
         let next = StateVerified { from: c.from, response: c.response, snapshot: c.snapshot };
         ctx.request(&self.modules.crypto, req, next);
         Ok(())
