@@ -258,9 +258,32 @@ impl super::crypto::CryptoImpl for Keys {
     }
 }
 
+impl EcdsaCrypto {
+    /// Reconfiguration: learns the public keys of the nodes it did not know. A known node keeps
+    /// its key; an unusable key is logged and skipped.
+    fn update(&mut self, u: &crate::stdevents::MembershipUpdate) {
+        for m in &u.members {
+            if self.keys.registry.get(&m.id).is_some() {
+                continue;
+            }
+            match self.keys.registry.insert_sec1(m.id.clone(), &m.public_key) {
+                // Outcomes remembered for the unknown node are forgotten.
+                Ok(()) => self.server.forget(),
+                Err(e) => {
+                    tracing::warn!(node = %m.id, error = %e.reason, "a new member's public key is unusable")
+                }
+            }
+        }
+    }
+}
+
 impl PassiveModule for EcdsaCrypto {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
+            if let Some(u) = ev.get::<crate::stdevents::MembershipUpdate>() {
+                self.update(u);
+                continue;
+            }
             self.server.serve(&self.keys, ev, out)?;
         }
         Ok(())

@@ -52,6 +52,10 @@
 //!   [`GrpcStats`] and logged at most at the 1st, 2nd, 4th, 8th, … occurrence per peer and
 //!   reason ([`ratelog`](crate::ratelog)); the node keeps serving its peers.
 //! * Messages to itself take the [local loopback](super#messages-to-itself).
+//! * Reconfiguration: a [`MembershipUpdate`] event adds the nodes it lists that the transport
+//!   did not know (their connections are accepted from then on, and they are dialled). Nodes
+//!   are never removed (a node that leaves stops itself; the protocols count only their own
+//!   memberships' votes), and a known node's address and key do not change.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -73,10 +77,10 @@ use super::tls::{server_name, Tls, TransportKey};
 use crate::core::{EventSink, InjectError};
 use crate::event::{Event, Payload};
 use crate::id::{ModuleId, NodeId};
-use crate::membership::Membership;
+use crate::membership::{Member, Membership};
 use crate::module::{ActiveModule, Batch, Context, ModuleError, ModuleResult};
 use crate::ratelog::{escaped, LogLimiter};
-use crate::stdevents::{Init, Message, MessageReceived, SendMessage};
+use crate::stdevents::{Init, MembershipUpdate, Message, MessageReceived, SendMessage};
 use crate::transport::TransportStats;
 
 const PATH: &str = "/mir.transport.Transport/Connect";
@@ -376,28 +380,58 @@ impl GrpcTransport {
                 tracing::warn!(error = %e, "gRPC server ended with an error");
             }
         });
-        for m in &self.cfg.membership.nodes {
-            if m.id == self.cfg.me {
-                continue;
-            }
-            let (tx, rx) = mpsc::channel(self.cfg.queue_capacity.max(1));
-            let bytes = Arc::new(AtomicUsize::new(0));
-            self.peers.insert(m.id.clone(), PeerQueue { tx, bytes: bytes.clone() });
-            let client = Client {
-                me: self.cfg.me.clone(),
-                peer: m.id.clone(),
-                addr: m.address,
-                tls: self.tls.client(&m.id).expect("one client config per member"),
-                cfg: self.cfg.clone(),
-                queued: bytes,
-                stats: self.handle.stats.clone(),
-                connected: self.connected.clone(),
-                stop: self.handle.stop.subscribe(),
-            };
-            tokio::spawn(client.run(rx));
+        for m in self.cfg.membership.nodes.clone() {
+            self.connect(&m);
         }
         self.sink = Some(sink);
         Ok(())
+    }
+
+    /// Opens the queue and the client task to peer `m` (not to itself).
+    fn connect(&mut self, m: &Member) {
+        if m.id == self.cfg.me || self.peers.contains_key(&m.id) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(self.cfg.queue_capacity.max(1));
+        let bytes = Arc::new(AtomicUsize::new(0));
+        self.peers.insert(m.id.clone(), PeerQueue { tx, bytes: bytes.clone() });
+        let client = Client {
+            me: self.cfg.me.clone(),
+            peer: m.id.clone(),
+            addr: m.address,
+            tls: self.tls.client(&m.id).expect("one client config per member"),
+            cfg: self.cfg.clone(),
+            queued: bytes,
+            stats: self.handle.stats.clone(),
+            connected: self.connected.clone(),
+            stop: self.handle.stop.subscribe(),
+        };
+        tokio::spawn(client.run(rx));
+    }
+
+    /// Reconfiguration: accepts and dials the members it did not know. A known member keeps its
+    /// address and key (a change is logged and ignored).
+    fn update(&mut self, u: MembershipUpdate) {
+        for m in u.members {
+            if let Some(known) = self.cfg.membership.get(&m.id) {
+                if known.address != m.address || known.transport_key != m.transport_key {
+                    tracing::warn!(
+                        node = %m.id,
+                        "a membership update changes a known node's address or key: ignored"
+                    );
+                }
+                continue;
+            }
+            if let Err(e) = self.tls.add_member(&m.id, &m.transport_key) {
+                tracing::warn!(node = %m.id, error = %e, "a new member's transport key is unusable");
+                continue;
+            }
+            tracing::info!(node = %m.id, address = %m.address, "new member");
+            self.cfg.membership.nodes.push(m.clone());
+            if self.sink.is_some() {
+                self.connect(&m);
+            }
+        }
     }
 
     fn send(&mut self, send: SendMessage, cx: &mut Context<'_>) {
@@ -488,11 +522,15 @@ impl ActiveModule for GrpcTransport {
                 self.start(sink)?;
                 continue;
             }
+            if let Some(u) = ev.get::<MembershipUpdate>() {
+                self.update(u.clone());
+                continue;
+            }
             match ev.into_payload::<SendMessage>() {
                 Ok(s) => self.send(s, cx),
                 Err(e) => {
                     return Err(ModuleError::new(format!(
-                        "the gRPC transport only handles mir.SendMessage ({e})"
+                        "the gRPC transport only handles mir.SendMessage and mir.MembershipUpdate ({e})"
                     )))
                 }
             }

@@ -162,8 +162,14 @@ fn provider() -> Arc<CryptoProvider> {
 pub(crate) struct Tls {
     pub(crate) server: Arc<ServerConfig>,
     clients: BTreeMap<NodeId, Arc<ClientConfig>>,
-    by_key: Arc<BTreeMap<Vec<u8>, NodeId>>,
+    by_key: Keys,
+    provider: Arc<CryptoProvider>,
+    certified: Arc<CertifiedKey>,
 }
+
+/// Accepted keys (SPKI) and their nodes, shared by a node's TLS settings and its server's
+/// verifier (reconfiguration adds to them).
+type Keys = Arc<std::sync::RwLock<BTreeMap<Vec<u8>, NodeId>>>;
 
 impl Tls {
     /// TLS for node `me` with `key`, among `members` (ID and public transport key).
@@ -173,8 +179,9 @@ impl Tls {
     ) -> Result<Self, TransportKeyError> {
         let provider = provider();
         let certified = key.certified(&provider)?;
-        let by_key: Arc<BTreeMap<Vec<u8>, NodeId>> =
-            Arc::new(members.iter().map(|(id, pk)| (spki(pk), id.clone())).collect());
+        let by_key: Keys = Arc::new(std::sync::RwLock::new(
+            members.iter().map(|(id, pk)| (spki(pk), id.clone())).collect(),
+        ));
         let verifier =
             Arc::new(PinnedKeys { accepted: by_key.clone(), provider: provider.clone() });
         let mut server = ServerConfig::builder_with_provider(provider.clone())
@@ -189,7 +196,24 @@ impl Tls {
         for (id, pk) in members {
             clients.insert(id.clone(), client_config_with(&provider, &certified, id, pk)?);
         }
-        Ok(Tls { server: Arc::new(server), clients, by_key })
+        Ok(Tls { server: Arc::new(server), clients, by_key, provider, certified })
+    }
+
+    /// Adds member `id` with public transport key `pk` (reconfiguration): its connections are
+    /// accepted from now on (by every clone of these settings), and it can be dialled. A known
+    /// member keeps its key (returns false).
+    pub(crate) fn add_member(
+        &mut self,
+        id: &NodeId,
+        pk: &[u8; 32],
+    ) -> Result<bool, TransportKeyError> {
+        if self.clients.contains_key(id) {
+            return Ok(false);
+        }
+        let client = client_config_with(&self.provider, &self.certified, id, pk)?;
+        self.by_key.write().expect("lock").insert(spki(pk), id.clone());
+        self.clients.insert(id.clone(), client);
+        Ok(true)
     }
 
     /// The client config to dial `peer` (which accepts only `peer`'s pinned key).
@@ -200,7 +224,7 @@ impl Tls {
     /// The member whose key the peer of an established connection presented.
     pub(crate) fn peer_of(&self, certs: Option<&[CertificateDer<'_>]>) -> Option<NodeId> {
         let cert = certs?.first()?;
-        self.by_key.get(cert.as_ref()).cloned()
+        self.by_key.read().expect("lock").get(cert.as_ref()).cloned()
     }
 }
 
@@ -222,7 +246,9 @@ fn client_config_with(
     server_key: &[u8; 32],
 ) -> Result<Arc<ClientConfig>, TransportKeyError> {
     let pinned = Arc::new(PinnedKeys {
-        accepted: Arc::new([(spki(server_key), id.clone())].into_iter().collect()),
+        accepted: Arc::new(std::sync::RwLock::new(
+            [(spki(server_key), id.clone())].into_iter().collect(),
+        )),
         provider: provider.clone(),
     });
     let mut client = ClientConfig::builder_with_provider(provider.clone())
@@ -247,13 +273,13 @@ pub(crate) fn server_name() -> ServerName<'static> {
 /// verifier on the client).
 #[derive(Debug)]
 struct PinnedKeys {
-    accepted: Arc<BTreeMap<Vec<u8>, NodeId>>,
+    accepted: Keys,
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedKeys {
     fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        if self.accepted.contains_key(cert.as_ref()) {
+        if self.accepted.read().expect("lock").contains_key(cert.as_ref()) {
             Ok(())
         } else {
             Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))

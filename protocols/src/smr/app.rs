@@ -90,7 +90,7 @@ pub struct AppModule<A> {
     app: A,
     me: NodeId,
     iss: ModuleId,
-    receipts: Option<ModuleId>,
+    receipts: Vec<ModuleId>,
     /// Where membership updates go (the transport and crypto).
     members_to: Vec<ModuleId>,
     /// The application's membership at the last boundary (or start, or restore).
@@ -103,12 +103,21 @@ impl<A: Application> AppModule<A> {
     pub fn new(app: A, me: NodeId) -> Self {
         let iss = ModuleId::new(crate::ordering::iss::names::ISS);
         let announced = app.membership();
-        AppModule { app, me, iss, receipts: None, members_to: Vec::new(), announced, applied: 0 }
+        AppModule {
+            app,
+            me,
+            iss,
+            receipts: Vec::new(),
+            members_to: Vec::new(),
+            announced,
+            applied: 0,
+        }
     }
 
-    /// Sends [`Applied`] and [`Restored`] to `module` (the client gateway).
+    /// Sends [`Applied`], [`Restored`] and [`Left`] to `module` (the client gateway), and to
+    /// the modules given in earlier calls.
     pub fn receipts_to(mut self, module: ModuleId) -> Self {
-        self.receipts = Some(module);
+        self.receipts.push(module);
         self
     }
 
@@ -137,6 +146,15 @@ impl<A: Application> AppModule<A> {
 }
 
 impl<A: Application> AppModule<A> {
+    fn to_receipts<T: mir_runtime::EventPayload + Clone>(&self, out: &mut Outbox, value: T) {
+        if let Some((last, rest)) = self.receipts.split_last() {
+            for to in rest {
+                out.send(to, value.clone());
+            }
+            out.send(last, value);
+        }
+    }
+
     fn update_members(&self, members: &[Member], out: &mut Outbox) {
         for to in &self.members_to {
             out.send(to, MembershipUpdate { members: members.to_vec() });
@@ -152,14 +170,12 @@ impl<A: Application> PassiveModule for AppModule<A> {
                 for (i, tx) in b.txs.iter().enumerate() {
                     let result = self.app.apply(tx);
                     self.applied += 1;
-                    if self.receipts.is_some() {
+                    if !self.receipts.is_empty() {
                         let (client, tx_no, data) = (tx.client.clone(), tx.tx_no, tx.data.clone());
                         receipts.push(Receipt { client, tx_no, index: i as u32, data, result });
                     }
                 }
-                if let Some(to) = &self.receipts {
-                    out.send(to, Applied { sn: b.sn, receipts });
-                }
+                self.to_receipts(out, Applied { sn: b.sn, receipts });
             } else if let Some(s) = ev.get::<SnapshotRequest>() {
                 let now = self.app.membership();
                 if now != self.announced {
@@ -179,19 +195,15 @@ impl<A: Application> PassiveModule for AppModule<A> {
                         self.me, r.epoch
                     ))
                 })?;
-                if let Some(to) = &self.receipts {
-                    let progress = r.client_progress.clone();
-                    out.send(to, Restored { epoch: r.epoch, client_progress: progress });
-                }
+                let progress = r.client_progress.clone();
+                self.to_receipts(out, Restored { epoch: r.epoch, client_progress: progress });
                 self.announced = self.app.membership();
                 if let Some(members) = self.announced.clone() {
                     self.update_members(&members, out);
                 }
             } else if let Some(l) = ev.get::<Left>() {
                 // This node is no longer a member: the receipts module stops serving.
-                if let Some(to) = &self.receipts {
-                    out.send(to, l.clone());
-                }
+                self.to_receipts(out, l.clone());
             }
             // The rest (log entries, epochs, stable checkpoints): nothing to do.
         }

@@ -25,28 +25,56 @@
 //! and a client window of 10,000 (see `availability::mempool::MempoolParams`); no WAL (crash
 //! recovery off), no client service, crypto on 2 threads. [`SystemBuilder::build`] checks every
 //! setting and names each mistake.
+//!
+//! **Reconfiguration** (`docs/smr.md`): an application whose [`Application::membership`] is
+//! `Some` decides the membership; the node's transport and crypto learn new members from it. A
+//! node added later is built with [`SystemBuilder::join_as`] and the membership that adds it;
+//! a node removed from the membership sees [`RunningNode::left`] resolve once its part is done.
+//! Signatures are made in a domain named after the **application's initial membership** (the
+//! same at every node of the deployment, joiners included), or after `membership` when the
+//! application does not reconfigure.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use mir_runtime::keys::NodeKeys;
-use mir_runtime::membership::Membership;
+use mir_runtime::membership::{Member, Membership};
 use mir_runtime::stdmodules::{EcdsaCrypto, Timer};
 use mir_runtime::transport::grpc::{GrpcConfig, GrpcHandle, GrpcTransport};
 use mir_runtime::wal::{disk::DirDisk, Wal};
-use mir_runtime::{Exit, ModuleId, Node, NodeError, NodeHandle, NodeId};
+use mir_runtime::{
+    Batch, Exit, ModuleId, ModuleResult, Node, NodeError, NodeHandle, NodeId, Outbox, PassiveModule,
+};
+use tokio::sync::watch;
 
 use super::app::AppModule;
 use super::gateway::{ClientGateway, GatewayConfig, GatewayHandle};
 use super::Application;
 use crate::availability::names as a;
+use crate::ordering::iss::reconfig::Left;
 use crate::ordering::iss::{self, NodeSettings};
 
 /// The module name of the client gateway.
 pub const CLIENTS: &str = "clients";
 /// The module name of the application.
 pub const APP: &str = "app";
+/// The module that tells [`RunningNode::left`].
+pub const LEFT: &str = "left";
+
+/// Gets [`Left`] from the application module and tells [`RunningNode::left`].
+struct LeftSignal(watch::Sender<Option<u64>>);
+
+impl PassiveModule for LeftSignal {
+    fn apply_events(&mut self, events: Batch<'_>, _out: &mut Outbox) -> ModuleResult {
+        for ev in events {
+            if let Some(l) = ev.get::<Left>() {
+                self.0.send_replace(Some(l.epoch));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Builds an SMR node ([`System::builder`]).
 pub struct System;
@@ -64,6 +92,8 @@ impl System {
             gateway: None,
             record: None,
             crypto_threads: 2,
+            joining: None,
+            observers: Vec::new(),
         }
     }
 }
@@ -79,6 +109,8 @@ pub struct SystemBuilder {
     gateway: Option<GatewayConfig>,
     record: Option<PathBuf>,
     crypto_threads: usize,
+    joining: Option<Member>,
+    observers: Vec<(String, Box<dyn PassiveModule>)>,
 }
 
 impl SystemBuilder {
@@ -120,6 +152,22 @@ impl SystemBuilder {
         self
     }
 
+    /// This node is not in `membership` yet: it joins when the application's membership adds
+    /// it (`entry` is its entry there: its address, keys and weight). Until then it takes no
+    /// part; it fetches the state certified by the members of `membership` (so give it the
+    /// membership that adds it) and follows from there.
+    pub fn join_as(mut self, entry: Member) -> Self {
+        self.joining = Some(entry);
+        self
+    }
+
+    /// Registers `module` as `name`; it gets what the application module reports: `Applied`
+    /// (each batch's receipts), `Restored` and `Left` (e.g. to print them).
+    pub fn observe(mut self, name: &str, module: impl PassiveModule) -> Self {
+        self.observers.push((name.to_owned(), Box::new(module)));
+        self
+    }
+
     /// Threads checking and making signatures (default 2).
     pub fn crypto_threads(mut self, n: usize) -> Self {
         self.crypto_threads = n;
@@ -130,11 +178,36 @@ impl SystemBuilder {
     pub fn build<A: Application>(self, app: A) -> Result<SmrNode, String> {
         let me = self.me.clone();
         let fail = |what: String| format!("node {me}: {what}");
-        if self.membership.get(&me).is_none() {
-            return Err(fail(format!(
-                "not in the membership (members: {:?})",
-                self.membership.ids().iter().map(|n| n.as_str().to_owned()).collect::<Vec<_>>()
-            )));
+        let members =
+            || self.membership.ids().iter().map(|n| n.as_str().to_owned()).collect::<Vec<_>>();
+        match (&self.joining, self.membership.get(&me)) {
+            (None, None) => {
+                return Err(fail(format!(
+                    "not in the membership (members: {:?}; a node that joins later needs join_as)",
+                    members()
+                )))
+            }
+            (Some(_), Some(_)) => {
+                return Err(fail(format!(
+                    "join_as, but already in the membership (members: {:?})",
+                    members()
+                )))
+            }
+            (Some(entry), None) if entry.id != me => {
+                return Err(fail(format!("join_as an entry of node {}", entry.id)))
+            }
+            _ => {}
+        }
+        if self.joining.is_some() && app.membership().is_none() {
+            return Err(fail(
+                "join_as, but the application never changes the membership (Application::membership)"
+                    .into(),
+            ));
+        }
+        if self.rejoin && self.joining.is_some() {
+            return Err(fail(
+                "join_as and rejoin: a node that never took part has nothing to forget".into(),
+            ));
         }
         if self.crypto_threads == 0 {
             return Err(fail("crypto_threads must be positive".into()));
@@ -150,8 +223,24 @@ impl SystemBuilder {
         let mut settings = self.settings.clone();
         settings.iss.rejoin = self.rejoin;
         settings.availability.destination = Some(APP.into());
-        let registry = self.membership.registry().map_err(|e| fail(e.to_string()))?;
-        let mut app = AppModule::new(app, me.clone());
+        // The transport and crypto know this node too when it joins later.
+        let mut known = self.membership.clone();
+        known.nodes.extend(self.joining.iter().cloned());
+        let registry = known.registry().map_err(|e| fail(e.to_string()))?;
+        let genesis = match app.membership() {
+            Some(nodes) => Membership { nodes },
+            None => self.membership.clone(),
+        };
+        let deployment =
+            genesis.registry().map_err(|e| fail(format!("the application's membership: {e}")))?;
+        let (left_tx, left_rx) = watch::channel(None);
+        let mut app = AppModule::new(app, me.clone())
+            .membership_updates_to(vec![ModuleId::new(a::NET), ModuleId::new(a::CRYPTO)])
+            .receipts_to(ModuleId::new(LEFT));
+        for (name, _) in &self.observers {
+            let id = ModuleId::try_new(name).map_err(|e| fail(format!("observer {name}: {e}")))?;
+            app = app.receipts_to(id);
+        }
         let gateway = match &self.gateway {
             Some(cfg) => {
                 app = app.receipts_to(ModuleId::new(CLIENTS));
@@ -168,11 +257,17 @@ impl SystemBuilder {
         let gateway_handle = gateway.as_ref().map(ClientGateway::handle);
         let mut builder = Node::builder(me.clone())
             .passive(APP, app)
+            .passive(LEFT, LeftSignal(left_tx))
             .passive_on_worker(
                 a::CRYPTO,
-                EcdsaCrypto::new(self.keys.signing.clone(), registry).threads(self.crypto_threads),
+                EcdsaCrypto::new(self.keys.signing.clone(), registry)
+                    .deployment(deployment.fingerprint())
+                    .threads(self.crypto_threads),
             )
             .active(a::TIMER, Timer::new());
+        for (name, module) in self.observers {
+            builder = builder.passive(&name, module);
+        }
         if let Some(g) = gateway {
             builder = builder.active(CLIENTS, g);
         }
@@ -186,12 +281,10 @@ impl SystemBuilder {
             }
             None => iss::add_to(builder, me.clone(), weights, &settings).map_err(fail)?,
         };
-        let transport = GrpcTransport::new(GrpcConfig::new(
-            me.clone(),
-            self.membership.clone(),
-            self.keys.transport.clone(),
-        ))
-        .map_err(|e| fail(e.to_string()))?;
+        let peers = self.membership.ids().into_iter().filter(|n| *n != me).count();
+        let transport =
+            GrpcTransport::new(GrpcConfig::new(me.clone(), known, self.keys.transport.clone()))
+                .map_err(|e| fail(e.to_string()))?;
         let grpc = transport.handle();
         if let Some(dir) = &self.record {
             use mir_runtime::eventlog::{Recorder, RecorderConfig};
@@ -200,7 +293,7 @@ impl SystemBuilder {
             builder = builder.interceptor(recorder);
         }
         let node = builder.active(a::NET, transport).build().map_err(|e| fail(e.to_string()))?;
-        Ok(SmrNode { node, grpc, gateway: gateway_handle, peers: self.membership.ids().len() - 1 })
+        Ok(SmrNode { node, grpc, gateway: gateway_handle, peers, left: left_rx })
     }
 }
 
@@ -210,6 +303,7 @@ pub struct SmrNode {
     grpc: GrpcHandle,
     gateway: Option<GatewayHandle>,
     peers: usize,
+    left: watch::Receiver<Option<u64>>,
 }
 
 impl SmrNode {
@@ -227,7 +321,14 @@ impl SmrNode {
     pub fn start(self) -> RunningNode {
         let handle = self.node.handle();
         let task = tokio::spawn(self.node.run());
-        RunningNode { handle, grpc: self.grpc, gateway: self.gateway, peers: self.peers, task }
+        RunningNode {
+            handle,
+            grpc: self.grpc,
+            gateway: self.gateway,
+            peers: self.peers,
+            left: self.left,
+            task,
+        }
     }
 }
 
@@ -237,6 +338,7 @@ pub struct RunningNode {
     grpc: GrpcHandle,
     gateway: Option<GatewayHandle>,
     peers: usize,
+    left: watch::Receiver<Option<u64>>,
     task: tokio::task::JoinHandle<Result<Exit, NodeError>>,
 }
 
@@ -256,7 +358,25 @@ impl RunningNode {
         self.gateway.clone()
     }
 
-    /// Waits until the node is connected to every other member (at most `timeout`).
+    /// Resolves when this node has left the membership (the application removed it and the
+    /// checkpoint of its last epoch is stable), with the first epoch without it. Never resolves
+    /// for a node that stays.
+    pub fn left(&self) -> impl std::future::Future<Output = u64> + Send + 'static {
+        let mut rx = self.left.clone();
+        async move {
+            loop {
+                if let Some(e) = *rx.borrow_and_update() {
+                    return e;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
+    /// Waits until the node is connected to every other member it started with (at most
+    /// `timeout`).
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         self.grpc.wait_connected(self.peers, timeout).await
     }

@@ -319,7 +319,7 @@ impl Iss {
             tracing::info!(epoch = e, "not a member of this epoch: waiting for a later one");
             return;
         }
-        self.reconfig.was_member = true;
+        self.mark_took_part(ctx);
         // The epoch's availability instance first: the batch fetcher and the SB instances use it.
         let availability = self.modules.availability.as_ref().map(|factory| {
             let instance = factory.then(e);

@@ -12,8 +12,10 @@
 //!         later epoch (state transfer, every catch-up period)
 //! checkpoint of e: agreed and signed by the members of e − 1 (they ran e − 1); its snapshot
 //!     carries memberships[e' > e], so a node that restores it knows what was decided
-//! upon StableCheckpoint(e) at a node that was a member, is not one of e and of no later
-//! decided epoch do trigger Left(e) to the consumer, once; stop asking for state
+//! upon StableCheckpoint(e), or a restored checkpoint of e, at a node that took part (it was a
+//! member, or knew a membership with itself) and is not a member of e or of any later decided
+//! epoch do
+//!     trigger Left(e) to the consumer, once; stop asking for state
 //! ```
 //!
 //! **Who is trusted.** A node checks a transferred checkpoint of epoch e against the membership
@@ -53,7 +55,11 @@ pub struct Left {
     pub epoch: u64,
 }
 
-payload!(NewMembership = "iss.NewMembership", Left = "iss.Left");
+/// The WAL mark of a node that took part (a restart keeps knowing it, to leave when removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TookPart;
+
+payload!(NewMembership = "iss.NewMembership", Left = "iss.Left", TookPart = "iss.TookPart");
 
 /// The reconfiguration state of ISS.
 #[derive(Debug, Default)]
@@ -65,8 +71,10 @@ pub(crate) struct Reconfig {
     pub(crate) answered: u64,
     /// An epoch that waits for the answer at its boundary − offset: (epoch, first sn).
     pub(crate) deferred: Option<(u64, u64)>,
-    /// This node was a member of an epoch it started.
-    pub(crate) was_member: bool,
+    /// This node started an epoch as a member, or knew a membership with itself when it
+    /// restored a state. A node that waits to join has done neither, and does not "leave" when
+    /// it restores a state from before the decision that adds it.
+    pub(crate) took_part: bool,
     /// [`Left`] was triggered.
     pub(crate) left: bool,
 }
@@ -152,9 +160,20 @@ impl Iss {
         self.reconfig.memberships = self.reconfig.memberships.split_off(&keep_from);
     }
 
+    /// This node took part: remember it, in the WAL too (at the retention of the last logged
+    /// checkpoint, and again with every checkpoint logged later).
+    pub(crate) fn mark_took_part(&mut self, ctx: &mut Ctx<Self>) {
+        if self.reconfig.took_part {
+            return;
+        }
+        self.reconfig.took_part = true;
+        let retention = self.recovery.logged.unwrap_or(0);
+        ctx.persist(self.modules.wal.as_ref(), retention, TookPart).then_nothing();
+    }
+
     /// After a stable checkpoint: a node that was a member and is no longer one leaves.
     pub(crate) fn maybe_leave(&mut self, ctx: &mut Ctx<Self>, epoch: u64) {
-        if self.reconfig.left || !self.reconfig.was_member || self.am_member() {
+        if self.reconfig.left || !self.reconfig.took_part || self.am_member() {
             return;
         }
         let later = self.reconfig.memberships.range(epoch + 1..);

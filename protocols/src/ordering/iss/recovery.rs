@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! upon a stable checkpoint C whose state this node holds (its own, or transferred) do
-//!     log STATE(C, snapshot, progress) at retention C.epoch; truncate the WAL below C.epoch
+//!     log STATE(C, snapshot, progress) at retention C.epoch (and TOOK-PART if this node took
+//!     part, see [`reconfig`](super::reconfig)); truncate the WAL below C.epoch
 //! upon Init with a WAL do wait for WalRecovered (nothing else starts before it)
 //! upon WalRecovered(records) do
 //!     keep each SB and agreement instance's records, to create it with them; hand every other
@@ -43,6 +44,9 @@ impl Iss {
         }
         self.recovery.logged = Some(epoch);
         ctx.persist(Some(&wal), epoch, state.clone()).then_nothing();
+        if self.reconfig.took_part {
+            ctx.persist(Some(&wal), epoch, super::reconfig::TookPart).then_nothing();
+        }
         ctx.emit(&wal, WalTruncate { retention_index: epoch });
     }
 
@@ -83,6 +87,10 @@ impl Iss {
             if ev.dest == me {
                 if let Ok(Some(Rejoining)) = ev.payload.decode::<Rejoining>() {
                     marked = true;
+                    continue;
+                }
+                if let Ok(Some(super::reconfig::TookPart)) = ev.payload.decode() {
+                    self.reconfig.took_part = true;
                     continue;
                 }
                 match ev.payload.decode::<StateResponse>() {

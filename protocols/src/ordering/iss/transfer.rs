@@ -318,6 +318,11 @@ impl Iss {
             .collect();
         self.rejoined(c.epoch);
         self.transfer.own.clear();
+        // A node that knew itself a member (of any membership it knew) and is no member of the
+        // restored epoch or a later one was removed; one that waits to join knew of none.
+        if self.is_known(&self.me) {
+            self.mark_took_part(ctx);
+        }
         self.membership = s.leader_selection.members().to_vec();
         self.reconfig.memberships = std::iter::once((c.epoch, self.membership.clone()))
             .chain(s.memberships.into_iter().filter(|(e, _)| *e > c.epoch))
@@ -337,9 +342,11 @@ impl Iss {
             self.transfer.done += 1;
             self.log_checkpoint(ctx);
         }
+        let epoch = c.epoch;
         ctx.emit(&self.modules.consumer, c);
         self.start_epoch(ctx);
         self.transfer.mark = self.next;
+        self.maybe_leave(ctx, epoch);
         Ok(())
     }
 }
