@@ -13,6 +13,7 @@
 //! leaving over at least that many epochs, with a fault plan per round).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use mir_runtime::sim::{sweep, FaultPlan, FaultProfile, SimConfig, Simulation};
 use mir_runtime::stdmodules::{TestCrypto, Timer};
 use mir_runtime::wal::disk::SimDisk;
 use mir_runtime::{Batch, Event, ModuleResult, Node, NodeBuilder, Outbox, PassiveModule};
-use protocols::availability::mempool::NewTransactions;
+use protocols::availability::mempool::{NewTransactions, TransactionsRejected};
 use protocols::availability::Tx;
 use protocols::ordering::iss::reconfig::Left;
 use protocols::ordering::iss::{self, IssConfig, NodeSettings};
@@ -35,15 +36,23 @@ use protocols::smr::Application;
 
 const COMMAND: &str = "cargo test -p protocols --test smr_reconfig";
 
-/// A store the test can read from outside the simulation.
+/// A store the test can read from outside the simulation; it counts epoch boundaries (the
+/// application snapshots at each).
 #[derive(Clone)]
-struct SharedKv(Arc<Mutex<KvStore>>);
+struct SharedKv(Arc<Mutex<KvStore>>, Arc<AtomicU64>);
+
+impl SharedKv {
+    fn state(&self) -> Vec<u8> {
+        self.0.lock().unwrap().snapshot()
+    }
+}
 
 impl Application for SharedKv {
     fn apply(&mut self, tx: &Tx) -> Vec<u8> {
         self.0.lock().unwrap().apply(tx)
     }
     fn snapshot(&self) -> Vec<u8> {
+        self.1.fetch_add(1, Relaxed);
         self.0.lock().unwrap().snapshot()
     }
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
@@ -67,6 +76,8 @@ struct Seen {
     /// State transfers and restarts.
     restored: u64,
     left: bool,
+    /// Rejections by the mempool (client, number, reason).
+    rejected: Vec<(String, u64, String)>,
     store: Option<SharedKv>,
 }
 
@@ -89,10 +100,17 @@ impl PassiveModule for Receipts {
                     let old = seen.receipts.insert(key, (a.sn, r.index, r.result.clone()));
                     assert!(old.is_none(), "{}: two receipts for {:?}", self.me, r);
                 }
-            } else if ev.get::<Restored>().is_some() {
+            } else if let Some(r) = ev.get::<Restored>() {
                 seen.restored += 1;
+                if let Some(store) = &seen.store {
+                    store.1.store(r.epoch, Relaxed);
+                }
             } else if ev.get::<Left>().is_some() {
                 seen.left = true;
+            } else if let Some(r) = ev.get::<TransactionsRejected>() {
+                for x in &r.rejected {
+                    seen.rejected.push((x.client.0.clone(), x.tx_no, x.reason.clone()));
+                }
             }
         }
         Ok(())
@@ -117,10 +135,17 @@ const INITIAL: [usize; 4] = [0, 1, 2, 3];
 
 /// Node `i`: a member of the initial four, or a node that joins later, trusting the membership
 /// that adds it (`trusted`).
-fn node(i: usize, trusted: &[usize], outcome: &Outcome, disk: &Arc<Mutex<SimDisk>>) -> NodeBuilder {
+fn node(
+    i: usize,
+    trusted: &Mutex<Vec<usize>>,
+    outcome: &Outcome,
+    disk: &Arc<Mutex<SimDisk>>,
+) -> NodeBuilder {
+    let trusted = trusted.lock().unwrap().clone();
     let me = NodeId::from_index(i);
     disk.lock().unwrap().crash();
-    let store = SharedKv(Arc::new(Mutex::new(KvStore::with_membership(membership(&INITIAL)))));
+    let kv = KvStore::with_membership(membership(&INITIAL));
+    let store = SharedKv(Arc::new(Mutex::new(kv)), Arc::default());
     {
         let mut all = outcome.lock().unwrap();
         let seen = all.entry(me.clone()).or_default();
@@ -154,7 +179,7 @@ fn node(i: usize, trusted: &[usize], outcome: &Outcome, disk: &Arc<Mutex<SimDisk
         .passive("crypto", TestCrypto::new(me.clone(), 1))
         .active("timer", Timer::new());
     let wal = mir_runtime::wal::Wal::new(disk.clone(), ModuleId::new(iss::names::ISS));
-    iss::add_to_with_wal(b, me, weights(&membership(trusted)), &settings, wal).unwrap()
+    iss::add_to_with_wal(b, me, weights(&membership(&trusted)), &settings, wal).unwrap()
 }
 
 /// The load: `count` commands of two clients, from `from` on.
@@ -162,7 +187,7 @@ fn load(round: u64, count: u64) -> Vec<Tx> {
     (0..2)
         .flat_map(|c| {
             (0..count).map(move |i| {
-                let n = round * 1000 + i;
+                let n = round * count + i;
                 let key = format!("k{}", (n * 7 + c) % 5);
                 let cmd = match n % 3 {
                     0 => format!("put {key} v{c}.{n}"),
@@ -177,6 +202,8 @@ fn load(round: u64, count: u64) -> Vec<Tx> {
 
 struct Run {
     sim: Simulation,
+    /// The membership each node trusts when it is (re)built.
+    trust: Vec<Arc<Mutex<Vec<usize>>>>,
     outcome: Outcome,
     /// Every transaction submitted, by (client, number).
     txs: BTreeMap<(String, u64), Tx>,
@@ -186,22 +213,26 @@ struct Run {
 }
 
 impl Run {
-    fn new(seed: u64, joiners_trust: &[(usize, Vec<usize>)]) -> Result<Run, String> {
+    fn new(seed: u64, nodes: usize, joiners_trust: &[(usize, Vec<usize>)]) -> Result<Run, String> {
         let outcome: Outcome = Arc::default();
         let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(seed) });
-        for i in 0..NODES {
-            let disk = Arc::new(Mutex::new(SimDisk::new(seed * 16 + i as u64)));
+        let mut trust = Vec::new();
+        for i in 0..nodes {
+            let disk = Arc::new(Mutex::new(SimDisk::new(seed * 64 + i as u64)));
             let o = outcome.clone();
             let trusted = joiners_trust
                 .iter()
                 .find(|(j, _)| *j == i)
                 .map(|(_, t)| t.clone())
                 .unwrap_or(INITIAL.to_vec());
+            let trusted = Arc::new(Mutex::new(trusted));
+            trust.push(trusted.clone());
             sim.add_restartable_node(move || node(i, &trusted, &o, &disk))
                 .map_err(|e| e.to_string())?;
         }
         Ok(Run {
             sim,
+            trust,
             outcome,
             txs: BTreeMap::new(),
             admin_no: 0,
@@ -215,7 +246,7 @@ impl Run {
         for tx in &txs {
             self.txs.insert((tx.client.0.clone(), tx.tx_no), tx.clone());
         }
-        for i in 0..NODES {
+        for i in 0..self.trust.len() {
             let ev = Event::new("clients", "mempool", NewTransactions { txs: txs.clone() });
             self.sim.inject(&NodeId::from_index(i), vec![ev]).map_err(|e| e.to_string())?;
         }
@@ -255,16 +286,49 @@ impl Run {
             let state: Vec<String> = all
                 .iter()
                 .map(|(n, s)| {
+                    let members: Vec<String> = s
+                        .store
+                        .as_ref()
+                        .and_then(|k| k.0.lock().unwrap().membership())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|m| m.id.to_string())
+                        .collect();
                     format!(
-                        "{n}: batches {} receipts {} restored {} left {}",
+                        "{n}: batches {} receipts {} restored {} left {} epoch {} members {}",
                         s.batches,
                         s.receipts.len(),
                         s.restored,
-                        s.left
+                        s.left,
+                        s.store.as_ref().map_or(0, |k| k.1.load(Relaxed)),
+                        members.join(",")
                     )
                 })
                 .collect();
-            return Err(format!("not {what} in time\n{}\n{}", state.join("\n"), self.plan));
+            let admin: Vec<String> = all
+                .values()
+                .flat_map(|s| s.earlier.iter().chain([&s.receipts]))
+                .flat_map(|r| r.iter())
+                .filter(|(k, _)| k.0 == "admin")
+                .map(|(k, v)| format!("{} {}", k.1, String::from_utf8_lossy(&v.2)))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let crashed: Vec<String> = all
+                .keys()
+                .filter(|n| self.sim.is_crashed(n) == Some(true))
+                .map(|n| n.to_string())
+                .collect();
+            return Err(format!(
+                "not {what} in time (crashed: {crashed:?})\n{}\nadmin: {}\nrejected: {:?}\n{}",
+                state.join("\n"),
+                admin.join("; "),
+                all.iter()
+                    .flat_map(|(n, s)| s.rejected.iter().map(move |r| (n, r)))
+                    .take(20)
+                    .collect::<Vec<_>>(),
+                self.plan
+            ));
         }
         Ok(())
     }
@@ -286,33 +350,56 @@ impl Run {
     }
 
     /// Waits until the current members hold every transaction, then checks everything.
+    /// The highest epoch a node reached.
+    fn epoch(&self) -> u64 {
+        let all = self.outcome.lock().unwrap();
+        all.values().filter_map(|s| s.store.as_ref()).map(|s| s.1.load(Relaxed)).max().unwrap_or(0)
+    }
+
     fn finish(&mut self) -> Result<(), String> {
         let members: Vec<NodeId> = self.members.iter().map(|i| NodeId::from_index(*i)).collect();
-        let total = self.txs.len();
+        let keys: BTreeSet<(String, u64)> = self.txs.keys().cloned().collect();
         let m = members.clone();
+        // Done when some node (any incarnation) has a receipt for every transaction and every
+        // member holds the same store: nodes that joined late hold receipts only for the end.
         self.wait("complete", Duration::from_secs(300), |all| {
-            let complete: Vec<&Seen> =
-                m.iter().filter_map(|n| all.get(n)).filter(|s| s.receipts.len() == total).collect();
-            let Some(reference) = complete.first() else { return false };
-            let want = reference.store.as_ref().unwrap().snapshot();
-            m.iter().all(|n| all[n].store.as_ref().unwrap().snapshot() == want)
+            let mut seen = BTreeSet::new();
+            for s in all.values() {
+                for r in s.earlier.iter().chain([&s.receipts]) {
+                    seen.extend(r.keys().filter(|k| keys.contains(*k)));
+                }
+            }
+            if seen.len() < keys.len() {
+                return false;
+            }
+            let want = all[&m[0]].store.as_ref().unwrap().state();
+            m.iter().all(|n| all[n].store.as_ref().unwrap().state() == want)
         })?;
         let all = self.outcome.lock().unwrap();
-        let complete =
-            members.iter().map(|n| &all[n]).find(|s| s.receipts.len() == total).expect("complete");
+        // The log: every receipt of every node, by position (checked below to agree).
+        type Log<'a> = BTreeMap<(u64, u32), (&'a (String, u64), &'a Vec<u8>)>;
+        let mut log: Log = BTreeMap::new();
+        for s in all.values() {
+            for r in s.earlier.iter().chain([&s.receipts]) {
+                for (k, (sn, index, result)) in r {
+                    log.insert((*sn, *index), (k, result));
+                }
+            }
+        }
         // The results are those of the log order, from the initial store.
-        let mut in_order: Vec<_> = complete.receipts.iter().collect();
-        in_order.sort_by_key(|(_, (sn, index, _))| (*sn, *index));
         let mut replay = KvStore::with_membership(membership(&INITIAL));
-        for (k, (_, _, result)) in in_order {
-            if replay.apply(&self.txs[k]) != *result {
+        for (k, result) in log.values() {
+            if replay.apply(&self.txs[*k]) != **result {
                 return Err(format!("{k:?}: the receipt's result is not the log order's"));
             }
-            if k.0 == "admin" && result != b"+ok" {
+            if k.0 == "admin" && result.as_slice() != b"+ok" {
                 return Err(format!("{k:?}: {}", String::from_utf8_lossy(result)));
             }
         }
-        if replay.snapshot() != complete.store.as_ref().unwrap().snapshot() {
+        if log.len() != keys.len() {
+            return Err(format!("{} log positions for {} transactions", log.len(), keys.len()));
+        }
+        if replay.snapshot() != all[&members[0]].store.as_ref().unwrap().state() {
             return Err("the store is not the log order's".into());
         }
         let ids: BTreeSet<NodeId> =
@@ -321,7 +408,8 @@ impl Run {
             return Err(format!("the store's membership is {ids:?}"));
         }
         // One position and one result per transaction, at every node and incarnation.
-        let mut first: BTreeMap<&(String, u64), (&NodeId, &(u64, u32, Vec<u8>))> = BTreeMap::new();
+        type First<'a> = BTreeMap<&'a (String, u64), (&'a NodeId, &'a (u64, u32, Vec<u8>))>;
+        let mut first: First = BTreeMap::new();
         for (n, s) in all.iter() {
             for r in s.earlier.iter().chain([&s.receipts]) {
                 for (k, v) in r {
@@ -346,10 +434,8 @@ impl Run {
 
 /// Grow 4 → 5 → 7, shrink back to 4 (5, 6 and 0 leave), with load all along and `plan`.
 fn grow_and_shrink(seed: u64, plan: Option<FaultPlan>) -> Result<(), String> {
-    let mut run = Run::new(
-        seed,
-        &[(4, INITIAL.to_vec()), (5, vec![0, 1, 2, 3, 4]), (6, vec![0, 1, 2, 3, 4])],
-    )?;
+    let joiners = [(4, INITIAL.to_vec()), (5, vec![0, 1, 2, 3, 4]), (6, vec![0, 1, 2, 3, 4])];
+    let mut run = Run::new(seed, NODES, &joiners)?;
     if let Some(p) = &plan {
         p.schedule(&mut run.sim);
         run.plan = p.to_string();
@@ -392,4 +478,103 @@ fn the_membership_grows_and_shrinks_under_fault_plans() {
         };
         grow_and_shrink(seed, Some(FaultPlan::draw(seed, &ids, &profile)))
     });
+}
+
+/// The long run: `SMR_RECONFIG_EPOCHS` epochs at least (e.g. 100), in rounds. Each round draws
+/// a fault plan over the members, adds a new node (trusting the membership of the moment; it
+/// is restarted with that trust first) while fewer than 7 are members and removes a random one
+/// while more than 5 are, under load, and waits for the joins and leaves. Then the same checks
+/// as the other tests.
+#[test]
+fn a_long_run_of_reconfigurations() {
+    let Some(epochs) = std::env::var("SMR_RECONFIG_EPOCHS").ok().and_then(|s| s.parse().ok())
+    else {
+        eprintln!("skipped: set SMR_RECONFIG_EPOCHS (e.g. 100) to run it");
+        return;
+    };
+    let seed: u64 = std::env::var("MIR_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    if let Err(e) = long_run(seed, epochs) {
+        panic!(
+            "seed {seed}: {e}\nreproduce: MIR_SEED={seed} SMR_RECONFIG_EPOCHS={epochs} \
+             cargo test --release -p protocols --test smr_reconfig long_run"
+        );
+    }
+}
+
+fn long_run(seed: u64, epochs: u64) -> Result<(), String> {
+    if let Ok(filter) = std::env::var("MIR_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .try_init();
+    }
+    use mir_runtime::sim::Fault;
+    // Each node joins at most once; a round takes a few epochs.
+    let nodes = INITIAL.len() + epochs as usize / 2 + 8;
+    let mut run = Run::new(seed, nodes, &[])?;
+    let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut draw = |n: usize| {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((rng >> 33) as usize) % n
+    };
+    let mut next_new = INITIAL.len();
+    let mut round = 0u64;
+    while run.epoch() < epochs {
+        if next_new >= nodes {
+            return Err(format!("ran out of nodes at epoch {}", run.epoch()));
+        }
+        round += 1;
+        let members: Vec<NodeId> = run.members.iter().map(|i| NodeId::from_index(*i)).collect();
+        let profile = FaultProfile {
+            faulty_phase: Duration::from_secs(4),
+            crashes: 1,
+            ..FaultProfile::default()
+        };
+        let plan = FaultPlan::draw(seed * 1000 + round, &members, &profile);
+        let now = run.sim.now().since_start();
+        for (t, f) in &plan.faults {
+            run.sim.schedule_fault(now + *t, f.clone());
+        }
+        run.plan = format!("round {round}, from {now:?}:\n{plan}");
+        run.submit(load(round, 10))?;
+        let mut joined = None;
+        if run.members.len() < 7 {
+            let j = next_new;
+            next_new += 1;
+            *run.trust[j].lock().unwrap() = run.members.iter().copied().collect();
+            let id = NodeId::from_index(j);
+            let at = now + Duration::from_millis(1);
+            run.sim.schedule_fault(at, Fault::Crash(id.clone()));
+            run.sim.schedule_fault(at + Duration::from_millis(1), Fault::Restart(id));
+            run.sim.run_for(Duration::from_millis(3)).map_err(|e| e.to_string())?;
+            run.add(j)?;
+            joined = Some(j);
+        }
+        let mut removed = None;
+        if run.members.len() > 5 {
+            let candidates: Vec<usize> =
+                run.members.iter().copied().filter(|m| Some(*m) != joined).collect();
+            let r = candidates[draw(candidates.len())];
+            run.remove(r)?;
+            removed = Some(r);
+        }
+        if let Some(j) = joined {
+            run.joined(j)?;
+        }
+        if let Some(r) = removed {
+            run.left(r)?;
+        }
+        // The next round's faults start when this round's are healed (so that a crash and its
+        // restart never overlap another plan's).
+        let healed = now + plan.healed_at();
+        let left = healed.saturating_sub(run.sim.now().since_start());
+        run.sim.run_for(left).map_err(|e| e.to_string())?;
+        eprintln!(
+            "round {round}: epoch {}, members {:?} (joined {joined:?}, left {removed:?})",
+            run.epoch(),
+            run.members
+        );
+    }
+    run.submit(load(round + 1, 10))?;
+    run.finish()
 }

@@ -654,7 +654,7 @@ impl Iss {
             ignore!("a snapshot for epoch {}, which has no checkpoint pending", s.epoch)
         };
         ensure!(
-            !self.transfer.own.get(&s.epoch).is_some_and(|o| o.snapshot.is_some()),
+            self.transfer.own.get(&s.epoch).is_none_or(|o| o.snapshot.is_none()),
             "a second snapshot for epoch {}",
             s.epoch
         );

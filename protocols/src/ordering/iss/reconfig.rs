@@ -25,6 +25,11 @@
 //! (safe, not live: restart it with a newer membership). Signers it does not know are left out
 //! of the check; those it knows must weigh a strong quorum of that membership.
 //!
+//! **Departed nodes.** A removed node that fell behind (it crashed, or was cut off) asks for
+//! state like any other; members answer the nodes of the memberships they know and the last
+//! [`DEPARTED`] nodes of memberships they forgot, so it restores a checkpoint that does not
+//! include it and learns that it left.
+//!
 //! **Determinism.** The application decides from the ordered transactions at the same boundary at
 //! every node, and ISS takes the decision at `b + offset` whatever the local timing: an epoch
 //! does not start before the decision that could concern it is known.
@@ -77,7 +82,14 @@ pub(crate) struct Reconfig {
     pub(crate) took_part: bool,
     /// [`Left`] was triggered.
     pub(crate) left: bool,
+    /// Nodes of memberships this node forgot, most recent last (at most [`DEPARTED`]): their
+    /// state requests are still answered, so that a removed node that fell behind learns that
+    /// it left.
+    pub(crate) departed: std::collections::VecDeque<NodeId>,
 }
+
+/// Departed nodes remembered (their state requests are answered).
+pub const DEPARTED: usize = 1024;
 
 /// Checks a membership an application decided.
 pub(crate) fn check_membership(members: &[(NodeId, Weight)]) -> Result<(), String> {
@@ -107,9 +119,11 @@ impl Iss {
             .unwrap_or(&self.membership)
     }
 
-    /// Whether `n` is in any membership this node knows (it may ask for state).
+    /// Whether `n` is in any membership this node knows, or departed from one (it may ask for
+    /// state).
     pub(crate) fn is_known(&self, n: &NodeId) -> bool {
         self.reconfig.memberships.values().any(|m| m.iter().any(|(x, _)| x == n))
+            || self.reconfig.departed.contains(n)
     }
 
     /// Whether this node is a member of the current epoch.
@@ -157,7 +171,16 @@ impl Iss {
     pub(crate) fn forget_memberships(&mut self, epoch: u64) {
         let keep_from =
             self.reconfig.memberships.range(..epoch).next_back().map(|(e, _)| *e).unwrap_or(0);
-        self.reconfig.memberships = self.reconfig.memberships.split_off(&keep_from);
+        let kept = self.reconfig.memberships.split_off(&keep_from);
+        let forgotten = std::mem::replace(&mut self.reconfig.memberships, kept);
+        for (n, _) in forgotten.into_values().flatten() {
+            if !self.is_known(&n) {
+                self.reconfig.departed.push_back(n);
+                if self.reconfig.departed.len() > DEPARTED {
+                    self.reconfig.departed.pop_front();
+                }
+            }
+        }
     }
 
     /// This node took part: remember it, in the WAL too (at the retention of the last logged
