@@ -50,6 +50,7 @@ const NAMES: &[&str] = &[
     "mir.GarbageCollect",
     "mir.TestString",
     "mir.TestUint64",
+    "mir.MembershipUpdate",
     "mir.crypto.HashRequest",
     "mir.crypto.HashResult",
     "mir.crypto.SignRequest",
@@ -150,6 +151,9 @@ const NAMES: &[&str] = &[
     "iss.RejoinRequest",
     "iss.RejoinReport",
     "iss.Rejoining",
+    "iss.NewMembership",
+    "iss.Left",
+    "iss.TookPart",
     "smr.Applied",
     "smr.Restored",
     "demo.Submit",
@@ -214,6 +218,16 @@ fn samples() -> Vec<Payload> {
         Payload::new(protocols::ordering::iss::rejoin::RejoinReport { epoch: u64::MAX }),
         Payload::new(protocols::ordering::iss::rejoin::RejoinReport { epoch: 3 }),
         Payload::new(protocols::ordering::iss::rejoin::Rejoining),
+        Payload::new(protocols::ordering::iss::reconfig::NewMembership {
+            epoch: 1,
+            members: vec![(NodeId::new("mallory"), 1_000_000)],
+        }),
+        Payload::new(protocols::ordering::iss::reconfig::Left { epoch: 1 }),
+        Payload::new(protocols::ordering::iss::reconfig::TookPart),
+        Payload::new(mir_dsl::mir_runtime::stdevents::MembershipUpdate {
+            members: vec![mir_dsl::mir_runtime::keys::NodeKeys::test(9, &NodeId::new("mallory"))
+                .member(NodeId::new("mallory"), ([127, 0, 0, 1], 9).into(), 1_000_000)],
+        }),
         Payload::new(protocols::smr::app::Applied {
             sn: 3,
             receipts: vec![protocols::smr::app::Receipt {

@@ -11,12 +11,8 @@
 //! | anything else | `!` and what is wrong |
 //!
 //! A store made [`with_membership`](KvStore::with_membership) also decides the membership of the
-//! nodes that replicate it ([reconfiguration](super::Application::membership)):
-//!
-//! | command | result |
-//! |---|---|
-//! | `add-node` and a `[[node]]` entry of a membership file on the next lines | `+ok`, or `!` and why not |
-//! | `remove-node ID` | `+ok`, or `!` and why not (the last member stays) |
+//! nodes that replicate it ([reconfiguration](super::Application::membership)), with the
+//! `add-node` and `remove-node` commands of [`Members`] (from the admin client only).
 //!
 //! The snapshot is the canonical encoding of the sorted map and the membership.
 
@@ -24,6 +20,7 @@ use std::collections::BTreeMap;
 
 use mir_runtime::membership::{Member, Membership};
 
+use super::members::Members;
 use super::Application;
 use crate::availability::Tx;
 
@@ -44,11 +41,8 @@ use crate::availability::Tx;
 pub struct KvStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The membership it decides, if it reconfigures.
-    members: Option<Vec<Member>>,
+    members: Option<Members>,
 }
-
-/// Members a store adds at most (each one's address, keys and weight stay in the state).
-pub const MAX_MEMBERS: usize = 64;
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,10 +53,6 @@ pub enum Command<'a> {
     Get(&'a [u8]),
     /// `del KEY`.
     Del(&'a [u8]),
-    /// `add-node` and a `[[node]]` entry (TOML).
-    AddNode(&'a [u8]),
-    /// `remove-node ID`.
-    RemoveNode(&'a [u8]),
 }
 
 impl<'a> Command<'a> {
@@ -74,9 +64,6 @@ impl<'a> Command<'a> {
     /// assert!(Command::parse(b"get").is_err());
     /// ```
     pub fn parse(data: &'a [u8]) -> Result<Self, String> {
-        if let Some(entry) = data.strip_prefix(b"add-node\n") {
-            return Ok(Command::AddNode(entry));
-        }
         let (op, rest) = split_word(data);
         let (key, value) = split_word(rest);
         if key.is_empty() {
@@ -89,11 +76,9 @@ impl<'a> Command<'a> {
             }
             b"get" => Ok(Command::Get(key)),
             b"del" => Ok(Command::Del(key)),
-            b"remove-node" => Ok(Command::RemoveNode(key)),
-            other => Err(format!(
-                "unknown command {:?} (put, get, del, add-node, remove-node)",
-                String::from_utf8_lossy(other)
-            )),
+            other => {
+                Err(format!("unknown command {:?} (put, get, del)", String::from_utf8_lossy(other)))
+            }
         }
     }
 }
@@ -103,13 +88,6 @@ fn split_word(data: &[u8]) -> (&[u8], &[u8]) {
     match data.iter().position(|b| *b == b' ') {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[]),
-    }
-}
-
-fn outcome(r: Result<(), String>) -> Vec<u8> {
-    match r {
-        Ok(()) => b"+ok".to_vec(),
-        Err(e) => [&b"!"[..], e.as_bytes()].concat(),
     }
 }
 
@@ -141,40 +119,7 @@ impl KvStore {
     /// assert_eq!(kv.membership().unwrap()[0].id.as_str(), "1");
     /// ```
     pub fn with_membership(initial: Membership) -> Self {
-        KvStore { map: BTreeMap::new(), members: Some(initial.nodes) }
-    }
-
-    fn add_node(&mut self, entry: &[u8]) -> Result<(), String> {
-        let Some(members) = &mut self.members else {
-            return Err("this store does not reconfigure".into());
-        };
-        if members.len() >= MAX_MEMBERS {
-            return Err(format!("at most {MAX_MEMBERS} members"));
-        }
-        let entry = std::str::from_utf8(entry).map_err(|_| "the entry is not UTF-8".to_string())?;
-        let current = Membership { nodes: members.clone() };
-        let text = format!("{}\n{entry}", current.to_toml());
-        let next = Membership::from_toml_str(&text, "add-node").map_err(|e| e.to_string())?;
-        if next.nodes.len() != members.len() + 1 {
-            return Err("add one [[node]] entry".into());
-        }
-        *members = next.nodes;
-        Ok(())
-    }
-
-    fn remove_node(&mut self, id: &[u8]) -> Result<(), String> {
-        let Some(members) = &mut self.members else {
-            return Err("this store does not reconfigure".into());
-        };
-        let i = members
-            .iter()
-            .position(|m| m.id.as_str().as_bytes() == id)
-            .ok_or_else(|| format!("{} is not a member", String::from_utf8_lossy(id)))?;
-        if members.len() == 1 {
-            return Err("the last member cannot leave".into());
-        }
-        members.remove(i);
-        Ok(())
+        KvStore { map: BTreeMap::new(), members: Some(Members::new(initial)) }
     }
 
     /// The value of `key`.
@@ -195,12 +140,16 @@ impl KvStore {
 
 impl Application for KvStore {
     fn apply(&mut self, tx: &Tx) -> Vec<u8> {
+        if Members::is_command(&tx.data) {
+            return match &mut self.members {
+                Some(m) => m.command(&tx.client, &tx.data).expect("a membership command"),
+                None => b"!this store does not change the membership".to_vec(),
+            };
+        }
         match Command::parse(&tx.data) {
             Ok(Command::Put(k, v)) => found(self.map.insert(k.to_vec(), v.to_vec())),
             Ok(Command::Get(k)) => found(self.map.get(k).cloned()),
             Ok(Command::Del(k)) => found(self.map.remove(k)),
-            Ok(Command::AddNode(entry)) => outcome(self.add_node(entry)),
-            Ok(Command::RemoveNode(id)) => outcome(self.remove_node(id)),
             Err(e) => [&b"!"[..], e.as_bytes()].concat(),
         }
     }
@@ -216,7 +165,7 @@ impl Application for KvStore {
     }
 
     fn membership(&self) -> Option<Vec<Member>> {
-        self.members.clone()
+        self.members.as_ref().map(|m| m.nodes().to_vec())
     }
 }
 

@@ -24,6 +24,7 @@ pub mod client;
 #[cfg(feature = "system")]
 pub mod gateway;
 pub mod kv;
+pub mod members;
 #[cfg(feature = "system")]
 pub mod service;
 #[cfg(feature = "system")]
