@@ -219,3 +219,63 @@ async fn flood_node(addr: SocketAddr, n: u64) -> BTreeMap<String, u64> {
     }
     out
 }
+
+/// Signing clients (`smr::signed`): their ID is their key; a signed submission gets a receipt, a
+/// forged or unsigned one in their name is refused as INVALID, and so is a signature from a
+/// client whose ID is not a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_clients_are_checked() {
+    let (nodes, addrs) = cluster().await;
+    let key = NodeKeys::test(3, &NodeId::new("alice")).signing;
+    let mut alice = SmrClient::signing(key, addrs.clone());
+    let r = alice.submit(b"put owner alice".to_vec()).await.expect("a receipt");
+    assert_eq!(r.result, b"-");
+    // Someone else in alice's name: no signature, then a made-up one.
+    for signature in [vec![], vec![7; 64]] {
+        let req = SubmitRequest {
+            client_id: alice.id().to_owned(),
+            tx_no: 1,
+            payload: b"put owner mallory".to_vec(),
+            signature,
+        };
+        assert_eq!(submit_raw(addrs[0], req).await, "Invalid");
+    }
+    let req = SubmitRequest {
+        client_id: "bob".into(),
+        tx_no: 0,
+        payload: b"put owner bob".to_vec(),
+        signature: vec![7; 64],
+    };
+    assert_eq!(submit_raw(addrs[0], req).await, "Invalid");
+    let r = alice.submit(b"get owner".to_vec()).await.expect("a receipt");
+    assert_eq!(r.result, b"+alice");
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+/// One submission; its outcome as `flood_node` names them.
+async fn submit_raw(addr: SocketAddr, req: SubmitRequest) -> String {
+    use protocols::smr::service::{Outcome, ProstCodec, SUBMIT};
+    use tonic::codegen::http::uri::PathAndQuery;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = ProstCodec::<SubmitRequest, SubmitReply>::default();
+    let reply = grpc
+        .unary(tonic::Request::new(req), PathAndQuery::from_static(SUBMIT), codec)
+        .await
+        .unwrap()
+        .into_inner();
+    match reply.outcome {
+        Some(Outcome::Receipt(_)) => "receipt".into(),
+        Some(Outcome::Rejection(r)) => {
+            format!("{:?}", Reason::try_from(r.reason).unwrap_or(Reason::Unknown))
+        }
+        None => "empty".into(),
+    }
+}

@@ -77,23 +77,32 @@ pub struct Tx {
     pub tx_no: u64,
     /// The payload.
     pub data: Vec<u8>,
+    /// The client's signature, or empty (see `smr::signed`: the SMR system checks the
+    /// signatures of clients whose ID is their public key).
+    pub signature: Vec<u8>,
 }
 
 impl Tx {
     /// The bytes this transaction makes a node hold, as every limit counts them: the client ID,
-    /// the 8-byte number and the payload (a client controls all three).
+    /// the 8-byte number, the payload and the signature (a client controls all of them).
     ///
     /// ```
     /// use protocols::availability::Tx;
     /// assert_eq!(Tx::new("alice", 0, "xyz").size(), 5 + 8 + 3);
     /// ```
     pub fn size(&self) -> usize {
-        self.client.0.len() + 8 + self.data.len()
+        self.client.0.len() + 8 + self.data.len() + self.signature.len()
     }
 
-    /// A transaction.
+    /// A transaction (unsigned).
     pub fn new(client: impl Into<ClientId>, tx_no: u64, data: impl Into<Vec<u8>>) -> Self {
-        Tx { client: client.into(), tx_no, data: data.into() }
+        Tx { client: client.into(), tx_no, data: data.into(), signature: Vec::new() }
+    }
+
+    /// This transaction with `signature`.
+    pub fn with_signature(mut self, signature: Vec<u8>) -> Self {
+        self.signature = signature;
+        self
     }
 }
 
@@ -102,9 +111,15 @@ pub type TxId = Vec<u8>;
 /// A batch ID: 32 bytes of SHA-256.
 pub type BatchId = Vec<u8>;
 
-/// What is hashed into a transaction's ID: `[client, tx_no (8 bytes LE), data]`, framed.
+/// What is hashed into a transaction's ID: `[client, tx_no (8 bytes LE), data]`, framed, and
+/// the signature if there is one (so a certified batch pins it: nobody can swap it later).
 pub fn tx_id_data(tx: &Tx) -> Vec<Vec<u8>> {
-    vec![tx.client.0.as_bytes().to_vec(), tx.tx_no.to_le_bytes().to_vec(), tx.data.clone()]
+    let mut d =
+        vec![tx.client.0.as_bytes().to_vec(), tx.tx_no.to_le_bytes().to_vec(), tx.data.clone()];
+    if !tx.signature.is_empty() {
+        d.push(tx.signature.clone());
+    }
+    d
 }
 
 /// What is hashed into a batch's ID: its transaction IDs, framed.

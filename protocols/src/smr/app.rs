@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! upon NewOrderedBatch(sn, txs) from the batch fetcher do
-//!     for each tx (index i): result := app.apply(tx)
+//!     for each tx (index i): result := app.apply(tx), or "!" and why if the client check
+//!         (e.g. its signature, `smr::signed`) fails
 //!     trigger Applied(sn, [(client, tx_no, i, result)]) to the receipts module, if any
 //! upon SnapshotRequest(e) do
 //!     if app.membership() changed since the last boundary: send NewMembership(e, it) to ISS and
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Application;
 use crate::availability::batchfetcher::{NewOrderedBatch, RestoreState, SnapshotRequest};
-use crate::availability::{ClientId, ClientProgress};
+use crate::availability::{ClientId, ClientProgress, Tx};
 use crate::ordering::checkpoint::AppSnapshot;
 use crate::ordering::iss::reconfig::{Left, NewMembership};
 use mir_runtime::membership::Member;
@@ -95,6 +96,8 @@ pub struct AppModule<A> {
     members_to: Vec<ModuleId>,
     /// The application's membership at the last boundary (or start, or restore).
     announced: Option<Vec<Member>>,
+    /// Checks each transaction before it is applied.
+    check: Option<fn(&Tx) -> Result<(), String>>,
     applied: u64,
 }
 
@@ -110,6 +113,7 @@ impl<A: Application> AppModule<A> {
             receipts: Vec::new(),
             members_to: Vec::new(),
             announced,
+            check: None,
             applied: 0,
         }
     }
@@ -125,6 +129,14 @@ impl<A: Application> AppModule<A> {
     /// application reconfigures).
     pub fn membership_updates_to(mut self, modules: Vec<ModuleId>) -> Self {
         self.members_to = modules;
+        self
+    }
+
+    /// Checks every ordered transaction with `check` before applying it (the same at every
+    /// node): one that fails is not applied, and its result is `!` and the reason. The SMR
+    /// system checks client signatures this way (`smr::signed::check`).
+    pub fn check_clients(mut self, check: fn(&Tx) -> Result<(), String>) -> Self {
+        self.check = Some(check);
         self
     }
 
@@ -168,7 +180,10 @@ impl<A: Application> PassiveModule for AppModule<A> {
             if let Some(b) = ev.get::<NewOrderedBatch>() {
                 let mut receipts = Vec::with_capacity(b.txs.len());
                 for (i, tx) in b.txs.iter().enumerate() {
-                    let result = self.app.apply(tx);
+                    let result = match self.check.map_or(Ok(()), |c| c(tx)) {
+                        Ok(()) => self.app.apply(tx),
+                        Err(e) => [&b"!"[..], e.as_bytes()].concat(),
+                    };
                     self.applied += 1;
                     if !self.receipts.is_empty() {
                         let (client, tx_no, data) = (tx.client.clone(), tx.tx_no, tx.data.clone());

@@ -31,6 +31,8 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status, Streaming};
 
+use crate::availability::Tx;
+
 use super::service::{
     DeliveriesRequest, Delivery, Outcome, ProstCodec, Reason, Receipt, SubmitReply, SubmitRequest,
     DELIVERIES, SUBMIT,
@@ -81,6 +83,7 @@ pub struct SmrClient {
     attempts: usize,
     connect_timeout: Duration,
     call_timeout: Duration,
+    key: Option<k256::ecdsa::SigningKey>,
 }
 
 impl SmrClient {
@@ -97,8 +100,23 @@ impl SmrClient {
             attempts: 0,
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(40),
+            key: None,
         }
         .attempts(0)
+    }
+
+    /// A signing client of `nodes`: its ID is its public key (`smr::signed::client_id`), and it
+    /// signs every transaction with `key`, so that nobody else can submit in its name.
+    pub fn signing(key: k256::ecdsa::SigningKey, nodes: Vec<SocketAddr>) -> Self {
+        let id = super::signed::client_id(&key);
+        let mut c = SmrClient::new(id, nodes);
+        c.key = Some(key);
+        c
+    }
+
+    /// This client's ID.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Numbers the next transaction `tx_no` (a client that restarts goes on from its last).
@@ -143,7 +161,14 @@ impl SmrClient {
         tx_no: u64,
         payload: Vec<u8>,
     ) -> Result<Receipt, ClientError> {
-        let req = SubmitRequest { client_id: self.id.clone(), tx_no, payload, signature: vec![] };
+        let signature = match &self.key {
+            Some(key) => {
+                super::signed::sign(key, Tx::new(self.id.as_str(), tx_no, payload.clone()))
+                    .signature
+            }
+            None => Vec::new(),
+        };
+        let req = SubmitRequest { client_id: self.id.clone(), tx_no, payload, signature };
         let mut last = String::from("no node");
         if self.nodes.is_empty() {
             return Err(ClientError::Unavailable {

@@ -28,6 +28,8 @@ pub mod members;
 #[cfg(feature = "system")]
 pub mod service;
 #[cfg(feature = "system")]
+pub mod signed;
+#[cfg(feature = "system")]
 pub mod system;
 
 use crate::availability::Tx;

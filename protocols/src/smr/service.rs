@@ -28,7 +28,7 @@ pub struct SubmitRequest {
     /// The payload.
     #[prost(bytes = "vec", tag = "3")]
     pub payload: Vec<u8>,
-    /// Reserved for client signatures; not checked yet.
+    /// A signing client's signature (`smr::signed`), or empty.
     #[prost(bytes = "vec", tag = "4")]
     pub signature: Vec<u8>,
 }

@@ -235,6 +235,7 @@ impl SystemBuilder {
             genesis.registry().map_err(|e| fail(format!("the application's membership: {e}")))?;
         let (left_tx, left_rx) = watch::channel(None);
         let mut app = AppModule::new(app, me.clone())
+            .check_clients(super::signed::check)
             .membership_updates_to(vec![ModuleId::new(a::NET), ModuleId::new(a::CRYPTO)])
             .receipts_to(ModuleId::new(LEFT));
         for (name, _) in &self.observers {
