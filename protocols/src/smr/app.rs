@@ -32,6 +32,9 @@ use crate::ordering::iss::reconfig::{Left, NewMembership};
 use mir_runtime::membership::Member;
 use mir_runtime::stdevents::MembershipUpdate;
 
+/// A check of each ordered transaction before it is applied ([`AppModule::check_clients`]).
+pub type ClientCheck = fn(&Tx) -> Result<(), String>;
+
 /// One applied transaction: who sent it, its place in the log, and what it returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
@@ -97,7 +100,7 @@ pub struct AppModule<A> {
     /// The application's membership at the last boundary (or start, or restore).
     announced: Option<Vec<Member>>,
     /// Checks each transaction before it is applied.
-    check: Option<fn(&Tx) -> Result<(), String>>,
+    check: Option<ClientCheck>,
     applied: u64,
 }
 
@@ -135,7 +138,7 @@ impl<A: Application> AppModule<A> {
     /// Checks every ordered transaction with `check` before applying it (the same at every
     /// node): one that fails is not applied, and its result is `!` and the reason. The SMR
     /// system checks client signatures this way (`smr::signed::check`).
-    pub fn check_clients(mut self, check: fn(&Tx) -> Result<(), String>) -> Self {
+    pub fn check_clients(mut self, check: ClientCheck) -> Self {
         self.check = Some(check);
         self
     }
