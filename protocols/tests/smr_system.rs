@@ -279,3 +279,51 @@ async fn submit_raw(addr: SocketAddr, req: SubmitRequest) -> String {
         None => "empty".into(),
     }
 }
+
+/// Back-pressure with clients that go away: two of the four nodes stop, so nothing is ordered
+/// and submissions to node 0 wait (up to the gateway's per-client limit, then MEMPOOL_FULL).
+/// Twenty clients fill it over their own connections and go away without waiting for
+/// outcomes; everything they left waiting is gone at once, long before the 30 s deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_clients_that_go_away_are_gone() {
+    let (mut nodes, addrs) = cluster().await;
+    for n in nodes.split_off(2) {
+        n.stop().await.unwrap();
+    }
+    let gateway = nodes[0].clients().unwrap();
+    let mut calls = Vec::new();
+    for c in 0..20u64 {
+        for i in 0..10u64 {
+            let req = SubmitRequest {
+                client_id: format!("leaver-{c}"),
+                tx_no: i,
+                payload: format!("put l{c}.{i} x").into_bytes(),
+                signature: vec![],
+            };
+            calls.push(tokio::spawn(submit_raw(addrs[0], req)));
+        }
+    }
+    // They wait (nothing can be ordered without a strong quorum).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while gateway.waiting().0 < 200 {
+        assert!(tokio::time::Instant::now() < deadline, "waiting: {:?}", gateway.waiting());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gateway.waiting().1, 20);
+    // The clients go away.
+    for c in &calls {
+        c.abort();
+    }
+    for c in calls {
+        let _ = c.await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while gateway.waiting() != (0, 0, 0) {
+        assert!(tokio::time::Instant::now() < deadline, "left waiting: {:?}", gateway.waiting());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gateway.stats().timed_out, 0, "gone because the clients went, not by deadline");
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}

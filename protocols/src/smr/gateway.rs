@@ -156,6 +156,14 @@ impl GatewayHandle {
         self.shared.lock().stats.clone()
     }
 
+    /// What waits here now: (submissions waiting for an outcome, clients with one,
+    /// payload bytes still on their way into the node). All three go back to 0 when the
+    /// submissions end, however they end (an outcome, the deadline, a client that went away).
+    pub fn waiting(&self) -> (usize, usize, usize) {
+        let s = self.shared.lock();
+        (s.total, s.per_client.len(), s.entering_bytes)
+    }
+
     /// Stops serving clients.
     pub fn stop(&self) {
         let _ = self.stop.send(true);
