@@ -4,7 +4,8 @@
 //! "Reconfiguration").
 //!
 //! ```text
-//! chat --id 0        # in four terminals: ids 0, 1, 2, 3 (nodes 0–3 are the first members)
+//! chat --id 0        # in four terminals: ids 0, 1, 2, 3 (nodes 0–3 are the first members;
+//!                    # `chat 0` works too)
 //! chat --id 1
 //! chat --id 2
 //! chat --id 3
@@ -47,9 +48,12 @@ const HISTORY: usize = 100;
 #[derive(Parser)]
 #[command(about = "A replicated chat: every node prints the same ordered messages")]
 struct Cli {
-    /// This node's number (0 to 63); nodes 0 to 3 are the first members.
-    #[arg(long)]
-    id: usize,
+    /// This node's number (0 to 63); nodes 0 to 3 are the first members (`chat 2` works too).
+    #[arg(long, required_unless_present = "node")]
+    id: Option<usize>,
+    /// This node's number, as Mir's demo takes it.
+    #[arg(conflicts_with = "id")]
+    node: Option<usize>,
     /// Node N listens on 127.0.0.1:(base-port + N).
     #[arg(long, default_value_t = 7400)]
     base_port: u16,
@@ -193,7 +197,8 @@ impl Numbers {
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.id = cli.id.or(cli.node);
     if let Err(e) = run(cli).await {
         eprintln!("chat: {e}");
         std::process::exit(1);
@@ -201,21 +206,22 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
-    let me = member(&cli, cli.id)?;
+    let id = cli.id.ok_or("give the node's number: chat --id N (or chat N)")?;
+    let me = member(&cli, id)?;
     let first: Vec<usize> = (0..FIRST).collect();
     let genesis = membership(&cli, &first)?;
-    if cli.join == first.contains(&cli.id) {
+    if cli.join == first.contains(&id) {
         return Err(if cli.join {
-            format!("node {} is one of the first members: drop --join", cli.id)
+            format!("node {} is one of the first members: drop --join", id)
         } else {
-            format!("node {} is not one of the first members (0 to 3): add --join", cli.id)
+            format!("node {} is not one of the first members (0 to 3): add --join", id)
         }
         .into());
     }
     let data = cli
         .data
         .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("mir-chat").join(format!("node-{}", cli.id)));
+        .unwrap_or_else(|| std::env::temp_dir().join("mir-chat").join(format!("node-{}", id)));
     if cli.fresh && data.exists() {
         std::fs::remove_dir_all(&data)?;
     }
@@ -237,7 +243,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let node = builder.build(chat)?.start();
     eprintln!(
         "chat node {} on {} (demo keys: insecure); data in {}{}",
-        cli.id,
+        id,
         me.address,
         data.display(),
         if cli.join { "; waiting to be added (/add-node at a member)" } else { "" }
@@ -254,7 +260,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let handle = node.handle();
     let left = node.left();
     tokio::pin!(left);
-    let client = format!("chat-{}", cli.id);
+    let client = format!("chat-{}", id);
     loop {
         tokio::select! {
             _ = &mut left => {
