@@ -133,10 +133,12 @@ pub struct GarbageCollect {
     pub retention_index: u64,
 }
 
-/// Reconfiguration: these nodes are (or will be) members. The transport connects to the ones it
+/// Reconfiguration (feature `grpc`, which has membership files): these nodes are (or will be)
+/// members. The transport connects to the ones it
 /// did not know (and accepts their connections), the crypto module learns their keys. Nodes are
 /// added or updated, never removed: a node that leaves a membership stops itself, and the
 /// protocols count only their own memberships' votes.
+#[cfg(feature = "grpc")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipUpdate {
     /// The members, with addresses and keys.
@@ -162,10 +164,12 @@ payload!(
     TimerCancelModules = "mir.TimerCancelModules",
     NewSubmodule = "mir.NewSubmodule",
     GarbageCollect = "mir.GarbageCollect",
-    MembershipUpdate = "mir.MembershipUpdate",
     TestString = "mir.TestString",
     TestUint64 = "mir.TestUint64",
 );
+
+#[cfg(feature = "grpc")]
+payload!(MembershipUpdate = "mir.MembershipUpdate");
 
 #[cfg(test)]
 mod tests {

@@ -258,6 +258,7 @@ impl super::crypto::CryptoImpl for Keys {
     }
 }
 
+#[cfg(feature = "grpc")]
 impl EcdsaCrypto {
     /// Reconfiguration: learns the public keys of the nodes it did not know. A known node keeps
     /// its key; an unusable key is logged and skipped.
@@ -280,6 +281,7 @@ impl EcdsaCrypto {
 impl PassiveModule for EcdsaCrypto {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
         for ev in events {
+            #[cfg(feature = "grpc")]
             if let Some(u) = ev.get::<crate::stdevents::MembershipUpdate>() {
                 self.update(u);
                 continue;

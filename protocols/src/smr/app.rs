@@ -28,9 +28,11 @@ use super::Application;
 use crate::availability::batchfetcher::{NewOrderedBatch, RestoreState, SnapshotRequest};
 use crate::availability::{ClientId, ClientProgress, Tx};
 use crate::ordering::checkpoint::AppSnapshot;
-use crate::ordering::iss::reconfig::{Left, NewMembership};
-use mir_runtime::membership::Member;
-use mir_runtime::stdevents::MembershipUpdate;
+use crate::ordering::iss::reconfig::Left;
+#[cfg(feature = "system")]
+use crate::ordering::iss::reconfig::NewMembership;
+#[cfg(feature = "system")]
+use mir_runtime::{membership::Member, stdevents::MembershipUpdate};
 
 /// A check of each ordered transaction before it is applied ([`AppModule::check_clients`]).
 pub type ClientCheck = fn(&Tx) -> Result<(), String>;
@@ -96,8 +98,10 @@ pub struct AppModule<A> {
     iss: ModuleId,
     receipts: Vec<ModuleId>,
     /// Where membership updates go (the transport and crypto).
+    #[cfg(feature = "system")]
     members_to: Vec<ModuleId>,
     /// The application's membership at the last boundary (or start, or restore).
+    #[cfg(feature = "system")]
     announced: Option<Vec<Member>>,
     /// Checks each transaction before it is applied.
     check: Option<ClientCheck>,
@@ -108,13 +112,16 @@ impl<A: Application> AppModule<A> {
     /// `app` on node `me`; snapshots go to `iss` (see [`AppModule::iss`]), receipts nowhere.
     pub fn new(app: A, me: NodeId) -> Self {
         let iss = ModuleId::new(crate::ordering::iss::names::ISS);
+        #[cfg(feature = "system")]
         let announced = app.membership();
         AppModule {
             app,
             me,
             iss,
             receipts: Vec::new(),
+            #[cfg(feature = "system")]
             members_to: Vec::new(),
+            #[cfg(feature = "system")]
             announced,
             check: None,
             applied: 0,
@@ -130,6 +137,7 @@ impl<A: Application> AppModule<A> {
 
     /// Sends [`MembershipUpdate`]s to these modules (the transport and crypto of a node whose
     /// application reconfigures).
+    #[cfg(feature = "system")]
     pub fn membership_updates_to(mut self, modules: Vec<ModuleId>) -> Self {
         self.members_to = modules;
         self
@@ -170,6 +178,22 @@ impl<A: Application> AppModule<A> {
         }
     }
 
+    /// At the boundary of `epoch`: a membership that changed since the last boundary goes to
+    /// ISS (it takes effect `config_offset` epochs later) and to the transport and crypto.
+    #[cfg(feature = "system")]
+    fn announce(&mut self, epoch: u64, out: &mut Outbox) {
+        let now = self.app.membership();
+        if now != self.announced {
+            if let Some(members) = &now {
+                let weights = members.iter().map(|m| (m.id.clone(), m.weight)).collect();
+                out.send(&self.iss, NewMembership { epoch, members: weights });
+                self.update_members(members, out);
+            }
+            self.announced = now;
+        }
+    }
+
+    #[cfg(feature = "system")]
     fn update_members(&self, members: &[Member], out: &mut Outbox) {
         for to in &self.members_to {
             out.send(to, MembershipUpdate { members: members.to_vec() });
@@ -195,15 +219,8 @@ impl<A: Application> PassiveModule for AppModule<A> {
                 }
                 self.to_receipts(out, Applied { sn: b.sn, receipts });
             } else if let Some(s) = ev.get::<SnapshotRequest>() {
-                let now = self.app.membership();
-                if now != self.announced {
-                    if let Some(members) = &now {
-                        let weights = members.iter().map(|m| (m.id.clone(), m.weight)).collect();
-                        out.send(&self.iss, NewMembership { epoch: s.epoch, members: weights });
-                        self.update_members(members, out);
-                    }
-                    self.announced = now;
-                }
+                #[cfg(feature = "system")]
+                self.announce(s.epoch, out);
                 out.send(&self.iss, AppSnapshot { epoch: s.epoch, data: self.app.snapshot() });
             } else if let Some(r) = ev.get::<RestoreState>() {
                 // A strong quorum certified this state (or this node logged it).
@@ -215,9 +232,12 @@ impl<A: Application> PassiveModule for AppModule<A> {
                 })?;
                 let progress = r.client_progress.clone();
                 self.to_receipts(out, Restored { epoch: r.epoch, client_progress: progress });
-                self.announced = self.app.membership();
-                if let Some(members) = self.announced.clone() {
-                    self.update_members(&members, out);
+                #[cfg(feature = "system")]
+                {
+                    self.announced = self.app.membership();
+                    if let Some(members) = self.announced.clone() {
+                        self.update_members(&members, out);
+                    }
                 }
             } else if let Some(l) = ev.get::<Left>() {
                 // This node is no longer a member: the receipts module stops serving.

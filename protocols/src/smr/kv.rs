@@ -18,8 +18,10 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "system")]
 use mir_runtime::membership::{Member, Membership};
 
+#[cfg(feature = "system")]
 use super::members::Members;
 use super::Application;
 use crate::availability::Tx;
@@ -41,6 +43,7 @@ use crate::availability::Tx;
 pub struct KvStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The membership it decides, if it reconfigures.
+    #[cfg(feature = "system")]
     members: Option<Members>,
 }
 
@@ -118,6 +121,7 @@ impl KvStore {
     /// assert_eq!(kv.apply(&Tx::new("admin", 2, "remove-node 0")), b"+ok");
     /// assert_eq!(kv.membership().unwrap()[0].id.as_str(), "1");
     /// ```
+    #[cfg(feature = "system")]
     pub fn with_membership(initial: Membership) -> Self {
         KvStore { map: BTreeMap::new(), members: Some(Members::new(initial)) }
     }
@@ -140,6 +144,7 @@ impl KvStore {
 
 impl Application for KvStore {
     fn apply(&mut self, tx: &Tx) -> Vec<u8> {
+        #[cfg(feature = "system")]
         if Members::is_command(&tx.data) {
             return match &mut self.members {
                 Some(m) => m.command(&tx.client, &tx.data).expect("a membership command"),
@@ -155,15 +160,29 @@ impl Application for KvStore {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        mir_runtime::codec::encode(&(&self.map, &self.members))
+        #[cfg(feature = "system")]
+        return mir_runtime::codec::encode(&(&self.map, &self.members));
+        #[cfg(not(feature = "system"))]
+        mir_runtime::codec::encode(&(&self.map, Option::<()>::None))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        (self.map, self.members) = mir_runtime::codec::decode("smr.KvSnapshot", snapshot)
-            .map_err(|e| format!("not a key-value snapshot: {e}"))?;
+        #[cfg(feature = "system")]
+        {
+            (self.map, self.members) = mir_runtime::codec::decode("smr.KvSnapshot", snapshot)
+                .map_err(|e| format!("not a key-value snapshot: {e}"))?;
+        }
+        #[cfg(not(feature = "system"))]
+        {
+            let (map, _members): (_, Option<()>) =
+                mir_runtime::codec::decode("smr.KvSnapshot", snapshot)
+                    .map_err(|e| format!("not a key-value snapshot: {e}"))?;
+            self.map = map;
+        }
         Ok(())
     }
 
+    #[cfg(feature = "system")]
     fn membership(&self) -> Option<Vec<Member>> {
         self.members.as_ref().map(|m| m.nodes().to_vec())
     }

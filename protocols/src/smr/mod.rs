@@ -24,6 +24,7 @@ pub mod client;
 #[cfg(feature = "system")]
 pub mod gateway;
 pub mod kv;
+#[cfg(feature = "system")]
 pub mod members;
 #[cfg(feature = "system")]
 pub mod service;
@@ -93,6 +94,8 @@ pub trait Application: Send + 'static {
     /// `remove-node` commands.
     ///
     /// [`IssConfig::config_offset`]: crate::ordering::iss::IssConfig::config_offset
+    /// (Feature `system`: memberships have addresses and keys.)
+    #[cfg(feature = "system")]
     fn membership(&self) -> Option<Vec<mir_runtime::membership::Member>> {
         None
     }
