@@ -32,7 +32,7 @@ use protocols::ordering::iss::{self, IssConfig, NodeSettings};
 use protocols::ordering::pbft::PbftConfig;
 use protocols::smr::app::{AppModule, Applied, Restored};
 use protocols::smr::kv::KvStore;
-use protocols::smr::Application;
+use protocols::smr::{signed, Application};
 
 const COMMAND: &str = "cargo test -p protocols --test smr_reconfig";
 
@@ -117,6 +117,15 @@ impl PassiveModule for Receipts {
     }
 }
 
+/// The admin: a signing client (its commands cannot be forged).
+fn admin_key() -> k256::ecdsa::SigningKey {
+    NodeKeys::test(1, &NodeId::new("admin")).signing
+}
+
+fn admin_id() -> String {
+    signed::client_id(&admin_key())
+}
+
 fn member(i: usize) -> Member {
     let id = NodeId::from_index(i);
     NodeKeys::test(1, &id).member(id, ([127, 0, 0, 1], 7000 + i as u16).into(), 1)
@@ -144,7 +153,7 @@ fn node(
     let trusted = trusted.lock().unwrap().clone();
     let me = NodeId::from_index(i);
     disk.lock().unwrap().crash();
-    let kv = KvStore::with_membership(membership(&INITIAL));
+    let kv = KvStore::with_membership(membership(&INITIAL), [admin_id().as_str().into()]);
     let store = SharedKv(Arc::new(Mutex::new(kv)), Arc::default());
     {
         let mut all = outcome.lock().unwrap();
@@ -172,7 +181,9 @@ fn node(
         },
         ..NodeSettings::default()
     };
-    let app = AppModule::new(store, me.clone()).receipts_to(ModuleId::new("clients"));
+    let app = AppModule::new(store, me.clone())
+        .check_clients(signed::check)
+        .receipts_to(ModuleId::new("clients"));
     let b = Node::builder(me.clone())
         .passive("app", app)
         .passive("clients", Receipts { me: me.clone(), outcome: outcome.clone() })
@@ -254,7 +265,8 @@ impl Run {
     }
 
     fn admin(&mut self, command: String) -> Result<(), String> {
-        let tx = Tx::new("admin", self.admin_no, command);
+        let tx = Tx::new(admin_id().as_str(), self.admin_no, command);
+        let tx = signed::sign(&admin_key(), tx);
         self.admin_no += 1;
         self.submit(vec![tx])
     }
@@ -309,7 +321,7 @@ impl Run {
                 .values()
                 .flat_map(|s| s.earlier.iter().chain([&s.receipts]))
                 .flat_map(|r| r.iter())
-                .filter(|(k, _)| k.0 == "admin")
+                .filter(|(k, _)| k.0 == admin_id())
                 .map(|(k, v)| format!("{} {}", k.1, String::from_utf8_lossy(&v.2)))
                 .collect::<BTreeSet<_>>()
                 .into_iter()
@@ -387,12 +399,13 @@ impl Run {
             }
         }
         // The results are those of the log order, from the initial store.
-        let mut replay = KvStore::with_membership(membership(&INITIAL));
+        let mut replay =
+            KvStore::with_membership(membership(&INITIAL), [admin_id().as_str().into()]);
         for (k, result) in log.values() {
             if replay.apply(&self.txs[*k]) != **result {
                 return Err(format!("{k:?}: the receipt's result is not the log order's"));
             }
-            if k.0 == "admin" && result.as_slice() != b"+ok" {
+            if k.0 == admin_id() && result.as_slice() != b"+ok" {
                 return Err(format!("{k:?}: {}", String::from_utf8_lossy(result)));
             }
         }

@@ -61,10 +61,15 @@ async fn a_node_joins_and_a_node_leaves_over_grpc() {
         .map(|(id, a)| NodeKeys::test(7, id).member(id.clone(), *a, 1))
         .collect();
     let initial = Membership { nodes: all[..4].to_vec() };
+    // The admin is a signing client: nobody else can act in its name.
+    let admin_key = NodeKeys::test(7, &NodeId::new("admin")).signing;
+    let admins = || [protocols::smr::signed::client_id(&admin_key).as_str().into()];
     let mut nodes: Vec<Option<RunningNode>> = Vec::new();
     let mut addrs = Vec::new();
     for m in &initial.nodes {
-        let built = builder(m, &initial).build(KvStore::with_membership(initial.clone())).unwrap();
+        let built = builder(m, &initial)
+            .build(KvStore::with_membership(initial.clone(), admins()))
+            .unwrap();
         addrs.push(built.clients().unwrap().local_addr());
         nodes.push(Some(built.start()));
     }
@@ -77,7 +82,7 @@ async fn a_node_joins_and_a_node_leaves_over_grpc() {
     // Node 4 starts outside the membership; a client of its own gets nothing yet.
     let joiner = builder(&all[4], &initial)
         .join_as(all[4].clone())
-        .build(KvStore::with_membership(initial.clone()))
+        .build(KvStore::with_membership(initial.clone(), admins()))
         .unwrap();
     let joiner_addr = joiner.clients().unwrap().local_addr();
     nodes.push(Some(joiner.start()));
@@ -86,7 +91,7 @@ async fn a_node_joins_and_a_node_leaves_over_grpc() {
     let mut mallory = SmrClient::new("mallory", addrs.clone());
     let refused = submit(&mut mallory, "remove-node 1").await;
     assert!(refused.starts_with(b"!"), "{}", String::from_utf8_lossy(&refused));
-    let mut admin = SmrClient::new("admin", addrs.clone());
+    let mut admin = SmrClient::signing(admin_key.clone(), addrs.clone());
     let add = format!("add-node\n{}", all[4].to_toml());
     assert_eq!(submit(&mut admin, &add).await, b"+ok");
 

@@ -229,7 +229,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let numbers = Numbers(data.join("next-line"));
     let admins = (0..MAX_MEMBERS).map(|n| format!("chat-{n}").as_str().into());
     let chat = Chat {
-        members: Members::new(genesis.clone()).with_admins(admins),
+        members: Members::new(genesis.clone(), admins),
         messages: 0,
         history: VecDeque::new(),
     };

@@ -103,7 +103,8 @@ fn found(v: Option<Vec<u8>>) -> Vec<u8> {
 
 impl KvStore {
     /// A store that also decides the membership, starting with `initial` (every node of a
-    /// deployment must start with the same one).
+    /// deployment must start with the same one), changed by the `admins` only (make them
+    /// signing clients: [`Members`]).
     ///
     /// ```
     /// use mir_runtime::{keys::NodeKeys, membership::{Member, Membership}, NodeId};
@@ -113,7 +114,8 @@ impl KvStore {
     ///     let id = NodeId::from_index(i);
     ///     NodeKeys::test(1, &id).member(id, ([127, 0, 0, 1], 7000 + i as u16).into(), 1)
     /// };
-    /// let mut kv = KvStore::with_membership(Membership { nodes: (0..4).map(member).collect() });
+    /// let initial = Membership { nodes: (0..4).map(member).collect() };
+    /// let mut kv = KvStore::with_membership(initial, ["admin".into()]);
     /// let entry = member(4).to_toml();
     /// assert_eq!(kv.apply(&Tx::new("admin", 0, format!("add-node\n{entry}"))), b"+ok");
     /// assert_eq!(kv.membership().unwrap().len(), 5);
@@ -122,8 +124,11 @@ impl KvStore {
     /// assert_eq!(kv.membership().unwrap()[0].id.as_str(), "1");
     /// ```
     #[cfg(feature = "system")]
-    pub fn with_membership(initial: Membership) -> Self {
-        KvStore { map: BTreeMap::new(), members: Some(Members::new(initial)) }
+    pub fn with_membership(
+        initial: Membership,
+        admins: impl IntoIterator<Item = crate::availability::ClientId>,
+    ) -> Self {
+        KvStore { map: BTreeMap::new(), members: Some(Members::new(initial, admins)) }
     }
 
     /// The value of `key`.

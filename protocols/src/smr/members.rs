@@ -6,9 +6,11 @@
 //! | `add-node`, a newline, and a `[[node]]` entry of a membership file | `+ok`, or `!` and why not |
 //! | `remove-node ID` | `+ok`, or `!` and why not (the last member stays) |
 //!
-//! Only the **admin clients** may change the membership (by default the client `admin`). Client
-//! IDs are not authenticated yet (client signatures are a reserved field), so this keeps honest
-//! clients from reconfiguring by mistake, not an attacker that can reach the client port.
+//! Only the **admin clients** given at the start may change the membership. Make them signing
+//! clients (`k256:` IDs, [`signed`](super::signed)): their commands cannot be forged, by a
+//! client or by a Byzantine node proposing a batch. Any other ID is unauthenticated: anyone who
+//! can reach a client port (or a Byzantine member) can act as it; the chat demo does that, as a
+//! demo.
 //! Every new entry is checked as a membership file is (address, keys, weight, duplicates), and
 //! a membership has at most [`MAX_MEMBERS`] nodes.
 
@@ -29,7 +31,7 @@ pub const MAX_MEMBERS: usize = 64;
 ///     let id = NodeId::from_index(i);
 ///     NodeKeys::test(1, &id).member(id, ([127, 0, 0, 1], 7000 + i as u16).into(), 1)
 /// };
-/// let mut m = Members::new(Membership { nodes: (0..4).map(member).collect() });
+/// let mut m = Members::new(Membership { nodes: (0..4).map(member).collect() }, ["admin".into()]);
 /// let add = format!("add-node\n{}", member(4).to_toml());
 /// assert_eq!(m.command(&"admin".into(), add.as_bytes()), Some(b"+ok".to_vec()));
 /// assert_eq!(m.nodes().len(), 5);
@@ -44,15 +46,9 @@ pub struct Members {
 }
 
 impl Members {
-    /// Starting with `initial`; the admin client is `admin`.
-    pub fn new(initial: Membership) -> Self {
-        Members { nodes: initial.nodes, admins: vec!["admin".into()] }
-    }
-
-    /// These clients (and no others) may change the membership.
-    pub fn with_admins(mut self, admins: impl IntoIterator<Item = ClientId>) -> Self {
-        self.admins = admins.into_iter().collect();
-        self
+    /// Starting with `initial`; `admins` (and no other clients) may change it.
+    pub fn new(initial: Membership, admins: impl IntoIterator<Item = ClientId>) -> Self {
+        Members { nodes: initial.nodes, admins: admins.into_iter().collect() }
     }
 
     /// The members now.

@@ -9,7 +9,7 @@
 //! applied. Checks are deterministic, so every correct node decides the same. Other client IDs
 //! are unauthenticated, as before; a signature from one of them is refused (it could not be
 //! checked). An application can then trust the client ID of a `k256:` client, e.g. to make it
-//! an admin ([`members::Members::with_admins`](super::members::Members::with_admins)).
+//! an admin ([`members::Members::new`](super::members::Members::new)).
 //!
 //! ```
 //! use mir_runtime::keys::NodeKeys;

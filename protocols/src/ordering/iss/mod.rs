@@ -682,7 +682,14 @@ impl Iss {
     /// upon ClientProgressSnapshot for epoch e do forward it to the checkpoint instance of e
     #[upon(event)]
     fn on_progress(&mut self, ctx: &mut Ctx<Self>, s: ClientProgressSnapshot) -> Handled {
-        ensure!(self.policy_at.contains_key(&s.epoch), "client progress for epoch {}", s.epoch);
+        // (An epoch deferred for the application's decision has its checkpoint instance already;
+        // the batch fetcher may answer before the application does.)
+        let deferred = self.reconfig.deferred.is_some_and(|(e, _)| e == s.epoch);
+        ensure!(
+            self.policy_at.contains_key(&s.epoch) || deferred,
+            "client progress for epoch {}",
+            s.epoch
+        );
         let own = self.transfer.own.entry(s.epoch).or_default();
         ensure!(own.progress.is_none(), "a second client progress for epoch {}", s.epoch);
         own.progress = Some(s.client_progress.clone());

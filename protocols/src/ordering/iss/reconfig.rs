@@ -173,6 +173,11 @@ impl Iss {
             self.reconfig.memberships.range(..epoch).next_back().map(|(e, _)| *e).unwrap_or(0);
         let kept = self.reconfig.memberships.split_off(&keep_from);
         let forgotten = std::mem::replace(&mut self.reconfig.memberships, kept);
+        self.remember_departed(forgotten);
+    }
+
+    /// The nodes of `forgotten` memberships that no membership kept holds: departed.
+    pub(crate) fn remember_departed(&mut self, forgotten: BTreeMap<u64, Vec<(NodeId, Weight)>>) {
         for (n, _) in forgotten.into_values().flatten() {
             if !self.is_known(&n) {
                 self.reconfig.departed.push_back(n);
@@ -196,7 +201,10 @@ impl Iss {
 
     /// After a stable checkpoint: a node that was a member and is no longer one leaves.
     pub(crate) fn maybe_leave(&mut self, ctx: &mut Ctx<Self>, epoch: u64) {
-        if self.reconfig.left || !self.reconfig.took_part || self.am_member() {
+        let member_of = |m: &[(NodeId, Weight)]| m.iter().any(|(n, _)| *n == self.me);
+        // The membership of `epoch` (not of the current epoch, which may be later: a node still
+        // signs the checkpoints of epochs it was a member of).
+        if self.reconfig.left || !self.reconfig.took_part || member_of(self.membership_at(epoch)) {
             return;
         }
         let later = self.reconfig.memberships.range(epoch + 1..);

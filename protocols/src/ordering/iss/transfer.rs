@@ -91,6 +91,8 @@ pub struct StateHashed {
     from: NodeId,
     response: StateResponse,
     snapshot: IssSnapshot,
+    /// The certificate cut to the signers checked against the membership (verified as is).
+    cut: StableCheckpoint,
 }
 
 /// Checking a received checkpoint's signatures.
@@ -130,6 +132,8 @@ pub(crate) struct Transfer {
     answered: BTreeMap<NodeId, Answered>,
     /// Members whose answer this round (since this node's last request) was taken.
     heard: BTreeSet<NodeId>,
+    /// The nodes asked this round: only their answers are taken (memory: one each).
+    asked: BTreeSet<NodeId>,
     /// The epoch of the answer being checked.
     checking: Option<u64>,
     /// Answers waiting to be checked, at most one per member (checked when received, decoded
@@ -174,13 +178,16 @@ impl Iss {
 
     /// The checks of an answer that need no crypto: C's known signers a strong quorum of the
     /// membership of C.epoch − 1, s decodes with a valid membership and this node's buckets.
-    fn precheck(&self, m: &StateResponse) -> Result<IssSnapshot, String> {
+    fn precheck(&self, m: &StateResponse) -> Result<(IssSnapshot, StableCheckpoint), String> {
         let c = &m.checkpoint;
         if c.signers.len() != c.signatures.len() {
             return Err("signers and signatures differ in number".into());
         }
         let (cut, voters) = self.known_signers(c);
         cut.check_structure(c.epoch, c.first_sn, &voters, CertQuorum::Strong)?;
+        if cut.signers.is_empty() {
+            return Err("no signer of the checkpoint is a member this node knows".into());
+        }
         let snapshot: IssSnapshot = mir_runtime::codec::decode("iss.Snapshot", &m.snapshot)
             .map_err(|e| format!("the snapshot does not decode: {e}"))?;
         super::reconfig::check_membership(snapshot.leader_selection.members())?;
@@ -193,7 +200,7 @@ impl Iss {
                 snapshot.buckets, self.layout.buckets
             ));
         }
-        Ok(snapshot)
+        Ok((snapshot, cut))
     }
 
     /// Unless an answer is being checked: check the newest waiting one (H(s, progress) through
@@ -207,13 +214,13 @@ impl Iss {
         let newest = self.transfer.waiting.iter().max_by_key(|(_, m)| m.checkpoint.epoch);
         let Some(from) = newest.map(|(n, _)| n.clone()) else { return };
         let response = self.transfer.waiting.remove(&from).expect("just found");
-        let Ok(snapshot) = self.precheck(&response) else {
+        let Ok((snapshot, cut)) = self.precheck(&response) else {
             return self.check_next(ctx); // checked when it came: cannot fail now
         };
         self.transfer.checking = Some(response.checkpoint.epoch);
         let data = snapshot_hash_data(&response.snapshot, &response.client_progress);
         let req = HashRequest::new(vec![data]);
-        ctx.request(&self.modules.hasher, req, StateHashed { from, response, snapshot });
+        ctx.request(&self.modules.hasher, req, StateHashed { from, response, snapshot, cut });
     }
 
     /// State transfers this node has made.
@@ -235,6 +242,7 @@ impl Iss {
         self.transfer.mark = self.next;
         self.transfer.heard.clear();
         let to = self.others();
+        self.transfer.asked = to.iter().cloned().collect();
         ctx.send(&self.modules.net, to, StateRequest { epoch });
     }
 
@@ -324,9 +332,12 @@ impl Iss {
             self.mark_took_part(ctx);
         }
         self.membership = s.leader_selection.members().to_vec();
-        self.reconfig.memberships = std::iter::once((c.epoch, self.membership.clone()))
-            .chain(s.memberships.into_iter().filter(|(e, _)| *e > c.epoch))
-            .collect();
+        let restored: BTreeMap<u64, Vec<(NodeId, Weight)>> =
+            std::iter::once((c.epoch, self.membership.clone()))
+                .chain(s.memberships.into_iter().filter(|(e, _)| *e > c.epoch))
+                .collect();
+        let before = std::mem::replace(&mut self.reconfig.memberships, restored);
+        self.remember_departed(before);
         self.reconfig.answered = c.epoch;
         self.reconfig.deferred = None;
         self.leaders = s.leader_selection;
@@ -407,7 +418,7 @@ impl Iss {
         from: NodeId,
         m: StateResponse,
     ) -> Handled {
-        ensure!(self.is_known(&from), "STATE-RESPONSE from non-member {from}");
+        ensure!(self.transfer.asked.contains(&from), "STATE-RESPONSE from {from}, not asked");
         // Before the WAL is read this node does not know its own records: restoring now would
         // start instances without them.
         ensure!(!self.waiting_for_wal(), "STATE-RESPONSE from {from} before the WAL was read");
@@ -420,7 +431,7 @@ impl Iss {
             self.transfer.heard.insert(from.clone()),
             "STATE-RESPONSE from {from}: a second answer in this round"
         );
-        if let Err(e) = self.precheck(&m) {
+        if let Err(e) = self.precheck(&m).map(|_| ()) {
             ignore!("STATE-RESPONSE from {from}: {e}");
         }
         self.transfer.waiting.insert(from, m);
@@ -437,8 +448,9 @@ impl Iss {
             self.check_next(ctx);
             ignore!("STATE-RESPONSE from {}: the state does not match its checkpoint", c.from);
         }
-        let (cut, _) = self.known_signers(cert);
-        let req = cut.verify_request(&self.modules.checkpoint.then(cert.epoch));
+        // The signers checked against the membership when the answer came (the membership
+        // may have moved since): exactly those are verified.
+        let req = c.cut.verify_request(&self.modules.checkpoint.then(cert.epoch));
         let next = StateVerified { from: c.from, response: c.response, snapshot: c.snapshot };
         ctx.request(&self.modules.crypto, req, next);
         Ok(())
