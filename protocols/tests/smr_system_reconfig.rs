@@ -108,6 +108,10 @@ async fn a_node_joins_and_a_node_leaves_over_grpc() {
         .await
         .expect("node 0 did not leave in time");
     assert!(epoch > 0);
+    // Its client service refuses what it could no longer have ordered.
+    let mut dave = SmrClient::new("dave", vec![addrs[0]]).attempts(1);
+    let e = dave.submit(b"put late x".to_vec()).await.unwrap_err();
+    assert!(e.to_string().contains("left the membership"), "{e}");
     nodes[0].take().unwrap().stop().await.unwrap();
     let mut carol = SmrClient::new("carol", addrs[1..].to_vec());
     assert_eq!(submit(&mut carol, "get joined").await, b"+yes");

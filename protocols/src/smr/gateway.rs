@@ -45,6 +45,7 @@ use super::service::{
 };
 use crate::availability::mempool::{NewTransactions, RejectKind, TransactionsRejected};
 use crate::availability::Tx;
+use crate::ordering::iss::reconfig::Left;
 
 /// Settings of the [`ClientGateway`].
 #[derive(Debug, Clone)]
@@ -190,6 +191,8 @@ struct State {
     followers: usize,
     receipts: BTreeMap<Key, (u64, u32, Vec<u8>)>,
     stats: GatewayStats,
+    /// This node left the membership: submissions are refused (`UNAVAILABLE`).
+    left: bool,
 }
 
 struct Shared {
@@ -275,6 +278,10 @@ impl Shared {
             Ok(SubmitReply::rejection(reason, detail))
         };
         self.lock().stats.submitted += 1;
+        if self.lock().left {
+            // Nothing submitted here would be ordered any more.
+            return Err(Status::unavailable("this node left the membership; try another node"));
+        }
         if r.client_id.is_empty() || r.client_id.len() > cfg.max_client_id {
             let detail = format!("the client ID must have 1 to {} bytes", cfg.max_client_id);
             return reject(Reason::Invalid, detail);
@@ -594,6 +601,8 @@ impl ActiveModule for ClientGateway {
                 self.shared.rejected(r);
             } else if let Some(r) = ev.get::<Restored>() {
                 self.shared.restored(r);
+            } else if ev.get::<Left>().is_some() {
+                self.shared.lock().left = true;
             }
         }
         Ok(())

@@ -20,10 +20,12 @@
 //!
 //! **Who is trusted.** A node checks a transferred checkpoint of epoch e against the membership
 //! of e − 1 as it knows it (the newest it knows at or before e − 1): a node that joins is given
-//! the membership that adds it (its first checkpoint is signed by those members); a node that
-//! fell behind across more than `offset` changes may not know the signers and then stays behind
-//! (safe, not live: restart it with a newer membership). Signers it does not know are left out
-//! of the check; those it knows must weigh a strong quorum of that membership.
+//! the membership that adds it (its first checkpoint is signed by those members). Signers it does
+//! not know are left out of the check; those it knows must weigh a strong quorum of that
+//! membership, and exactly those signatures are verified. A node that fell behind across more
+//! than `offset` changes may not know the signers and stays behind; and since it trusts a
+//! membership that is no longer current, retired members count in its check (`docs/smr.md`,
+//! "Limits": the long-range attack is not closed).
 //!
 //! **Departed nodes.** A removed node that fell behind (it crashed, or was cut off) asks for
 //! state like any other; members answer the nodes of the memberships they know and the last

@@ -9,8 +9,8 @@
 //!     C.epoch > e, and p's backoff over do
 //!     send STATE-RESPONSE(C, snapshot, client progress) to p; double p's backoff (reset when p
 //!     asks from a later epoch)
-//! upon STATE-RESPONSE(C, s, progress) from member p, C.epoch > epoch, p's first this round do
-//!     C a strong quorum of the membership? s decodes? then wait
+//! upon STATE-RESPONSE(C, s, progress) from p asked this round, C.epoch > epoch, p's first do
+//!     C's signers known as members of C.epoch − 1 a strong quorum? s decodes? then wait
 //! upon none being checked ∧ answers wait do take the one of the highest epoch:
 //!     H(s, progress) = C.hash?                                           (through the hasher)
 //!     C's signatures valid in the domain <checkpoint>/<C.epoch>?           (through crypto)
@@ -31,7 +31,8 @@
 //! forged state (any epoch it likes) costs one failed check per round and cannot keep the honest
 //! answers of that round from being checked. An answer that fails a check is dropped (logged and
 //! counted) and the next waiting one is checked. Waiting answers are kept as received (one per
-//! member: memory bounded by the membership times the transport's message limit).
+//! member: memory bounded by the membership times the transport's message limit; only the nodes
+//! asked in the round are heard).
 //!
 //! **Stale events.** The epoch is the incarnation: every event that refers to an epoch before the
 //! restored one (an SB delivery, a snapshot, a client-progress snapshot, a stable checkpoint, a
