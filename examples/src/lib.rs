@@ -5,6 +5,8 @@
 //! | `availability` | the availability layer over gRPC with k256: transactions in, a certificate of f + 1 signatures out, the batch read back from the certificate on another node ([`availability`]) |
 //! | `iss` | ISS over PBFT and the availability layer over gRPC with k256: clients' transactions ordered into one log that every node prints the same, epochs with checkpoints, a crashed leader sidelined ([`iss`]) |
 //! | `bcb` | Signed Echo Broadcast over gRPC with real k256 signatures: 4 nodes in one process, one node per process from a membership file, or interactive ([`bcb`]) |
+//! | `kv` | the SMR system: a replicated key-value store, nodes built with `System::builder`, a command-line client of their client service (`src/bin/kv.rs`) |
+//! | `chat` | the chat demo: every node prints one ordered chat of the lines typed at each; `/add-node` and `/remove-node` reconfigure it; restarts resume from the WAL (`src/bin/chat.rs`) |
 //! | `pingpong` | two modules, run by the production executor on tokio, or as two nodes over the simulated network in the deterministic simulator; written by hand ([`pingpong`]) and in the DSL ([`pingpong_dsl`], `--dsl`) |
 //!
 //! The modules of each example live in this library so that tests can drive them too; what the

@@ -60,7 +60,7 @@ struct Cli {
     /// The ports of nodes 0, 1, 2, … (instead of --base-port).
     #[arg(long, value_delimiter = ',')]
     ports: Vec<u16>,
-    /// Where the write-ahead log lives (default: <temp>/mir-chat/node-N).
+    /// Where the write-ahead log lives (default: mir-chat/node-N in the temporary directory).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Delete the data directory first (start over).

@@ -23,7 +23,8 @@
 //!   change.
 //!
 //! Parts: [`pbft`] (the instance: good case, view change, catch-up), [`checkpoint`], and
-//! [`iss`] (epochs of PBFT instances into one log, buckets, leader policies, state transfer).
+//! [`iss`] (epochs of PBFT instances into one log, buckets, leader policies, state transfer,
+//! crash recovery, reconfiguration).
 
 pub mod checkpoint;
 pub mod iss;

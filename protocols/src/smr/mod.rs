@@ -14,7 +14,10 @@
 //!   client service);
 //! * `gateway` and `service`: the client service (`protocols/proto/smr_client.proto`): submit
 //!   a transaction, get a receipt (its log position and result) or a rejection with a reason,
-//!   follow the log; `client::SmrClient`: the Rust client.
+//!   follow the log; `client::SmrClient`: the Rust client;
+//! * `members` (feature `system`): a membership kept in the application's state and changed by
+//!   ordered `add-node` / `remove-node` commands ([`Application::membership`]: reconfiguration);
+//! * `signed` (feature `system`): signing clients, whose ID is their public key.
 //!
 //! `docs/smr.md` says how the pieces fit and how to replicate your own application.
 

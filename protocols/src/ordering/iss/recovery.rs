@@ -15,7 +15,7 @@
 //!     see [`rejoin`](super::rejoin))
 //! ```
 //!
-//! The SB instances ([`pbft::recovery`](crate::ordering::pbft::recovery)) logged every binding
+//! The SB instances ([`crate::ordering::pbft::recovery`]) logged every binding
 //! message they sent before sending it; an instance created again gets its records and never
 //! contradicts them. Checkpoint instances log nothing: what they sign is the hash of the state at
 //! the epoch's start, a function of the delivered log, which recovery delivers again the same.
