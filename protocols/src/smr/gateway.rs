@@ -294,13 +294,13 @@ impl Shared {
         if r.signature.len() > 128 {
             return reject(Reason::Invalid, "the signature is over 128 bytes".into());
         }
-        let probe = Tx::new(r.client_id.as_str(), r.tx_no, r.payload.clone())
-            .with_signature(r.signature.clone());
-        if let Err(e) = super::signed::check(&probe) {
+        // The transaction, built once: checked here, submitted below.
+        let tx = Tx::new(r.client_id.as_str(), r.tx_no, r.payload).with_signature(r.signature);
+        if let Err(e) = super::signed::check(&tx) {
             return reject(Reason::Invalid, e);
         }
         let key: Key = (r.client_id.clone(), r.tx_no);
-        let bytes = r.payload.len() + r.client_id.len() + r.signature.len();
+        let bytes = tx.data.len() + r.client_id.len() + tx.signature.len();
         let rx = {
             let mut s = self.lock();
             if let Some((sn, index, result)) = s.receipts.get(&key).cloned() {
@@ -331,7 +331,6 @@ impl Shared {
         let Some(sink) = self.sink.get() else {
             return Err(Status::unavailable("the node is not running"));
         };
-        let tx = Tx::new(r.client_id.as_str(), r.tx_no, r.payload).with_signature(r.signature);
         let ev =
             Event::new(self.id.clone(), self.mempool.clone(), NewTransactions { txs: vec![tx] });
         let outcome = async {
