@@ -7,6 +7,7 @@
 //! | `bcb` | Signed Echo Broadcast over gRPC with real k256 signatures: 4 nodes in one process, one node per process from a membership file, or interactive ([`bcb`]) |
 //! | `kv` | the SMR system: a replicated key-value store, nodes built with `System::builder`, a command-line client of their client service (`src/bin/kv.rs`) |
 //! | `chat` | the chat demo: every node prints one ordered chat of the lines typed at each; `/add-node` and `/remove-node` reconfigure it; restarts resume from the WAL (`src/bin/chat.rs`) |
+//! | `bench` | the benchmark harness: nodes and load clients as processes over gRPC, a summary in the HotStuff/Narwhal form, sweeps to CSV and an SVG plot ([`bench`], `src/bin/bench.rs`) |
 //! | `pingpong` | two modules, run by the production executor on tokio, or as two nodes over the simulated network in the deterministic simulator; written by hand ([`pingpong`]) and in the DSL ([`pingpong_dsl`], `--dsl`) |
 //!
 //! The modules of each example live in this library so that tests can drive them too; what the
@@ -14,6 +15,7 @@
 
 pub mod availability;
 pub mod bcb;
+pub mod bench;
 pub mod cluster;
 pub mod iss;
 pub mod pingpong;
