@@ -189,6 +189,8 @@ pub struct NodeReport {
     pub last_delivery: Option<u64>,
     /// Transactions its mempool refused, by reason.
     pub refused: BTreeMap<String, u64>,
+    /// Per module: seconds busy and events handled.
+    pub busy: BTreeMap<String, (f64, u64)>,
 }
 
 /// What a load client reported.
@@ -246,6 +248,9 @@ pub struct Results {
     pub refused: BTreeMap<String, u64>,
     /// Bursts the clients could not send on time.
     pub late_bursts: u64,
+    /// Per module kind (`ordering/3.1` counts as `ordering`), all nodes together: seconds busy
+    /// and events handled.
+    pub busy: BTreeMap<String, (f64, u64)>,
 }
 
 impl Results {
@@ -283,7 +288,17 @@ impl Results {
                 *refused.entry(r.clone()).or_default() += c;
             }
         }
+        let mut busy: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+        for n in nodes {
+            for (m, (secs, events)) in &n.busy {
+                let kind = m.split('/').next().unwrap_or(m).to_string();
+                let e = busy.entry(kind).or_default();
+                e.0 += secs;
+                e.1 += events;
+            }
+        }
         Results {
+            busy,
             consensus_tps: tps(first_ingest),
             e2e_tps: tps(start),
             sample_deliveries: e2e.len(),
@@ -349,6 +364,23 @@ impl Results {
             let _ = writeln!(s, " Bursts the clients could not send on time: {}", self.late_bursts);
         }
         let _ = writeln!(s, "{line}");
+        s
+    }
+
+    /// Where the nodes' time went: busy seconds per module kind, all nodes together, busiest
+    /// first, with the share of the run's wall-clock time on one core.
+    pub fn busy_table(&self) -> String {
+        let mut rows: Vec<_> = self.busy.iter().collect();
+        rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+        let mut s = String::from(" Busy time per module, all nodes (events handled):\n");
+        for (m, (secs, events)) in rows {
+            let _ = writeln!(
+                s,
+                "  {m:<16} {secs:>8.2} s  {:>5.1} % of one core  ({} events)",
+                secs / self.config.duration.max(1e-9) * 100.0,
+                group(*events as f64)
+            );
+        }
         s
     }
 
@@ -549,6 +581,7 @@ mod tests {
             first_delivery: Some(1_050_000),
             last_delivery: Some(2_000_000),
             refused: [("full".to_string(), 1)].into(),
+            busy: [("ordering/1.0".to_string(), (0.5, 10))].into(),
         };
         let client = ClientReport {
             start: Some(990_000),
@@ -573,6 +606,8 @@ mod tests {
         assert_eq!(r.e2e_latency.p99, 60.0);
         assert_eq!(r.e2e_latency.count, 4);
         assert_eq!(r.refused["full"], 2);
+        assert_eq!(r.busy["ordering"], (1.0, 20));
+        assert!(r.busy_table().contains("ordering"));
         let summary = r.summary();
         assert!(summary.contains(" Consensus TPS: 20 tx/s"), "{summary}");
         assert!(summary.contains(" End-to-end latency: 45 ms (p50 30 ms"), "{summary}");

@@ -73,6 +73,9 @@ struct RunArgs {
     /// The configuration's name in the CSV and the plot (default: from the protocol options).
     #[arg(long)]
     label: Option<String>,
+    /// After each summary, print where the nodes' time went (busy time per module).
+    #[arg(long)]
+    stats: bool,
 }
 
 /// The protocol's options, passed on to every node.
@@ -225,6 +228,11 @@ enum Cmd {
     },
 }
 
+/// The nodes and clients allocate and free many small objects (transactions, their IDs, map
+/// entries) at high rates: mimalloc serves them far cheaper than glibc's malloc.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() {
@@ -300,6 +308,9 @@ fn harness(run: &RunArgs, proto: &ProtoArgs) -> Result<(), Error> {
         let dir = run.out.join(format!("{label}-{rate}"));
         let results = one_run(config, proto, &dir)?;
         print!("{}", results.summary());
+        if run.stats {
+            print!("{}", results.busy_table());
+        }
         std::io::stdout().flush()?;
         let fresh = !csv.exists();
         let mut f = std::fs::OpenOptions::new()
@@ -381,7 +392,7 @@ fn one_run(config: RunConfig, proto: &ProtoArgs, dir: &Path) -> Result<Results, 
     let (tx, rx) = mpsc::channel();
     let mut nodes = Children(Vec::new());
     let mut stdins: Vec<Option<ChildStdin>> = Vec::new();
-    for i in 0..n {
+    for (i, load_port) in load_ports.iter().enumerate() {
         // The protocol's options belong to the top level, before the subcommand.
         let mut args = proto.to_args();
         args.extend([
@@ -391,7 +402,7 @@ fn one_run(config: RunConfig, proto: &ProtoArgs, dir: &Path) -> Result<Results, 
             "--membership".into(),
             membership.display().to_string(),
             "--load-port".into(),
-            load_ports[i].to_string(),
+            load_port.to_string(),
             "--client-window".into(),
             window.to_string(),
         ]);
@@ -480,11 +491,12 @@ fn one_run(config: RunConfig, proto: &ProtoArgs, dir: &Path) -> Result<Results, 
                 }
                 ended[i] |= node_line(&mut reports[i], &l);
             }
-            Some(Line::Client(c, l)) => {
-                if client_line(clients_out.get_mut(&c).expect("known"), &l) {
-                    clients_done += 1;
-                }
+            Some(Line::Client(c, l))
+                if client_line(clients_out.get_mut(&c).expect("known"), &l) =>
+            {
+                clients_done += 1;
             }
+            Some(Line::Client(..)) => {}
             Some(Line::Closed) => {
                 closed += 1;
                 if closed == n + config.clients {
@@ -551,6 +563,15 @@ fn node_line(r: &mut NodeReport, l: &str) -> bool {
         "deliver" => {
             if let (Some(n), Some(t)) = (num(2), num(3)) {
                 r.delivered_samples.insert((w[1].to_string(), n), t);
+            }
+        }
+        "busy" => {
+            if let (Some(secs), Some(events)) =
+                (w.get(2).and_then(|x| x.parse::<f64>().ok()), num(3))
+            {
+                let e = r.busy.entry(w[1].to_string()).or_default();
+                e.0 += secs;
+                e.1 += events;
             }
         }
         "refused" => {
@@ -647,8 +668,13 @@ impl Progress {
 enum Note {
     Ready,
     Ingested(String, Vec<u64>),
-    Delivered { txs: u64, samples: Vec<(String, u64)> },
+    Delivered {
+        txs: u64,
+        samples: Vec<(String, u64)>,
+    },
     Refused(Vec<String>),
+    /// Busy time (seconds) and events handled per module, at the end.
+    Busy(Vec<(String, f64, u64)>),
 }
 
 /// The benchmark's application: counts what is delivered and reports the samples; its
@@ -738,6 +764,13 @@ fn node(
         })
         .await?;
         accept.abort();
+        let busy = handle
+            .stats()
+            .modules
+            .into_iter()
+            .map(|m| (m.module.to_string(), m.busy.as_secs_f64(), m.events_handled))
+            .collect();
+        let _ = notes.send(Note::Busy(busy));
         handle.stop();
         run.await?.map_err(|e| e.to_string())?;
         Ok(())
@@ -776,6 +809,11 @@ fn print_notes(rx: mpsc::Receiver<Note>) {
                 }
                 for (c, s) in samples {
                     let _ = writeln!(out, "deliver {c} {s} {now}");
+                }
+            }
+            Ok(Note::Busy(modules)) => {
+                for (m, secs, events) in modules {
+                    let _ = writeln!(out, "busy {m} {secs:.6} {events}");
                 }
             }
             Ok(Note::Refused(why)) => {

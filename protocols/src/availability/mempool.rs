@@ -29,7 +29,7 @@
 //! not fit), else after `batch_timeout` with what is there (possibly nothing). Requests are
 //! answered in the order they came.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use mir_dsl::{fatal, protocol, Ctx, Handled};
@@ -38,7 +38,9 @@ use mir_runtime::stdevents::Init;
 use mir_runtime::{payload, request_response, ModuleId};
 use serde::{Deserialize, Serialize};
 
-use super::{tx_ids_request, Buckets, ClientId, ClientProgress, Tx, TxId};
+use super::{
+    bucket_of_key, client_key, tx_ids_request, Buckets, ClientId, ClientProgress, Tx, TxId,
+};
 
 // ---- Events ----
 
@@ -312,11 +314,18 @@ pub struct Mempool {
     modules: MempoolModules,
     epoch: u64,
     progress: ClientProgress,
-    /// Stored transactions by arrival number.
-    txs: BTreeMap<u64, (TxId, Tx)>,
-    by_id: BTreeMap<TxId, u64>,
-    /// (client, tx_no) of every stored or hashing transaction.
-    present: BTreeSet<(ClientId, u64)>,
+    /// Stored transactions by arrival number, with their client's bucket key
+    /// ([`client_key`](super::client_key)).
+    txs: BTreeMap<u64, (TxId, Tx, u64)>,
+    /// Arrival numbers by transaction ID (IDs inline, not behind a pointer: lookups here are
+    /// per transaction).
+    by_id: BTreeMap<IdKey, u64>,
+    /// (client, tx_no) of every stored transaction (with its arrival number) or hashing one
+    /// (`None`): how delivered ones are found without a scan.
+    present: BTreeMap<ClientId, BTreeMap<u64, Option<u64>>>,
+    /// Transactions (and bytes) at or after the cursor per bucket, for one bucket count: how a
+    /// request for some buckets learns whether a full batch is there without a scan.
+    per_bucket: Option<(u64, Vec<(usize, usize)>)>,
     next_seq: u64,
     /// Batches of this epoch start at this arrival number.
     cursor: u64,
@@ -333,7 +342,25 @@ pub struct Mempool {
     window_checks: Vec<CheckWindow>,
 }
 
+/// A transaction ID as a map key (SHA-256: 32 bytes; an ID of another length, which no
+/// transaction here has, maps to all zeros and finds nothing stored under its own).
+type IdKey = [u8; 32];
+
+fn id_key(id: &[u8]) -> IdKey {
+    id.try_into().unwrap_or([0; 32])
+}
+
 impl Mempool {
+    /// Forgets that `client`'s `tx_no` is here.
+    fn forget(&mut self, client: &ClientId, tx_no: u64) {
+        if let Some(p) = self.present.get_mut(client) {
+            p.remove(&tx_no);
+            if p.is_empty() {
+                self.present.remove(client);
+            }
+        }
+    }
+
     /// A mempool; panics on invalid `params` (a configuration bug: see
     /// [`MempoolParams::validate`]).
     pub fn new(params: MempoolParams, modules: MempoolModules) -> Self {
@@ -347,7 +374,8 @@ impl Mempool {
             progress: ClientProgress::default(),
             txs: BTreeMap::new(),
             by_id: BTreeMap::new(),
-            present: BTreeSet::new(),
+            present: BTreeMap::new(),
+            per_bucket: None,
             next_seq: 0,
             cursor: 0,
             held_bytes: 0,
@@ -399,7 +427,7 @@ impl Mempool {
                     low.saturating_add(p.client_window)
                 ),
             ))
-        } else if self.present.contains(&(tx.client.clone(), tx.tx_no)) {
+        } else if self.present.get(&tx.client).is_some_and(|p| p.contains_key(&tx.tx_no)) {
             Some((RejectKind::Present, "already in the mempool".into()))
         } else if self.len() >= p.capacity_txs {
             Some((RejectKind::Full, format!("mempool full ({} transactions)", p.capacity_txs)))
@@ -415,16 +443,41 @@ impl Mempool {
             return self.avail_txs >= self.params.max_txs_in_batch
                 || self.avail_bytes >= self.params.max_payload_in_batch;
         };
-        // Only transactions of the buckets count (a scan from the cursor; see `take_batch`).
-        let (mut n, mut bytes) = (0, 0);
-        for (_, tx) in self.txs.range(self.cursor..).map(|(_, v)| v).filter(|(_, tx)| b.holds(tx)) {
-            n += 1;
-            bytes += tx.size();
-            if n >= self.params.max_txs_in_batch || bytes >= self.params.max_payload_in_batch {
-                return true;
+        // Only transactions of the buckets count (see `take_batch`).
+        let (n, bytes) = match &self.per_bucket {
+            Some((count, per)) if *count == b.count => b
+                .mine
+                .iter()
+                .filter_map(|m| per.get(*m as usize))
+                .fold((0, 0), |(n, bytes), (tn, tb)| (n + tn, bytes + tb)),
+            _ => return false, // counted for this bucket count first (`count_buckets`)
+        };
+        n >= self.params.max_txs_in_batch || bytes >= self.params.max_payload_in_batch
+    }
+
+    /// Counts the transactions at or after the cursor per bucket, for `count` buckets.
+    fn count_buckets(&mut self, count: u64) {
+        let mut per = vec![(0, 0); count as usize];
+        for (_, tx, key) in self.txs.range(self.cursor..).map(|(_, v)| v) {
+            let e = &mut per[bucket_of_key(*key, tx.tx_no, count) as usize];
+            e.0 += 1;
+            e.1 += tx.size();
+        }
+        self.per_bucket = Some((count, per));
+    }
+
+    /// Adds (`sign` +1) or removes (−1) a transaction at or after the cursor from the counts.
+    fn count_one(&mut self, key: u64, tx: &Tx, add: bool) {
+        if let Some((count, per)) = &mut self.per_bucket {
+            let e = &mut per[bucket_of_key(key, tx.tx_no, *count) as usize];
+            if add {
+                e.0 += 1;
+                e.1 += tx.size();
+            } else {
+                e.0 -= 1;
+                e.1 -= tx.size();
             }
         }
-        false
     }
 
     /// Takes the next batch from the cursor: transactions in arrival order (of `buckets` only,
@@ -433,11 +486,16 @@ impl Mempool {
     fn take_batch(&mut self, buckets: Option<&Buckets>) -> (Vec<TxId>, Vec<Tx>) {
         let (mut ids, mut txs, mut bytes) = (Vec::new(), Vec::new(), 0);
         let (mut next, mut passed, mut passed_bytes) = (self.cursor, 0, 0);
-        for (&seq, (id, tx)) in self.txs.range(self.cursor..) {
-            if buckets.is_some_and(|b| !b.holds(tx)) {
+        // What the cursor moves over leaves the per-bucket counts.
+        let mut left = Vec::new();
+        for (&seq, (id, tx, key)) in self.txs.range(self.cursor..) {
+            if buckets.is_some_and(|b| {
+                b.mine.binary_search(&bucket_of_key(*key, tx.tx_no, b.count)).is_err()
+            }) {
                 next = seq + 1;
                 passed += 1;
                 passed_bytes += tx.size();
+                left.push(seq);
                 continue;
             }
             if ids.len() == self.params.max_txs_in_batch
@@ -448,9 +506,17 @@ impl Mempool {
             bytes += tx.size();
             ids.push(id.clone());
             txs.push(tx.clone());
+            left.push(seq);
             next = seq + 1;
         }
         self.cursor = next;
+        if self.per_bucket.is_some() {
+            for seq in left {
+                let (_, tx, key) = &self.txs[&seq];
+                let (tx, key) = (tx.clone(), *key);
+                self.count_one(key, &tx, false);
+            }
+        }
         self.avail_txs -= ids.len() + passed;
         self.avail_bytes -= bytes + passed_bytes;
         (ids, txs)
@@ -458,13 +524,14 @@ impl Mempool {
 
     /// Removes the transaction with arrival number `seq`.
     fn remove(&mut self, seq: u64) {
-        if let Some((id, tx)) = self.txs.remove(&seq) {
-            self.by_id.remove(&id);
-            self.present.remove(&(tx.client.clone(), tx.tx_no));
+        if let Some((id, tx, key)) = self.txs.remove(&seq) {
+            self.by_id.remove(&id_key(&id));
+            self.forget(&tx.client, tx.tx_no);
             self.held_bytes -= tx.size();
             if seq >= self.cursor {
                 self.avail_txs -= 1;
                 self.avail_bytes -= tx.size();
+                self.count_one(key, &tx, false);
             }
         }
     }
@@ -488,7 +555,7 @@ impl Mempool {
                     rejected.push(Rejected { client: tx.client, tx_no: tx.tx_no, reason, kind })
                 }
                 None => {
-                    self.present.insert((tx.client.clone(), tx.tx_no));
+                    self.present.entry(tx.client.clone()).or_default().insert(tx.tx_no, None);
                     self.hashing_txs += 1;
                     self.hashing_bytes += tx.size();
                     admitted.push(tx);
@@ -520,13 +587,15 @@ impl Mempool {
                 cont.txs.len()
             );
         }
+        // The client's bucket key, computed once per run of one client's transactions.
+        let mut last_key: Option<(ClientId, u64)> = None;
         for (id, tx) in ids.digests.into_iter().zip(cont.txs) {
             self.hashing_txs -= 1;
             self.hashing_bytes -= tx.size();
-            let key = (tx.client.clone(), tx.tx_no);
             // Delivered while it was being hashed (a new epoch came in between).
-            if self.progress.contains(&tx.client, tx.tx_no) || self.by_id.contains_key(&id) {
-                self.present.remove(&key);
+            if self.progress.contains(&tx.client, tx.tx_no) || self.by_id.contains_key(&id_key(&id))
+            {
+                self.forget(&tx.client, tx.tx_no);
                 continue;
             }
             let seq = self.next_seq;
@@ -534,8 +603,18 @@ impl Mempool {
             self.held_bytes += tx.size();
             self.avail_txs += 1;
             self.avail_bytes += tx.size();
-            self.by_id.insert(id.clone(), seq);
-            self.txs.insert(seq, (id, tx));
+            self.by_id.insert(id_key(&id), seq);
+            let bucket_key = match &last_key {
+                Some((c, k)) if *c == tx.client => *k,
+                _ => {
+                    let k = client_key(&tx.client.0);
+                    last_key = Some((tx.client.clone(), k));
+                    k
+                }
+            };
+            self.count_one(bucket_key, &tx, true);
+            self.present.entry(tx.client.clone()).or_default().insert(tx.tx_no, Some(seq));
+            self.txs.insert(seq, (id, tx, bucket_key));
         }
         Ok(())
     }
@@ -553,6 +632,11 @@ impl Mempool {
             timer_set: false,
             timed_out: false,
         };
+        if let Some(b) = &w.buckets {
+            if self.per_bucket.as_ref().is_none_or(|(count, _)| *count != b.count) {
+                self.count_buckets(b.count);
+            }
+        }
         if req.epoch <= self.epoch {
             self.set_timer(ctx, &mut w);
         }
@@ -597,8 +681,8 @@ impl Mempool {
     fn lookup(&mut self, ctx: &mut Ctx<Self>, req: LookupTransactions) -> Handled {
         let (mut found_ids, mut found_txs, mut missing_ids) = (Vec::new(), Vec::new(), Vec::new());
         for id in req.tx_ids {
-            match self.by_id.get(&id).and_then(|s| self.txs.get(s)) {
-                Some((_, tx)) => {
+            match self.by_id.get(&id_key(&id)).and_then(|s| self.txs.get(s)) {
+                Some((_, tx, _)) => {
                     found_txs.push(tx.clone());
                     found_ids.push(id);
                 }
@@ -630,12 +714,22 @@ impl Mempool {
         }
         self.epoch = ne.epoch;
         self.progress = ne.client_progress;
-        let delivered: Vec<u64> = self
-            .txs
-            .iter()
-            .filter(|(_, (_, tx))| self.progress.contains(&tx.client, tx.tx_no))
-            .map(|(&seq, _)| seq)
-            .collect();
+        // The delivered, found through `present` (below each client's low watermark, and the
+        // numbers delivered above it), not by a scan of everything held.
+        let mut delivered: Vec<u64> = Vec::new();
+        for (client, d) in &self.progress.clients {
+            let Some(present) = self.present.get(client) else { continue };
+            delivered.extend(present.range(..d.low_wm).filter_map(|(_, seq)| *seq));
+            // Above the watermark: whichever is smaller, what is held or what was delivered.
+            let held = present.range(d.low_wm..);
+            if held.clone().take(d.delivered.len() + 1).count() <= d.delivered.len() {
+                delivered
+                    .extend(held.filter(|(n, _)| d.delivered.contains(n)).filter_map(|(_, s)| *s));
+            } else {
+                delivered
+                    .extend(d.delivered.iter().filter_map(|n| present.get(n).copied().flatten()));
+            }
+        }
         for seq in delivered {
             self.remove(seq);
         }
@@ -643,6 +737,9 @@ impl Mempool {
         self.cursor = 0;
         self.avail_txs = self.txs.len();
         self.avail_bytes = self.held_bytes;
+        if let Some((count, _)) = self.per_bucket {
+            self.count_buckets(count);
+        }
         let mut waiting = std::mem::take(&mut self.waiting);
         for w in waiting.iter_mut() {
             if w.epoch == self.epoch {

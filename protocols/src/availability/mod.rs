@@ -254,10 +254,18 @@ impl Buckets {
 /// assert_eq!(b[1], (b[0] + 1) % 4);
 /// ```
 pub fn bucket_of(client: &str, n: u64, buckets: u64) -> u64 {
+    bucket_of_key(client_key(client), n, buckets)
+}
+
+/// `H(client)` of [`bucket_of`]: what a holder of many requests of one client computes once.
+pub fn client_key(client: &str) -> u64 {
     let h = mir_runtime::stdmodules::hasher::digest(&[client.as_bytes().to_vec()]);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&h[..8]);
-    (u64::from_le_bytes(first) % buckets + n % buckets) % buckets
+    u64::from_le_bytes(h[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
+}
+
+/// [`bucket_of`] from the client's [`client_key`].
+pub fn bucket_of_key(key: u64, n: u64, buckets: u64) -> u64 {
+    (key % buckets + n % buckets) % buckets
 }
 
 /// A certificate that the batch `batch_id` is available: `signatures[i]` is `signers[i]`'s
