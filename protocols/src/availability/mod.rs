@@ -76,9 +76,11 @@ pub struct Tx {
     /// The client's sequence number for it (each number is delivered at most once).
     pub tx_no: u64,
     /// The payload.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// The client's signature, or empty (see `smr::signed`: the SMR system checks the
     /// signatures of clients whose ID is their public key).
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 
@@ -241,6 +243,30 @@ impl Buckets {
     /// ```
     pub fn holds(&self, tx: &Tx) -> bool {
         self.mine.binary_search(&bucket_of(&tx.client.0, tx.tx_no, self.count)).is_ok()
+    }
+
+    /// Whether every transaction of `txs` falls in one of these buckets ([`Buckets::holds`],
+    /// hashing each client's ID once per run of its transactions).
+    ///
+    /// ```
+    /// use protocols::availability::{bucket_of, Buckets, Tx};
+    /// let b = Buckets { count: 4, mine: vec![bucket_of("alice", 0, 4)] };
+    /// assert!(b.holds_all(&[Tx::new("alice", 0, "x"), Tx::new("alice", 4, "y")]));
+    /// assert!(!b.holds_all(&[Tx::new("alice", 0, "x"), Tx::new("alice", 1, "y")]));
+    /// ```
+    pub fn holds_all(&self, txs: &[Tx]) -> bool {
+        let mut last: Option<(&str, u64)> = None;
+        txs.iter().all(|tx| {
+            let key = match last {
+                Some((c, k)) if c == tx.client.0 => k,
+                _ => {
+                    let k = client_key(&tx.client.0);
+                    last = Some((&tx.client.0, k));
+                    k
+                }
+            };
+            self.mine.binary_search(&bucket_of_key(key, tx.tx_no, self.count)).is_ok()
+        })
     }
 }
 

@@ -293,7 +293,7 @@ impl Msc {
                 ignore!("REQUEST-SIG from {from}: {e}");
             }
             ensure!(
-                msg.txs.iter().all(|t| b.holds(t)),
+                b.holds_all(&msg.txs),
                 "REQUEST-SIG from {from}: a transaction outside the batch's buckets"
             );
         }
