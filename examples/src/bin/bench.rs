@@ -157,8 +157,6 @@ impl ProtoArgs {
         m.max_txs_in_batch = self.batch_size;
         m.batch_timeout = Duration::from_millis(self.batch_timeout_ms);
         m.client_window = window.max(m.client_window);
-        m.capacity_txs = 400_000.max(m.max_txs_in_batch);
-        m.capacity_bytes = 512 << 20;
         s
     }
 
@@ -472,6 +470,13 @@ fn one_run(config: RunConfig, proto: &ProtoArgs, dir: &Path) -> Result<Results, 
     let mut node0: (u64, u64) = (0, 0); // (time µs, delivered) of node 0's last progress line
     let mut rate_window: std::collections::VecDeque<(u64, u64)> = Default::default();
     let mut closed = 0;
+    // Every node's delivered count over time, for a look at the run's course.
+    let progress_path = dir.join("progress.csv");
+    let mut progress_csv = std::io::BufWriter::new(
+        std::fs::File::create(&progress_path)
+            .map_err(|e| format!("{}: {e}", progress_path.display()))?,
+    );
+    writeln!(progress_csv, "unix_us,node,delivered")?;
     loop {
         let line = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(l) => Some(l),
@@ -480,6 +485,9 @@ fn one_run(config: RunConfig, proto: &ProtoArgs, dir: &Path) -> Result<Results, 
         };
         match line {
             Some(Line::Node(i, l)) => {
+                if let Some((t, d)) = parse_progress(&l) {
+                    writeln!(progress_csv, "{t},{i},{d}")?;
+                }
                 if i == 0 {
                     if let Some((t, d)) = parse_progress(&l) {
                         node0 = (t, d);

@@ -29,7 +29,7 @@
 //! not fit), else after `batch_timeout` with what is there (possibly nothing). Requests are
 //! answered in the order they came.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use mir_dsl::{fatal, protocol, Ctx, Handled};
@@ -317,9 +317,10 @@ pub struct Mempool {
     /// Stored transactions by arrival number, with their client's bucket key
     /// ([`client_key`](super::client_key)).
     txs: BTreeMap<u64, (TxId, Tx, u64)>,
-    /// Arrival numbers by transaction ID (IDs inline, not behind a pointer: lookups here are
-    /// per transaction).
-    by_id: BTreeMap<IdKey, u64>,
+    /// Arrival numbers by transaction ID: a hash map, because it is looked up for every
+    /// transaction and large maps of 32-byte keys are slow to search in order. It is only ever
+    /// looked up, never iterated, so its (random) hashing changes no outcome.
+    by_id: HashMap<IdKey, u64>,
     /// (client, tx_no) of every stored transaction (with its arrival number) or hashing one
     /// (`None`): how delivered ones are found without a scan.
     present: BTreeMap<ClientId, BTreeMap<u64, Option<u64>>>,
@@ -373,7 +374,7 @@ impl Mempool {
             epoch: 0,
             progress: ClientProgress::default(),
             txs: BTreeMap::new(),
-            by_id: BTreeMap::new(),
+            by_id: HashMap::new(),
             present: BTreeMap::new(),
             per_bucket: None,
             next_seq: 0,
