@@ -33,10 +33,44 @@ pub struct DecodeError {
 /// Only if `value`'s `Serialize` implementation fails, which for derived implementations of plain
 /// data never happens; a custom implementation that fails is a bug in that type.
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) {
+    // One counting pass first, so that a large value (a batch of transactions) is written into
+    // one allocation instead of a buffer doubled (and copied) again and again.
+    let size = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .expect(
+            "serialising an event payload failed: the type's Serialize implementation is broken",
+        );
+    buf.reserve(size);
     let taken = std::mem::take(buf);
     *buf = postcard::to_extend(value, taken).expect(
         "serialising an event payload failed: the type's Serialize implementation is broken",
     );
+}
+
+/// A postcard output that compares what is written with `expected` instead of keeping it.
+struct SameAs<'a> {
+    expected: &'a [u8],
+    at: usize,
+}
+
+impl postcard::ser_flavors::Flavor for SameAs<'_> {
+    type Output = bool;
+
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.try_extend(&[b])
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let end = self.at + data.len();
+        if self.expected.get(self.at..end) != Some(data) {
+            return Err(postcard::Error::SerializeBufferFull); // differs: stop early
+        }
+        self.at = end;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<bool> {
+        Ok(self.at == self.expected.len())
+    }
 }
 
 /// Encodes `value` canonically into a new buffer.
@@ -62,9 +96,11 @@ pub fn decode<T: DeserializeOwned + Serialize>(
 ) -> Result<T, DecodeError> {
     match postcard::take_from_bytes::<T>(bytes) {
         Ok((v, [])) => {
-            // The canonical check: what we would send for this value is what we got. The
-            // encoding is never longer than the input, so this costs one pass over the bytes.
-            if encode(&v) != bytes {
+            // The canonical check: what we would send for this value is what we got, compared
+            // as it is written, without a copy.
+            let same = postcard::serialize_with_flavor(&v, SameAs { expected: bytes, at: 0 })
+                .unwrap_or(false);
+            if !same {
                 return Err(DecodeError {
                     type_name: type_name.to_owned(),
                     reason: "not the canonical encoding (e.g. a non-minimal integer)".to_owned(),
