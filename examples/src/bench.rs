@@ -85,6 +85,31 @@ impl Burst {
 
     /// Decodes a frame's body (after its length); an error names what is wrong.
     pub fn decode(body: &[u8]) -> Result<Burst, String> {
+        let (client, first, tx_size, payload) = Self::parse(body)?;
+        Ok(Burst { client, first, payload: payload.to_vec(), tx_size })
+    }
+
+    /// A frame's body as its client, transactions and the numbers of its samples (the
+    /// payloads copied once, into the transactions).
+    pub fn decode_txs(body: &[u8]) -> Result<(String, Vec<Tx>, Vec<u64>), String> {
+        let (client, first, tx_size, payload) = Self::parse(body)?;
+        let mut samples = Vec::new();
+        let txs = payload
+            .chunks(tx_size)
+            .enumerate()
+            .map(|(i, data)| {
+                let n = first + i as u64;
+                if data[0] == SAMPLE {
+                    samples.push(n);
+                }
+                Tx::new(client.as_str(), n, data)
+            })
+            .collect();
+        Ok((client, txs, samples))
+    }
+
+    /// (client, first number, size, payloads) of a frame's body.
+    fn parse(body: &[u8]) -> Result<(String, u64, usize, &[u8]), String> {
         let mut r = body;
         let mut take = |n: usize, what: &str| -> Result<&[u8], String> {
             if r.len() < n {
@@ -119,7 +144,7 @@ impl Burst {
         if first.checked_add(count as u64).is_none() {
             return Err("transaction numbers overflow".into());
         }
-        Ok(Burst { client, first, payload: r.to_vec(), tx_size })
+        Ok((client, first, tx_size, r))
     }
 
     /// The transactions, and the numbers of the samples among them.
@@ -537,7 +562,9 @@ mod tests {
         assert_eq!(len, frame.len() - 4);
         let back = Burst::decode(&frame[4..]).unwrap();
         assert_eq!(back, b);
+        let (client, txs2, samples2) = Burst::decode_txs(&frame[4..]).unwrap();
         let (txs, samples) = back.into_txs();
+        assert_eq!((client.as_str(), &txs2, &samples2), ("client-1", &txs, &samples));
         assert_eq!(txs.len(), 5);
         assert_eq!(samples, vec![40]);
         assert_eq!(txs[4].tx_no, 44);

@@ -57,6 +57,7 @@
 //!   are never removed (a node that leaves stops itself; the protocols count only their own
 //!   memberships' votes), and a known node's address and key do not change.
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -279,7 +280,7 @@ impl GrpcHandle {
 
 /// A peer's send queue: frames and the bytes they hold.
 struct PeerQueue {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Bytes>,
     bytes: Arc<AtomicUsize>,
 }
 
@@ -444,7 +445,7 @@ impl GrpcTransport {
                 send.message.payload.encode_value(),
             ),
         };
-        let mut frame: Option<Vec<u8>> = None;
+        let mut frame: Option<Bytes> = None;
         for dest in send.destinations {
             stats.transport.sent.fetch_add(1, Relaxed);
             if dest == self.cfg.me {
@@ -462,8 +463,8 @@ impl GrpcTransport {
                 continue;
             };
             let bytes = frame
-                .get_or_insert_with(|| PeerMessage::from_message(&message).encode_to_vec())
-                .clone();
+                .get_or_insert_with(|| PeerMessage::from_message(&message).encode_to_vec().into())
+                .clone(); // shared, not copied, per destination
             let len = bytes.len();
             if len > self.cfg.max_message_size {
                 stats.too_large.fetch_add(1, Relaxed);
@@ -732,8 +733,8 @@ fn accept_connections(
 struct RawCodec;
 
 impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
+    type Encode = Bytes;
+    type Decode = Bytes;
     type Encoder = RawCodec;
     type Decoder = RawCodec;
     fn encoder(&mut self) -> Self::Encoder {
@@ -745,9 +746,9 @@ impl Codec for RawCodec {
 }
 
 impl Encoder for RawCodec {
-    type Item = Vec<u8>;
+    type Item = Bytes;
     type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         use bytes::BufMut;
         dst.put_slice(&item);
         Ok(())
@@ -755,11 +756,11 @@ impl Encoder for RawCodec {
 }
 
 impl Decoder for RawCodec {
-    type Item = Vec<u8>;
+    type Item = Bytes;
     type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
         use bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
@@ -834,8 +835,8 @@ where
 #[derive(Clone)]
 struct Stream(Arc<ServerState>);
 
-impl Service<Request<Streaming<Vec<u8>>>> for Stream {
-    type Response = Response<ReceiverStream<Result<Vec<u8>, Status>>>;
+impl Service<Request<Streaming<Bytes>>> for Stream {
+    type Response = Response<ReceiverStream<Result<Bytes, Status>>>;
     type Error = Status;
     type Future = BoxFuture<Self::Response, Status>;
 
@@ -843,7 +844,7 @@ impl Service<Request<Streaming<Vec<u8>>>> for Stream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Streaming<Vec<u8>>>) -> Self::Future {
+    fn call(&mut self, req: Request<Streaming<Bytes>>) -> Self::Future {
         let state = self.0.clone();
         Box::pin(async move {
             let Some(PeerInfo { node }) = req.extensions().get::<PeerInfo>().cloned() else {
@@ -878,8 +879,8 @@ impl Service<Request<Streaming<Vec<u8>>>> for Stream {
 async fn serve_stream(
     state: Arc<ServerState>,
     from: NodeId,
-    mut inbound: Streaming<Vec<u8>>,
-    _out: mpsc::Sender<Result<Vec<u8>, Status>>,
+    mut inbound: Streaming<Bytes>,
+    _out: mpsc::Sender<Result<Bytes, Status>>,
     _guard: StreamGuard,
 ) {
     let mut stop = state.stop.clone();
@@ -999,14 +1000,14 @@ fn took(queued: &AtomicUsize, stats: &GrpcStats, len: usize) {
 /// The stream of frames HTTP/2 sends: a message leaves its peer's queue budget when HTTP/2 takes
 /// it (or when the stream ends without sending it).
 struct Outgoing {
-    rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Bytes>,
     queued: Arc<AtomicUsize>,
     stats: Arc<GrpcStats>,
 }
 
 impl tokio_stream::Stream for Outgoing {
-    type Item = Vec<u8>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Vec<u8>>> {
+    type Item = Bytes;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Bytes>> {
         let next = self.rx.poll_recv(cx);
         if let Poll::Ready(Some(m)) = &next {
             took(&self.queued, &self.stats, m.len());
@@ -1036,9 +1037,9 @@ enum End {
 }
 
 impl Client {
-    async fn run(mut self, mut queue: mpsc::Receiver<Vec<u8>>) {
+    async fn run(mut self, mut queue: mpsc::Receiver<Bytes>) {
         let mut backoff = self.cfg.reconnect.0;
-        let mut pending: Option<Vec<u8>> = None;
+        let mut pending: Option<Bytes> = None;
         loop {
             if *self.stop.borrow() {
                 return;
@@ -1073,8 +1074,8 @@ impl Client {
     /// One connection: TLS, the stream, then forward the queue.
     async fn session(
         &mut self,
-        queue: &mut mpsc::Receiver<Vec<u8>>,
-        pending: &mut Option<Vec<u8>>,
+        queue: &mut mpsc::Receiver<Bytes>,
+        pending: &mut Option<Bytes>,
     ) -> Result<End, BoxError> {
         let deadline = self.cfg.handshake_timeout;
         let connector =
@@ -1094,7 +1095,7 @@ impl Client {
             .map_err(|_| "the peer did not get ready in time")??;
         // Up to 64 messages wait for HTTP/2 here; they stay counted in the peer's queue bytes
         // until HTTP/2 takes them (`Outgoing`), so the byte budget covers them too.
-        let (out, out_rx) = mpsc::channel::<Vec<u8>>(64);
+        let (out, out_rx) = mpsc::channel::<Bytes>(64);
         let outgoing =
             Outgoing { rx: out_rx, queued: self.queued.clone(), stats: self.stats.clone() };
         let resp = tokio::time::timeout(
@@ -1116,10 +1117,10 @@ impl Client {
 
     async fn forward(
         &mut self,
-        queue: &mut mpsc::Receiver<Vec<u8>>,
-        pending: &mut Option<Vec<u8>>,
-        out: &mpsc::Sender<Vec<u8>>,
-        inbound: &mut Streaming<Vec<u8>>,
+        queue: &mut mpsc::Receiver<Bytes>,
+        pending: &mut Option<Bytes>,
+        out: &mpsc::Sender<Bytes>,
+        inbound: &mut Streaming<Bytes>,
     ) -> Result<End, BoxError> {
         loop {
             if pending.is_none() {
@@ -1169,8 +1170,8 @@ impl Client {
 /// # Ok(()) }
 /// ```
 pub struct PeerClient {
-    out: mpsc::Sender<Vec<u8>>,
-    inbound: Streaming<Vec<u8>>,
+    out: mpsc::Sender<Bytes>,
+    inbound: Streaming<Bytes>,
 }
 
 impl PeerClient {
@@ -1192,7 +1193,7 @@ impl PeerClient {
                 .await?;
             let mut grpc = tonic::client::Grpc::new(channel);
             grpc.ready().await?;
-            let (out, out_rx) = mpsc::channel::<Vec<u8>>(1);
+            let (out, out_rx) = mpsc::channel::<Bytes>(1);
             let resp = grpc
                 .streaming(
                     Request::new(ReceiverStream::new(out_rx)),
@@ -1213,7 +1214,7 @@ impl PeerClient {
 
     /// Sends `frame` as it is (which may be garbage: for tests of the receiver).
     pub async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), BoxError> {
-        self.out.send(frame).await.map_err(|_| "the stream is closed".into())
+        self.out.send(frame.into()).await.map_err(|_| "the stream is closed".into())
     }
 
     /// Waits at most `wait` for the node to end the stream; whether it did.
