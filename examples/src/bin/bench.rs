@@ -625,26 +625,21 @@ fn client_line(r: &mut ClientReport, l: &str) -> bool {
 struct Progress {
     duration: f64,
     tty: bool,
-    last: Instant,
+    last: Option<Instant>,
     done: bool,
 }
 
 impl Progress {
     fn new(duration: f64) -> Self {
-        Progress {
-            duration,
-            tty: std::io::stderr().is_terminal(),
-            last: Instant::now(),
-            done: false,
-        }
+        Progress { duration, tty: std::io::stderr().is_terminal(), last: None, done: false }
     }
 
     fn show(&mut self, elapsed: f64, rate: f64, delivered: u64) {
         let every = if self.tty { 0.2 } else { 5.0 };
-        if self.done || self.last.elapsed().as_secs_f64() < every {
+        if self.done || self.last.is_some_and(|l| l.elapsed().as_secs_f64() < every) {
             return;
         }
-        self.last = Instant::now();
+        self.last = Some(Instant::now());
         let frac = (elapsed / self.duration).clamp(0.0, 1.0);
         let width = 30;
         let filled = (frac * width as f64) as usize;
