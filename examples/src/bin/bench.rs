@@ -866,6 +866,7 @@ async fn serve_load(
 ) -> Result<(), String> {
     use tokio::io::AsyncReadExt;
     conn.set_nodelay(true).ok();
+    let mut body = Vec::new(); // reused: a fresh buffer per frame costs fresh pages
     loop {
         let mut len = [0u8; 4];
         match conn.read_exact(&mut len).await {
@@ -877,7 +878,7 @@ async fn serve_load(
         if len > bench::MAX_FRAME {
             return Err(format!("a frame of {len} bytes (at most {})", bench::MAX_FRAME));
         }
-        let mut body = vec![0u8; len];
+        body.resize(len, 0);
         conn.read_exact(&mut body).await.map_err(|e| e.to_string())?;
         let (client, txs, samples) = Burst::decode_txs(&body)?;
         if !samples.is_empty() {
