@@ -155,9 +155,10 @@ fn the_mempool_serves_transactions_by_id() {
     c.run();
     let ids = c.seen(0, |s| s.batches[0].tx_ids.clone());
     assert_eq!(ids.len(), 3);
-    // The same transactions in a mempool driven by hand (hasher answers fed back), asked by ID.
+    // The same transactions in a mempool driven by hand (hasher answers fed back), put in a
+    // batch (which is when they get their IDs), then asked for by ID.
     let mut mp = mir_dsl::DslModule::new(protocols::availability::mempool::Mempool::new(
-        MempoolParams::default(),
+        MempoolParams { max_txs_in_batch: 3, ..MempoolParams::default() },
         protocols::availability::mempool::MempoolModules {
             hasher: ModuleId::new("hasher"),
             timer: ModuleId::new("timer"),
@@ -170,7 +171,23 @@ fn the_mempool_serves_transactions_by_id() {
         vec![Event::new("app", "mempool", NewTransactions { txs: txs("kim", 0..3) })],
     )
     .unwrap();
-    let req = out[0].get::<mir_dsl::mir_runtime::stdevents::crypto::HashRequest>().unwrap().clone();
+    assert!(out.is_empty(), "nothing hashed at admission: {out:?}");
+    let ask_batch = RequestBatch {
+        epoch: 0,
+        buckets: None,
+        origin: Origin { module: ModuleId::new("app"), id: 7 },
+    };
+    let out = mir_dsl::mir_runtime::testing::apply(
+        &mut mp,
+        me.clone(),
+        vec![Event::new("app", "mempool", ask_batch)],
+    )
+    .unwrap();
+    let req = out
+        .iter()
+        .find_map(|e| e.get::<mir_dsl::mir_runtime::stdevents::crypto::HashRequest>())
+        .expect("the full batch's transactions are hashed")
+        .clone();
     let mut hasher = mir_dsl::mir_runtime::stdmodules::Hasher;
     let answer = mir_dsl::mir_runtime::testing::apply(
         &mut hasher,
@@ -178,7 +195,9 @@ fn the_mempool_serves_transactions_by_id() {
         vec![Event::new("mempool", "hasher", req)],
     )
     .unwrap();
-    mir_dsl::mir_runtime::testing::apply(&mut mp, me.clone(), answer).unwrap();
+    let out = mir_dsl::mir_runtime::testing::apply(&mut mp, me.clone(), answer).unwrap();
+    let batch = out.iter().find_map(|e| e.get::<NewBatch>()).expect("the batch, once hashed");
+    assert_eq!(batch.tx_ids, ids, "the same IDs as the cluster's mempool computed");
     let mut ask = ids.clone();
     ask.insert(1, vec![0; 32]);
     let out = mir_dsl::mir_runtime::testing::apply(

@@ -4,18 +4,19 @@
 //! upon ⟨NewTransactions | txs⟩ from client c do
 //!     for each tx: admit unless too large, delivered, outside c's window, already here, or full
 //!     reject the others with a reason, to c
-//!     ids := hash(admitted); store them in arrival order
+//!     store the admitted in arrival order
 //! upon ⟨RequestBatch | e⟩ do
 //!     if e > epoch: keep it until epoch e starts
 //!     else if a full batch is available (by count or bytes): answer it now
 //!     else: wait BatchTimeout, then answer what there is (maybe nothing)
+//!     (to answer: ids := hash(the batch's transactions not hashed before); record them)
 //! upon ⟨NewEpoch | e, progress⟩ do
 //!     prune the delivered; restart batching from the oldest transaction (re-propose what was
 //!     proposed but not ordered)
 //! ```
 //!
 //! **Bounds.** At most [`MempoolParams::capacity_txs`] transactions and
-//! [`MempoolParams::capacity_bytes`] payload bytes (counting those being hashed), and per client
+//! [`MempoolParams::capacity_bytes`] payload bytes, and per client
 //! only transaction numbers in `[low_wm, low_wm + client_window)`, where `low_wm` is the client's
 //! delivered low watermark from the last [`NewEpoch`]. A rejected transaction is answered with a
 //! [`TransactionsRejected`] to the module that submitted it; nothing is dropped silently. A
@@ -28,19 +29,23 @@
 //! at once when a *full* batch is available (the count is reached or the next transaction would
 //! not fit), else after `batch_timeout` with what is there (possibly nothing). Requests are
 //! answered in the order they came.
+//!
+//! **IDs.** A transaction's ID (a SHA-256, by the hasher) is computed when a batch first takes
+//! it, not when it is admitted: clients send every transaction to every node, and a node
+//! proposes only those of its buckets, so hashing at admission would hash most transactions for
+//! nothing (it was a fifth of a node's time at 60,000 tx/s). [`LookupTransactions`] therefore
+//! finds the transactions this mempool has put in a batch, and no others.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use mir_dsl::{fatal, protocol, Ctx, Handled};
-use mir_runtime::stdevents::crypto::{HashResult, Origin};
+use mir_runtime::stdevents::crypto::{HashRequest, HashResult, Origin};
 use mir_runtime::stdevents::Init;
 use mir_runtime::{payload, request_response, ModuleId};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    bucket_of_key, client_key, tx_ids_request, Buckets, ClientId, ClientProgress, Tx, TxId,
-};
+use super::{bucket_of_key, client_key, tx_id_data, Buckets, ClientId, ClientProgress, Tx, TxId};
 
 // ---- Events ----
 
@@ -108,7 +113,8 @@ pub struct NewBatch {
     pub origin: Origin,
 }
 
-/// Asks for transactions by ID (answered with [`TransactionsFound`]).
+/// Asks for transactions by ID (answered with [`TransactionsFound`]): only those this mempool
+/// has put in a batch have IDs here (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LookupTransactions {
     /// The IDs.
@@ -291,10 +297,15 @@ pub struct MempoolModules {
 
 // ---- Continuations ----
 
-/// Hashing admitted transactions into IDs.
+/// Hashing the transactions of a batch that have no ID yet, before answering a request.
 #[derive(Debug)]
-pub struct Admitting {
-    txs: Vec<Tx>,
+pub struct Sealing {
+    /// The request answered (its origin and epoch).
+    origin: Origin,
+    epoch: u64,
+    /// The batch's transactions (arrival numbers), and which of them are being hashed.
+    seqs: Vec<u64>,
+    hashing: Vec<u64>,
 }
 
 // ---- State ----
@@ -316,7 +327,7 @@ pub struct Mempool {
     progress: ClientProgress,
     /// Stored transactions by arrival number, with their client's bucket key
     /// ([`client_key`](super::client_key)).
-    txs: BTreeMap<u64, (TxId, Tx, u64)>,
+    txs: BTreeMap<u64, (Option<TxId>, Tx, u64)>,
     /// Arrival numbers by transaction ID: a hash map, because it is looked up for every
     /// transaction and large maps of 32-byte keys are slow to search in order. It is only ever
     /// looked up, never iterated, so its (random) hashing changes no outcome.
@@ -331,8 +342,9 @@ pub struct Mempool {
     /// Batches of this epoch start at this arrival number.
     cursor: u64,
     held_bytes: usize,
-    hashing_txs: usize,
-    hashing_bytes: usize,
+    /// A batch is being sealed (its transactions hashed): later requests wait, so that requests
+    /// are answered in the order they came.
+    sealing: bool,
     /// Transactions (and their bytes) at or after the cursor.
     avail_txs: usize,
     avail_bytes: usize,
@@ -380,8 +392,7 @@ impl Mempool {
             next_seq: 0,
             cursor: 0,
             held_bytes: 0,
-            hashing_txs: 0,
-            hashing_bytes: 0,
+            sealing: false,
             avail_txs: 0,
             avail_bytes: 0,
             waiting: VecDeque::new(),
@@ -392,7 +403,7 @@ impl Mempool {
 
     /// Transactions held (stored or being hashed).
     pub fn len(&self) -> usize {
-        self.txs.len() + self.hashing_txs
+        self.txs.len()
     }
 
     /// Whether no transaction is held.
@@ -402,7 +413,7 @@ impl Mempool {
 
     /// Payload bytes held (stored or being hashed).
     pub fn bytes(&self) -> usize {
-        self.held_bytes + self.hashing_bytes
+        self.held_bytes
     }
 
     /// Why `tx` cannot be admitted now, if it cannot.
@@ -484,12 +495,12 @@ impl Mempool {
     /// Takes the next batch from the cursor: transactions in arrival order (of `buckets` only,
     /// if given: the others the cursor passes are not this node's to propose in this epoch; the
     /// next epoch starts from the oldest again).
-    fn take_batch(&mut self, buckets: Option<&Buckets>) -> (Vec<TxId>, Vec<Tx>) {
-        let (mut ids, mut txs, mut bytes) = (Vec::new(), Vec::new(), 0);
+    fn take_batch(&mut self, buckets: Option<&Buckets>) -> Vec<u64> {
+        let (mut taken, mut bytes) = (Vec::new(), 0);
         let (mut next, mut passed, mut passed_bytes) = (self.cursor, 0, 0);
         // What the cursor moves over leaves the per-bucket counts.
         let mut left = Vec::new();
-        for (&seq, (id, tx, key)) in self.txs.range(self.cursor..) {
+        for (&seq, (_, tx, key)) in self.txs.range(self.cursor..) {
             if buckets.is_some_and(|b| {
                 b.mine.binary_search(&bucket_of_key(*key, tx.tx_no, b.count)).is_err()
             }) {
@@ -499,14 +510,13 @@ impl Mempool {
                 left.push(seq);
                 continue;
             }
-            if ids.len() == self.params.max_txs_in_batch
+            if taken.len() == self.params.max_txs_in_batch
                 || bytes + tx.size() > self.params.max_payload_in_batch
             {
                 break;
             }
             bytes += tx.size();
-            ids.push(id.clone());
-            txs.push(tx.clone());
+            taken.push(seq);
             left.push(seq);
             next = seq + 1;
         }
@@ -518,15 +528,34 @@ impl Mempool {
                 self.count_one(key, &tx, false);
             }
         }
-        self.avail_txs -= ids.len() + passed;
+        self.avail_txs -= taken.len() + passed;
         self.avail_bytes -= bytes + passed_bytes;
+        taken
+    }
+
+    /// The batch of the transactions `seqs` (all with IDs), or an empty one if one of them is
+    /// no longer held.
+    fn batch_of(&self, seqs: &[u64]) -> (Vec<TxId>, Vec<Tx>) {
+        let mut ids = Vec::with_capacity(seqs.len());
+        let mut txs = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            match self.txs.get(seq) {
+                Some((Some(id), tx, _)) => {
+                    ids.push(id.clone());
+                    txs.push(tx.clone());
+                }
+                _ => return (Vec::new(), Vec::new()),
+            }
+        }
         (ids, txs)
     }
 
     /// Removes the transaction with arrival number `seq`.
     fn remove(&mut self, seq: u64) {
         if let Some((id, tx, key)) = self.txs.remove(&seq) {
-            self.by_id.remove(&id_key(&id));
+            if let Some(id) = id {
+                self.by_id.remove(&id_key(&id));
+            }
             self.forget(&tx.client, tx.tx_no);
             self.held_bytes -= tx.size();
             if seq >= self.cursor {
@@ -545,58 +574,16 @@ impl Mempool {
         Ok(())
     }
 
-    /// upon ⟨NewTransactions | txs⟩ from client c do admit or reject each; hash the admitted
+    /// upon ⟨NewTransactions | txs⟩ from client c do admit or reject each; store the admitted in
+    /// arrival order (their IDs are computed when a batch takes them)
     #[upon(event)]
     fn new_transactions(&mut self, ctx: &mut Ctx<Self>, new: NewTransactions) -> Handled {
-        let mut admitted = Vec::new();
         let mut rejected = Vec::new();
-        for tx in new.txs {
-            match self.refusal(&tx) {
-                Some((kind, reason)) => {
-                    rejected.push(Rejected { client: tx.client, tx_no: tx.tx_no, reason, kind })
-                }
-                None => {
-                    self.present.entry(tx.client.clone()).or_default().insert(tx.tx_no, None);
-                    self.hashing_txs += 1;
-                    self.hashing_bytes += tx.size();
-                    admitted.push(tx);
-                }
-            }
-        }
-        if !rejected.is_empty() {
-            tracing::debug!(count = rejected.len(), first = %rejected[0].reason, "transactions rejected");
-            let src = ctx.source().clone();
-            ctx.emit(&src, TransactionsRejected { rejected });
-        }
-        if !admitted.is_empty() {
-            ctx.request(
-                &self.modules.hasher,
-                tx_ids_request(&admitted),
-                Admitting { txs: admitted },
-            );
-        }
-        Ok(())
-    }
-
-    /// … store the admitted transactions with their IDs, in arrival order
-    #[upon(response)]
-    fn admitted(&mut self, _ctx: &mut Ctx<Self>, ids: HashResult, cont: Admitting) -> Handled {
-        if ids.digests.len() != cont.txs.len() {
-            fatal!(
-                "the hasher returned {} digests for {} transactions",
-                ids.digests.len(),
-                cont.txs.len()
-            );
-        }
         // The client's bucket key, computed once per run of one client's transactions.
         let mut last_key: Option<(ClientId, u64)> = None;
-        for (id, tx) in ids.digests.into_iter().zip(cont.txs) {
-            self.hashing_txs -= 1;
-            self.hashing_bytes -= tx.size();
-            // Delivered while it was being hashed (a new epoch came in between).
-            if self.progress.contains(&tx.client, tx.tx_no) || self.by_id.contains_key(&id_key(&id))
-            {
-                self.forget(&tx.client, tx.tx_no);
+        for tx in new.txs {
+            if let Some((kind, reason)) = self.refusal(&tx) {
+                rejected.push(Rejected { client: tx.client, tx_no: tx.tx_no, reason, kind });
                 continue;
             }
             let seq = self.next_seq;
@@ -604,7 +591,6 @@ impl Mempool {
             self.held_bytes += tx.size();
             self.avail_txs += 1;
             self.avail_bytes += tx.size();
-            self.by_id.insert(id_key(&id), seq);
             let bucket_key = match &last_key {
                 Some((c, k)) if *c == tx.client => *k,
                 _ => {
@@ -615,8 +601,38 @@ impl Mempool {
             };
             self.count_one(bucket_key, &tx, true);
             self.present.entry(tx.client.clone()).or_default().insert(tx.tx_no, Some(seq));
-            self.txs.insert(seq, (id, tx, bucket_key));
+            self.txs.insert(seq, (None, tx, bucket_key));
         }
+        if !rejected.is_empty() {
+            tracing::debug!(count = rejected.len(), first = %rejected[0].reason, "transactions rejected");
+            let src = ctx.source().clone();
+            ctx.emit(&src, TransactionsRejected { rejected });
+        }
+        Ok(())
+    }
+
+    /// … once the batch's transactions are hashed: record their IDs and answer the request (with
+    /// an empty batch if its epoch has passed or a transaction was delivered meanwhile)
+    #[upon(response)]
+    fn sealed(&mut self, ctx: &mut Ctx<Self>, ids: HashResult, s: Sealing) -> Handled {
+        if ids.digests.len() != s.hashing.len() {
+            fatal!(
+                "the hasher returned {} digests for {} transactions",
+                ids.digests.len(),
+                s.hashing.len()
+            );
+        }
+        self.sealing = false;
+        for (seq, id) in s.hashing.iter().zip(ids.digests) {
+            if let Some(entry) = self.txs.get_mut(seq) {
+                self.by_id.insert(id_key(&id), *seq);
+                entry.0 = Some(id);
+            }
+        }
+        let (tx_ids, txs) =
+            if s.epoch == self.epoch { self.batch_of(&s.seqs) } else { (Vec::new(), Vec::new()) };
+        let to = s.origin.module.clone();
+        ctx.emit(&to, NewBatch { tx_ids, txs, origin: s.origin });
         Ok(())
     }
 
@@ -659,11 +675,11 @@ impl Mempool {
     #[upon(condition)]
     fn serve_batches(&mut self, ctx: &mut Ctx<Self>) -> Handled {
         while let Some(w) = self.waiting.front() {
-            if w.epoch > self.epoch {
-                break; // waits for its epoch (requests are answered in order)
+            if w.epoch > self.epoch || self.sealing {
+                break; // waits for its epoch, or for the batch being sealed (answers in order)
             }
-            let (tx_ids, txs) = if w.epoch < self.epoch {
-                (Vec::new(), Vec::new()) // a stale request: nothing to propose in a past epoch
+            let seqs = if w.epoch < self.epoch {
+                Vec::new() // a stale request: nothing to propose in a past epoch
             } else if self.full_batch_available(w.buckets.as_ref()) || w.timed_out {
                 let b = w.buckets.clone();
                 self.take_batch(b.as_ref())
@@ -671,8 +687,24 @@ impl Mempool {
                 break;
             };
             let w = self.waiting.pop_front().expect("front exists");
-            let to = w.origin.module.clone();
-            ctx.emit(&to, NewBatch { tx_ids, txs, origin: w.origin });
+            // … hash the transactions without an ID first (each is hashed once, when a batch
+            // first takes it)
+            let hashing: Vec<u64> = seqs
+                .iter()
+                .copied()
+                .filter(|s| self.txs.get(s).is_some_and(|(id, _, _)| id.is_none()))
+                .collect();
+            if hashing.is_empty() {
+                let (tx_ids, txs) = self.batch_of(&seqs);
+                let to = w.origin.module.clone();
+                ctx.emit(&to, NewBatch { tx_ids, txs, origin: w.origin });
+                continue;
+            }
+            let request =
+                HashRequest::new(hashing.iter().map(|s| tx_id_data(&self.txs[s].1)).collect());
+            self.sealing = true;
+            let seal = Sealing { origin: w.origin, epoch: w.epoch, seqs, hashing };
+            ctx.request(&self.modules.hasher, request, seal);
         }
         Ok(())
     }
