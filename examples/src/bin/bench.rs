@@ -81,8 +81,9 @@ struct RunArgs {
 /// The protocol's options, passed on to every node.
 #[derive(Args, Clone, Debug)]
 struct ProtoArgs {
-    /// `iss`, or `pbft`: PBFT alone, one leader for good (ISS's frame with the single-leader
-    /// policy and segments of 1,024 sequence numbers unless --segment-length says otherwise).
+    /// `iss`, or `pbft`: PBFT alone, one leader at a time (ISS's frame with the single-leader
+    /// policy and segments of 64 sequence numbers unless --segment-length says otherwise; the
+    /// epochs stay because clients' windows and the mempools' pruning move at epoch ends).
     #[arg(long, default_value = "iss")]
     protocol: String,
     /// `bucketed` (the paper) or `redundant` (Trantor).
@@ -92,7 +93,7 @@ struct ProtoArgs {
     /// backoff or blacklist.
     #[arg(long, default_value = "simple")]
     leader_policy: LeaderPolicy,
-    /// Sequence numbers per segment (default: ISS's, 4; 1,024 with --protocol pbft).
+    /// Sequence numbers per segment (default: ISS's, 4; 64 with --protocol pbft).
     #[arg(long)]
     segment_length: Option<u64>,
     /// Most transactions in a batch.
@@ -148,7 +149,7 @@ impl ProtoArgs {
         let pbft = self.protocol == "pbft";
         let mut s = NodeSettings {
             iss: IssConfig {
-                segment_length: self.segment_length.unwrap_or(if pbft { 1024 } else { 4 }),
+                segment_length: self.segment_length.unwrap_or(if pbft { 64 } else { 4 }),
                 leader_policy: if pbft { LeaderPolicy::Single } else { self.leader_policy },
                 mode: self.mode,
                 ..IssConfig::default()
