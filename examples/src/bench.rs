@@ -126,8 +126,11 @@ impl Burst {
         let client = std::str::from_utf8(take(len, "client ID")?)
             .map_err(|_| "client ID is not UTF-8".to_string())?
             .to_owned();
-        if client.is_empty() {
-            return Err("empty client ID".into());
+        // The ID goes into the node's line-based report: letters, digits, `-`, `_`, `.`, `:`.
+        if client.is_empty()
+            || !client.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return Err("a client ID must be letters, digits, '-', '_', '.' or ':'".into());
         }
         let first = u64::from_le_bytes(take(8, "first number")?.try_into().expect("8"));
         let count = u32::from_le_bytes(take(4, "count")?.try_into().expect("4")) as usize;
@@ -393,7 +396,8 @@ impl Results {
     }
 
     /// Where the nodes' time went: busy seconds per module kind, all nodes together, busiest
-    /// first, with the share of the run's wall-clock time on one core.
+    /// first, with their share of `--duration` on one core (busy time covers each node's whole
+    /// life, its start and end included, so the shares run a little high).
     pub fn busy_table(&self) -> String {
         let mut rows: Vec<_> = self.busy.iter().collect();
         rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
@@ -588,6 +592,8 @@ mod tests {
         let at = 1 + 2 + 1 + 8 + 4;
         v[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
         assert!(Burst::decode(&v).is_err());
+        let bad = Burst { client: "a b".into(), first: 0, payload: vec![1; 4], tx_size: 4 };
+        assert!(Burst::decode(&bad.encode()[4..]).unwrap_err().contains("client ID"));
     }
 
     #[test]

@@ -82,6 +82,7 @@ fn bad_settings_are_refused_with_a_reason() {
         (vec!["--protocol", "hotstuff"], "expected iss or pbft"),
         (vec!["--clients", "4", "--rate", "3"], "at least one transaction per second per client"),
         (vec!["--batch-size", "0"], "must be at least 1"),
+        (vec!["--clients", "1", "--rate", "400", "--tx-size", "500000"], "use more --clients"),
     ] {
         let out = bench().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

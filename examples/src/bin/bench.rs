@@ -275,8 +275,9 @@ fn harness(run: &RunArgs, proto: &ProtoArgs) -> Result<(), Error> {
     if run.nodes < 1 || run.clients < 1 {
         return Err("--nodes and --clients must be at least 1".into());
     }
-    if run.tx_size < 1 || run.tx_size > 1 << 20 {
-        return Err("--tx-size must be between 1 and 1,048,576 bytes".into());
+    // A transaction must fit a batch (the mempool's 1 MiB, with its client ID and number).
+    if run.tx_size < 1 || run.tx_size > 1 << 19 {
+        return Err("--tx-size must be between 1 and 524,288 bytes".into());
     }
     if !(run.duration > 0.0 && run.duration <= 3600.0) {
         return Err("--duration must be between 0 and 3600 seconds".into());
@@ -284,6 +285,18 @@ fn harness(run: &RunArgs, proto: &ProtoArgs) -> Result<(), Error> {
     let rates = if run.sweep.is_empty() { vec![run.rate] } else { run.sweep.clone() };
     if let Some(r) = rates.iter().find(|r| **r < run.clients as u64) {
         return Err(format!("rate {r}: at least one transaction per second per client").into());
+    }
+    // A client's burst is one frame, which a node takes up to `MAX_FRAME` bytes.
+    let burst = |r: u64| (r / run.clients as u64 + 1) / bench::BURSTS_PER_SECOND + 1;
+    if let Some(r) =
+        rates.iter().find(|r| burst(**r) * run.tx_size as u64 > bench::MAX_FRAME as u64 / 2)
+    {
+        return Err(format!(
+            "rate {r}: a client's burst of {} transactions of {} bytes is too large for one frame; use more --clients",
+            burst(*r),
+            run.tx_size
+        )
+        .into());
     }
     std::fs::create_dir_all(&run.out).map_err(|e| format!("{}: {e}", run.out.display()))?;
     let label = run.label.clone().unwrap_or_else(|| proto.label());
@@ -850,7 +863,15 @@ async fn accept_load(
     notes: mpsc::Sender<Note>,
 ) {
     loop {
-        let Ok((conn, peer)) = listener.accept().await else { continue };
+        let (conn, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors, say: wait instead of spinning.
+                tracing::warn!("load port: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let (handle, notes) = (handle.clone(), notes.clone());
         tokio::spawn(async move {
             if let Err(e) = serve_load(conn, handle, notes).await {

@@ -236,7 +236,7 @@ pub struct MempoolParams {
     pub max_payload_in_batch: usize,
     /// How long a batch request waits for a full batch (Mir: 100 ms).
     pub batch_timeout: Duration,
-    /// Most transactions held (including those being hashed).
+    /// Most transactions held.
     pub capacity_txs: usize,
     /// Most bytes held, counted by [`Tx::size`](super::Tx::size) (including transactions being
     /// hashed).
@@ -332,9 +332,9 @@ pub struct Mempool {
     /// transaction and large maps of 32-byte keys are slow to search in order. It is only ever
     /// looked up, never iterated, so its (random) hashing changes no outcome.
     by_id: HashMap<IdKey, u64>,
-    /// (client, tx_no) of every stored transaction (with its arrival number) or hashing one
-    /// (`None`): how delivered ones are found without a scan.
-    present: BTreeMap<ClientId, BTreeMap<u64, Option<u64>>>,
+    /// Per client, the number of every stored transaction and its arrival number: how
+    /// delivered ones are found without a scan.
+    present: BTreeMap<ClientId, BTreeMap<u64, u64>>,
     /// Transactions (and bytes) at or after the cursor per bucket, for one bucket count: how a
     /// request for some buckets learns whether a full batch is there without a scan.
     per_bucket: Option<(u64, Vec<(usize, usize)>)>,
@@ -401,7 +401,7 @@ impl Mempool {
         }
     }
 
-    /// Transactions held (stored or being hashed).
+    /// Transactions held.
     pub fn len(&self) -> usize {
         self.txs.len()
     }
@@ -411,7 +411,7 @@ impl Mempool {
         self.len() == 0
     }
 
-    /// Payload bytes held (stored or being hashed).
+    /// Payload bytes held.
     pub fn bytes(&self) -> usize {
         self.held_bytes
     }
@@ -478,16 +478,17 @@ impl Mempool {
         self.per_bucket = Some((count, per));
     }
 
-    /// Adds (`sign` +1) or removes (−1) a transaction at or after the cursor from the counts.
-    fn count_one(&mut self, key: u64, tx: &Tx, add: bool) {
+    /// Adds or removes a transaction at or after the cursor (its client's bucket key, its
+    /// number and size) from the counts.
+    fn count_one(&mut self, key: u64, tx_no: u64, size: usize, add: bool) {
         if let Some((count, per)) = &mut self.per_bucket {
-            let e = &mut per[bucket_of_key(key, tx.tx_no, *count) as usize];
+            let e = &mut per[bucket_of_key(key, tx_no, *count) as usize];
             if add {
                 e.0 += 1;
-                e.1 += tx.size();
+                e.1 += size;
             } else {
                 e.0 -= 1;
-                e.1 -= tx.size();
+                e.1 -= size;
             }
         }
     }
@@ -499,7 +500,7 @@ impl Mempool {
         let (mut taken, mut bytes) = (Vec::new(), 0);
         let (mut next, mut passed, mut passed_bytes) = (self.cursor, 0, 0);
         // What the cursor moves over leaves the per-bucket counts.
-        let mut left = Vec::new();
+        let mut left: Vec<(u64, u64, usize)> = Vec::new(); // (bucket key, number, size)
         for (&seq, (_, tx, key)) in self.txs.range(self.cursor..) {
             if buckets.is_some_and(|b| {
                 b.mine.binary_search(&bucket_of_key(*key, tx.tx_no, b.count)).is_err()
@@ -507,7 +508,7 @@ impl Mempool {
                 next = seq + 1;
                 passed += 1;
                 passed_bytes += tx.size();
-                left.push(seq);
+                left.push((*key, tx.tx_no, tx.size()));
                 continue;
             }
             if taken.len() == self.params.max_txs_in_batch
@@ -517,16 +518,12 @@ impl Mempool {
             }
             bytes += tx.size();
             taken.push(seq);
-            left.push(seq);
+            left.push((*key, tx.tx_no, tx.size()));
             next = seq + 1;
         }
         self.cursor = next;
-        if self.per_bucket.is_some() {
-            for seq in left {
-                let (_, tx, key) = &self.txs[&seq];
-                let (tx, key) = (tx.clone(), *key);
-                self.count_one(key, &tx, false);
-            }
+        for (key, tx_no, size) in left {
+            self.count_one(key, tx_no, size, false);
         }
         self.avail_txs -= taken.len() + passed;
         self.avail_bytes -= bytes + passed_bytes;
@@ -561,7 +558,7 @@ impl Mempool {
             if seq >= self.cursor {
                 self.avail_txs -= 1;
                 self.avail_bytes -= tx.size();
-                self.count_one(key, &tx, false);
+                self.count_one(key, tx.tx_no, tx.size(), false);
             }
         }
     }
@@ -599,8 +596,8 @@ impl Mempool {
                     k
                 }
             };
-            self.count_one(bucket_key, &tx, true);
-            self.present.entry(tx.client.clone()).or_default().insert(tx.tx_no, Some(seq));
+            self.count_one(bucket_key, tx.tx_no, tx.size(), true);
+            self.present.entry(tx.client.clone()).or_default().insert(tx.tx_no, seq);
             self.txs.insert(seq, (None, tx, bucket_key));
         }
         if !rejected.is_empty() {
@@ -752,15 +749,13 @@ impl Mempool {
         let mut delivered: Vec<u64> = Vec::new();
         for (client, d) in &self.progress.clients {
             let Some(present) = self.present.get(client) else { continue };
-            delivered.extend(present.range(..d.low_wm).filter_map(|(_, seq)| *seq));
+            delivered.extend(present.range(..d.low_wm).map(|(_, seq)| *seq));
             // Above the watermark: whichever is smaller, what is held or what was delivered.
             let held = present.range(d.low_wm..);
             if held.clone().take(d.delivered.len() + 1).count() <= d.delivered.len() {
-                delivered
-                    .extend(held.filter(|(n, _)| d.delivered.contains(n)).filter_map(|(_, s)| *s));
+                delivered.extend(held.filter(|(n, _)| d.delivered.contains(n)).map(|(_, s)| *s));
             } else {
-                delivered
-                    .extend(d.delivered.iter().filter_map(|n| present.get(n).copied().flatten()));
+                delivered.extend(d.delivered.iter().filter_map(|n| present.get(n).copied()));
             }
         }
         for seq in delivered {
