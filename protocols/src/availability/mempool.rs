@@ -597,7 +597,15 @@ impl Mempool {
                 }
             };
             self.count_one(bucket_key, tx.tx_no, tx.size(), true);
-            self.present.entry(tx.client.clone()).or_default().insert(tx.tx_no, seq);
+            // (No `entry(client.clone())`: that would copy the client's ID for every transaction.)
+            match self.present.get_mut(&tx.client) {
+                Some(p) => {
+                    p.insert(tx.tx_no, seq);
+                }
+                None => {
+                    self.present.insert(tx.client.clone(), BTreeMap::from([(tx.tx_no, seq)]));
+                }
+            }
             self.txs.insert(seq, (None, tx, bucket_key));
         }
         if !rejected.is_empty() {
