@@ -513,7 +513,9 @@ pub fn plot(points: &[Point], path: &std::path::Path) -> Result<(), String> {
         lines.entry(p.label.as_str()).or_default().push(p);
     }
     let max_x = points.iter().map(|p| p.tps).fold(0.0, f64::max).max(1.0) * 1.1;
-    let max_y = points.iter().map(|p| p.p50_ms).fold(0.0, f64::max).max(1.0) * 1.1;
+    // Latency on a log scale: a sweep spans milliseconds below saturation and seconds past it.
+    let max_y = points.iter().map(|p| p.p50_ms).fold(1.0, f64::max) * 1.5;
+    let min_y = points.iter().map(|p| p.p50_ms).fold(max_y, f64::min).max(0.1) / 1.5;
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     let e = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     root.fill(&WHITE).map_err(|x| e(&x))?;
@@ -522,18 +524,18 @@ pub fn plot(points: &[Point], path: &std::path::Path) -> Result<(), String> {
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.0..max_x / 1e3, 0.0..max_y)
+        .build_cartesian_2d(0.0..max_x / 1e3, (min_y..max_y).log_scale())
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
         .x_desc("end-to-end throughput (k tx/s)")
-        .y_desc("median latency (ms)")
+        .y_desc("median latency (ms, log scale)")
         .draw()
         .map_err(|x| e(&x))?;
     for (i, (label, mut pts)) in lines.into_iter().enumerate() {
         pts.sort_by(|a, b| a.offered.total_cmp(&b.offered));
         let color = Palette99::pick(i).to_rgba();
-        let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.tps / 1e3, p.p50_ms)).collect();
+        let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.tps / 1e3, p.p50_ms.max(min_y))).collect();
         chart
             .draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
             .map_err(|x| e(&x))?
