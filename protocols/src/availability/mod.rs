@@ -18,7 +18,8 @@
 //! ```
 //!
 //! * [`mempool`]: admits transactions (bounded in count and bytes, and per client by a watermark
-//!   window), hashes them into IDs through the hasher, forms batches by count, bytes and timeout,
+//!   window), forms batches by count, bytes and timeout (hashing a transaction into its ID
+//!   through the hasher when a batch first takes it),
 //!   re-proposes what was not ordered when an epoch starts, and prunes what was delivered.
 //! * [`batchdb`]: stores batches by ID, garbage-collected by retention index (the epoch).
 //! * [`msc`]: the multisig collector, one instance per epoch made by [`msc::factory`]. A
