@@ -45,7 +45,7 @@ use mir_runtime::stdevents::Init;
 use mir_runtime::{payload, request_response, ModuleId};
 use serde::{Deserialize, Serialize};
 
-use super::{bucket_of_key, client_key, tx_id_data, Buckets, ClientId, ClientProgress, Tx, TxId};
+use super::{bucket_of_key, tx_id_data, Buckets, ClientId, ClientKeys, ClientProgress, Tx, TxId};
 
 // ---- Events ----
 
@@ -577,7 +577,7 @@ impl Mempool {
     fn new_transactions(&mut self, ctx: &mut Ctx<Self>, new: NewTransactions) -> Handled {
         let mut rejected = Vec::new();
         // The client's bucket key, computed once per run of one client's transactions.
-        let mut last_key: Option<(ClientId, u64)> = None;
+        let mut keys = ClientKeys::default();
         for tx in new.txs {
             if let Some((kind, reason)) = self.refusal(&tx) {
                 rejected.push(Rejected { client: tx.client, tx_no: tx.tx_no, reason, kind });
@@ -588,14 +588,7 @@ impl Mempool {
             self.held_bytes += tx.size();
             self.avail_txs += 1;
             self.avail_bytes += tx.size();
-            let bucket_key = match &last_key {
-                Some((c, k)) if *c == tx.client => *k,
-                _ => {
-                    let k = client_key(&tx.client.0);
-                    last_key = Some((tx.client.clone(), k));
-                    k
-                }
-            };
+            let bucket_key = keys.of(&tx.client);
             self.count_one(bucket_key, tx.tx_no, tx.size(), true);
             // (No `entry(client.clone())`: that would copy the client's ID for every transaction.)
             match self.present.get_mut(&tx.client) {

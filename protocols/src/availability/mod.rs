@@ -256,16 +256,9 @@ impl Buckets {
     /// assert!(!b.holds_all(&[Tx::new("alice", 0, "x"), Tx::new("alice", 1, "y")]));
     /// ```
     pub fn holds_all(&self, txs: &[Tx]) -> bool {
-        let mut last: Option<(&str, u64)> = None;
+        let mut keys = ClientKeys::default();
         txs.iter().all(|tx| {
-            let key = match last {
-                Some((c, k)) if c == tx.client.0 => k,
-                _ => {
-                    let k = client_key(&tx.client.0);
-                    last = Some((&tx.client.0, k));
-                    k
-                }
-            };
+            let key = keys.of(&tx.client);
             self.mine.binary_search(&bucket_of_key(key, tx.tx_no, self.count)).is_ok()
         })
     }
@@ -288,6 +281,33 @@ pub fn bucket_of(client: &str, n: u64, buckets: u64) -> u64 {
 pub fn client_key(client: &str) -> u64 {
     let h = mir_runtime::stdmodules::hasher::digest(&[client.as_bytes().to_vec()]);
     u64::from_le_bytes(h[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
+}
+
+/// [`client_key`] of the last client asked for, kept: transactions come in runs of one client's.
+#[derive(Debug, Default)]
+pub struct ClientKeys {
+    last: Option<(ClientId, u64)>,
+}
+
+impl ClientKeys {
+    /// `client`'s key (hashed only when the client differs from the last one asked for).
+    ///
+    /// ```
+    /// use protocols::availability::{client_key, ClientKeys};
+    /// let mut keys = ClientKeys::default();
+    /// assert_eq!(keys.of(&"alice".into()), client_key("alice"));
+    /// assert_eq!(keys.of(&"bob".into()), client_key("bob"));
+    /// ```
+    pub fn of(&mut self, client: &ClientId) -> u64 {
+        match &self.last {
+            Some((c, k)) if c == client => *k,
+            _ => {
+                let k = client_key(&client.0);
+                self.last = Some((client.clone(), k));
+                k
+            }
+        }
+    }
 }
 
 /// [`bucket_of`] from the client's [`client_key`].
