@@ -83,9 +83,7 @@ fn run(certs: usize, batch: usize, payload: usize, ecdsa_crypto: bool) -> Run {
             max_requests: certs as u64,
             ..MscParams::default()
         },
-        destination: None,
-        checkpoint: None,
-        wal: None,
+        ..Config::default()
     };
     let seen = Shared::default();
     let mut sim = Simulation::new(SimConfig { digest: false, ..SimConfig::with_seed(1) });

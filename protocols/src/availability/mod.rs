@@ -381,6 +381,11 @@ pub struct Config {
     pub mempool: mempool::MempoolParams,
     /// The multisig collector's limits.
     pub msc: msc::MscParams,
+    /// Most bytes the batch database holds, if not
+    /// [`batchdb::DEFAULT_CAPACITY_BYTES`]. Under ISS it holds the batches of the epochs not
+    /// yet garbage-collected (about two epochs' worth); it must fit them, or signers stop
+    /// vouching for new batches until the next stable checkpoint.
+    pub batchdb_capacity_bytes: Option<usize>,
     /// Where the batch fetcher sends ordered batches (and the mempool's rejections go to their
     /// submitter). Default `app`.
     pub destination: Option<String>,
@@ -437,10 +442,17 @@ pub fn add_to(
         );
     }
     let id = ModuleId::new;
+    if config.batchdb_capacity_bytes.is_some_and(|c| c < config.mempool.max_payload_in_batch) {
+        return Err("batchdb_capacity_bytes must hold at least one full batch".into());
+    }
+    let batchdb = batchdb::BatchDb::new().with_capacity_bytes(
+        config.batchdb_capacity_bytes.unwrap_or(batchdb::DEFAULT_CAPACITY_BYTES),
+    );
     let batchdb = match &config.wal {
-        Some(w) => batchdb::BatchDb::new()
-            .with_wal(ModuleId::try_new(w).map_err(|e| format!("availability wal: {e}"))?),
-        None => batchdb::BatchDb::new(),
+        Some(w) => {
+            batchdb.with_wal(ModuleId::try_new(w).map_err(|e| format!("availability wal: {e}"))?)
+        }
+        None => batchdb,
     };
     let mp = mempool::Mempool::new(
         config.mempool.clone(),

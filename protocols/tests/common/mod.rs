@@ -97,9 +97,7 @@ pub fn config() -> Config {
             ..MempoolParams::default()
         },
         msc: MscParams { fetch_timeout: Duration::from_millis(200), ..MscParams::default() },
-        destination: None,
-        checkpoint: None,
-        wal: None,
+        ..Config::default()
     }
 }
 

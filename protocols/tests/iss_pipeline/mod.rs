@@ -74,7 +74,16 @@ pub fn ids() -> Vec<NodeId> {
 }
 
 pub fn node(me: &NodeId, outcome: &Outcome, mode: Mode) -> NodeBuilder {
-    node_on(me, outcome, mode, None)
+    node_on(me, outcome, mode, None, Default::default())
+}
+
+/// [`node`], with these availability settings.
+pub fn node_with_availability(
+    me: &NodeId,
+    outcome: &Outcome,
+    availability: protocols::availability::Config,
+) -> NodeBuilder {
+    node_on(me, outcome, Mode::Bucketed, None, availability)
 }
 
 /// A node with a write-ahead log on `disk`, which crashes (as a machine stopping: unsynced
@@ -86,7 +95,7 @@ pub fn node_with_wal(
     disk: &Arc<Mutex<mir_runtime::wal::disk::SimDisk>>,
 ) -> NodeBuilder {
     disk.lock().unwrap().crash();
-    node_on(me, outcome, mode, Some(disk.clone()))
+    node_on(me, outcome, mode, Some(disk.clone()), Default::default())
 }
 
 fn node_on(
@@ -94,6 +103,7 @@ fn node_on(
     outcome: &Outcome,
     mode: Mode,
     disk: Option<Arc<Mutex<mir_runtime::wal::disk::SimDisk>>>,
+    availability: protocols::availability::Config,
 ) -> NodeBuilder {
     if let Some(s) = outcome.lock().unwrap().get_mut(me) {
         // A restart: the application starts from scratch.
@@ -112,6 +122,7 @@ fn node_on(
             ..PbftConfig::default()
         },
         iss: IssConfig { mode, ..IssConfig::default() },
+        availability,
         ..NodeSettings::default()
     };
     let b = Node::builder(me.clone())

@@ -377,6 +377,7 @@ fn node_full(
         agreement: id("chkp-agreement"),
         consumer: id("app"),
         availability: None,
+        batchdb: None,
         batchfetcher: None,
         net: id("net"),
         crypto: id("crypto"),

@@ -193,6 +193,10 @@ pub struct IssModules {
     /// certificates: ISS creates its instance of each epoch (`<availability>/<epoch>`), and the
     /// SB instances of the epoch take their proposals from it and verify them with it.
     pub availability: Option<ModuleId>,
+    /// The availability layer's batch database, if any: garbage-collected with the epochs
+    /// (the batches of epochs before the retained ones go; without this it fills up, refuses to
+    /// store, and its node stops vouching for batches).
+    pub batchdb: Option<ModuleId>,
     /// The availability layer's batch fetcher, if any: it gets `EpochStart`, one `DeliverCert`
     /// per log entry (⊥: the empty certificate), `SnapshotRequest` and `RestoreState`, in log
     /// order.
@@ -240,6 +244,20 @@ pub struct Iss {
 }
 
 impl Iss {
+    /// Garbage-collects every module that keeps something per epoch: instances and batches of
+    /// epochs before `retention_index` go.
+    pub(crate) fn collect_garbage(&self, ctx: &mut Ctx<Self>, retention_index: u64) {
+        let gc = GarbageCollect { retention_index };
+        let m = &self.modules;
+        let optional = [&m.availability, &m.batchdb];
+        for to in [&m.orderer, &m.checkpoint, &m.agreement]
+            .into_iter()
+            .chain(optional.into_iter().flatten())
+        {
+            ctx.emit(to, gc.clone());
+        }
+    }
+
     /// ISS of node `me` over `membership` (distinct members, positive weights). Errors for a
     /// bad setting. A node outside `membership` is one that joins later ([`reconfig`]): it
     /// trusts `membership` to certify the first checkpoint it fetches, and waits until a
@@ -535,6 +553,7 @@ fn add(
         agreement: id(names::AGREEMENT),
         consumer: app.clone(),
         availability: Some(id(a::AVAILABILITY)),
+        batchdb: Some(id(a::BATCHDB)),
         batchfetcher: Some(id(a::BATCHFETCHER)),
         net: id(a::NET),
         crypto: id(a::CRYPTO),
@@ -707,13 +726,7 @@ impl Iss {
         let keep = c.epoch.saturating_sub(self.config.retained_epochs);
         self.policy_at = self.policy_at.split_off(&c.epoch);
         self.transfer.own = self.transfer.own.split_off(&c.epoch);
-        let gc = GarbageCollect { retention_index: keep };
-        ctx.emit(&self.modules.orderer, gc.clone());
-        ctx.emit(&self.modules.checkpoint, gc.clone());
-        ctx.emit(&self.modules.agreement, gc.clone());
-        if let Some(a) = &self.modules.availability {
-            ctx.emit(a, gc);
-        }
+        self.collect_garbage(ctx, keep);
         self.stable = Some(c.clone());
         self.forget_memberships(c.epoch);
         self.update_serving(ctx);

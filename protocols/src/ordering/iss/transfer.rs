@@ -48,7 +48,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mir_dsl::prelude::*;
 use mir_runtime::stdevents::crypto::{HashRequest, HashResult, SigsVerified};
-use mir_runtime::stdevents::GarbageCollect;
 use serde::{Deserialize, Serialize};
 
 use super::epoch::EpochLayout;
@@ -310,13 +309,7 @@ impl Iss {
             "state transfer"
         );
         // Every instance of an earlier epoch goes, and what this node had of those epochs.
-        let gc = GarbageCollect { retention_index: c.epoch };
-        ctx.emit(&self.modules.orderer, gc.clone());
-        ctx.emit(&self.modules.checkpoint, gc.clone());
-        ctx.emit(&self.modules.agreement, gc.clone());
-        if let Some(a) = &self.modules.availability {
-            ctx.emit(a, gc);
-        }
+        self.collect_garbage(ctx, c.epoch);
         self.log.clear();
         self.policy_at.clear();
         // Records of instances of earlier epochs will never be asked for.
