@@ -74,6 +74,34 @@ fn a_sweep_prints_summaries_and_writes_the_csv_and_the_plot() {
 }
 
 #[test]
+fn clients_can_send_to_one_node_each() {
+    // `--submit-to one` with Trantor's redundant mode: each node proposes what its own clients
+    // sent; everything is delivered at every node all the same.
+    let out = std::env::temp_dir().join(format!("bench-test-one-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = bench()
+        .args(["--nodes", "4", "--clients", "4", "--tx-size", "128", "--duration", "3"])
+        .args(["--rate", "400", "--mode", "redundant", "--submit-to", "one", "--out"])
+        .arg(&out)
+        .output()
+        .expect("the bench binary runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}
+{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains(" Protocol: iss-redundant-simple-submit-to-one"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
+    let p = &examples::bench::read_csv(&csv).unwrap()[0];
+    assert!(p.tps > 0.0 && p.p50_ms > 0.0, "{csv}");
+    let sent: u64 = csv.lines().nth(1).unwrap().split(',').nth(16).unwrap().parse().unwrap();
+    assert!(sent > 0 && sent <= 400 * 3, "{csv}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
 fn bad_settings_are_refused_with_a_reason() {
     for (args, reason) in [
         (vec!["--nodes", "0"], "--nodes and --clients must be at least 1"),
@@ -82,6 +110,7 @@ fn bad_settings_are_refused_with_a_reason() {
         (vec!["--protocol", "hotstuff"], "expected iss or pbft"),
         (vec!["--clients", "4", "--rate", "3"], "at least one transaction per second per client"),
         (vec!["--batch-size", "0"], "must be at least 1"),
+        (vec!["--submit-to", "some"], "invalid value 'some'"),
         (vec!["--clients", "1", "--rate", "400", "--tx-size", "500000"], "use more --clients"),
     ] {
         let out = bench().args(&args).output().unwrap();

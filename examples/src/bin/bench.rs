@@ -52,9 +52,16 @@ struct RunArgs {
     /// Nodes.
     #[arg(long, default_value_t = 4)]
     nodes: usize,
-    /// Load clients (processes); each sends to every node.
+    /// Load clients (processes); each sends to every node (see --submit-to).
     #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// `all`: each client sends every transaction to every node (the ISS paper's clients:
+    /// no leader can censor them). `one`: client `c` sends only to node `c mod n`, as the
+    /// HotStuff and Narwhal benchmark clients do; pair it with `--mode redundant`, where any
+    /// leader proposes what it holds (with buckets, a transaction waits for an epoch in which
+    /// its node leads its bucket).
+    #[arg(long, default_value = "all", value_parser = ["all", "one"])]
+    submit_to: String,
     /// Transactions per second offered, all clients together.
     #[arg(long, default_value_t = 50_000)]
     rate: u64,
@@ -299,7 +306,9 @@ fn harness(run: &RunArgs, proto: &ProtoArgs) -> Result<(), Error> {
         .into());
     }
     std::fs::create_dir_all(&run.out).map_err(|e| format!("{}: {e}", run.out.display()))?;
-    let label = run.label.clone().unwrap_or_else(|| proto.label());
+    let label = run.label.clone().unwrap_or_else(|| {
+        proto.label() + if run.submit_to == "one" { "-submit-to-one" } else { "" }
+    });
     let csv = run.out.join("bench.csv");
     for (i, &rate) in rates.iter().enumerate() {
         eprintln!(
@@ -320,7 +329,7 @@ fn harness(run: &RunArgs, proto: &ProtoArgs) -> Result<(), Error> {
             duration: run.duration,
         };
         let dir = run.out.join(format!("{label}-{rate}"));
-        let results = one_run(config, proto, &dir)?;
+        let results = one_run(config, proto, &dir, run.submit_to == "one")?;
         print!("{}", results.summary());
         if run.stats {
             print!("{}", results.busy_table());
@@ -398,7 +407,13 @@ fn read_lines(
     });
 }
 
-fn one_run(config: RunConfig, proto: &ProtoArgs, dir: &Path) -> Result<Results, Error> {
+/// One run; `to_one`: each client sends to one node only (`--submit-to one`).
+fn one_run(
+    config: RunConfig,
+    proto: &ProtoArgs,
+    dir: &Path,
+    to_one: bool,
+) -> Result<Results, Error> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -467,12 +482,13 @@ fn one_run(config: RunConfig, proto: &ProtoArgs, dir: &Path) -> Result<Results, 
     for c in 0..config.clients {
         let id = format!("client-{c}");
         let rate = per_client + u64::from((c as u64) < extra);
+        let ports = if to_one { port_list[c % n].clone() } else { port_list.join(",") };
         let args = vec![
             "client".to_string(),
             "--id".into(),
             id.clone(),
             "--ports".into(),
-            port_list.join(","),
+            ports,
             "--rate".into(),
             rate.to_string(),
             "--tx-size".into(),

@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::module::{Batch, ModuleError, ModuleResult, Outbox, PassiveModule};
-use crate::stdevents::crypto::{frame, HashRequest, HashResult};
+use crate::stdevents::crypto::{HashRequest, HashResult};
 use crate::stdevents::Init;
 
 /// SHA-256 of framed data: what the hasher answers for one item.
@@ -15,9 +15,19 @@ use crate::stdevents::Init;
 /// use mir_runtime::stdmodules::hasher::digest;
 /// assert_ne!(digest(&[b"ab".to_vec(), b"c".to_vec()]), digest(&[b"a".to_vec(), b"bc".to_vec()]));
 /// assert_eq!(digest(&[]).len(), 32);
+/// // The same as hashing the framing in one piece.
+/// use sha2::{Digest, Sha256};
+/// let d = [b"ab".to_vec(), vec![7; 300]];
+/// assert_eq!(digest(&d), Sha256::digest(mir_runtime::stdevents::crypto::frame(&d)).to_vec());
 /// ```
 pub fn digest(data: &[Vec<u8>]) -> Vec<u8> {
-    Sha256::digest(frame(data)).to_vec()
+    // The framing, fed to the hash part by part (no copy of the data into one buffer).
+    let mut h = Sha256::new();
+    for d in data {
+        h.update((d.len() as u64).to_le_bytes());
+        h.update(d);
+    }
+    h.finalize().to_vec()
 }
 
 /// The hasher module.
