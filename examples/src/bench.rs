@@ -61,6 +61,23 @@ impl Burst {
         Burst { client: client.to_owned(), first, payload, tx_size }
     }
 
+    /// The burst that sends transactions `first..first + count` again: the same payloads as
+    /// when they were first sent (the first of each of the client's bursts, `is_sample`, was a
+    /// sample), so a node that took the first sending holds the very same transactions.
+    pub fn resend(
+        client: &str,
+        first: u64,
+        count: usize,
+        tx_size: usize,
+        is_sample: impl Fn(u64) -> bool,
+    ) -> Self {
+        let mut b = Burst::new(client, first, count, tx_size);
+        for (i, tx) in b.payload.chunks_mut(b.tx_size).enumerate() {
+            tx[0] = if is_sample(first + i as u64) { SAMPLE } else { NOT_SAMPLE };
+        }
+        b
+    }
+
     /// How many transactions.
     pub fn count(&self) -> usize {
         self.payload.len() / self.tx_size
@@ -169,6 +186,35 @@ impl Burst {
     }
 }
 
+/// What a node tells a load client on its connection: the numbers of its transactions the
+/// mempool refused for now (full, or outside the client's window), which the client sends
+/// again. A frame is a 4-byte little-endian count, then that many 8-byte numbers.
+pub fn encode_refused(numbers: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 8 * numbers.len());
+    out.extend_from_slice(&(numbers.len() as u32).to_le_bytes());
+    for n in numbers {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out
+}
+
+/// Most numbers in one [`encode_refused`] frame a client takes.
+pub const MAX_REFUSED_PER_FRAME: usize = 1 << 20;
+
+/// Contiguous runs `(first, count)` of `numbers` (sorted, without duplicates, first).
+pub fn runs(numbers: &mut Vec<u64>) -> Vec<(u64, usize)> {
+    numbers.sort_unstable();
+    numbers.dedup();
+    let mut out: Vec<(u64, usize)> = Vec::new();
+    for &n in numbers.iter() {
+        match out.last_mut() {
+            Some((first, count)) if *first + *count as u64 == n => *count += 1,
+            _ => out.push((n, 1)),
+        }
+    }
+    out
+}
+
 /// The mean and percentiles of some latencies, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Latency {
@@ -232,6 +278,9 @@ pub struct ClientReport {
     pub sent: u64,
     /// Bursts it could not send on time (skipped, never caught up: the rate is a ceiling).
     pub late_bursts: u64,
+    /// Transactions sent again to a node whose mempool had refused them (full, or outside the
+    /// window); they count against the rate like new ones.
+    pub resent: u64,
 }
 
 /// A run's settings, as the summary prints them.
@@ -276,6 +325,8 @@ pub struct Results {
     pub refused: BTreeMap<String, u64>,
     /// Bursts the clients could not send on time.
     pub late_bursts: u64,
+    /// Transactions the clients sent again after a refusal.
+    pub resent: u64,
     /// Per module kind (`ordering/3.1` counts as `ordering`), all nodes together: seconds busy
     /// and events handled.
     pub busy: BTreeMap<String, (f64, u64)>,
@@ -337,6 +388,7 @@ impl Results {
             samples_sent: clients.values().map(|c| c.sent_samples.len()).sum(),
             refused,
             late_bursts: clients.values().map(|c| c.late_bursts).sum(),
+            resent: clients.values().map(|c| c.resent).sum(),
             config,
         }
     }
@@ -387,6 +439,9 @@ impl Results {
                 group(refused as f64),
                 why.join(", ")
             );
+        }
+        if self.resent > 0 {
+            let _ = writeln!(s, " Sent again after a refusal: {} tx", group(self.resent as f64));
         }
         if self.late_bursts > 0 {
             let _ = writeln!(s, " Bursts the clients could not send on time: {}", self.late_bursts);
@@ -558,6 +613,21 @@ pub fn plot(points: &[Point], path: &std::path::Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_resent_burst_carries_the_same_transactions() {
+        use super::*;
+        // Bursts of 3 from 0: samples 0, 3, 6. Sending 2..=4 again keeps 3 a sample.
+        let first: Vec<Tx> =
+            [0, 3].iter().flat_map(|f| Burst::new("c", *f, 3, 8).into_txs().0).collect();
+        let again = Burst::resend("c", 2, 3, 8, |n| n % 3 == 0).into_txs().0;
+        assert_eq!(again, first[2..5].to_vec());
+        let mut numbers = vec![7, 3, 4, 9, 8, 3];
+        assert_eq!(runs(&mut numbers), vec![(3, 2), (7, 3)]);
+        let f = encode_refused(&[5, 6]);
+        assert_eq!(f.len(), 4 + 16);
+        assert_eq!(&f[..4], &2u32.to_le_bytes());
+    }
+
     use super::*;
 
     #[test]
@@ -623,6 +693,7 @@ mod tests {
             sent_samples: [(0, 990_000), (10, 1_490_000)].into(),
             sent: 20,
             late_bursts: 0,
+            resent: 0,
         };
         let config = RunConfig {
             label: "iss".into(),

@@ -102,6 +102,44 @@ fn clients_can_send_to_one_node_each() {
 }
 
 #[test]
+fn what_a_full_mempool_refuses_is_sent_again() {
+    // Mempools of 60 transactions against bursts of 50 per client and node: they refuse as
+    // `full`, the nodes tell the clients, and the clients send those numbers again, so no
+    // number is left out for good (a gap would stall its client's window: `outsidewindow`).
+    let out = std::env::temp_dir().join(format!("bench-test-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = bench()
+        .args(["--nodes", "4", "--clients", "2", "--tx-size", "64", "--duration", "4"])
+        .args(["--rate", "2000", "--batch-size", "20", "--mempool-capacity", "60", "--out"])
+        .arg(&out)
+        .output()
+        .expect("the bench binary runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let line = |prefix: &str| stdout.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
+    let refused = line(" Refused by the mempools: ").expect("refusals: the mempools were full");
+    assert!(refused.contains("full") && !refused.contains("outsidewindow"), "{refused}");
+    let resent = line(" Sent again after a refusal: ").expect("the clients sent them again");
+    let n = |l: &str| -> u64 {
+        l.split(':')
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap()
+    };
+    assert!(n(&resent) > 0, "{resent}");
+    // Delivered: more than the mempools could ever have held at once.
+    let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
+    let delivered: u64 = csv.lines().nth(1).unwrap().split(',').nth(15).unwrap().parse().unwrap();
+    assert!(delivered > 4 * 60, "{csv}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
 fn bad_settings_are_refused_with_a_reason() {
     for (args, reason) in [
         (vec!["--nodes", "0"], "--nodes and --clients must be at least 1"),
@@ -111,6 +149,7 @@ fn bad_settings_are_refused_with_a_reason() {
         (vec!["--clients", "4", "--rate", "3"], "at least one transaction per second per client"),
         (vec!["--batch-size", "0"], "must be at least 1"),
         (vec!["--submit-to", "some"], "invalid value 'some'"),
+        (vec!["--batch-size", "50", "--mempool-capacity", "10"], "must hold at least one batch"),
         (vec!["--clients", "1", "--rate", "400", "--tx-size", "500000"], "use more --clients"),
     ] {
         let out = bench().args(&args).output().unwrap();

@@ -13,7 +13,7 @@
 //! Each run appends a row to `OUT/bench.csv` and redraws `OUT/bench.svg` from all its rows (one
 //! line per configuration); the nodes' and clients' logs are in `OUT/<label>-<rate>/`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -29,7 +29,7 @@ use mir_dsl::mir_runtime::{
     Batch, Event, ModuleId, ModuleResult, NodeHandle, NodeId, Outbox, PassiveModule,
 };
 use protocols::availability::batchfetcher::{NewOrderedBatch, RestoreState, SnapshotRequest};
-use protocols::availability::mempool::{NewTransactions, TransactionsRejected};
+use protocols::availability::mempool::{NewTransactions, RejectKind, TransactionsRejected};
 use protocols::ordering::checkpoint::AppSnapshot;
 use protocols::ordering::iss::leaders::LeaderPolicy;
 use protocols::ordering::iss::{self, IssConfig, Mode, NodeSettings};
@@ -114,6 +114,10 @@ struct ProtoArgs {
     /// A write-ahead log per node (synced once per batch of events), under the run's directory.
     #[arg(long)]
     wal: bool,
+    /// Most transactions a node's mempool holds (the library's default: 100,000); beyond it,
+    /// it refuses them as `full` and the clients send them again.
+    #[arg(long)]
+    mempool_capacity: Option<usize>,
 }
 
 impl ProtoArgs {
@@ -138,6 +142,9 @@ impl ProtoArgs {
         if self.wal {
             l += "-wal";
         }
+        if let Some(c) = self.mempool_capacity {
+            l += &format!("-mempool{c}");
+        }
         l
     }
 
@@ -147,6 +154,9 @@ impl ProtoArgs {
         }
         if self.segment_length == Some(0) || self.batch_size == 0 {
             return Err("--segment-length and --batch-size must be at least 1".into());
+        }
+        if self.mempool_capacity.is_some_and(|c| c < self.batch_size) {
+            return Err("--mempool-capacity must hold at least one batch (--batch-size)".into());
         }
         Ok(())
     }
@@ -167,6 +177,9 @@ impl ProtoArgs {
         m.max_txs_in_batch = self.batch_size;
         m.batch_timeout = Duration::from_millis(self.batch_timeout_ms);
         m.client_window = window.max(m.client_window);
+        if let Some(c) = self.mempool_capacity {
+            m.capacity_txs = c;
+        }
         s
     }
 
@@ -188,6 +201,9 @@ impl ProtoArgs {
         }
         if self.wal {
             a.push("--wal".into());
+        }
+        if let Some(c) = self.mempool_capacity {
+            a.extend(["--mempool-capacity".into(), c.to_string()]);
         }
         a
     }
@@ -605,7 +621,8 @@ fn node_line(r: &mut NodeReport, l: &str) -> bool {
     match w[0] {
         "ingest" => {
             if let (Some(n), Some(t)) = (num(2), num(3)) {
-                r.ingested.insert((w[1].to_string(), n), t);
+                // A sample sent again (after a refusal) counts from its first arrival.
+                r.ingested.entry((w[1].to_string(), n)).or_insert(t);
             }
         }
         "deliver" => {
@@ -652,6 +669,7 @@ fn client_line(r: &mut ClientReport, l: &str) -> bool {
         "end" => {
             r.sent = num(1).unwrap_or(0);
             r.late_bursts = num(2).unwrap_or(0);
+            r.resent = num(3).unwrap_or(0);
             return true;
         }
         _ => {}
@@ -725,7 +743,13 @@ enum Note {
 struct BenchApp {
     delivered: u64,
     notes: mpsc::Sender<Note>,
+    refusals: Refusals,
 }
+
+/// Where to tell each load client which of its transactions the mempool refused for now: its
+/// connection's writer (a lookup table of the benchmark's plumbing, never iterated).
+type Refusals =
+    std::sync::Arc<std::sync::Mutex<HashMap<String, tokio::sync::mpsc::Sender<Vec<u64>>>>>;
 
 impl PassiveModule for BenchApp {
     fn apply_events(&mut self, events: Batch<'_>, out: &mut Outbox) -> ModuleResult {
@@ -750,6 +774,22 @@ impl PassiveModule for BenchApp {
                 let why =
                     r.rejected.iter().map(|x| format!("{:?}", x.kind).to_lowercase()).collect();
                 let _ = self.notes.send(Note::Refused(why));
+                // Refused for now (full, or outside the window while earlier ones are ordered):
+                // the client sends them again, so that no number is left out for good (a gap
+                // would hold its client's window, and then everything it sends, back).
+                let mut again: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+                for x in &r.rejected {
+                    if matches!(x.kind, RejectKind::Full | RejectKind::OutsideWindow) {
+                        again.entry(x.client.0.as_str()).or_default().push(x.tx_no);
+                    }
+                }
+                let routes = self.refusals.lock().expect("not poisoned");
+                for (client, numbers) in again {
+                    // A full channel drops them: that client is far behind already.
+                    if let Some(to) = routes.get(client) {
+                        let _ = to.try_send(numbers);
+                    }
+                }
             }
         }
         Ok(())
@@ -771,8 +811,9 @@ fn node(
     let keys = NodeKeys::test(DEMO_SEED, &me);
     let settings = proto.settings(window);
     let (notes, notes_rx) = mpsc::channel();
+    let refusals = Refusals::default();
     let builder = mir_dsl::mir_runtime::Node::builder(me.clone())
-        .passive("app", BenchApp { delivered: 0, notes: notes.clone() })
+        .passive("app", BenchApp { delivered: 0, notes: notes.clone(), refusals: refusals.clone() })
         .passive_on_worker(
             "crypto",
             EcdsaCrypto::new(keys.signing.clone(), membership.registry()?).threads(2),
@@ -799,7 +840,7 @@ fn node(
         }
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", load_port)).await?;
         let _ = notes.send(Note::Ready);
-        let accept = tokio::spawn(accept_load(listener, handle.clone(), notes.clone()));
+        let accept = tokio::spawn(accept_load(listener, handle.clone(), notes.clone(), refusals));
         // Standard input closed (by the harness): stop.
         tokio::task::spawn_blocking(|| {
             let mut sink = Vec::new();
@@ -885,6 +926,7 @@ async fn accept_load(
     listener: tokio::net::TcpListener,
     handle: NodeHandle,
     notes: mpsc::Sender<Note>,
+    refusals: Refusals,
 ) {
     loop {
         let (conn, peer) = match listener.accept().await {
@@ -896,59 +938,119 @@ async fn accept_load(
                 continue;
             }
         };
-        let (handle, notes) = (handle.clone(), notes.clone());
+        let (handle, notes, refusals) = (handle.clone(), notes.clone(), refusals.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_load(conn, handle, notes).await {
+            if let Err(e) = serve_load(conn, handle, notes, refusals).await {
                 tracing::warn!(%peer, "load connection dropped: {e}");
             }
         });
     }
 }
 
+/// Reads a client's bursts into the mempool; writes back what the mempool refused for now.
 async fn serve_load(
-    mut conn: tokio::net::TcpStream,
+    conn: tokio::net::TcpStream,
     handle: NodeHandle,
     notes: mpsc::Sender<Note>,
+    refusals: Refusals,
 ) -> Result<(), String> {
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     conn.set_nodelay(true).ok();
+    let (mut conn, back) = conn.into_split();
+    let mut back = Some(back);
+    let mut registered: Option<String> = None;
+    let mut writer: Option<tokio::task::JoinHandle<()>> = None;
     let mut body = Vec::new(); // reused: a fresh buffer per frame costs fresh pages
-    loop {
+    let result = loop {
         let mut len = [0u8; 4];
         match conn.read_exact(&mut len).await {
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
+            Err(e) => break Err(e.to_string()),
         }
         let len = u32::from_le_bytes(len) as usize;
         if len > bench::MAX_FRAME {
-            return Err(format!("a frame of {len} bytes (at most {})", bench::MAX_FRAME));
+            break Err(format!("a frame of {len} bytes (at most {})", bench::MAX_FRAME));
         }
         body.resize(len, 0);
-        conn.read_exact(&mut body).await.map_err(|e| e.to_string())?;
-        let (client, txs, samples) = Burst::decode_txs(&body)?;
+        if let Err(e) = conn.read_exact(&mut body).await {
+            break Err(e.to_string());
+        }
+        let (client, txs, samples) = match Burst::decode_txs(&body) {
+            Ok(b) => b,
+            Err(e) => break Err(e),
+        };
+        if registered.is_none() {
+            // The first frame names the client: its refusals go back on this connection.
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u64>>(1024);
+            let mut routes = refusals.lock().expect("not poisoned");
+            if routes.contains_key(&client) {
+                break Err(format!("a second connection of client {client}"));
+            }
+            routes.insert(client.clone(), tx);
+            registered = Some(client.clone());
+            let mut back = back.take().expect("a client registers once");
+            writer = Some(tokio::spawn(async move {
+                while let Some(numbers) = rx.recv().await {
+                    if back.write_all(&bench::encode_refused(&numbers)).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
         if !samples.is_empty() {
             let _ = notes.send(Note::Ingested(client, samples));
         }
         let ev = Event::new("app", "mempool", NewTransactions { txs });
-        handle.inject(vec![ev]).await.map_err(|e| format!("the node stopped: {e}"))?;
+        if let Err(e) = handle.inject(vec![ev]).await {
+            break Err(format!("the node stopped: {e}"));
+        }
+    };
+    if let Some(c) = registered {
+        refusals.lock().expect("not poisoned").remove(&c);
     }
+    if let Some(w) = writer {
+        w.abort();
+    }
+    result
 }
 
 // ---------------------------------------------------------------------------------------------
 // A load client
 
 fn client(id: &str, ports: &[u16], rate: u64, tx_size: usize, duration: f64) -> Result<(), Error> {
+    use std::sync::{Arc, Mutex};
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        use tokio::io::AsyncWriteExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Per node: the connection, and the numbers it refused for now (to send again).
         let mut conns = Vec::new();
         for p in ports {
             let c = tokio::net::TcpStream::connect(("127.0.0.1", *p))
                 .await
                 .map_err(|e| format!("node load port {p}: {e}"))?;
             c.set_nodelay(true).ok();
-            conns.push(c);
+            let (mut read, write) = c.into_split();
+            let refused: Arc<Mutex<Vec<u64>>> = Arc::default();
+            let queue = refused.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 4];
+                let mut body = Vec::new();
+                while read.read_exact(&mut head).await.is_ok() {
+                    let count = u32::from_le_bytes(head) as usize;
+                    if count > bench::MAX_REFUSED_PER_FRAME {
+                        break; // not what a node sends: stop listening to it
+                    }
+                    body.resize(8 * count, 0);
+                    if read.read_exact(&mut body).await.is_err() {
+                        break;
+                    }
+                    let numbers =
+                        body.chunks(8).map(|b| u64::from_le_bytes(b.try_into().expect("8")));
+                    queue.lock().expect("not poisoned").extend(numbers);
+                }
+            });
+            conns.push((write, refused));
         }
         let mut out = std::io::stdout().lock();
         let per_burst = rate as f64 / bench::BURSTS_PER_SECOND as f64;
@@ -956,7 +1058,9 @@ fn client(id: &str, ports: &[u16], rate: u64, tx_size: usize, duration: f64) -> 
         let bursts = (duration * bench::BURSTS_PER_SECOND as f64).round() as u64;
         // `next`: the next transaction's number (numbers stay contiguous, so that the nodes'
         // client windows move); `due`: transactions due so far at the rate.
-        let (mut next, mut due, mut late) = (0u64, 0.0f64, 0u64);
+        let (mut next, mut due, mut late, mut resent) = (0u64, 0.0f64, 0u64, 0u64);
+        // The first number of every burst (its sample), to send the same payloads again.
+        let mut firsts: Vec<u64> = Vec::new();
         let t0 = tokio::time::Instant::now();
         writeln!(out, "start {}", now_us())?;
         for b in 0..bursts {
@@ -972,14 +1076,39 @@ fn client(id: &str, ports: &[u16], rate: u64, tx_size: usize, duration: f64) -> 
             if count == 0 {
                 continue;
             }
-            let frame = Burst::new(id, next, count as usize, tx_size).encode();
-            writeln!(out, "sample {next} {}", now_us())?;
-            for c in &mut conns {
-                c.write_all(&frame).await.map_err(|e| format!("sending to a node: {e}"))?;
+            // What each node refused goes to it again first; no node gets more than `count`
+            // transactions in one burst, so the rate stays a ceiling.
+            let mut again: Vec<Vec<u64>> = Vec::with_capacity(conns.len());
+            for (_, refused) in &conns {
+                let mut q = refused.lock().expect("not poisoned");
+                let mut numbers = std::mem::take(&mut *q);
+                numbers.sort_unstable();
+                numbers.dedup();
+                if numbers.len() as u64 > count {
+                    *q = numbers.split_off(count as usize);
+                }
+                again.push(numbers);
             }
-            next += count;
+            let new = count - again.iter().map(|a| a.len() as u64).max().unwrap_or(0);
+            let frame = (new > 0).then(|| Burst::new(id, next, new as usize, tx_size).encode());
+            if new > 0 {
+                writeln!(out, "sample {next} {}", now_us())?;
+                firsts.push(next);
+            }
+            let is_sample = |n: u64| firsts.binary_search(&n).is_ok();
+            for ((conn, _), mut numbers) in conns.iter_mut().zip(again) {
+                resent += numbers.len() as u64;
+                for (first, k) in bench::runs(&mut numbers) {
+                    let f = Burst::resend(id, first, k, tx_size, is_sample).encode();
+                    conn.write_all(&f).await.map_err(|e| format!("sending to a node: {e}"))?;
+                }
+                if let Some(f) = &frame {
+                    conn.write_all(f).await.map_err(|e| format!("sending to a node: {e}"))?;
+                }
+            }
+            next += new;
         }
-        writeln!(out, "end {next} {late}")?;
+        writeln!(out, "end {next} {late} {resent}")?;
         out.flush()?;
         Ok::<(), Error>(())
     })
