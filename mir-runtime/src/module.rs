@@ -154,8 +154,13 @@ impl Outbox {
     /// Emits `payload` from this module to `dest`.
     #[inline]
     pub fn send(&mut self, dest: &ModuleId, payload: impl Into<Payload>) {
-        let ev = Event { src: self.me.clone(), dest: dest.clone(), payload: payload.into() };
-        self.emit(ev);
+        self.emitted += 1;
+        let me = &self.me;
+        let make = || Event { src: me.clone(), dest: dest.clone(), payload: payload.into() };
+        match &mut self.router {
+            Some(r) => r.route_to(dest, make),
+            None => self.events.push(make()),
+        }
     }
 
     /// Number of events emitted since the module was called (or the outbox made).

@@ -61,7 +61,23 @@ impl Router {
     /// Queues `ev`, or keeps it as `unknown` if its destination does not exist.
     #[inline]
     pub(crate) fn route(&mut self, ev: Event) {
-        match self.index(&ev.dest) {
+        let to = self.index(&ev.dest);
+        self.queue(to, ev);
+    }
+
+    /// Queues the event `make()` for `dest`, its destination. The queue is found from `dest`
+    /// before the event is made: reading the key of the event's own, freshly copied `dest`
+    /// stalled on store forwarding (half of [`Outbox::send`](crate::Outbox::send)'s time in
+    /// the event-loop benchmark).
+    #[inline(always)]
+    pub(crate) fn route_to(&mut self, dest: &ModuleId, make: impl FnOnce() -> Event) {
+        let to = self.index(dest);
+        self.queue(to, make());
+    }
+
+    #[inline(always)]
+    fn queue(&mut self, to: Option<usize>, ev: Event) {
+        match to {
             Some(i) => {
                 self.queues[i].push_back(ev);
                 self.buffered += 1;
