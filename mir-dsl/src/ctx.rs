@@ -72,18 +72,18 @@ impl Continuations {
 pub struct Ctx<'a, P: ?Sized> {
     out: &'a mut Outbox,
     conts: &'a mut Continuations,
-    src: ModuleId,
+    src: &'a ModuleId,
     _protocol: PhantomData<fn(&P)>,
 }
 
 impl<'a, P: ?Sized> Ctx<'a, P> {
     #[inline]
-    pub(crate) fn new(out: &'a mut Outbox, conts: &'a mut Continuations, src: ModuleId) -> Self {
+    pub(crate) fn new(
+        out: &'a mut Outbox,
+        conts: &'a mut Continuations,
+        src: &'a ModuleId,
+    ) -> Self {
         Ctx { out, conts, src, _protocol: PhantomData }
-    }
-
-    pub(crate) fn into_source(self) -> ModuleId {
-        self.src
     }
 
     /// This module's ID.
@@ -93,7 +93,7 @@ impl<'a, P: ?Sized> Ctx<'a, P> {
 
     /// The source module of the event being handled (for conditions: of the last event).
     pub fn source(&self) -> &ModuleId {
-        &self.src
+        self.src
     }
 
     /// Emits `payload` to module `dest` of this node.
