@@ -331,3 +331,36 @@ fn a_signer_signs_a_batch_only_if_its_transactions_lie_in_their_clients_windows(
     c.run();
     assert_eq!(c.sim.summary().messages_delivered - before, 1);
 }
+
+#[test]
+fn a_batch_the_batch_db_refused_does_not_count_against_its_source() {
+    // A full batch database refuses a batch; the leader retries it. The refused batch's bytes
+    // must not stay counted against the source's budget (before session 12 they did, so a
+    // source ran out of budget on batches nobody held).
+    use protocols::availability::msc::RequestSigMessage;
+    let mut cfg = config();
+    cfg.mempool.max_payload_in_batch = 1024;
+    cfg.msc.max_payload_in_batch = 1024;
+    cfg.msc.max_bytes_per_source = 1560; // two batches of 513 bytes, then 534 more
+    cfg.batchdb_capacity_bytes = Some(1100); // two batches of 513 bytes, then 74 more
+    let mut c = cluster(8, cfg);
+    c.run();
+    let ask = |i: u64, payload: usize| {
+        let tx = Tx::new("flood", i, vec![0u8; payload]); // 5 + 8 + payload bytes
+        received(1, "availability/0", RequestSigMessage { req_id: i, txs: vec![tx], buckets: None })
+    };
+    let sent = |c: &Cluster| c.sim.summary().messages_delivered;
+    let before = sent(&c);
+    c.sim.inject(&nodes()[0], vec![ask(0, 500), ask(1, 500)]).unwrap();
+    c.run();
+    assert_eq!(sent(&c) - before, 2, "two batches stored and signed");
+    for _ in 0..3 {
+        c.sim.inject(&nodes()[0], vec![ask(2, 500)]).unwrap();
+        c.run();
+    }
+    assert_eq!(sent(&c) - before, 2, "the third refused, each time: the batch DB is full");
+    // 23 bytes: room in the batch DB, and in the budget unless the refused batch still counts.
+    c.sim.inject(&nodes()[0], vec![ask(3, 10)]).unwrap();
+    c.run();
+    assert_eq!(sent(&c) - before, 3, "a small batch is stored and signed");
+}

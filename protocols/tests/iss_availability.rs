@@ -35,10 +35,11 @@ fn the_batch_database_is_garbage_collected_with_the_epochs() {
     // batches of garbage-collected epochs must go, or the DB fills, signers refuse to store,
     // and ordering stops (it did: nothing garbage-collected the batch DB under ISS).
     use mir_runtime::sim::{SimConfig, Simulation};
-    use protocols::availability::{mempool::MempoolParams, Config};
+    use protocols::availability::{mempool::MempoolParams, msc::MscParams, Config};
 
     let availability = Config {
         mempool: MempoolParams { max_payload_in_batch: 2048, ..MempoolParams::default() },
+        msc: MscParams { max_payload_in_batch: 2048, ..MscParams::default() },
         batchdb_capacity_bytes: Some(16 << 10),
         ..Config::default()
     };

@@ -177,10 +177,14 @@ impl ProtoArgs {
         };
         // Batches of --batch-size transactions of up to 1 KiB each (the library's 1 MiB
         // otherwise), and signers that take such batches.
+        // Each signer's budget per source and epoch holds two segments of full batches (one
+        // leader leads a whole epoch with `--protocol pbft`).
         let payload = (self.batch_size * 1024).max(s.availability.mempool.max_payload_in_batch);
+        let segment = s.iss.segment_length as usize;
         let msc = &mut s.availability.msc;
         msc.max_txs_in_batch = msc.max_txs_in_batch.max(self.batch_size);
         msc.max_payload_in_batch = msc.max_payload_in_batch.max(payload);
+        msc.max_bytes_per_source = msc.max_bytes_per_source.max(payload * segment * 2);
         let m = &mut s.availability.mempool;
         m.max_txs_in_batch = self.batch_size;
         m.max_payload_in_batch = payload;
@@ -753,6 +757,8 @@ struct BenchApp {
     delivered: u64,
     notes: mpsc::Sender<Note>,
     refusals: Refusals,
+    /// Refusals not reported to their client (its channel was full): counted, logged.
+    unreported: u64,
 }
 
 /// Where to tell each load client which of its transactions the mempool refused for now: its
@@ -794,9 +800,18 @@ impl PassiveModule for BenchApp {
                 }
                 let routes = self.refusals.lock().expect("not poisoned");
                 for (client, numbers) in again {
-                    // A full channel drops them: that client is far behind already.
+                    // A full channel drops them (that client is far behind already): counted and
+                    // logged, since those numbers are then never ordered.
                     if let Some(to) = routes.get(client) {
-                        let _ = to.try_send(numbers);
+                        let n = numbers.len() as u64;
+                        if to.try_send(numbers).is_err() {
+                            self.unreported += n;
+                            tracing::warn!(
+                                client,
+                                total = self.unreported,
+                                "refusals not reported to the client (its channel is full)"
+                            );
+                        }
                     }
                 }
             }
@@ -822,7 +837,15 @@ fn node(
     let (notes, notes_rx) = mpsc::channel();
     let refusals = Refusals::default();
     let builder = mir_dsl::mir_runtime::Node::builder(me.clone())
-        .passive("app", BenchApp { delivered: 0, notes: notes.clone(), refusals: refusals.clone() })
+        .passive(
+            "app",
+            BenchApp {
+                delivered: 0,
+                notes: notes.clone(),
+                refusals: refusals.clone(),
+                unreported: 0,
+            },
+        )
         .passive_on_worker(
             "crypto",
             EcdsaCrypto::new(keys.signing.clone(), membership.registry()?).threads(2),
@@ -1001,8 +1024,10 @@ async fn serve_load(
             let mut back = back.take().expect("a client registers once");
             writer = Some(tokio::spawn(async move {
                 while let Some(numbers) = rx.recv().await {
-                    if back.write_all(&bench::encode_refused(&numbers)).await.is_err() {
-                        break;
+                    for part in numbers.chunks(bench::MAX_REFUSED_PER_FRAME) {
+                        if back.write_all(&bench::encode_refused(part)).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }));

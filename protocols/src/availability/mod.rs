@@ -383,8 +383,9 @@ pub struct Config {
     pub msc: msc::MscParams,
     /// Most bytes the batch database holds, if not
     /// [`batchdb::DEFAULT_CAPACITY_BYTES`]. Under ISS it holds the batches of the epochs not
-    /// yet garbage-collected (about two epochs' worth); it must fit them, or signers stop
-    /// vouching for new batches until the next stable checkpoint.
+    /// yet garbage-collected: `retained_epochs + 1` whole epochs and the current one, just
+    /// before a stable checkpoint. It must fit them, or signers refuse to store (and vouch for)
+    /// new batches until garbage collection frees space.
     pub batchdb_capacity_bytes: Option<usize>,
     /// Where the batch fetcher sends ordered batches (and the mempool's rejections go to their
     /// submitter). Default `app`.
@@ -442,8 +443,11 @@ pub fn add_to(
         );
     }
     let id = ModuleId::new;
-    if config.batchdb_capacity_bytes.is_some_and(|c| c < config.mempool.max_payload_in_batch) {
-        return Err("batchdb_capacity_bytes must hold at least one full batch".into());
+    if config.batchdb_capacity_bytes.is_some_and(|c| c < config.msc.max_payload_in_batch) {
+        return Err(
+            "batchdb_capacity_bytes must hold at least one full batch (msc.max_payload_in_batch)"
+                .into(),
+        );
     }
     let batchdb = batchdb::BatchDb::new().with_capacity_bytes(
         config.batchdb_capacity_bytes.unwrap_or(batchdb::DEFAULT_CAPACITY_BYTES),

@@ -61,6 +61,8 @@ pub struct SignerStored {
     req_id: u64,
     batch_id: Vec<u8>,
     buckets: Option<Buckets>,
+    /// The batch's bytes, counted against its source's budget (given back if not stored).
+    bytes: usize,
 }
 
 /// Signer: signing the statement.
@@ -140,9 +142,11 @@ impl Msc {
         tx_ids: Vec<TxId>,
         txs: Vec<Tx>,
     ) -> Handled {
+        let bytes = super::super::total_bytes(&txs);
         let store = StoreBatch::new(batch_id.clone(), tx_ids, txs, self.epoch);
         let SignFor { from, req_id, buckets } = to;
-        ctx.request(&self.modules.batchdb, store, SignerStored { from, req_id, batch_id, buckets });
+        let stored = SignerStored { from, req_id, batch_id, buckets, bytes };
+        ctx.request(&self.modules.batchdb, store, stored);
         Ok(())
     }
 }
@@ -358,9 +362,13 @@ impl Msc {
     #[upon(response)]
     fn signer_stored(&mut self, ctx: &mut Ctx<Self>, s: BatchStored, c: SignerStored) -> Handled {
         if let Some(e) = s.error {
-            // Never vouch for a batch we do not hold; forget the request so it may be retried.
+            // Never vouch for a batch we do not hold; forget the request so it may be retried,
+            // and give its bytes back to the source's budget (a retry counts them again).
             if let Some(m) = self.signed.get_mut(&c.from) {
                 m.remove(&c.req_id);
+            }
+            if let Some(b) = self.stored_bytes.get_mut(&c.from) {
+                *b = b.saturating_sub(c.bytes);
             }
             ignore!("REQUEST-SIG from {}: the batch was not stored: {e}", c.from);
         }
