@@ -805,12 +805,16 @@ impl PassiveModule for BenchApp {
                     if let Some(to) = routes.get(client) {
                         let n = numbers.len() as u64;
                         if to.try_send(numbers).is_err() {
+                            let before = self.unreported;
                             self.unreported += n;
-                            tracing::warn!(
-                                client,
-                                total = self.unreported,
-                                "refusals not reported to the client (its channel is full)"
-                            );
+                            // Logged each time the total passes a power of two (rate-limited).
+                            if before.checked_ilog2() != self.unreported.checked_ilog2() {
+                                tracing::warn!(
+                                    client,
+                                    total = self.unreported,
+                                    "refusals not reported to the client (its channel is full)"
+                                );
+                            }
                         }
                     }
                 }

@@ -132,6 +132,13 @@ impl Msc {
 }
 
 impl Msc {
+    /// Gives `bytes` back to `from`'s budget (a batch counted but not stored).
+    fn give_back(&mut self, from: &NodeId, bytes: usize) {
+        if let Some(b) = self.stored_bytes.get_mut(from) {
+            *b = b.saturating_sub(bytes);
+        }
+    }
+
     /// signer: … id := hash(hash(txs)) (see [`Msc::batch_hashed`]); store (id, txs) in the
     /// batch DB, kept for this epoch
     pub(super) fn signer_hashed(
@@ -343,9 +350,7 @@ impl Msc {
             if let Some(m) = self.signed.get_mut(&c.from) {
                 m.remove(&c.req_id);
             }
-            if let Some(b) = self.stored_bytes.get_mut(&c.from) {
-                *b = b.saturating_sub(super::super::total_bytes(&c.txs));
-            }
+            self.give_back(&c.from, super::super::total_bytes(&c.txs));
             *self.refused.entry(c.from.clone()).or_default() += 1;
             ignore!(
                 "REQUEST-SIG from {}: transaction {n} of client {} is outside its window",
@@ -367,9 +372,7 @@ impl Msc {
             if let Some(m) = self.signed.get_mut(&c.from) {
                 m.remove(&c.req_id);
             }
-            if let Some(b) = self.stored_bytes.get_mut(&c.from) {
-                *b = b.saturating_sub(c.bytes);
-            }
+            self.give_back(&c.from, c.bytes);
             ignore!("REQUEST-SIG from {}: the batch was not stored: {e}", c.from);
         }
         let statement = stored_statement(&self.instance, &c.batch_id, c.buckets.as_ref());
